@@ -1,0 +1,3 @@
+from smtpbench.cli import main
+
+raise SystemExit(main())
