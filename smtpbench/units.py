@@ -48,9 +48,7 @@ def parse_duration(value: str | int | float) -> float:
     try:
         seconds = float(text)
     except ValueError:
-        raise ValueError(
-            f"expected a duration such as 500ms, 10s or 5m, got {value!r}"
-        ) from None
+        raise ValueError(f"expected a duration such as 500ms, 10s or 5m, got {value!r}") from None
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative, got {value!r}")
     return seconds

@@ -1,0 +1,96 @@
+"""What a server offers, read from its EHLO reply (RFC 5321 section 4.1.1.1 and the extensions)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from smtpbench.protocol.replies import Reply
+
+# Plain words for each extension keyword, for probe output and docs.
+EXTENSION_MEANINGS: Mapping[str, str] = MappingProxyType(
+    {
+        "SIZE": "Declares the largest message it takes (RFC 1870)",
+        "PIPELINING": "Takes several commands before replying (RFC 2920)",
+        "8BITMIME": "Takes 8-bit message bodies (RFC 6152)",
+        "SMTPUTF8": "Takes UTF-8 addresses and headers (RFC 6531)",
+        "CHUNKING": "Takes the message in BDAT chunks (RFC 3030)",
+        "BINARYMIME": "Takes binary message bodies with BDAT (RFC 3030)",
+        "DSN": "Sends delivery status notifications on request (RFC 3461)",
+        "STARTTLS": "Upgrades the connection to TLS (RFC 3207)",
+        "AUTH": "Takes SMTP authentication (RFC 4954)",
+        "ENHANCEDSTATUSCODES": "Adds codes like 2.1.5 to replies (RFC 2034)",
+        "VRFY": "Answers address verification",
+        "ETRN": "Starts a queue run on request (RFC 1985)",
+        "HELP": "Answers HELP",
+        "REQUIRETLS": "Can require TLS for onward delivery (RFC 8689)",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    greeting: str = ""  # the first line of the EHLO reply: the server's name for itself
+    keywords: Mapping[str, str] = field(default_factory=dict)  # KEYWORD -> parameters
+    size: int | None = None  # None: no SIZE; 0: SIZE without a limit
+    auth: frozenset[str] = frozenset()
+
+    def has(self, keyword: str) -> bool:
+        return keyword.upper() in self.keywords
+
+    @property
+    def pipelining(self) -> bool:
+        return "PIPELINING" in self.keywords
+
+    @property
+    def eightbitmime(self) -> bool:
+        return "8BITMIME" in self.keywords
+
+    @property
+    def smtputf8(self) -> bool:
+        return "SMTPUTF8" in self.keywords
+
+    @property
+    def chunking(self) -> bool:
+        return "CHUNKING" in self.keywords
+
+    @property
+    def dsn(self) -> bool:
+        return "DSN" in self.keywords
+
+    @property
+    def starttls(self) -> bool:
+        return "STARTTLS" in self.keywords
+
+    @property
+    def enhanced_status_codes(self) -> bool:
+        return "ENHANCEDSTATUSCODES" in self.keywords
+
+
+NO_CAPABILITIES = Capabilities()
+
+
+def parse_ehlo(reply: Reply) -> Capabilities:
+    """Capabilities from a positive EHLO reply; unknown keywords are kept as they are."""
+    keywords: dict[str, str] = {}
+    auth: set[str] = set()
+    size: int | None = None
+    for line in reply.lines[1:]:
+        parts = line.split(None, 1)
+        if not parts:
+            continue
+        keyword = parts[0].upper()
+        params = parts[1].strip() if len(parts) > 1 else ""
+        # Some old servers write "AUTH=LOGIN PLAIN"; treat it as AUTH.
+        if keyword.startswith("AUTH="):
+            params = (keyword[5:] + " " + params).strip()
+            keyword = "AUTH"
+        if keyword == "AUTH":
+            auth.update(mechanism.upper() for mechanism in params.split())
+            params = " ".join(sorted(auth))
+        elif keyword == "SIZE":
+            size = int(params) if params.isdigit() else 0
+        keywords[keyword] = params
+    greeting = reply.lines[0] if reply.lines else ""
+    return Capabilities(greeting, MappingProxyType(keywords), size, frozenset(auth))

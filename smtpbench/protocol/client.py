@@ -1,0 +1,325 @@
+"""The SMTP client as a state machine with no I/O: commands in, bytes out; bytes in, replies out.
+
+State rules. ``state`` is what the client has committed to by what it sent;
+replies confirm or undo it. A command may be sent only in these states:
+
+    state      entered when                          may send
+    ---------  ------------------------------------  ----------------------------------------
+    BANNER     the connection opens                  nothing (wait for the greeting)
+    GREETED    a 2xx banner, STARTTLS done, RSET     HELO EHLO LHLO NOOP RSET VRFY EXPN QUIT
+    READY      HELO/EHLO/LHLO sent, a transaction    MAIL HELO EHLO LHLO STARTTLS AUTH RSET
+               ended, RSET sent                      NOOP VRFY EXPN QUIT
+    MAIL       MAIL sent                             RCPT RSET NOOP QUIT
+    RCPT       RCPT sent                             RCPT DATA BDAT RSET NOOP QUIT
+    DATA       DATA sent, 354 not yet seen           nothing (wait for the reply)
+    CONTENT    354 received                          the message content, then READY
+    BDAT       a BDAT chunk without LAST sent        BDAT RSET QUIT
+    TLS        220 to STARTTLS received              nothing until tls_established()
+    REJECTED   a non-2xx banner                      QUIT
+    CLOSED     QUIT sent, 221 or 421 received, EOF   nothing
+
+Pipelining (RFC 2920): with replies outstanding, a new command may be sent only
+if the server advertised PIPELINING and the last command sent does not end a
+group (EHLO, HELO, LHLO, DATA, VRFY, EXPN, NOOP, QUIT, STARTTLS, AUTH). Replies
+are matched to commands in order. When the last outstanding reply arrives,
+``state`` is set to what the replies confirmed, so a rejected MAIL FROM with
+pipelined RCPTs and DATA behind it ends in READY, not DATA.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum, auto
+from typing import Final
+
+from smtpbench.protocol import commands
+from smtpbench.protocol.capabilities import NO_CAPABILITIES, Capabilities, parse_ehlo
+from smtpbench.protocol.errors import LocalProtocolError, RemoteProtocolError
+from smtpbench.protocol.message import dot_stuff
+from smtpbench.protocol.replies import DEFAULT_MAX_LINE_LENGTH, Reply, ReplyParser
+from smtpbench.protocol.steps import Step
+
+
+class State(Enum):
+    BANNER = auto()
+    GREETED = auto()
+    READY = auto()
+    MAIL = auto()
+    RCPT = auto()
+    DATA = auto()
+    CONTENT = auto()
+    BDAT = auto()
+    TLS = auto()
+    REJECTED = auto()
+    CLOSED = auto()
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A reply matched to the command it answers."""
+
+    step: Step
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The server closed the connection; ``pending`` is the command left unanswered, if any."""
+
+    pending: Step | None
+
+
+class _NeedData:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA: Final = _NeedData()
+Event = Response | ConnectionClosed | _NeedData
+
+_ALLOWED: dict[State, frozenset[Step]] = {
+    State.BANNER: frozenset(),
+    State.GREETED: frozenset(
+        {Step.HELO, Step.EHLO, Step.LHLO, Step.NOOP, Step.RSET, Step.VRFY, Step.EXPN, Step.QUIT}
+    ),
+    State.READY: frozenset(
+        {
+            Step.MAIL,
+            Step.HELO,
+            Step.EHLO,
+            Step.LHLO,
+            Step.STARTTLS,
+            Step.AUTH,
+            Step.RSET,
+            Step.NOOP,
+            Step.VRFY,
+            Step.EXPN,
+            Step.QUIT,
+        }
+    ),
+    State.MAIL: frozenset({Step.RCPT, Step.RSET, Step.NOOP, Step.QUIT}),
+    State.RCPT: frozenset({Step.RCPT, Step.DATA, Step.BDAT, Step.RSET, Step.NOOP, Step.QUIT}),
+    State.DATA: frozenset(),
+    State.CONTENT: frozenset({Step.DATA_END}),
+    State.BDAT: frozenset({Step.BDAT, Step.RSET, Step.QUIT}),
+    State.TLS: frozenset(),
+    State.REJECTED: frozenset({Step.QUIT}),
+    State.CLOSED: frozenset(),
+}
+
+_ENDS_GROUP: frozenset[Step] = frozenset(
+    {
+        Step.EHLO,
+        Step.HELO,
+        Step.LHLO,
+        Step.DATA,
+        Step.VRFY,
+        Step.EXPN,
+        Step.NOOP,
+        Step.QUIT,
+        Step.STARTTLS,
+        Step.AUTH,
+    }
+)
+# Where a command leaves the client when the server says yes.
+_SENT_STATE: dict[Step, State] = {
+    Step.HELO: State.READY,
+    Step.EHLO: State.READY,
+    Step.LHLO: State.READY,
+    Step.MAIL: State.MAIL,
+    Step.RCPT: State.RCPT,
+    Step.DATA: State.DATA,
+    Step.DATA_END: State.READY,
+    Step.RSET: State.READY,
+    Step.QUIT: State.CLOSED,
+    Step.STARTTLS: State.TLS,
+}
+
+
+class ClientConnection:
+    """One SMTP client connection's protocol state. Not thread-safe; one per connection."""
+
+    __slots__ = (
+        "_accepted_recipients",
+        "_confirmed",
+        "_last_sent",
+        "_parser",
+        "_pending",
+        "_pending_bdat_last",
+        "_saw_eof",
+        "capabilities",
+        "state",
+    )
+
+    def __init__(self, max_line_length: int = DEFAULT_MAX_LINE_LENGTH) -> None:
+        self._parser = ReplyParser(max_line_length=max_line_length)
+        self._pending: deque[Step] = deque([Step.BANNER])
+        self._pending_bdat_last: deque[bool] = deque()
+        self._confirmed = State.BANNER
+        self._last_sent: Step = Step.BANNER
+        self._accepted_recipients = 0
+        self._saw_eof = False
+        self.state = State.BANNER
+        self.capabilities: Capabilities = NO_CAPABILITIES
+
+    # -- what is outstanding -------------------------------------------------
+
+    @property
+    def pending(self) -> tuple[Step, ...]:
+        """Commands sent whose replies have not come yet, oldest first."""
+        return tuple(self._pending)
+
+    @property
+    def accepted_recipients(self) -> int:
+        """Recipients the server accepted in the current transaction."""
+        return self._accepted_recipients
+
+    # -- commands -------------------------------------------------------------
+
+    def _send(self, step: Step, data: bytes, *, as_step: Step | None = None) -> bytes:
+        if (as_step or step) not in _ALLOWED[self.state]:
+            what = (as_step or step).label
+            raise LocalProtocolError(f"cannot send {what} in state {self.state.name}")
+        if self._pending:
+            last = self._last_sent
+            if not self.capabilities.pipelining:
+                raise LocalProtocolError(
+                    f"cannot send {step.label} before the reply to {last.label}: "
+                    "the server did not advertise PIPELINING"
+                )
+            if last in _ENDS_GROUP:
+                raise LocalProtocolError(
+                    f"cannot send {step.label} before the reply to {last.label}: "
+                    f"{last.label} ends a pipelined group"
+                )
+        self._pending.append(step)
+        self._last_sent = step
+        self.state = _SENT_STATE.get(step, self.state)
+        return data
+
+    def helo(self, name: str) -> bytes:
+        return self._send(Step.HELO, commands.helo(name))
+
+    def ehlo(self, name: str) -> bytes:
+        return self._send(Step.EHLO, commands.ehlo(name))
+
+    def lhlo(self, name: str) -> bytes:
+        return self._send(Step.LHLO, commands.lhlo(name))
+
+    def mail(self, address: str, params: commands.Parameters | None = None) -> bytes:
+        return self._send(Step.MAIL, commands.mail_from(address, params))
+
+    def rcpt(self, address: str, params: commands.Parameters | None = None) -> bytes:
+        return self._send(Step.RCPT, commands.rcpt_to(address, params))
+
+    def data(self) -> bytes:
+        return self._send(Step.DATA, commands.data())
+
+    def message(self, content: bytes) -> bytes:
+        """The content after a 354, dot-stuffed and terminated; its reply is ``DATA_END``."""
+        if self.state is not State.CONTENT:
+            raise LocalProtocolError(f"cannot send message content in state {self.state.name}")
+        return self._send(Step.DATA_END, dot_stuff(content))
+
+    def bdat(self, chunk: bytes, last: bool) -> bytes:
+        """One BDAT chunk with its command line; the LAST chunk's reply is ``DATA_END``."""
+        if not self.capabilities.chunking:
+            raise LocalProtocolError("cannot send BDAT: the server did not advertise CHUNKING")
+        data = commands.bdat(len(chunk), last) + chunk
+        sent = self._send(Step.DATA_END if last else Step.BDAT, data, as_step=Step.BDAT)
+        self.state = State.READY if last else State.BDAT
+        return sent
+
+    def rset(self) -> bytes:
+        return self._send(Step.RSET, commands.rset())
+
+    def noop(self) -> bytes:
+        return self._send(Step.NOOP, commands.noop())
+
+    def vrfy(self, target: str) -> bytes:
+        return self._send(Step.VRFY, commands.vrfy(target))
+
+    def expn(self, target: str) -> bytes:
+        return self._send(Step.EXPN, commands.expn(target))
+
+    def starttls(self) -> bytes:
+        return self._send(Step.STARTTLS, commands.starttls())
+
+    def quit(self) -> bytes:
+        return self._send(Step.QUIT, commands.quit_())
+
+    def tls_established(self) -> None:
+        """The TLS handshake after STARTTLS succeeded: the session starts over (RFC 3207)."""
+        if self.state is not State.TLS or self._pending:
+            raise LocalProtocolError(f"no STARTTLS to complete in state {self.state.name}")
+        self.capabilities = NO_CAPABILITIES
+        self._confirmed = self.state = State.GREETED
+
+    # -- replies --------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes read from the server; ``b""`` means the server closed the connection."""
+        if data:
+            self._parser.feed(data)
+        else:
+            self._saw_eof = True
+
+    def next_event(self) -> Event:
+        reply = self._parser.next_reply()
+        if reply is None:
+            if self._saw_eof:
+                self.state = self._confirmed = State.CLOSED
+                return ConnectionClosed(self._pending[0] if self._pending else None)
+            return NEED_DATA
+        if not self._pending:
+            if reply.code == 421:  # a server shutting down may say so unasked
+                self.state = self._confirmed = State.CLOSED
+                return Response(self._last_sent, reply)
+            raise RemoteProtocolError(f"reply with no command outstanding: {reply}")
+        step = self._pending.popleft()
+        self._confirm(step, reply)
+        if not self._pending:
+            self.state = self._confirmed
+        return Response(step, reply)
+
+    def _confirm(self, step: Step, reply: Reply) -> None:
+        code = reply.code
+        positive = 200 <= code < 300
+        if code == 421:
+            self._confirmed = State.CLOSED
+            self._pending.clear()
+            return
+        confirmed = self._confirmed
+        if step is Step.BANNER:
+            confirmed = State.GREETED if positive else State.REJECTED
+        elif step in (Step.EHLO, Step.HELO, Step.LHLO):
+            if positive:
+                confirmed = State.READY
+                if step is not Step.HELO:
+                    self.capabilities = parse_ehlo(reply)
+        elif step is Step.MAIL:
+            self._accepted_recipients = 0
+            confirmed = State.MAIL if positive else State.READY
+        elif step is Step.RCPT:
+            if positive and confirmed in (State.MAIL, State.RCPT):
+                self._accepted_recipients += 1
+                confirmed = State.RCPT
+        elif step is Step.DATA:
+            # A 354 after every RCPT was refused happens with pipelining (RFC 2920
+            # section 3.1): the client must then send the lone terminating dot.
+            confirmed = State.CONTENT if code == 354 else State.READY
+        elif step is Step.BDAT:
+            confirmed = State.BDAT if positive else State.READY
+        elif step is Step.DATA_END:
+            confirmed = State.READY
+        elif step is Step.RSET:
+            if positive and confirmed not in (State.BANNER, State.GREETED, State.REJECTED):
+                confirmed = State.READY
+        elif step is Step.STARTTLS:
+            confirmed = State.TLS if code == 220 else confirmed
+        elif step is Step.QUIT:
+            confirmed = State.CLOSED
+        self._confirmed = confirmed

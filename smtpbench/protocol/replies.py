@@ -1,0 +1,135 @@
+"""SMTP replies and the incremental parser that turns server bytes into them.
+
+Rules (RFC 5321 section 4.2):
+- a reply is one or more lines ``CODE-text`` ending with one ``CODE text`` (or a bare ``CODE``);
+- every line of one reply carries the same three-digit code, first digit 2 to 5;
+- lines end with CRLF; a bare LF is accepted because real servers send it, a NUL is not;
+- a line longer than ``max_line_length`` or a reply of more than ``max_lines`` lines is a
+  protocol error, so a misbehaving server cannot make us buffer without bound;
+- an enhanced status code (RFC 3463, ``2.1.5``) leads the text when its class matches the code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from smtpbench.protocol.errors import RemoteProtocolError
+
+DEFAULT_MAX_LINE_LENGTH = 4096  # RFC 5321 allows 512; real servers exceed it, we stay bounded
+DEFAULT_MAX_LINES = 256
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    code: int
+    lines: tuple[str, ...]  # the text of each line, code and separator removed
+    enhanced: str | None = None  # "2.1.5" when the server uses enhanced status codes
+
+    @property
+    def text(self) -> str:
+        """The first line's text without the enhanced code: what a summary shows."""
+        first = self.lines[0] if self.lines else ""
+        if self.enhanced is not None:
+            first = first[len(self.enhanced) :].lstrip()
+        return first
+
+    @property
+    def is_positive(self) -> bool:
+        return self.code < 400
+
+    @property
+    def is_transient(self) -> bool:
+        return 400 <= self.code < 500
+
+    @property
+    def is_permanent(self) -> bool:
+        return self.code >= 500
+
+    def __str__(self) -> str:
+        head = f"{self.code} {self.enhanced} " if self.enhanced else f"{self.code} "
+        return head + self.text
+
+
+def _enhanced_code(code: int, text: str) -> str | None:
+    match = _ENHANCED.match(text)
+    if match is None or int(match.group(1)) != code // 100:
+        return None
+    return f"{match.group(1)}.{match.group(2)}.{match.group(3)}"
+
+
+class ReplyParser:
+    """Feed bytes in, take whole replies out; keeps partial lines between feeds."""
+
+    __slots__ = ("_buffer", "_code", "_lines", "_scan_from", "max_line_length", "max_lines")
+
+    def __init__(
+        self,
+        max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+        max_lines: int = DEFAULT_MAX_LINES,
+    ) -> None:
+        self._buffer = bytearray()
+        self._scan_from = 0  # where to resume looking for LF: avoids rescanning a long line
+        self._code = 0
+        self._lines: list[str] = []
+        self.max_line_length = max_line_length
+        self.max_lines = max_lines
+
+    @property
+    def has_partial(self) -> bool:
+        """True when bytes of an unfinished reply are waiting (matters when the peer closes)."""
+        return bool(self._buffer) or bool(self._lines)
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def next_reply(self) -> Reply | None:
+        """The next complete reply, or None until more bytes arrive."""
+        buffer = self._buffer
+        while True:
+            end = buffer.find(b"\n", self._scan_from)
+            if end < 0:
+                if len(buffer) > self.max_line_length:
+                    raise RemoteProtocolError(
+                        f"reply line longer than {self.max_line_length} bytes"
+                    )
+                self._scan_from = len(buffer)
+                return None
+            if end > self.max_line_length:
+                raise RemoteProtocolError(f"reply line longer than {self.max_line_length} bytes")
+            line = bytes(buffer[:end])
+            del buffer[: end + 1]
+            self._scan_from = 0
+            reply = self._take_line(line[:-1] if line.endswith(b"\r") else line)
+            if reply is not None:
+                return reply
+
+    def _take_line(self, line: bytes) -> Reply | None:
+        if len(line) < 3 or not line[:3].isdigit() or b"\x00" in line:
+            raise RemoteProtocolError(f"malformed reply line {_show(line)}")
+        code = int(line[:3])
+        if not 200 <= code <= 599 or code % 100 // 10 > 5:
+            raise RemoteProtocolError(f"reply code out of range in {_show(line)}")
+        separator = line[3:4]
+        if separator not in (b" ", b"-", b""):
+            raise RemoteProtocolError(f"malformed reply line {_show(line)}")
+        if self._lines and code != self._code:
+            raise RemoteProtocolError(
+                f"multi-line reply changed code from {self._code} to {code}: {_show(line)}"
+            )
+        self._code = code
+        self._lines.append(line[4:].decode("utf-8", "replace"))
+        if separator == b"-":
+            if len(self._lines) >= self.max_lines:
+                raise RemoteProtocolError(f"reply longer than {self.max_lines} lines")
+            return None
+        lines = tuple(self._lines)
+        self._lines = []
+        return Reply(code, lines, _enhanced_code(code, lines[0]))
+
+
+def _show(line: bytes, limit: int = 60) -> str:
+    text = repr(line[:limit])
+    return text + ("..." if len(line) > limit else "")

@@ -1,0 +1,231 @@
+"""The client state machine, driven with scripted server bytes (no sockets)."""
+
+from __future__ import annotations
+
+import pytest
+
+from smtpbench.protocol.client import (
+    NEED_DATA,
+    ClientConnection,
+    ConnectionClosed,
+    Response,
+    State,
+)
+from smtpbench.protocol.commands import format_parameters, mail_from, rcpt_to
+from smtpbench.protocol.errors import LocalProtocolError, RemoteProtocolError
+from smtpbench.protocol.message import dot_stuff, dot_unstuff
+from smtpbench.protocol.steps import Step
+
+PIPELINING_EHLO = b"250-sink\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n"
+
+
+def answer(conn: ClientConnection, data: bytes) -> list[Response]:
+    conn.receive_data(data)
+    events = []
+    while True:
+        event = conn.next_event()
+        if event is NEED_DATA:
+            return events
+        assert isinstance(event, Response)
+        events.append(event)
+
+
+def greeted(ehlo_reply: bytes = b"250 sink\r\n") -> ClientConnection:
+    conn = ClientConnection()
+    answer(conn, b"220 ready\r\n")
+    assert conn.ehlo("client.test") == b"EHLO client.test\r\n"
+    answer(conn, ehlo_reply)
+    assert conn.state is State.READY
+    return conn
+
+
+def test_a_whole_transaction_step_by_step() -> None:
+    conn = ClientConnection()
+    assert conn.state is State.BANNER
+    [banner] = answer(conn, b"220 mx ESMTP\r\n")
+    assert banner.step is Step.BANNER and conn.state is State.GREETED
+    conn.ehlo("c")
+    answer(conn, PIPELINING_EHLO)
+    assert conn.capabilities.pipelining
+    assert conn.mail("a@x.test", {"SIZE": "100"}) == b"MAIL FROM:<a@x.test> SIZE=100\r\n"
+    answer(conn, b"250 2.1.0 ok\r\n")
+    assert conn.rcpt("b@y.test") == b"RCPT TO:<b@y.test>\r\n"
+    answer(conn, b"250 2.1.5 ok\r\n")
+    assert conn.accepted_recipients == 1
+    assert conn.data() == b"DATA\r\n"
+    assert conn.state is State.DATA
+    [reply] = answer(conn, b"354 go ahead\r\n")
+    assert reply.step is Step.DATA and conn.state is State.CONTENT
+    assert conn.message(b"Subject: x\r\n\r\n.hidden\r\n") == b"Subject: x\r\n\r\n..hidden\r\n.\r\n"
+    [end] = answer(conn, b"250 2.0.0 queued\r\n")
+    assert end.step is Step.DATA_END and conn.state is State.READY
+    conn.quit()
+    answer(conn, b"221 bye\r\n")
+    assert conn.state is State.CLOSED
+
+
+def test_commands_out_of_order_are_local_errors() -> None:
+    conn = ClientConnection()
+    with pytest.raises(LocalProtocolError, match="state BANNER"):
+        conn.ehlo("early-talker")
+    conn = greeted()
+    with pytest.raises(LocalProtocolError, match="cannot send RCPT"):
+        conn.rcpt("b@y.test")
+    with pytest.raises(LocalProtocolError, match="content"):
+        conn.message(b"x")
+    conn.mail("a@x.test")
+    with pytest.raises(LocalProtocolError, match="PIPELINING"):
+        conn.rcpt("b@y.test")  # the server did not offer pipelining
+
+
+def test_pipelined_group_matches_replies_in_order() -> None:
+    conn = greeted(PIPELINING_EHLO)
+    wire = conn.mail("a@x.test") + conn.rcpt("b@y.test") + conn.rcpt("c@y.test") + conn.data()
+    assert wire.count(b"\r\n") == 4
+    assert conn.pending == (Step.MAIL, Step.RCPT, Step.RCPT, Step.DATA)
+    with pytest.raises(LocalProtocolError, match="state DATA"):
+        conn.noop()
+    events = answer(conn, b"250 ok\r\n250 ok\r\n550 5.1.1 unknown\r\n354 go\r\n")
+    assert [(e.step, e.reply.code) for e in events] == [
+        (Step.MAIL, 250),
+        (Step.RCPT, 250),
+        (Step.RCPT, 550),
+        (Step.DATA, 354),
+    ]
+    assert conn.accepted_recipients == 1
+    assert conn.state is State.CONTENT
+
+
+def test_a_group_ender_stops_the_pipeline() -> None:
+    conn = greeted(PIPELINING_EHLO)
+    conn.mail("a@x.test")
+    conn.noop()
+    with pytest.raises(LocalProtocolError, match="NOOP ends a pipelined group"):
+        conn.rcpt("b@y.test")
+
+
+def test_rejected_mail_from_in_a_pipelined_group_ends_ready() -> None:
+    conn = greeted(PIPELINING_EHLO)
+    conn.mail("a@x.test")
+    conn.rcpt("b@y.test")
+    conn.data()
+    answer(conn, b"550 no\r\n503 need mail\r\n503 need rcpt\r\n")
+    assert conn.state is State.READY
+    conn.mail("a@x.test")  # a fresh transaction may start
+
+
+def test_all_recipients_refused_but_354_needs_a_lone_dot() -> None:
+    conn = greeted(PIPELINING_EHLO)
+    conn.mail("a@x.test")
+    conn.rcpt("b@y.test")
+    conn.data()
+    answer(conn, b"250 ok\r\n550 no\r\n354 go\r\n")
+    assert conn.accepted_recipients == 0
+    assert conn.message(b"") == b".\r\n"
+
+
+def test_bdat_chunks() -> None:
+    conn = greeted(PIPELINING_EHLO)
+    conn.mail("a@x.test")
+    conn.rcpt("b@y.test")
+    assert conn.bdat(b"abc", last=False) == b"BDAT 3\r\nabc"
+    assert conn.bdat(b"de", last=True) == b"BDAT 2 LAST\r\nde"
+    events = answer(conn, b"250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n")
+    assert [e.step for e in events] == [Step.MAIL, Step.RCPT, Step.BDAT, Step.DATA_END]
+    assert conn.state is State.READY
+
+
+def test_bdat_needs_chunking() -> None:
+    conn = greeted()
+    conn.mail("a@x.test")
+    answer(conn, b"250 ok\r\n")
+    conn.rcpt("b@y.test")
+    answer(conn, b"250 ok\r\n")
+    with pytest.raises(LocalProtocolError, match="CHUNKING"):
+        conn.bdat(b"x", last=True)
+
+
+def test_rejecting_banner_allows_only_quit() -> None:
+    conn = ClientConnection()
+    answer(conn, b"554 go away\r\n")
+    assert conn.state is State.REJECTED
+    with pytest.raises(LocalProtocolError):
+        conn.ehlo("c")
+    conn.quit()
+
+
+def test_421_closes_and_unsolicited_421_is_reported() -> None:
+    conn = greeted()
+    [event] = answer(conn, b"421 4.3.2 shutting down\r\n")
+    assert event.reply.code == 421 and conn.state is State.CLOSED
+    conn = greeted()
+    conn.mail("a@x.test")
+    answer(conn, b"421 bye\r\n")
+    assert conn.state is State.CLOSED and conn.pending == ()
+
+
+def test_reply_without_a_command_is_a_remote_error() -> None:
+    conn = greeted()
+    conn.receive_data(b"250 surprise\r\n")
+    with pytest.raises(RemoteProtocolError, match="no command outstanding"):
+        conn.next_event()
+
+
+def test_eof_reports_the_unanswered_command() -> None:
+    conn = greeted()
+    conn.mail("a@x.test")
+    conn.receive_data(b"")
+    assert conn.next_event() == ConnectionClosed(Step.MAIL)
+    assert conn.state is State.CLOSED
+
+
+def test_helo_fallback_after_ehlo_refused() -> None:
+    conn = ClientConnection()
+    answer(conn, b"220 old\r\n")
+    conn.ehlo("c")
+    answer(conn, b"502 what\r\n")
+    assert conn.state is State.GREETED
+    conn.helo("c")
+    answer(conn, b"250 ok\r\n")
+    assert conn.state is State.READY
+
+
+def test_starttls_restarts_the_session() -> None:
+    conn = greeted(b"250-sink\r\n250 STARTTLS\r\n")
+    conn.starttls()
+    answer(conn, b"220 go ahead\r\n")
+    assert conn.state is State.TLS
+    conn.tls_established()
+    assert conn.state is State.GREETED and not conn.capabilities.starttls
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["a@x.test\r\nRCPT TO:<evil@x>", "a@x.test\n", "a<b@x.test", "nul\x00@x"],
+)
+def test_command_injection_is_refused(bad: str) -> None:
+    with pytest.raises(LocalProtocolError):
+        mail_from(bad)
+
+
+def test_parameters_are_encoded() -> None:
+    assert rcpt_to("b@y", {"NOTIFY": "SUCCESS,FAILURE", "ORCPT": "rfc822;b@y"}) == (
+        b"RCPT TO:<b@y> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@y\r\n"
+    )
+    assert format_parameters(["BODY=8BITMIME", "SMTPUTF8"]) == " BODY=8BITMIME SMTPUTF8"
+    with pytest.raises(LocalProtocolError):
+        format_parameters(["A B"])
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b".", b"a\r\n.\r\nb", b".start\r\n..two\r\nend", b"no final newline", b"x\r\n"],
+)
+def test_dot_stuffing_round_trips(content: bytes) -> None:
+    stuffed = dot_stuff(content)
+    body = stuffed[: -len(b".\r\n")]
+    assert stuffed.endswith(b"\r\n.\r\n") or stuffed == b".\r\n"
+    # No line of the body may be a lone dot, or the server would end the message early.
+    assert b"\r\n.\r\n" not in b"\r\n" + body
+    expected = content if content.endswith(b"\r\n") or not content else content + b"\r\n"
+    assert dot_unstuff(body) == expected
