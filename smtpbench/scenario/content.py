@@ -1,0 +1,222 @@
+"""Planning sessions and building the messages they send, cheaply and reproducibly.
+
+The scheduler asks for one ``SessionPlan`` per session, in order; the plan
+fixes every random choice (counts, addresses, sizes, NOOPs), so a seed gives
+the same traffic every run. ``message_bytes`` then builds the message from the
+plan: a small header block formatted per message and a body sliced out of a
+block of filler text made once per factory, so the cost per message is a few
+string operations whatever its size.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from smtpbench import __version__
+from smtpbench.scenario.model import Scenario
+from smtpbench.scenario.templates import Renderer
+
+LINE_LIMIT: Final = 78
+"""Body and header lines stay within RFC 5322's recommended 78 characters."""
+
+_FILLER_SIZE: Final = 64 * 1024
+# About one line in 40 starts with "." so that every message of a few KiB
+# exercises dot-stuffing; which lines is fixed by the seed.
+_DOT_LINE_ODDS: Final = 1 / 40
+_MIN_BODY: Final = 32
+_STATIC_HEADERS: Final = (
+    "MIME-Version: 1.0\r\n"
+    "Content-Type: text/plain; charset=us-ascii\r\n"
+    f"X-Mailer: smtpbench/{__version__}\r\n"
+)
+_TEXT: Final = (
+    "the mail relay accepts each message from the queue and hands it on to the next hop "
+    "while the sender waits for a reply code that says whether the transaction was taken "
+    "a server under load answers more slowly and the queue grows until the backlog is full "
+    "latency of every command is measured from the moment the last byte was written until "
+    "the whole reply has arrived so that slow banners and slow data are told apart clearly "
+    "this is a test message written by a load generator and nobody needs to read any of it "
+    "envelope recipient domain header body transfer timeout retry deferred bounce delivered "
+    "connection session greeting capability pipelining extension size limit policy filter"
+)
+_WORDS: Final = tuple(_TEXT.split())
+_DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS: Final = (
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePlan:
+    """One transaction: envelope, size in bytes, subject, and what to send before it."""
+
+    mail_from: str
+    recipients: tuple[str, ...]
+    size: int
+    subject: str
+    rset_before: bool
+    noop_before: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPlan:
+    """One connection: its number (from 0), the HELO/EHLO name and its transactions."""
+
+    number: int
+    helo_name: str
+    messages: tuple[MessagePlan, ...]
+
+
+class MessageFactory:
+    """Plans sessions and builds messages for one run of one scenario.
+
+    ``seed`` defaults to the scenario's, and to a fresh random one when neither
+    is set; ``.seed`` tells which was used, so a run can be repeated. ``clock``
+    gives the time for the Date header (tests fix it to compare bytes).
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if seed is None:
+            seed = scenario.seed if scenario.seed is not None else secrets.randbits(63)
+        self.seed: int = seed
+        self.scenario = scenario
+        session = scenario.session
+        self._rng = random.Random(seed)
+        self._helo = Renderer(session.helo_name, self._rng)
+        self._mail_from = Renderer(session.mail_from, self._rng)
+        self._rcpt_to = Renderer(session.rcpt_to, self._rng)
+        self._subject = Renderer(session.subject, self._rng)
+        self._clock = clock
+        self._date_second = -1
+        self._date = ""
+        # The seed in every Message-ID keeps IDs apart across runs, unless seeded alike.
+        self._id_prefix = f"smtpbench.{seed:x}"
+        self._filler, self._line_starts = _filler(seed)
+
+    def plan_session(self, number: int) -> SessionPlan:
+        """The plan for session ``number``; call in order for reproducible plans."""
+        session = self.scenario.session
+        rng = self._rng
+        count = session.messages.pick(rng)
+        messages = []
+        for index in range(count):
+            mail_from = self._mail_from.render(number, index)
+            recipients = tuple(
+                self._rcpt_to.render(number, index, rcpt)
+                for rcpt in range(session.recipients.pick(rng))
+            )
+            noop = session.noop
+            messages.append(
+                MessagePlan(
+                    mail_from=mail_from,
+                    recipients=recipients,
+                    size=session.size.sample(rng),
+                    subject=self._subject.render(number, index),
+                    rset_before=session.rset_between_messages and index > 0,
+                    noop_before=noop >= 1.0 or (noop > 0.0 and rng.random() < noop),
+                )
+            )
+        return SessionPlan(number, self._helo.render(number), tuple(messages))
+
+    def message_bytes(self, session: SessionPlan, message_no: int) -> bytes:
+        """Message ``message_no`` of ``session`` as RFC 5322 text with CRLF line ends.
+
+        Not dot-stuffed: the protocol layer does that as it sends. The length is
+        the planned size, unless the header block alone is larger (many
+        recipients and a small size), when it is the headers and one short line.
+        """
+        plan = session.messages[message_no]
+        domain = plan.mail_from.rpartition("@")[2]
+        head = (
+            f"From: {plan.mail_from}\r\n"
+            f"To: {_address_list(plan.recipients)}\r\n"
+            f"Subject: {plan.subject}\r\n"
+            f"Date: {self._now()}\r\n"
+            f"Message-ID: <{self._id_prefix}.{session.number}.{message_no}@{domain}>\r\n"
+            f"{_STATIC_HEADERS}\r\n"
+        ).encode("ascii")
+        return head + self._body(plan.size - len(head), session.number, message_no)
+
+    def _body(self, length: int, session_no: int, message_no: int) -> bytes:
+        length = max(length, _MIN_BODY)
+        filler = self._filler
+        # Start at a line boundary that differs from message to message.
+        starts = self._line_starts
+        start = starts[(session_no * 7919 + message_no * 131) % len(starts)]
+        end = start + length
+        if end <= len(filler):
+            body = filler[start:end]
+        else:
+            repeats = (end - len(filler)) // len(filler) + 1
+            body = (filler[start:] + filler * repeats)[:length]
+        # End on CRLF without adding a bare CR: the cut may fall inside a "\r\n".
+        if body[-3] == 13:  # b"\r"
+            return body[:-3] + b"x\r\n"
+        return body[:-2] + b"\r\n"
+
+    def _now(self) -> str:
+        """RFC 5322 date, formatted once per second since every message wants one."""
+        second = int(self._clock())
+        if second != self._date_second:
+            t = time.gmtime(second)
+            self._date = (
+                f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+                f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+            )
+            self._date_second = second
+        return self._date
+
+
+def _address_list(addresses: tuple[str, ...]) -> str:
+    """``a, b, c``, folded onto continuation lines before ``LINE_LIMIT``."""
+    if len(addresses) == 1:
+        return addresses[0]
+    lines: list[str] = []
+    line = "To:"  # the header name counts towards the first line's length
+    for index, address in enumerate(addresses):
+        item = address + ("," if index < len(addresses) - 1 else "")
+        if len(line) + 1 + len(item) > LINE_LIMIT and line not in ("To:", ""):
+            lines.append(line)
+            line = ""
+        line = f"{line} {item}"
+    lines.append(line)
+    return "\r\n".join(lines)[len("To: ") :]
+
+
+@functools.lru_cache(maxsize=8)
+def _filler(seed: int) -> tuple[bytes, tuple[int, ...]]:
+    """A block of readable text lines, CRLF-ended, and where each line starts."""
+    rng = random.Random(f"filler:{seed}")
+    lines: list[str] = []
+    size = 0
+    while size < _FILLER_SIZE:
+        width = rng.randint(50, LINE_LIMIT - 2)
+        line = rng.choice(_WORDS).capitalize()
+        while True:
+            word = rng.choice(_WORDS)
+            if len(line) + 1 + len(word) > width:
+                break
+            line = f"{line} {word}"
+        line += "."
+        if rng.random() < _DOT_LINE_ODDS:
+            line = "." + line[: LINE_LIMIT - 1]
+        lines.append(line)
+        size += len(line) + 2
+    starts = []
+    offset = 0
+    for line in lines:
+        starts.append(offset)
+        offset += len(line) + 2
+    return ("\r\n".join(lines) + "\r\n").encode("ascii"), tuple(starts)

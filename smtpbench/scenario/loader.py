@@ -1,0 +1,441 @@
+"""Reading scenarios from TOML, with an error for every mistake that names the file and key."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Final
+
+from smtpbench.protocol.steps import Step
+from smtpbench.scenario.errors import ScenarioError
+from smtpbench.scenario.model import (
+    DEFAULT_SUCCESS,
+    DEFAULT_TIMEOUTS,
+    NO_REPLY_STEPS,
+    Load,
+    Scenario,
+    Session,
+    Stage,
+    Target,
+    default_scenario,
+)
+from smtpbench.scenario.reader import (
+    Table,
+    as_bool,
+    as_int,
+    as_str,
+    describe,
+    numeric,
+    one_of,
+    positive,
+    require,
+)
+from smtpbench.scenario.sizes import (
+    DEFAULT_LOGNORMAL_MAX,
+    MIN_MESSAGE_SIZE,
+    SIZE_KINDS,
+    IntRange,
+    SizeDistribution,
+    format_size,
+    parse_message_size,
+)
+from smtpbench.scenario.templates import check_template
+from smtpbench.units import parse_duration, parse_rate, parse_share
+
+DEFAULT_SEARCH_DIRS: Final = (Path("scenarios"),)
+
+_DURATION = numeric(parse_duration, "a duration such as 500ms, 10s or 5m")
+_RATE = numeric(parse_rate, "a rate such as 300/s or 1200/m")
+_SHARE = numeric(parse_share, "a share such as 5% or 0.05")
+_TOP_KEYS: Final = (
+    "name",
+    "description",
+    "seed",
+    "target",
+    "load",
+    "session",
+    "success",
+    "timeouts",
+    "sink",
+)
+_STAGE_EXAMPLE: Final = '{ duration = "30s", rate = "100/s" }'
+# The keys that only mean something for the open model (an arrival rate).
+_OPEN_ONLY: Final = ("rate", "start_rate", "stages", "arrivals", "max_concurrency", "backlog")
+
+
+def load_scenario(
+    spec: str | os.PathLike[str], *, search_dirs: Sequence[Path] = DEFAULT_SEARCH_DIRS
+) -> Scenario:
+    """Read a scenario from a path, or by name from ``<dir>/<name>.toml`` in ``search_dirs``.
+
+    The name ``default`` falls back to the built-in ``default_scenario()`` when
+    no ``default.toml`` is found, so that a bare ``smtpbench run`` works anywhere.
+    """
+    path = _find(spec, search_dirs)
+    if path is None:
+        return default_scenario()
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ScenarioError(f"not UTF-8 text ({error.reason})", file=file) from None
+    except OSError as error:
+        raise ScenarioError(f"cannot read it: {error.strerror or error}", file=file) from None
+    return replace(parse_scenario(text, file=file, default_name=path.stem), source=file)
+
+
+def available_scenarios(search_dirs: Sequence[Path] = DEFAULT_SEARCH_DIRS) -> list[str]:
+    """The names ``load_scenario`` finds in ``search_dirs``, sorted."""
+    names: set[str] = set()
+    for directory in search_dirs:
+        if directory.is_dir():
+            names.update(p.stem for p in directory.glob("*.toml") if p.is_file())
+    return sorted(names)
+
+
+def _find(spec: str | os.PathLike[str], search_dirs: Sequence[Path]) -> Path | None:
+    path = Path(spec)
+    text = os.fspath(spec)
+    if path.suffix == ".toml" or os.sep in text or (os.altsep and os.altsep in text):
+        if path.is_file():
+            return path
+        raise ScenarioError(f"no such scenario file{_available(search_dirs)}", file=text)
+    tried = [directory / f"{text}.toml" for directory in search_dirs]
+    for candidate in tried:
+        if candidate.is_file():
+            return candidate
+    if text == "default":
+        return None
+    listed = ", ".join(str(p) for p in tried) or "no directories to search"
+    raise ScenarioError(f"no scenario named {text!r} (tried {listed}){_available(search_dirs)}")
+
+
+def _available(search_dirs: Sequence[Path]) -> str:
+    names = available_scenarios(search_dirs)
+    return f"; available: {', '.join(names)}" if names else ""
+
+
+def parse_scenario(
+    text: str, *, file: str | None = None, default_name: str = "scenario"
+) -> Scenario:
+    """A scenario from TOML text; ``file`` is only used to name it in errors."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ScenarioError.from_toml(error, file) from None
+    return scenario_from_table(data, file=file, default_name=default_name)
+
+
+def scenario_from_table(
+    data: Mapping[str, object], *, file: str | None = None, default_name: str = "scenario"
+) -> Scenario:
+    """A scenario from an already-parsed TOML document."""
+    top = Table(data, "", file)
+    # Unknown tables first: a misspelt [sesion] explains more than what follows from it.
+    top.finish(_TOP_KEYS)
+    scenario = Scenario(
+        name=top.get("name", default_name, _name),
+        description=top.get("description", "", as_str),
+        seed=top.get("seed", None, as_int(0)),
+        target=_target(top.table("target")),
+        load=_load(top.table("load")),
+        session=_session(top.table("session")),
+        success=_success(top.table("success")),
+        timeouts=_timeouts(top.table("timeouts")),
+    )
+    return scenario
+
+
+def _name(value: object) -> str:
+    name = as_str(value).strip()
+    if not name or not name.isprintable():
+        raise ValueError(f"expected a short name on one line, got {value!r}")
+    return name
+
+
+def _target(t: Table) -> Target:
+    host = t.get("host", None, _host)
+    port = t.get("port", 25, as_int(1, 65535))
+    t.finish()
+    return Target(host=host, port=port)
+
+
+def _host(value: object) -> str:
+    host = as_str(value).strip()
+    if not host or any(ch.isspace() for ch in host):
+        raise ValueError(
+            f"expected a host name or address, got {value!r} (leave host out for the embedded sink)"
+        )
+    return host
+
+
+def _load(t: Table) -> Load:
+    mode = t.get("mode", None, one_of("rate", "concurrency"))
+    if mode is None:
+        mode = "rate"
+        if t.has("concurrency"):
+            for key in ("rate", "stages"):
+                if t.has(key):
+                    raise t.error(
+                        "concurrency",
+                        f"cannot be combined with load.{key}: concurrency keeps a fixed number "
+                        f"of sessions in flight (closed model), {key} sets an arrival rate "
+                        "(open model); keep one of them",
+                    )
+            mode = "concurrency"
+    if mode == "concurrency":
+        for key in _OPEN_ONLY:
+            if t.has(key):
+                raise t.error(
+                    key,
+                    "applies to an arrival rate (the open model), but this scenario keeps a "
+                    "fixed number of sessions in flight (load.concurrency)",
+                )
+    elif t.has("concurrency"):
+        raise t.error(
+            "concurrency",
+            'applies to the closed model, but load.mode is "rate"; use load.max_concurrency '
+            "to cap the sessions in flight",
+        )
+    if t.has("rate") and t.has("stages"):
+        raise t.error(
+            "rate",
+            "cannot be combined with load.stages: each stage sets its own rate, and the last "
+            "one holds until the end",
+        )
+    if t.has("start_rate") and not t.has("stages"):
+        raise t.error(
+            "start_rate", "only applies with load.stages (the rate the first one ramps from)"
+        )
+
+    stages = _stages(t) if t.has("stages") else ()
+    duration = t.get("duration", None, positive(_DURATION, "a run's duration"))
+    sessions = t.get("sessions", None, as_int(1))
+    if duration is None and sessions is None and not stages:
+        duration = 20.0
+    values = {
+        "mode": mode,
+        "rate": t.get("rate", 20.0, positive(_RATE, "a constant rate")),
+        "start_rate": t.get("start_rate", 0.0, _RATE),
+        "stages": stages,
+        "arrivals": t.get("arrivals", "uniform", one_of("uniform", "poisson")),
+        "concurrency": t.get("concurrency", 10, as_int(1)),
+        "duration": duration,
+        "sessions": sessions,
+        "max_concurrency": t.get("max_concurrency", 1000, as_int(1)),
+        "backlog": t.get("backlog", 10000, as_int(0)),
+        "grace": t.get("grace", 10.0, _DURATION),
+    }
+    t.finish()
+    try:
+        return Load(**values)  # type: ignore[arg-type]
+    except ValueError as error:  # every check above passed: what is left concerns the whole
+        raise t.error(None, str(error)) from None
+
+
+def _stages(t: Table) -> tuple[Stage, ...]:
+    value = t.raw("stages")
+    if not isinstance(value, list):
+        raise t.error(
+            "stages",
+            f"expected an array such as [{_STAGE_EXAMPLE}], got {describe(value)}",
+        )
+    if not value:
+        raise t.error("stages", "expected at least one stage (or leave stages out)")
+    stages = []
+    for index, item in enumerate(value):
+        path = f"{t.path}.stages[{index}]"
+        if not isinstance(item, Mapping):
+            raise ScenarioError(
+                f"expected a table such as {_STAGE_EXAMPLE}, got {describe(item)}",
+                file=t.file,
+                key=path,
+            )
+        stage = Table(item, path, t.file)
+        duration = require(
+            stage, "duration", positive(_DURATION, "a stage's duration"), "how long the stage lasts"
+        )
+        rate = require(stage, "rate", _RATE, "the rate reached at the end of the stage")
+        stage.finish()
+        stages.append(Stage(duration=duration, rate=rate))
+    start_rate = t.get("start_rate", 0.0, _RATE)
+    if start_rate == 0 and not any(stage.rate for stage in stages):
+        raise t.error("stages", "every stage has rate 0, so no session would ever start")
+    return tuple(stages)
+
+
+def _template(kind: str) -> Callable[[object], str]:
+    def convert(value: object) -> str:
+        text = as_str(value)
+        check_template(text, kind=kind)
+        return text
+
+    return convert
+
+
+def _count(least: int) -> Callable[[object], IntRange]:
+    def convert(value: object) -> IntRange:
+        counts = IntRange.parse(value)  # type: ignore[arg-type]
+        if counts.low < least:
+            raise ValueError(f"expected at least {least}, got {value!r}")
+        return counts
+
+    return convert
+
+
+def _session(t: Table) -> Session:
+    values = {
+        "greeting": t.get("greeting", "EHLO", one_of("EHLO", "HELO", upper=True)),
+        "helo_name": t.get("helo_name", "smtpbench.localhost", _template("hostname")),
+        # 0 messages is a session that only greets and quits: a connection-rate test.
+        "messages": t.get("messages", IntRange(1, 1), _count(0)),
+        "recipients": t.get("recipients", IntRange(1, 1), _count(1)),
+        "mail_from": t.get("mail_from", "sender{session}@smtpbench.test", _template("address")),
+        "rcpt_to": t.get("rcpt_to", "user{counter}@smtpbench.test", _template("address")),
+        "size": _size(t) if t.has("size") else SizeDistribution.fixed(2048),
+        "subject": t.get("subject", "smtpbench test {session}.{message}", _template("text")),
+        "rset_between_messages": t.get("rset_between_messages", False, as_bool),
+        "noop": t.get("noop", 0.0, _SHARE),
+    }
+    t.finish()
+    return Session(**values)  # type: ignore[arg-type]
+
+
+def _size(t: Table) -> SizeDistribution:
+    value = t.raw("size")
+    if not isinstance(value, Mapping):
+        return SizeDistribution.fixed(t.convert("size", value, parse_message_size))
+    s = Table(value, f"{t.path}.size", t.file)
+    kinds = " or ".join(repr(k) for k in SIZE_KINDS)
+    kind = require(s, "distribution", one_of(*SIZE_KINDS), f"one of {kinds}")
+    if kind == "fixed":
+        result = SizeDistribution.fixed(require(s, "size", parse_message_size, "the size"))
+    elif kind == "uniform":
+        low = require(s, "min", parse_message_size, "the smallest size")
+        high = require(s, "max", parse_message_size, "the largest size")
+        if high < low:
+            raise s.error("max", f"{format_size(high)} is below min ({format_size(low)})")
+        result = SizeDistribution.uniform(low, high)
+    elif kind == "lognormal":
+        result = _lognormal(s)
+    else:
+        result = _choice(s)
+    s.finish()
+    return result
+
+
+def _lognormal(s: Table) -> SizeDistribution:
+    median = require(s, "median", parse_message_size, "the typical (middle) size")
+    sigma = require(
+        s,
+        "sigma",
+        positive(numeric(float, "a number such as 1.0"), "sigma"),
+        "the spread, as the standard deviation of the log of the size (1.0 is typical)",
+    )
+    low = s.get("min", MIN_MESSAGE_SIZE, parse_message_size)
+    high = s.get("max", DEFAULT_LOGNORMAL_MAX, parse_message_size)
+    if high < low:
+        raise s.error("max", f"{format_size(high)} is below min ({format_size(low)})")
+    if not low <= median <= high:
+        raise s.error(
+            "median", f"{format_size(median)} lies outside {format_size(low)}..{format_size(high)}"
+        )
+    return SizeDistribution.lognormal(median, sigma, low=low, high=high)
+
+
+def _choice(s: Table) -> SizeDistribution:
+    raw_sizes = require(s, "sizes", _array, 'a list of sizes such as ["1KiB", "100KiB"]')
+    if not raw_sizes:
+        raise s.error("sizes", "expected at least one size")
+    sizes = tuple(
+        s.convert(f"sizes[{i}]", item, parse_message_size) for i, item in enumerate(raw_sizes)
+    )
+    weights: tuple[float, ...] | None = None
+    if s.has("weights"):
+        raw_weights = s.get("weights", [], _array)
+        if len(raw_weights) != len(sizes):
+            raise s.error(
+                "weights", f"{len(raw_weights)} weights for {len(sizes)} sizes: give one per size"
+            )
+        weights = tuple(
+            s.convert(f"weights[{i}]", item, _weight) for i, item in enumerate(raw_weights)
+        )
+        if not any(weights):
+            raise s.error("weights", "at least one weight must be above 0")
+    return SizeDistribution.choice(sizes, weights)
+
+
+def _array(value: object) -> list[object]:
+    if not isinstance(value, list):
+        raise ValueError(f"expected an array, got {describe(value)}")
+    return value
+
+
+def _weight(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"expected a non-negative number, got {describe(value)}")
+    if value == float("inf"):
+        raise ValueError("expected a finite number, got inf")
+    return float(value)
+
+
+def _steps(t: Table) -> list[tuple[str, Step]]:
+    """The keys of a [success] or [timeouts] table as steps, each at most once."""
+    seen: dict[Step, str] = {}
+    steps = []
+    for key in t.data:
+        t.raw(key)
+        try:
+            step = Step.from_label(key)
+        except ValueError as error:
+            raise t.error(key, str(error)) from None
+        if step in seen:
+            raise t.error(key, f"the same step as {t.path}.{seen[step]}")
+        seen[step] = key
+        steps.append((key, step))
+    return steps
+
+
+def _success(t: Table) -> tuple[frozenset[int], ...]:
+    success = list(DEFAULT_SUCCESS)
+    for key, step in _steps(t):
+        if step in NO_REPLY_STEPS:
+            raise t.error(key, f"the {step.label} step has no reply, so no success codes")
+        success[step] = t.convert(key, t.data[key], _codes)
+    return tuple(success)
+
+
+def _codes(value: object) -> frozenset[int]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise ValueError('expected at least one reply code, such as [250, 251] or ["2xx"]')
+    codes: set[int] = set()
+    for item in items:
+        codes.update(_code(item))
+    return frozenset(codes)
+
+
+def _code(item: object) -> range:
+    wanted = 'a reply code such as 250 or a class such as "2xx"'
+    if isinstance(item, str):
+        text = item.strip().lower()
+        if len(text) == 3 and text.endswith("xx") and text[0] in "2345":
+            first = int(text[0]) * 100
+            return range(first, first + 100)
+        if text.isdigit():
+            item = int(text)
+    if isinstance(item, bool) or not isinstance(item, int):
+        raise ValueError(f"expected {wanted}, got {describe(item)}")
+    if not 200 <= item <= 599:
+        raise ValueError(f"expected {wanted}; SMTP reply codes lie between 200 and 599, got {item}")
+    return range(item, item + 1)
+
+
+def _timeouts(t: Table) -> tuple[float, ...]:
+    timeouts = list(DEFAULT_TIMEOUTS)
+    for key, step in _steps(t):
+        timeouts[step] = t.convert(key, t.data[key], positive(_DURATION, "a timeout"))
+    return tuple(timeouts)

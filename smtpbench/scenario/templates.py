@@ -1,0 +1,133 @@
+"""Templates for addresses, HELO names and subjects: ``str.format`` with a fixed set of numbers.
+
+Every placeholder stands for an integer, so a template is checked once, when the
+scenario is read, by formatting it with sample values: an unknown name, a bad
+format spec or an address that does not come out as ``local@domain`` is caught
+there and never in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from typing import Final
+
+PLACEHOLDERS: Final = ("session", "message", "rcpt", "counter", "random")
+"""The names a template may use; each stands for a non-negative integer."""
+
+RANDOM_LIMIT: Final = 1_000_000
+"""``{random}`` is drawn from ``range(RANDOM_LIMIT)``."""
+
+# Small and large values: a spec such as "03d" behaves differently on each side of 999.
+_SAMPLES: Final = (0, 7, 42, 999, 123_456, 999_999, 10**9)
+_FORMATTER: Final = string.Formatter()
+# Characters that must not appear in an address sent in MAIL FROM:<...> / RCPT TO:<...>.
+_ADDRESS_FORBIDDEN: Final = frozenset(' \t<>()[]\\,;:"')
+
+
+def template_fields(text: str) -> frozenset[str]:
+    """The placeholders ``text`` uses; ``ValueError`` naming the first problem if any."""
+    try:
+        parsed = list(_FORMATTER.parse(text))
+    except ValueError as error:
+        raise ValueError(f"bad template {text!r}: {error}") from None
+    names: set[str] = set()
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if name == "" or name.isdigit():
+            raise ValueError(
+                f"bad template {text!r}: positional placeholders like {{}} are not supported; "
+                f"use one of {_known()}"
+            )
+        if name not in PLACEHOLDERS:
+            raise ValueError(f"unknown placeholder {{{name}}} in {text!r}; known: {_known()}")
+        if conversion is not None:
+            raise ValueError(
+                f"bad template {text!r}: conversions like !{conversion} are not supported"
+            )
+        if spec and ("{" in spec or "}" in spec):
+            raise ValueError(f"bad template {text!r}: nested placeholders in a format spec")
+        if spec:
+            try:
+                format(0, spec)
+            except ValueError as error:
+                raise ValueError(
+                    f"bad format spec {spec!r} for {{{name}}} in {text!r}: {error}"
+                ) from None
+        names.add(name)
+    return frozenset(names)
+
+
+def check_template(text: str, *, kind: str = "text") -> None:
+    """Validate a template of ``kind`` ``"address"``, ``"hostname"`` or ``"text"``.
+
+    Raises ``ValueError`` with a message that says what is wrong (the caller adds
+    the key). Text (a subject) must be printable ASCII on one line, since it is
+    written into a header as it is.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"a template is a string, got {type(text).__name__}")
+    template_fields(text)
+    for sample in _SAMPLES:
+        rendered = text.format(
+            session=sample, message=sample, rcpt=sample, counter=sample, random=sample
+        )
+        if not rendered.isascii() or not rendered.isprintable():
+            raise ValueError(f"{text!r} must give printable ASCII on one line, got {rendered!r}")
+        if kind == "address":
+            _check_address(text, rendered)
+        elif kind == "hostname":
+            if not rendered or any(ch.isspace() for ch in rendered):
+                raise ValueError(f"{text!r} must give a host name without spaces, got {rendered!r}")
+        elif kind != "text":
+            raise ValueError(f"unknown template kind {kind!r}")
+
+
+def _check_address(text: str, rendered: str) -> None:
+    local, _, domain = rendered.partition("@")
+    if rendered.count("@") != 1 or not local or not domain:
+        raise ValueError(
+            f"{text!r} must give an address with exactly one '@' such as "
+            f"user{{counter}}@example.com, got {rendered!r}"
+        )
+    bad = sorted(set(rendered) & _ADDRESS_FORBIDDEN)
+    if bad:
+        raise ValueError(f"{text!r} gives {rendered!r}, which has {''.join(bad)!r} in it")
+    if len(rendered) > 254:
+        raise ValueError(f"{text!r} gives an address longer than 254 characters")
+
+
+def _known() -> str:
+    return ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
+
+
+class Renderer:
+    """One template, compiled, with its own ``{counter}``; made once per message factory.
+
+    Formatting costs one bound ``str.format`` call; a template without
+    placeholders costs nothing. ``{random}`` draws from the factory's seeded
+    generator only when the template uses it, so adding it to one template does
+    not shift the random sequence of templates that do not.
+    """
+
+    __slots__ = ("_constant", "_format", "_rng", "_uses_random", "counter")
+
+    def __init__(self, text: str, rng: random.Random) -> None:
+        fields = template_fields(text)
+        # "{{" in a constant template still needs unescaping: format it once.
+        self._constant: str | None = None if fields else text.format()
+        self._format = text.format
+        self._uses_random = "random" in fields
+        self._rng = rng
+        self.counter = 0
+
+    def render(self, session: int, message: int = 0, rcpt: int = 0) -> str:
+        counter = self.counter
+        self.counter = counter + 1
+        if self._constant is not None:
+            return self._constant
+        value = self._rng.randrange(RANDOM_LIMIT) if self._uses_random else 0
+        return self._format(
+            session=session, message=message, rcpt=rcpt, counter=counter, random=value
+        )

@@ -1,0 +1,190 @@
+"""Writing a scenario back as TOML, every value explicit, in the form the loader reads.
+
+A small writer of our own rather than a TOML library: the scenario package
+stays on the standard library, and the output gets comments and units
+(``"2KiB"``, ``"5m"``) that a person can edit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+
+from smtpbench.protocol.steps import Step
+from smtpbench.scenario.formatting import duration_text, rate_text, share_text
+from smtpbench.scenario.model import NO_REPLY_STEPS, Load, Scenario, Session
+from smtpbench.scenario.sizes import SizeDistribution, format_size
+
+TomlValue = str | int | float | bool | list["TomlValue"] | Mapping[str, "TomlValue"]
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def scenario_to_toml(scenario: Scenario) -> str:
+    """The resolved scenario as TOML; ``parse_scenario`` of it equals ``scenario``."""
+    lines = [f"# {scenario.name}: resolved scenario, every value explicit"]
+    lines += _pairs(_top(scenario))
+    lines += ["", "[target]"]
+    if scenario.target.host is None:
+        lines.append("# no host: the embedded sink")
+    else:
+        lines.append(_pair("host", scenario.target.host))
+    lines.append(_pair("port", scenario.target.port))
+    lines += ["", "[load]", *_load(scenario.load)]
+    lines += ["", "[session]", *_pairs(_session(scenario.session))]
+    lines += ["", "[success]", *_pairs(_success(scenario))]
+    lines += ["", "[timeouts]", *_pairs(_timeouts(scenario))]
+    return "\n".join(lines) + "\n"
+
+
+def _top(scenario: Scenario) -> dict[str, TomlValue]:
+    values: dict[str, TomlValue] = {"name": scenario.name, "description": scenario.description}
+    if scenario.seed is not None:
+        values["seed"] = scenario.seed
+    return values
+
+
+def _load(load: Load) -> list[str]:
+    lines = [_pair("mode", load.mode)]
+    if load.mode == "concurrency":
+        lines.append(_pair("concurrency", load.concurrency))
+    elif load.stages:
+        stages = [
+            {"duration": duration_text(s.duration), "rate": rate_text(s.rate)} for s in load.stages
+        ]
+        lines.append(_pair("start_rate", rate_text(load.start_rate)))
+        lines.append("stages = [")
+        lines += [f"    {_value(stage)}," for stage in stages]
+        lines.append("]")
+    else:
+        lines.append(_pair("rate", rate_text(load.rate)))
+    if load.mode == "rate":
+        lines.append(_pair("arrivals", load.arrivals))
+    if load.duration is not None:
+        lines.append(_pair("duration", duration_text(load.duration)))
+    if load.sessions is not None:
+        lines.append(_pair("sessions", load.sessions))
+    if load.mode == "rate":
+        lines.append(_pair("max_concurrency", load.max_concurrency))
+        lines.append(_pair("backlog", load.backlog))
+    lines.append(_pair("grace", duration_text(load.grace)))
+    return lines
+
+
+def _session(session: Session) -> dict[str, TomlValue]:
+    return {
+        "greeting": session.greeting,
+        "helo_name": session.helo_name,
+        "messages": _count(session.messages.low, session.messages.high),
+        "recipients": _count(session.recipients.low, session.recipients.high),
+        "mail_from": session.mail_from,
+        "rcpt_to": session.rcpt_to,
+        "size": size_to_toml(session.size),
+        "subject": session.subject,
+        "rset_between_messages": session.rset_between_messages,
+        "noop": share_text(session.noop),
+    }
+
+
+def _count(low: int, high: int) -> TomlValue:
+    return low if low == high else f"{low}..{high}"
+
+
+def size_to_toml(size: SizeDistribution) -> TomlValue:
+    """A size distribution as the loader reads it: a size string or an inline table."""
+    if size.kind == "fixed":
+        return format_size(size.low)
+    if size.kind == "uniform":
+        return {
+            "distribution": "uniform",
+            "min": format_size(size.low),
+            "max": format_size(size.high),
+        }
+    if size.kind == "lognormal":
+        return {
+            "distribution": "lognormal",
+            "median": format_size(size.median),
+            "sigma": size.sigma,
+            "min": format_size(size.low),
+            "max": format_size(size.high),
+        }
+    return {
+        "distribution": "choice",
+        "sizes": [format_size(s) for s in size.sizes],
+        "weights": [_number(w) for w in size.weights],
+    }
+
+
+def _success(scenario: Scenario) -> dict[str, TomlValue]:
+    return {
+        step.label: _codes(scenario.success[step]) for step in Step if step not in NO_REPLY_STEPS
+    }
+
+
+def _codes(codes: frozenset[int]) -> TomlValue:
+    """Whole classes as ``"2xx"``, the rest as single codes."""
+    items: list[TomlValue] = []
+    rest = set(codes)
+    for first in range(2, 6):
+        whole = set(range(first * 100, first * 100 + 100))
+        if whole <= rest:
+            items.append(f"{first}xx")
+            rest -= whole
+    items += sorted(rest)
+    return items
+
+
+def _timeouts(scenario: Scenario) -> dict[str, TomlValue]:
+    return {step.label: duration_text(scenario.timeouts[step]) for step in Step}
+
+
+def _number(value: float) -> int | float:
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+# TOML syntax
+
+
+def _pairs(values: Mapping[str, TomlValue]) -> Iterable[str]:
+    return [_pair(key, value) for key, value in values.items()]
+
+
+def _pair(key: str, value: TomlValue) -> str:
+    return f"{toml_key(key)} = {_value(value)}"
+
+
+def toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _string(key)
+
+
+def _value(value: TomlValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"TOML scenarios hold finite numbers only, got {value!r}")
+        return repr(value)
+    if isinstance(value, str):
+        return _string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(item) for item in value) + "]"
+    return "{ " + ", ".join(f"{toml_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
+
+
+def _string(text: str) -> str:
+    escaped = []
+    for ch in text:
+        if ch in ('"', "\\"):
+            escaped.append("\\" + ch)
+        elif ch == "\n":
+            escaped.append("\\n")
+        elif ch == "\t":
+            escaped.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            escaped.append(f"\\u{ord(ch):04x}")
+        else:
+            escaped.append(ch)
+    return '"' + "".join(escaped) + '"'
