@@ -1,0 +1,159 @@
+"""The hot-path side of metrics: the engine appends plain numbers, a periodic flush
+turns them into histogram and reply-code counts with vectorised numpy.
+
+Nothing here awaits or reads a clock: the engine passes times in, so the
+recorder works the same under a real or a mock clock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from smtpbench.metrics.histogram import HistogramSet, percentiles_of
+from smtpbench.metrics.kinds import (
+    ERROR_CLASSES,
+    LATENCY_ROWS,
+    MAX_REPLY_CODE,
+    ErrorClass,
+)
+from smtpbench.metrics.series import SeriesBuilder
+from smtpbench.metrics.snapshot import (
+    SUMMARY_PERCENTILES,
+    Counters,
+    FailureRecord,
+    RunInfo,
+    RunState,
+    Snapshot,
+)
+from smtpbench.protocol.steps import STEP_COUNT
+
+RECENT_FAILURES = 50
+
+
+class Recorder:
+    """Collects one run's metrics. Single-threaded: the engine's trio loop owns it."""
+
+    def __init__(self, info: RunInfo) -> None:
+        self.info = info
+        self.state = RunState.STARTING
+        self.target_rate: float | None = None
+        self.clock_start = 0.0  # the engine's clock reading at the start, for failure times
+        # Counters the engine bumps directly (plain ints are the cheapest thing to add to).
+        self.scheduled = 0
+        self.started = 0
+        self.completed = 0
+        self.failed = 0
+        self.dropped = 0
+        self.in_flight = 0
+        self.waiting = 0
+        self.messages_accepted = 0
+        self.messages_rejected = 0
+        self.messages_aborted = 0
+        self.recipients_accepted = 0
+        self.recipients_rejected = 0
+        self.bytes_sent = 0
+        # Flat buffers, emptied by flush().
+        self._latency_rows: list[int] = []
+        self._latency_values: list[float] = []
+        self._replies: list[int] = []
+        self._errors: list[int] = []
+        # Aggregates.
+        self._latency = HistogramSet(LATENCY_ROWS)
+        self._reply_counts = np.zeros(STEP_COUNT * MAX_REPLY_CODE, dtype=np.int64)
+        self._error_counts = np.zeros(ERROR_CLASSES * STEP_COUNT, dtype=np.int64)
+        self._interval_counts = np.zeros_like(self._latency.counts)
+        self._series = SeriesBuilder(LATENCY_ROWS)
+        self._series_last = [0] * 7
+        self._failures: deque[FailureRecord] = deque(maxlen=RECENT_FAILURES)
+
+    # -- hot path ---------------------------------------------------------
+
+    def latency(self, row: int, seconds: float) -> None:
+        self._latency_rows.append(row)
+        self._latency_values.append(seconds)
+
+    def reply(self, step: int, code: int) -> None:
+        if 0 <= code < MAX_REPLY_CODE:
+            self._replies.append(step * MAX_REPLY_CODE + code)
+
+    def error(self, error: ErrorClass, step: int) -> None:
+        self._errors.append(error * STEP_COUNT + step)
+
+    def failure(self, record: FailureRecord) -> None:
+        self._failures.append(record)
+
+    # -- periodic ---------------------------------------------------------
+
+    def flush(self, now: float, *, series: bool = True) -> None:
+        """Aggregates the buffers; with ``series`` closes the interval ending at ``now``
+        (seconds since start) as one row of the time series."""
+        if self._latency_rows:
+            rows = np.array(self._latency_rows, dtype=np.int64)
+            values = np.array(self._latency_values, dtype=np.float64)
+            self._latency_rows = []
+            self._latency_values = []
+            self._interval_counts += self._latency.add_samples(rows, values)
+        if self._replies:
+            self._reply_counts += np.bincount(self._replies, minlength=self._reply_counts.size)
+            self._replies = []
+        if self._errors:
+            self._error_counts += np.bincount(self._errors, minlength=self._error_counts.size)
+            self._errors = []
+        if series:
+            self._close_interval(now)
+
+    def _close_interval(self, now: float) -> None:
+        # Percentiles of this interval alone, from the counts flushed since the last close.
+        rows = LATENCY_ROWS
+        counts = self._interval_counts
+        p50, p99 = percentiles_of(counts, np.zeros(rows), np.full(rows, np.inf), (50.0, 99.0)).T
+        totals = [
+            self.started,
+            self.completed,
+            self.failed,
+            self.dropped,
+            self.in_flight,
+            self.messages_accepted,
+            self.messages_rejected,
+        ]
+        deltas = [total - before for total, before in zip(totals, self._series_last, strict=True)]
+        deltas[4] = self.in_flight  # a level, not a count
+        self._series_last = totals
+        rate = self.target_rate if self.target_rate is not None else np.nan
+        self._series.append(now, deltas, rate, p50, p99, counts.sum(axis=1))
+        counts[:] = 0
+
+    def snapshot(self, elapsed: float) -> Snapshot:
+        """A frozen copy of everything flushed so far (call ``flush`` first for the latest)."""
+        counters = Counters(
+            scheduled=self.scheduled,
+            started=self.started,
+            completed=self.completed,
+            failed=self.failed,
+            dropped=self.dropped,
+            in_flight=self.in_flight,
+            waiting=self.waiting,
+            messages_accepted=self.messages_accepted,
+            messages_rejected=self.messages_rejected,
+            messages_aborted=self.messages_aborted,
+            recipients_accepted=self.recipients_accepted,
+            recipients_rejected=self.recipients_rejected,
+            bytes_sent=self.bytes_sent,
+        )
+        return Snapshot(
+            info=self.info,
+            state=self.state,
+            elapsed=elapsed,
+            target_rate=self.target_rate,
+            counters=counters,
+            latency=self._latency.copy(),
+            replies=self._reply_counts.reshape(STEP_COUNT, MAX_REPLY_CODE).copy(),
+            errors=self._error_counts.reshape(ERROR_CLASSES, STEP_COUNT).copy(),
+            series=self._series.freeze(),
+            failures=tuple(self._failures),
+        )
+
+
+__all__ = ["SUMMARY_PERCENTILES", "Recorder"]

@@ -1,0 +1,133 @@
+"""Frozen views of a run's metrics: what the dashboard, the headless display,
+the results files and the reports all read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from smtpbench.metrics.histogram import FloatArray, Histogram, HistogramSet, IntArray
+from smtpbench.metrics.kinds import ErrorClass, latency_label
+from smtpbench.metrics.series import Series
+from smtpbench.protocol.steps import STEP_COUNT, Step
+
+SUMMARY_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+class RunState(Enum):
+    STARTING = "starting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    DRAINING = "draining"
+    DONE = "done"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """What was run, for headers and results; nothing here changes during the run."""
+
+    scenario: str
+    target: str  # "host:port", or "embedded sink (host:port)"
+    load: str  # one line, e.g. "300/s for 5m (uniform arrivals), cap 1000"
+    mode: str  # "rate" or "concurrency"
+    planned_duration: float | None
+    planned_sessions: int | None
+    seed: int
+    started_at: str  # ISO 8601 wall-clock time
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    scheduled: int = 0  # sessions the schedule asked for so far
+    started: int = 0
+    completed: int = 0  # ended, whatever the outcome
+    failed: int = 0  # ended with an error or an unexpected reply
+    dropped: int = 0  # due but never started: the backlog was full
+    in_flight: int = 0
+    waiting: int = 0  # due, waiting in the backlog for a free slot
+    messages_accepted: int = 0
+    messages_rejected: int = 0  # a final reply other than success, or refused earlier
+    messages_aborted: int = 0  # cut short by a connection error
+    recipients_accepted: int = 0
+    recipients_rejected: int = 0
+    bytes_sent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptLine:
+    sent: str  # the command line as sent, or "(message content, N bytes)"
+    reply: str  # "250 2.0.0 Ok", or "" when none came
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRecord:
+    time: float  # seconds since start
+    session: int
+    step: str  # step label
+    error: str  # error class label
+    detail: str  # the reply or the exception text
+    transcript: tuple[TranscriptLine, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    info: RunInfo
+    state: RunState
+    elapsed: float
+    target_rate: float | None  # sessions/s asked for now; None in the closed model
+    counters: Counters
+    latency: HistogramSet  # rows: steps (service time), then start lag, message, session
+    replies: IntArray  # (steps, 600): reply counts by step and code
+    errors: IntArray  # (error classes, steps)
+    series: Series
+    failures: tuple[FailureRecord, ...] = ()
+    _percentiles: dict[tuple[float, ...], FloatArray] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def histogram(self, row: int) -> Histogram:
+        return self.latency.histogram(row)
+
+    def percentiles(self, qs: tuple[float, ...] = SUMMARY_PERCENTILES) -> FloatArray:
+        """Every latency row's percentiles at once (rows, len(qs)); cached per snapshot."""
+        cached = self._percentiles.get(qs)
+        if cached is None:
+            cached = self._percentiles[qs] = self.latency.percentiles(qs)
+        return cached
+
+    def latency_count(self, row: int) -> int:
+        return int(self.latency.counts[row].sum())
+
+    def reply_codes(self, step: Step) -> dict[int, int]:
+        row = self.replies[step]
+        codes = np.nonzero(row)[0]
+        return {int(code): int(row[code]) for code in codes}
+
+    def errors_by_class(self) -> dict[ErrorClass, int]:
+        totals = self.errors.sum(axis=1)
+        return {ErrorClass(i): int(n) for i, n in enumerate(totals) if n}
+
+    def step_errors(self, step: Step) -> int:
+        return int(self.errors[:, step].sum())
+
+    @property
+    def achieved_rate(self) -> float:
+        """Sessions started per second of elapsed time."""
+        return self.counters.started / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def messages_per_second(self) -> float:
+        return self.counters.messages_accepted / self.elapsed if self.elapsed > 0 else 0.0
+
+    def steps_seen(self) -> list[Step]:
+        """Steps with at least one sample or error, in session order."""
+        counts = self.latency.counts[:STEP_COUNT].sum(axis=1) + self.errors.sum(axis=0)
+        return [Step(i) for i in range(STEP_COUNT) if counts[i]]
+
+    @staticmethod
+    def row_label(row: int) -> str:
+        return latency_label(row)
