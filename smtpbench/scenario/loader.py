@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -332,7 +333,7 @@ def _lognormal(s: Table) -> SizeDistribution:
     sigma = require(
         s,
         "sigma",
-        positive(numeric(float, "a number such as 1.0"), "sigma"),
+        positive(_number, "sigma"),
         "the spread, as the standard deviation of the log of the size (1.0 is typical)",
     )
     low = s.get("min", MIN_MESSAGE_SIZE, parse_message_size)
@@ -366,6 +367,12 @@ def _choice(s: Table) -> SizeDistribution:
         if not any(weights):
             raise s.error("weights", "at least one weight must be above 0")
     return SizeDistribution.choice(sizes, weights)
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"expected a number such as 1.0, got {describe(value)}")
+    return float(value)
 
 
 def _array(value: object) -> list[object]:

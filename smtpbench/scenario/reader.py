@@ -13,7 +13,8 @@ from smtpbench.scenario.errors import ScenarioError
 
 T = TypeVar("T")
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+# A bare TOML key, or one with the array index we add ourselves: load.stages[1].rate.
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+(?:\[\d+\])*$")
 
 
 def key_path(prefix: str, key: str) -> str:

@@ -11,8 +11,8 @@ from typing import Final, Literal
 
 from smtpbench.units import parse_size
 
-MIN_MESSAGE_SIZE: Final = 256
-"""The smallest message size a scenario may ask for: room for the header block."""
+MIN_MESSAGE_SIZE: Final = 512
+"""The smallest message size a scenario may ask for: room for a header block of one recipient."""
 
 MAX_MESSAGE_SIZE: Final = 1024**3
 """The largest: each message is built in memory."""

@@ -1,0 +1,99 @@
+"""Templates: what is accepted, what is refused, and how they render."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from smtpbench.scenario.templates import RANDOM_LIMIT, Renderer, check_template, template_fields
+
+
+@pytest.mark.parametrize(
+    ("text", "fields"),
+    [
+        ("plain@example.com", set()),
+        ("user{counter}@example.com", {"counter"}),
+        ("u{session}.{message}.{rcpt}@x.test", {"session", "message", "rcpt"}),
+        ("{random:06d}-{counter:x}@x.test", {"random", "counter"}),
+        ("{{literal}}", set()),
+    ],
+)
+def test_fields(text: str, fields: set[str]) -> None:
+    assert template_fields(text) == fields
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "fragment"),
+    [
+        ("user{nope}@x.test", "address", "unknown placeholder {nope}"),
+        ("user{0}@x.test", "address", "positional"),
+        ("user{}@x.test", "address", "positional"),
+        ("user{counter:06s}@x.test", "address", "bad format spec"),
+        ("user{counter:zz}@x.test", "address", "bad format spec"),
+        ("user{counter!s}@x.test", "address", "conversions"),
+        ("user{counter[0]}@x.test", "address", "unknown placeholder"),
+        ("user}@x.test", "address", "bad template"),
+        ("nobody", "address", "exactly one '@'"),
+        ("@x.test", "address", "exactly one '@'"),
+        ("a@b@x.test", "address", "exactly one '@'"),
+        ("<a@x.test>", "address", "'<>'"),
+        # A fill character can put an "@" in only some renderings: caught by the samples.
+        ("a{counter:@>3}@x.test", "address", "exactly one '@'"),
+        ("host name", "hostname", "without spaces"),
+        ("", "hostname", "without spaces"),
+        ("caf\u00e9", "text", "printable ASCII"),
+        ("a\rb", "text", "printable ASCII"),
+    ],
+)
+def test_refused(text: str, kind: str, fragment: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        check_template(text, kind=kind)
+    assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("user{counter:06d}@example.org", "address"),
+        ("bounces+{session}-{message}@news.example.com", "address"),
+        ("mx{random}.example.net", "hostname"),
+        ("Weekly {{news}} {session}", "text"),
+        ("", "text"),
+    ],
+)
+def test_accepted(text: str, kind: str) -> None:
+    check_template(text, kind=kind)
+
+
+def test_renderer_counts_per_template() -> None:
+    rng = random.Random(1)
+    a = Renderer("a{counter}@x.test", rng)
+    b = Renderer("b{counter:03d}@x.test", rng)
+    assert [a.render(0) for _ in range(3)] == ["a0@x.test", "a1@x.test", "a2@x.test"]
+    assert b.render(5) == "b000@x.test"
+    assert a.render(0) == "a3@x.test"
+
+
+def test_renderer_values() -> None:
+    r = Renderer("{session}-{message}-{rcpt}", random.Random(1))
+    assert r.render(7, 2, 3) == "7-2-3"
+    assert r.render(7) == "7-0-0"
+
+
+def test_constant_template_unescapes_braces() -> None:
+    assert Renderer("{{x}}", random.Random(1)).render(0) == "{x}"
+
+
+def test_random_is_seeded_and_in_range() -> None:
+    first = [Renderer("{random}", random.Random(9)).render(0) for _ in range(2)]
+    assert first[0] == first[1]
+    values = {int(Renderer("{random}", random.Random(s)).render(0)) for s in range(50)}
+    assert all(0 <= v < RANDOM_LIMIT for v in values)
+    assert len(values) > 40
+
+
+def test_templates_without_random_do_not_consume_randomness() -> None:
+    rng = random.Random(3)
+    Renderer("user{counter}@x.test", rng).render(0)
+    assert rng.random() == random.Random(3).random()
