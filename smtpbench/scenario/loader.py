@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
+from smtpbench.faults import KINDS as FAULT_KINDS
+from smtpbench.faults import FaultPlan, FaultSpecError, parse_fault_table
 from smtpbench.protocol.steps import Step
 from smtpbench.scenario.errors import ScenarioError
 from smtpbench.scenario.model import (
@@ -29,6 +31,7 @@ from smtpbench.scenario.reader import (
     as_int,
     as_str,
     describe,
+    key_path,
     numeric,
     one_of,
     positive,
@@ -137,17 +140,25 @@ def scenario_from_table(
     top = Table(data, "", file)
     # Unknown tables first: a misspelt [sesion] explains more than what follows from it.
     top.finish(_TOP_KEYS)
-    scenario = Scenario(
+    target = _target(top.table("target"))
+    sink = _sink(top.table("sink"))
+    if not sink.is_empty and target.host is not None:
+        raise top.error(
+            "sink",
+            f"faults apply to the embedded sink, but target.host sends to {target.host}; "
+            "remove one of them",
+        )
+    return Scenario(
         name=top.get("name", default_name, _name),
         description=top.get("description", "", as_str),
         seed=top.get("seed", None, as_int(0)),
-        target=_target(top.table("target")),
+        target=target,
         load=_load(top.table("load")),
         session=_session(top.table("session")),
         success=_success(top.table("success")),
         timeouts=_timeouts(top.table("timeouts")),
+        sink=sink,
     )
-    return scenario
 
 
 def _name(value: object) -> str:
@@ -439,6 +450,18 @@ def _code(item: object) -> range:
     if not 200 <= item <= 599:
         raise ValueError(f"expected {wanted}; SMTP reply codes lie between 200 and 599, got {item}")
     return range(item, item + 1)
+
+
+def _sink(t: Table) -> FaultPlan:
+    t.finish([*FAULT_KINDS, "shutdown_after"])  # for a "did you mean"
+    try:
+        return parse_fault_table(t.data)
+    except FaultSpecError as error:
+        # The faults module names keys within [sink] ("delay.DATA end"): quote as we do.
+        path = t.path
+        for part in error.key.split(".", 1):
+            path = key_path(path, part)
+        raise ScenarioError(error.message, file=t.file, key=path) from None
 
 
 def _timeouts(t: Table) -> tuple[float, ...]:

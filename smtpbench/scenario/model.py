@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
+from smtpbench.faults import EMPTY_FAULTS, FaultPlan
 from smtpbench.protocol.steps import STEP_COUNT, Step
 from smtpbench.scenario.sizes import IntRange, SizeDistribution
 from smtpbench.scenario.templates import check_template
@@ -252,8 +253,10 @@ class Session:
 class Scenario:
     """A complete description of a run: where, how much, what, and what counts as success.
 
-    ``success`` and ``timeouts`` are indexed by ``Step``. ``source`` is the file
-    the scenario was read from; it does not take part in comparisons.
+    ``success`` and ``timeouts`` are indexed by ``Step``. ``sink`` holds the
+    faults the embedded sink injects, so it is empty when ``target`` names a
+    host. ``source`` is the file the scenario was read from; it does not take
+    part in comparisons.
     """
 
     name: str
@@ -265,6 +268,7 @@ class Scenario:
     session: Session = Session()
     success: tuple[frozenset[int], ...] = DEFAULT_SUCCESS
     timeouts: tuple[float, ...] = DEFAULT_TIMEOUTS
+    sink: FaultPlan = EMPTY_FAULTS
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -279,6 +283,10 @@ class Scenario:
         for step in Step:
             if not (math.isfinite(self.timeouts[step]) and self.timeouts[step] > 0):
                 raise ValueError(f"the {step.label} timeout must be above 0")
+        if not self.sink.is_empty and not self.target.is_sink:
+            raise ValueError(
+                f"sink faults apply to the embedded sink, but the target is {self.target}"
+            )
 
     def is_success(self, step: Step, code: int) -> bool:
         return code in self.success[step]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from smtpbench.faults import EMPTY_FAULTS
 from smtpbench.scenario.formatting import human_duration, human_rate
 from smtpbench.scenario.model import Load, Scenario, Target
 from smtpbench.units import parse_duration, parse_rate
@@ -26,7 +27,8 @@ def with_overrides(
     ``rate`` switches to the open model at that constant rate (stages are
     dropped); ``concurrency`` switches to the closed model. ``sessions`` without
     ``duration`` drops the scenario's duration, so that asking for N sessions
-    gets N sessions (stages still end the run when they do). Rates and
+    gets N sessions (stages still end the run when they do). ``host`` drops the
+    ``[sink]`` faults, which only the embedded sink can inject. Rates and
     durations may be numbers or strings such as ``"300/s"`` and ``"5m"``.
     Raises ``ValueError`` for values that make no sense, saying which.
     """
@@ -66,7 +68,9 @@ def with_overrides(
     if changes:
         load = replace(load, **changes)  # type: ignore[arg-type]
 
-    target = scenario.target
+    target, sink = scenario.target, scenario.sink
+    if host is not None:
+        sink = EMPTY_FAULTS
     if host is not None or port is not None:
         target = Target(
             host=host if host is not None else target.host,
@@ -79,6 +83,7 @@ def with_overrides(
         target=target,
         load=load,
         seed=seed if seed is not None else scenario.seed,
+        sink=sink,
     )
 
 

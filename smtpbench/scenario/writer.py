@@ -35,6 +35,11 @@ def scenario_to_toml(scenario: Scenario) -> str:
     lines += ["", "[session]", *_pairs(_session(scenario.session))]
     lines += ["", "[success]", *_pairs(_success(scenario))]
     lines += ["", "[timeouts]", *_pairs(_timeouts(scenario))]
+    lines += ["", "[sink]"]
+    if scenario.sink.is_empty:
+        lines.append("# no faults")
+    else:
+        lines += _pairs(scenario.sink.to_table())  # type: ignore[arg-type]
     return "\n".join(lines) + "\n"
 
 
