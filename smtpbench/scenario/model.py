@@ -107,6 +107,8 @@ class Stage:
             raise ValueError(f"a stage lasts more than 0 seconds, got {self.duration!r}")
         if not (math.isfinite(self.rate) and self.rate >= 0):
             raise ValueError(f"a stage rate is a non-negative number, got {self.rate!r}")
+        object.__setattr__(self, "duration", float(self.duration))
+        object.__setattr__(self, "rate", float(self.rate))
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +152,11 @@ class Load:
         _check_number("grace", self.grace)
         if self.duration is not None:
             _check_number("duration", self.duration, positive=True)
+        # Floats throughout, so that Load(rate=5) and Load(rate=5.0) look alike too.
+        for name in ("rate", "start_rate", "grace", "duration"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, float(value))
         for name, count, least in (
             ("concurrency", self.concurrency, 1),
             ("max_concurrency", self.max_concurrency, 1),
@@ -277,9 +284,11 @@ class Scenario:
             raise ValueError(f"a seed is a non-negative integer, got {self.seed!r}")
         if len(self.success) != STEP_COUNT or len(self.timeouts) != STEP_COUNT:
             raise ValueError(f"success and timeouts need one entry per step ({STEP_COUNT})")
-        for step in NO_REPLY_STEPS:
-            if self.success[step]:
+        for step in Step:
+            if step in NO_REPLY_STEPS and self.success[step]:
                 raise ValueError(f"{step.label} has no reply, so no success codes")
+            if step not in NO_REPLY_STEPS and not self.success[step]:
+                raise ValueError(f"{step.label} needs at least one success code")
         for step in Step:
             if not (math.isfinite(self.timeouts[step]) and self.timeouts[step] > 0):
                 raise ValueError(f"the {step.label} timeout must be above 0")
