@@ -15,6 +15,7 @@ class RunControl:
         self.rate_factor = 1.0
         self.stop_requested = False
         self.abort_requested = False
+        self.interrupted = False  # stopped by the user before the planned end
         self._changed = trio.Event()
         self.aborted = trio.Event()
 
@@ -49,6 +50,11 @@ class RunControl:
         """Stop scheduling; sessions in flight get the grace period to finish."""
         self.stop_requested = True
         self._notify()
+
+    def interrupt(self) -> None:
+        """Like ``stop``, and the results are marked interrupted (Ctrl-C, SIGTERM)."""
+        self.interrupted = True
+        self.stop()
 
     def abort(self) -> None:
         """Stop now: sessions in flight are cancelled and counted as such."""

@@ -18,6 +18,7 @@ after which they are cancelled and counted as cancelled.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import trio
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from smtpbench.engine.transport import Address
     from smtpbench.scenario import MessageFactory, Scenario, SessionPlan
 
+SessionRunner = Callable[
+    [SessionSettings, Recorder, "MessageFactory", "SessionPlan", float], Awaitable[None]
+]
 FLUSH_INTERVAL = 1.0  # seconds: one row of the time series each
 
 
@@ -53,6 +57,7 @@ class LoadRun:
         factory: MessageFactory,
         recorder: Recorder,
         control: RunControl | None = None,
+        session_runner: SessionRunner = run_session,
     ) -> None:
         self.scenario = scenario
         self.load = scenario.load
@@ -60,6 +65,7 @@ class LoadRun:
         self.factory = factory
         self.recorder = recorder
         self.control = control or RunControl()
+        self._run_session = session_runner  # tests put a timed stand-in here
         self.pacer = Pacer(rate_profile(scenario), self.load.arrivals, seed=factory.seed)
         cap = self.load.max_concurrency if self.load.mode == "rate" else self.load.concurrency
         self.limiter = trio.CapacityLimiter(cap)
@@ -70,6 +76,7 @@ class LoadRun:
         self._ended_at: float | None = None
         self._next_number = 0
         self._loops = 0
+        self._loops_ended = trio.Event()
 
     # -- clocks -----------------------------------------------------------
 
@@ -121,8 +128,7 @@ class LoadRun:
             self._ended_at = trio.current_time()
             background.cancel_scope.cancel()
         recorder.flush(self._ended_at - self._t0)
-        if recorder.state is not RunState.INTERRUPTED:
-            recorder.state = RunState.DONE
+        recorder.state = RunState.INTERRUPTED if self.control.interrupted else RunState.DONE
         return recorder.snapshot(self.elapsed())
 
     async def _abort_on_request(self, scope: trio.CancelScope) -> None:
@@ -222,7 +228,7 @@ class LoadRun:
                 raise
             self.recorder.waiting -= 1
         try:
-            await run_session(self.settings, self.recorder, self.factory, plan, intended)
+            await self._run_session(self.settings, self.recorder, self.factory, plan, intended)
         finally:
             limiter.release_on_behalf_of(token)
 
@@ -231,17 +237,15 @@ class LoadRun:
     async def _run_loops(self, nursery: trio.Nursery) -> None:
         control = self.control
         duration = self.load.duration
-        self._loops = 0
-        while not self._done_scheduling(self.schedule_time()):
+        self._loops_ended = trio.Event()
+        while not self._done_scheduling(self.schedule_time()) and not self._loops_ended.is_set():
             if control.paused:
                 await self._wait_while_paused()
                 continue
             self._apply_concurrency(nursery)
-            if duration is None:
-                await control.wait_changed()
-                continue
-            with trio.move_on_at(self._t0 + self._paused_total + duration):
-                await control.wait_changed()
+            deadline = math.inf if duration is None else self._t0 + self._paused_total + duration
+            with trio.move_on_at(deadline):
+                await _first_of(control.wait_changed, self._loops_ended.wait)
 
     def _apply_concurrency(self, nursery: trio.Nursery) -> None:
         """The live knob of the closed model: the rate factor scales the number of loops."""
@@ -253,6 +257,14 @@ class LoadRun:
             nursery.start_soon(self._loop)
 
     async def _loop(self) -> None:
+        try:
+            await self._loop_sessions()
+        finally:
+            self._loops -= 1
+            if self._loops == 0:
+                self._loops_ended.set()
+
+    async def _loop_sessions(self) -> None:
         control = self.control
         while not self._done_scheduling(self.schedule_time()):
             if control.paused:
@@ -265,6 +277,18 @@ class LoadRun:
                 self._next_number += 1
                 self.recorder.scheduled += 1
                 plan = self.factory.plan_session(number)
-                await run_session(
+                await self._run_session(
                     self.settings, self.recorder, self.factory, plan, trio.current_time()
                 )
+
+
+async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
+    """Returns as soon as any of the waits does."""
+    async with trio.open_nursery() as nursery:
+
+        async def one(wait: Callable[[], Awaitable[object]]) -> None:
+            await wait()
+            nursery.cancel_scope.cancel()
+
+        for wait in waits:
+            nursery.start_soon(one, wait)

@@ -1,0 +1,163 @@
+"""The ``smtpbench`` command: argument parsing and wiring, nothing else."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from smtpbench import __version__, exitcodes
+
+
+def parse_host_port(text: str, default_port: int = 25) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[::1]:port`` or ``::1``; raises ValueError saying why."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"expected [ADDRESS]:PORT, got {text!r}")
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"the port must be a number from 0 to 65535, got {port_text!r}")
+    return host, int(port_text)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smtpbench",
+        description="SMTP load tester and traffic replayer.",
+    )
+    parser.add_argument("--version", action="version", version=f"smtpbench {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run a load scenario (against the embedded sink unless a target is given)",
+        description="Run a load scenario and write a results folder.",
+    )
+    run.add_argument(
+        "scenario",
+        nargs="?",
+        default="default",
+        help="a scenario file, or the name of one in ./scenarios (default: default)",
+    )
+    run.add_argument(
+        "--target", metavar="HOST:PORT", help="the server to load (port 25 if omitted)"
+    )
+    load = run.add_mutually_exclusive_group()
+    load.add_argument("--rate", metavar="R", help="sessions per second, e.g. 300 or 1200/m")
+    load.add_argument("--concurrency", metavar="N", type=int, help="sessions kept in flight")
+    run.add_argument("--duration", metavar="D", help="how long to schedule sessions, e.g. 30s, 5m")
+    run.add_argument("--sessions", metavar="N", type=int, help="how many sessions to start")
+    run.add_argument(
+        "--max-concurrency", metavar="N", type=int, help="cap on sessions in flight (rate mode)"
+    )
+    run.add_argument("--seed", type=int, help="makes generated content and arrivals reproducible")
+    run.add_argument(
+        "--out", metavar="DIR", type=Path, default=Path("results"), help="where results go"
+    )
+    run.add_argument("--headless", action="store_true", help="no dashboard: live lines, summary")
+    run.add_argument(
+        "--progress-interval",
+        metavar="D",
+        default="2s",
+        help="seconds between live lines when not on a terminal (default 2s)",
+    )
+
+    report = commands.add_parser(
+        "report",
+        help="print the summary of a results folder",
+        description="Print the summary of a finished run from its results folder, offline.",
+    )
+    report.add_argument("results", type=Path, help="a results folder written by smtpbench run")
+
+    sink = commands.add_parser(
+        "sink",
+        help="an SMTP server that accepts and discards mail, with optional faults",
+        description="An SMTP sink: accepts and discards mail; injects faults on request.",
+    )
+    from smtpbench.servers.sink_cli import add_sink_arguments
+
+    add_sink_arguments(sink)
+    return parser
+
+
+def _error(message: str) -> int:
+    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False)
+    return exitcodes.BAD_CONFIGURATION
+
+
+def _run(args: argparse.Namespace) -> int:
+    from smtpbench.headless import RunOptions, run_headless, stdout_is_terminal
+    from smtpbench.scenario import ScenarioError, load_scenario, with_overrides
+    from smtpbench.units import parse_duration
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as err:
+        return _error(str(err))
+    try:
+        host = port = None
+        if args.target:
+            host, port = parse_host_port(args.target)
+        scenario = with_overrides(
+            scenario,
+            host=host,
+            port=port,
+            rate=args.rate,
+            concurrency=args.concurrency,
+            duration=args.duration,
+            sessions=args.sessions,
+            seed=args.seed,
+            max_concurrency=args.max_concurrency,
+        )
+        interval = parse_duration(args.progress_interval)
+    except ValueError as err:
+        return _error(str(err))
+    options = RunOptions(
+        scenario=scenario,
+        results_base=args.out,
+        progress_interval=max(0.1, interval),
+        terminal=stdout_is_terminal(),
+    )
+    return run_headless(options)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from smtpbench.metrics.results import ResultsError, read_results
+    from smtpbench.report.summary import summary
+
+    try:
+        snapshot = read_results(args.results)
+    except ResultsError as err:
+        return _error(str(err))
+    Console().print(summary(snapshot))
+    return exitcodes.OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return exitcodes.OK
+    if args.command == "run":
+        return _run(args)
+    if args.command == "report":
+        return _report(args)
+    if args.command == "sink":
+        from smtpbench.servers.sink_cli import run_sink
+
+        return run_sink(args)
+    parser.error(f"unknown command {args.command}")
+    return exitcodes.BAD_CONFIGURATION

@@ -1,0 +1,141 @@
+"""A run without the dashboard: embedded sink or target, engine, live lines, summary,
+results folder. Ctrl-C or SIGTERM stops scheduling and still writes what ran; a
+second one cuts sessions in flight short."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import trio
+from rich.console import Console
+from rich.live import Live
+
+from smtpbench import __version__, exitcodes
+from smtpbench.engine.control import RunControl
+from smtpbench.engine.embedded import EmbeddedSinkError, embedded_sink
+from smtpbench.engine.runner import LoadRun
+from smtpbench.engine.transport import Address, TargetError, resolve
+from smtpbench.metrics.recorder import Recorder
+from smtpbench.metrics.results import new_results_folder, write_results
+from smtpbench.metrics.snapshot import RunInfo, Snapshot
+from smtpbench.report.live import live_line, live_panel
+from smtpbench.report.summary import summary
+from smtpbench.scenario import MessageFactory, Scenario, scenario_to_toml, summarize_load
+
+LIVE_REFRESH = 0.25  # seconds between updates of the terminal panel
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    scenario: Scenario
+    results_base: Path = Path("results")
+    progress_interval: float = 2.0  # seconds between lines when not on a terminal
+    terminal: bool = False  # draw a live panel instead of printing lines
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    snapshot: Snapshot
+    folder: Path
+    exit_code: int
+
+
+@asynccontextmanager
+async def open_target(scenario: Scenario) -> AsyncIterator[tuple[Address, str]]:
+    """The address to load and how to name it; starts the embedded sink when the scenario
+    names no host."""
+    if scenario.target.host is None:
+        async with embedded_sink(scenario.sink.to_argv()) as (host, port):
+            address = await resolve(host, port)
+            yield address, f"embedded sink {address}"
+    else:
+        address = await resolve(scenario.target.host, scenario.target.port)
+        yield address, str(address)
+
+
+def run_info(scenario: Scenario, target: str, seed: int) -> RunInfo:
+    load = scenario.load
+    return RunInfo(
+        scenario=scenario.name,
+        target=target,
+        load=summarize_load(scenario),
+        mode=load.mode,
+        planned_duration=load.duration,
+        planned_sessions=load.sessions,
+        seed=seed,
+        started_at=datetime.now().astimezone().isoformat(timespec="seconds"),
+        version=__version__,
+    )
+
+
+async def _watch_signals(control: RunControl, console: Console) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if not control.stop_requested:
+                console.print(
+                    f"[yellow]{name}: stopping; sessions in flight get the grace period "
+                    f"(again to cut them short)[/]",
+                    highlight=False,
+                )
+                control.interrupt()
+            else:
+                console.print(f"[red]{name}: cutting sessions in flight short[/]")
+                control.abort()
+
+
+async def _show_progress(run: LoadRun, options: RunOptions, console: Console) -> None:
+    if options.terminal:
+        with Live(console=console, auto_refresh=False, transient=True) as live:
+            while True:
+                await trio.sleep(LIVE_REFRESH)
+                live.update(live_panel(run.snapshot(), run.remaining()), refresh=True)
+    while True:
+        await trio.sleep(options.progress_interval)
+        console.print(live_line(run.snapshot(), run.remaining()), highlight=False, soft_wrap=True)
+
+
+async def run_load(options: RunOptions, console: Console) -> RunOutcome:
+    scenario = options.scenario
+    async with open_target(scenario) as (address, target_label):
+        factory = MessageFactory(scenario)
+        resolved = dataclasses.replace(scenario, seed=factory.seed)
+        recorder = Recorder(run_info(resolved, target_label, factory.seed))
+        control = RunControl()
+        run = LoadRun(resolved, address, factory, recorder, control)
+        console.print(
+            f"[bold]smtpbench[/] {scenario.name}: {recorder.info.load} against {target_label}",
+            highlight=False,
+        )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_signals, control, console)
+            nursery.start_soon(_show_progress, run, options, console)
+            final = await run.run()
+            nursery.cancel_scope.cancel()
+    folder = new_results_folder(options.results_base, datetime.now(), scenario.name)
+    write_results(folder, final, scenario_to_toml(resolved))
+    code = exitcodes.INTERRUPTED if control.interrupted else exitcodes.OK
+    return RunOutcome(final, folder, code)
+
+
+def run_headless(options: RunOptions, console: Console | None = None) -> int:
+    console = console or Console()
+    try:
+        outcome = trio.run(run_load, options, console)
+    except (TargetError, EmbeddedSinkError) as err:
+        Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False)
+        return exitcodes.TARGET_UNUSABLE
+    console.print(summary(outcome.snapshot))
+    console.print(f"\nresults written to [bold]{outcome.folder}[/]", highlight=False)
+    return outcome.exit_code
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()

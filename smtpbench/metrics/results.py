@@ -1,0 +1,241 @@
+"""The results folder of a run: what ``report`` and ``compare`` read later, offline.
+
+    results/<YYYYmmdd-HHMMSS>-<scenario>/
+        scenario.toml   the resolved scenario, every value explicit: run it again with it
+        summary.json    the figures a person or a script reads (format below, versioned)
+        metrics.npz     histogram counts, reply codes, errors and the per-second series
+
+``summary.json`` (``"format": "smtpbench-results"``, ``"version": 1``) holds
+``info`` (scenario, target, load, seed, start time), ``state`` (``done`` or
+``interrupted``), ``elapsed`` seconds, ``counters``, ``rates``, ``latency``
+(per row: ``view`` = ``service`` or ``from intended start``, ``count``, ``mean``,
+``min``, ``p50``, ``p90``, ``p99``, ``p99.9``, ``max``, all in seconds),
+``replies`` (step -> code -> count), ``errors`` (class -> step -> count) and
+``recent_failures``. ``docs/results.md`` describes every field.
+
+``metrics.npz`` holds the exact counts; the summary is derived from it, so the
+two always agree, and histograms of several runs add up exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from smtpbench.metrics.histogram import BUCKETS, OCTAVES, SUB_BUCKETS, UNIT, HistogramSet
+from smtpbench.metrics.kinds import (
+    ERROR_CLASSES,
+    LATENCY_ROWS,
+    MAX_REPLY_CODE,
+    ErrorClass,
+    latency_label,
+)
+from smtpbench.metrics.series import Series
+from smtpbench.metrics.snapshot import (
+    SUMMARY_PERCENTILES,
+    Counters,
+    FailureRecord,
+    RunInfo,
+    RunState,
+    Snapshot,
+    TranscriptLine,
+)
+from smtpbench.protocol.codes import reply_meaning
+from smtpbench.protocol.steps import STEP_COUNT, Step
+
+RESULTS_FORMAT = "smtpbench-results"
+RESULTS_VERSION = 1
+SUMMARY_FILE = "summary.json"
+METRICS_FILE = "metrics.npz"
+SCENARIO_FILE = "scenario.toml"
+
+
+class ResultsError(Exception):
+    """A results folder that cannot be read: says which file and what is wrong."""
+
+
+def results_folder_name(started: datetime, scenario: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", scenario).strip("-") or "run"
+    return f"{started:%Y%m%d-%H%M%S}-{safe}"
+
+
+def new_results_folder(base: Path, started: datetime, scenario: str) -> Path:
+    """A fresh folder under ``base``; a suffix keeps two runs in the same second apart."""
+    name = results_folder_name(started, scenario)
+    folder = base / name
+    suffix = 1
+    while folder.exists():
+        suffix += 1
+        folder = base / f"{name}-{suffix}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _number(value: float) -> float | None:
+    return None if not np.isfinite(value) else round(float(value), 9)
+
+
+def summary_dict(snapshot: Snapshot) -> dict[str, Any]:
+    """The summary as plain data: what summary.json holds and ``report --format json`` prints."""
+    percentiles = snapshot.percentiles(SUMMARY_PERCENTILES)
+    latency: dict[str, Any] = {}
+    for row in range(LATENCY_ROWS):
+        count = snapshot.latency_count(row)
+        if count == 0:
+            continue
+        histogram = snapshot.histogram(row)
+        entry: dict[str, Any] = {
+            "view": "service" if row < STEP_COUNT else "from intended start",
+            "count": count,
+            "mean": _number(histogram.mean),
+            "min": _number(histogram.minimum),
+        }
+        for q, value in zip(SUMMARY_PERCENTILES, percentiles[row], strict=True):
+            entry[f"p{q:g}"] = _number(value)
+        entry["max"] = _number(histogram.maximum)
+        latency[latency_label(row)] = entry
+    replies = {
+        Step(step).label: {
+            str(code): {"count": count, "meaning": reply_meaning(code)}
+            for code, count in snapshot.reply_codes(Step(step)).items()
+        }
+        for step in range(STEP_COUNT)
+        if snapshot.replies[step].any()
+    }
+    errors: dict[str, dict[str, int]] = {}
+    for error in ErrorClass:
+        row = snapshot.errors[error]
+        if row.any():
+            errors[error.label] = {Step(s).label: int(n) for s, n in enumerate(row) if n}
+    elapsed = snapshot.elapsed
+    return {
+        "format": RESULTS_FORMAT,
+        "version": RESULTS_VERSION,
+        "info": asdict(snapshot.info),
+        "state": snapshot.state.value,
+        "elapsed": round(elapsed, 6),
+        "counters": asdict(snapshot.counters),
+        "rates": {
+            "target_sessions_per_second": snapshot.target_rate,
+            "achieved_sessions_per_second": round(snapshot.achieved_rate, 3),
+            "messages_accepted_per_second": round(snapshot.messages_per_second, 3),
+        },
+        "latency": latency,
+        "replies": replies,
+        "errors": errors,
+        "recent_failures": [asdict(f) for f in snapshot.failures],
+    }
+
+
+def write_results(folder: Path, snapshot: Snapshot, scenario_toml: str) -> None:
+    """Writes all three files; metrics first, so a summary never points at missing data."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series = snapshot.series
+    np.savez_compressed(
+        folder / METRICS_FILE,
+        layout=np.array([SUB_BUCKETS, OCTAVES, BUCKETS, STEP_COUNT, LATENCY_ROWS]),
+        unit=np.array(UNIT),
+        latency_counts=snapshot.latency.counts,
+        latency_total=snapshot.latency.total,
+        latency_min=snapshot.latency.minimum,
+        latency_max=snapshot.latency.maximum,
+        replies=snapshot.replies,
+        errors=snapshot.errors,
+        series_time=series.time,
+        series_counters=series.counters,
+        series_target_rate=series.target_rate,
+        series_p50=series.p50,
+        series_p99=series.p99,
+        series_count=series.count,
+    )
+    (folder / SCENARIO_FILE).write_text(scenario_toml, encoding="utf-8")
+    text = json.dumps(summary_dict(snapshot), indent=2, allow_nan=False)
+    (folder / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
+
+
+def read_results(folder: Path) -> Snapshot:
+    """The snapshot a run ended with, rebuilt from its results folder."""
+    folder = Path(folder)
+    summary_path = folder / SUMMARY_FILE
+    metrics_path = folder / METRICS_FILE
+    if not folder.is_dir():
+        raise ResultsError(f"{folder}: no such results folder")
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"{summary_path}: missing; is this a results folder?") from None
+    except json.JSONDecodeError as err:
+        raise ResultsError(f"{summary_path}: line {err.lineno}: not valid JSON") from None
+    if summary.get("format") != RESULTS_FORMAT:
+        raise ResultsError(f"{summary_path}: format: expected {RESULTS_FORMAT!r}")
+    if summary.get("version") != RESULTS_VERSION:
+        raise ResultsError(
+            f"{summary_path}: version: {summary.get('version')!r} is not supported "
+            f"(this smtpbench reads version {RESULTS_VERSION})"
+        )
+    try:
+        with np.load(metrics_path) as data:
+            arrays = {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise ResultsError(f"{metrics_path}: missing") from None
+    except (OSError, ValueError) as err:
+        raise ResultsError(f"{metrics_path}: unreadable: {err}") from None
+    layout = [SUB_BUCKETS, OCTAVES, BUCKETS, STEP_COUNT, LATENCY_ROWS]
+    if arrays.get("layout") is None or list(arrays["layout"]) != layout:
+        raise ResultsError(f"{metrics_path}: layout: histogram layout differs from this version")
+    try:
+        return _snapshot_from(summary, arrays)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ResultsError(f"{summary_path}: missing or malformed field {err}") from None
+
+
+def _snapshot_from(summary: dict[str, Any], arrays: dict[str, np.ndarray]) -> Snapshot:
+    latency = HistogramSet(LATENCY_ROWS)
+    latency.counts = arrays["latency_counts"].astype(np.int64)
+    latency.total = arrays["latency_total"].astype(np.float64)
+    latency.minimum = arrays["latency_min"].astype(np.float64)
+    latency.maximum = arrays["latency_max"].astype(np.float64)
+    series = Series(
+        arrays["series_time"],
+        arrays["series_counters"],
+        arrays["series_target_rate"],
+        arrays["series_p50"],
+        arrays["series_p99"],
+        arrays["series_count"],
+    )
+    failures = tuple(
+        FailureRecord(
+            time=f["time"],
+            session=f["session"],
+            step=f["step"],
+            error=f["error"],
+            detail=f["detail"],
+            transcript=tuple(TranscriptLine(**line) for line in f["transcript"]),
+        )
+        for f in summary["recent_failures"]
+    )
+    replies = arrays["replies"]
+    errors = arrays["errors"]
+    if replies.shape != (STEP_COUNT, MAX_REPLY_CODE) or errors.shape != (
+        ERROR_CLASSES,
+        STEP_COUNT,
+    ):
+        raise ValueError("replies/errors shape")
+    return Snapshot(
+        info=RunInfo(**summary["info"]),
+        state=RunState(summary["state"]),
+        elapsed=float(summary["elapsed"]),
+        target_rate=summary["rates"]["target_sessions_per_second"],
+        counters=Counters(**summary["counters"]),
+        latency=latency,
+        replies=replies,
+        errors=errors,
+        series=series,
+        failures=failures,
+    )

@@ -1,0 +1,226 @@
+"""The end-of-run summary as rich renderables: the same tables live, at the end of a
+headless run, and from ``smtpbench report`` on a results folder."""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from smtpbench.metrics.kinds import (
+    MESSAGE_LATENCY,
+    SESSION_LATENCY,
+    START_LAG,
+    ErrorClass,
+)
+from smtpbench.metrics.snapshot import SUMMARY_PERCENTILES, RunState, Snapshot
+from smtpbench.protocol.codes import reply_meaning
+from smtpbench.protocol.steps import Step
+from smtpbench.units import format_clock, format_duration
+
+CODE_STYLES = {2: "green", 3: "cyan", 4: "yellow", 5: "red"}
+STATE_STYLES = {
+    RunState.STARTING: "cyan",
+    RunState.RUNNING: "green",
+    RunState.PAUSED: "yellow",
+    RunState.DRAINING: "cyan",
+    RunState.DONE: "bold green",
+    RunState.INTERRUPTED: "bold yellow",
+}
+
+
+def code_style(code: int) -> str:
+    return CODE_STYLES.get(code // 100, "red")
+
+
+def _rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:,.1f}" if seconds > 0 else "-"
+
+
+def header(snapshot: Snapshot) -> Table:
+    info = snapshot.info
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column()
+    state = Text(snapshot.state.value.upper(), style=STATE_STYLES[snapshot.state])
+    grid.add_row("scenario", f"{info.scenario}   [dim]{info.load}[/]")
+    grid.add_row("target", info.target)
+    grid.add_row("state", Text.assemble(state, f"   after {format_clock(snapshot.elapsed)}"))
+    grid.add_row(
+        "seed", f"{info.seed}   [dim]started {info.started_at}, smtpbench {info.version}[/]"
+    )
+    return grid
+
+
+def throughput_table(snapshot: Snapshot) -> Table:
+    c = snapshot.counters
+    elapsed = snapshot.elapsed
+    table = Table(title="Throughput", title_justify="left", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_column(style="dim")
+    target = snapshot.target_rate
+    achieved = f"{snapshot.achieved_rate:,.1f} sessions/s"
+    if target is not None and target > 0:
+        achieved += f"  ({snapshot.achieved_rate / target:.1%} of target {target:,.1f}/s)"
+    table.add_row("sessions", f"{c.started:,} started", achieved)
+    table.add_row("", f"{c.completed - c.failed:,} ok", "every reply as expected")
+    table.add_row(
+        "",
+        Text(f"{c.failed:,} failed", style="red" if c.failed else ""),
+        "an error or a reply not counted as success",
+    )
+    table.add_row(
+        "",
+        Text(f"{c.dropped:,} dropped", style="red" if c.dropped else ""),
+        "due but never started: the backlog was full",
+    )
+    table.add_row(
+        "messages",
+        f"{c.messages_accepted:,} accepted",
+        f"{_rate(c.messages_accepted, elapsed)} messages/s",
+    )
+    if c.messages_rejected or c.messages_aborted:
+        table.add_row(
+            "",
+            Text(f"{c.messages_rejected:,} refused", style="yellow"),
+            f"{c.messages_aborted:,} cut short by a connection error",
+        )
+    table.add_row(
+        "recipients",
+        f"{c.recipients_accepted:,} accepted",
+        f"{c.recipients_rejected:,} refused" if c.recipients_rejected else "",
+    )
+    return table
+
+
+def _latency_columns(table: Table) -> None:
+    table.add_column("count", justify="right")
+    table.add_column("rate/s", justify="right")
+    for q in SUMMARY_PERCENTILES:
+        table.add_column(f"p{q:g}", justify="right")
+    table.add_column("max", justify="right")
+
+
+def service_table(snapshot: Snapshot) -> Table:
+    table = Table(
+        title="Service time per command (sent to reply complete)",
+        title_justify="left",
+    )
+    table.add_column("command")
+    _latency_columns(table)
+    table.add_column("errors", justify="right")
+    percentiles = snapshot.percentiles()
+    for step in snapshot.steps_seen():
+        histogram = snapshot.histogram(step)
+        count = histogram.count
+        errors = snapshot.step_errors(step)
+        attempts = max(count, errors)
+        share = errors / attempts if attempts else 0.0
+        table.add_row(
+            step.label,
+            f"{count:,}",
+            _rate(count, snapshot.elapsed),
+            *(format_duration(v) for v in percentiles[step]),
+            format_duration(histogram.maximum) if count else "-",
+            Text(f"{share:.1%}", style="red" if share else "dim"),
+        )
+    return table
+
+
+def intended_table(snapshot: Snapshot) -> Table:
+    table = Table(
+        title="From intended start (what a sender feels; includes waiting for a slot)",
+        title_justify="left",
+    )
+    table.add_column("measure")
+    _latency_columns(table)
+    percentiles = snapshot.percentiles()
+    labels = {
+        START_LAG: "start lag",
+        MESSAGE_LATENCY: "message (to final reply)",
+        SESSION_LATENCY: "session (to the end)",
+    }
+    for row, label in labels.items():
+        histogram = snapshot.histogram(row)
+        count = histogram.count
+        table.add_row(
+            label,
+            f"{count:,}",
+            _rate(count, snapshot.elapsed),
+            *(format_duration(v) for v in percentiles[row]),
+            format_duration(histogram.maximum) if count else "-",
+        )
+    return table
+
+
+def replies_table(snapshot: Snapshot) -> Table:
+    table = Table(title="Reply codes per command", title_justify="left")
+    table.add_column("command")
+    table.add_column("code", justify="right")
+    table.add_column("meaning (RFC 5321)")
+    table.add_column("count", justify="right")
+    table.add_column("share", justify="right")
+    for step in Step:
+        codes = snapshot.reply_codes(step)
+        total = sum(codes.values())
+        for index, (code, count) in enumerate(sorted(codes.items())):
+            style = code_style(code)
+            table.add_row(
+                step.label if index == 0 else "",
+                Text(str(code), style=style),
+                reply_meaning(code),
+                f"{count:,}",
+                f"{count / total:.1%}",
+            )
+    return table
+
+
+def errors_table(snapshot: Snapshot) -> Table | None:
+    by_class = snapshot.errors_by_class()
+    if not by_class:
+        return None
+    table = Table(title="Errors by class", title_justify="left")
+    table.add_column("class")
+    table.add_column("count", justify="right")
+    table.add_column("where")
+    for error, count in sorted(by_class.items(), key=lambda item: -item[1]):
+        row = snapshot.errors[error]
+        where = ", ".join(f"{Step(s).label} {int(n):,}" for s, n in enumerate(row) if n)
+        style = "yellow" if error is ErrorClass.REPLY else "red"
+        table.add_row(Text(error.label, style=style), f"{count:,}", where)
+    return table
+
+
+def failures_table(snapshot: Snapshot, limit: int = 5) -> Table | None:
+    if not snapshot.failures:
+        return None
+    table = Table(title="Recent failures", title_justify="left")
+    table.add_column("time", justify="right")
+    table.add_column("session", justify="right")
+    table.add_column("step")
+    table.add_column("what happened")
+    for failure in snapshot.failures[-limit:]:
+        table.add_row(
+            format_clock(failure.time),
+            f"#{failure.session}",
+            failure.step,
+            f"{failure.error}: {failure.detail}",
+        )
+    return table
+
+
+def summary(snapshot: Snapshot) -> RenderableType:
+    parts: list[RenderableType] = [
+        header(snapshot),
+        Text(),
+        throughput_table(snapshot),
+        Text(),
+        service_table(snapshot),
+        intended_table(snapshot),
+        replies_table(snapshot),
+    ]
+    for optional in (errors_table(snapshot), failures_table(snapshot)):
+        if optional is not None:
+            parts.append(optional)
+    return Group(*parts)

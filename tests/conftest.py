@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.servers import postfix_binary
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Postfix tests are skipped on a machine without Postfix, but not in CI, whose script
+    installs it: there a missing Postfix fails those tests instead of hiding them."""
+    if postfix_binary("smtp-sink") is not None or os.environ.get("CI"):
+        return
+    skip = pytest.mark.skip(reason="Postfix (smtp-sink) is not installed")
+    for item in items:
+        if "postfix" in item.keywords:
+            item.add_marker(skip)
