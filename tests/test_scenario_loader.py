@@ -230,3 +230,21 @@ def test_scenario_methods() -> None:
     assert s.timeout(Step.DATA) == 120.0
     assert s.timeout(Step.TLS) == 30.0
     assert s.timeout(Step.QUIT) == 300.0
+
+
+def toml_blocks(markdown: str) -> list[str]:
+    return [block.split("```", 1)[0] for block in markdown.split("```toml\n")[1:]]
+
+
+def test_the_format_reference_examples_load() -> None:
+    docs = Path(__file__).resolve().parents[1] / "docs" / "scenarios.md"
+    blocks = toml_blocks(docs.read_text(encoding="utf-8"))
+    complete = parse_scenario(blocks[0], file="docs/scenarios.md")
+    assert complete.name == "newsletter-burst"
+    assert complete.target.host == "127.0.0.1"
+    sink = next(block for block in blocks if block.startswith("[sink]"))
+    assert not parse_scenario(sink).sink.is_empty
+    stages = next(block for block in blocks if block.startswith("start_rate"))
+    assert len(parse_scenario("[load]\n" + stages).load.stages) == 3
+    for line in next(block for block in blocks if block.startswith("size")).splitlines():
+        assert parse_scenario("[session]\n" + line).session.size.kind != "fixed"
