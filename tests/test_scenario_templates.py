@@ -97,3 +97,18 @@ def test_templates_without_random_do_not_consume_randomness() -> None:
     rng = random.Random(3)
     Renderer("user{counter}@x.test", rng).render(0)
     assert rng.random() == random.Random(3).random()
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [("x" * 901, "text"), ("h" * 256, "hostname"), ("a" * 250 + "@x.test", "address")],
+)
+def test_length_limits(text: str, kind: str) -> None:
+    with pytest.raises(ValueError, match="more than"):
+        check_template(text, kind=kind)
+
+
+def test_counter_growth_is_checked_against_the_limit() -> None:
+    # Fine for small numbers, too long once {counter} reaches a billion.
+    with pytest.raises(ValueError, match="more than"):
+        check_template("x" * 893 + "{counter}", kind="text")

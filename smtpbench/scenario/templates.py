@@ -21,6 +21,9 @@ RANDOM_LIMIT: Final = 1_000_000
 # Small and large values: a spec such as "03d" behaves differently on each side of 999.
 _SAMPLES: Final = (0, 7, 42, 999, 123_456, 999_999, 10**9)
 _FORMATTER: Final = string.Formatter()
+# Rendered lengths that keep every header line within RFC 5322's 998 characters
+# ("Subject: " and all) and a HELO name within DNS's 255.
+_MAX_LENGTH: Final = {"text": 900, "hostname": 255, "address": 254}
 # Characters that must not appear in an address sent in MAIL FROM:<...> / RCPT TO:<...>.
 _ADDRESS_FORBIDDEN: Final = frozenset(' \t<>()[]\\,;:"')
 
@@ -75,13 +78,17 @@ def check_template(text: str, *, kind: str = "text") -> None:
         )
         if not rendered.isascii() or not rendered.isprintable():
             raise ValueError(f"{text!r} must give printable ASCII on one line, got {rendered!r}")
+        if kind not in _MAX_LENGTH:
+            raise ValueError(f"unknown template kind {kind!r}")
+        if len(rendered) > _MAX_LENGTH[kind]:
+            raise ValueError(
+                f"{text!r} gives {len(rendered)} characters, more than the "
+                f"{_MAX_LENGTH[kind]} a {kind} may have"
+            )
         if kind == "address":
             _check_address(text, rendered)
-        elif kind == "hostname":
-            if not rendered or any(ch.isspace() for ch in rendered):
-                raise ValueError(f"{text!r} must give a host name without spaces, got {rendered!r}")
-        elif kind != "text":
-            raise ValueError(f"unknown template kind {kind!r}")
+        elif kind == "hostname" and (not rendered or any(ch.isspace() for ch in rendered)):
+            raise ValueError(f"{text!r} must give a host name without spaces, got {rendered!r}")
 
 
 def _check_address(text: str, rendered: str) -> None:
@@ -94,8 +101,6 @@ def _check_address(text: str, rendered: str) -> None:
     bad = sorted(set(rendered) & _ADDRESS_FORBIDDEN)
     if bad:
         raise ValueError(f"{text!r} gives {rendered!r}, which has {''.join(bad)!r} in it")
-    if len(rendered) > 254:
-        raise ValueError(f"{text!r} gives an address longer than 254 characters")
 
 
 def _known() -> str:
