@@ -352,6 +352,9 @@ def test_over_long_line_gives_one_event_and_is_skipped() -> None:
     assert events[0] == LineTooLong(512)
     events = drain(conn, b"y" * 5000 + b"\r\nNOOP\r\n")
     assert steps(events) == [Step.NOOP, "NeedData"]
+    # the whole over-long line and what follows in one read
+    events = drain(conn, b"NOOP " + b"x" * 2000 + b"\r\nNOOP\r\n")
+    assert steps(events) == ["LineTooLong", Step.NOOP, "NeedData"]
 
 
 def test_line_of_exactly_512_octets_is_fine() -> None:

@@ -361,8 +361,12 @@ class ServerConnection:
         if end < 0:
             if len(buf) < limit:
                 return NEED_DATA
-            del buf[:]
-            self._discarding = True
+            end = buf.find(b"\n", limit)
+            if end < 0:
+                del buf[:]
+                self._discarding = True
+            else:
+                del buf[: end + 1]
             return self._expect(LineTooLong(limit), Step.AUTH if self.state is State.AUTH else None)
         line = bytes(buf[: end - 1 if end and buf[end - 1] == 13 else end])  # 13: CR
         del buf[: end + 1]

@@ -1,0 +1,183 @@
+"""The embedded SMTP sink: accepts mail and throws it away, as fast as it can.
+
+It is the default target of load runs, so it reads in large chunks, answers
+every command already in the buffer (pipelining) and writes all the replies of
+one read with one send. Faults from a ``FaultPlan`` make it misbehave on
+purpose: delays, stalls, error replies, garbage and dropped connections.
+
+    async with trio.open_nursery() as nursery:
+        sink = await nursery.start(serve_sink, SinkConfig(port=0))
+        host, port = sink.address
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import ssl
+from collections import Counter
+from dataclasses import dataclass, field
+
+import trio
+
+from smtpbench.faults import EMPTY_FAULTS, FaultPlan
+from smtpbench.servers.sink_faults import FaultInjector
+from smtpbench.servers.sink_session import ReceivedMessage, Session
+
+__all__ = [
+    "ReceivedMessage",
+    "Sink",
+    "SinkConfig",
+    "SinkStats",
+    "make_ssl_context",
+    "serve_sink",
+]
+
+logger = logging.getLogger("smtpbench.sink")
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: a free port, see Sink.address
+    hostname: str = "sink.smtpbench.test"  # in the banner and the EHLO reply
+    faults: FaultPlan = EMPTY_FAULTS
+    seed: int | None = None  # for the fault draws; None: a fresh one
+    max_message_size: int = 50 * 1024 * 1024  # advertised as SIZE; bigger messages get 552
+    tls_cert: str | None = None  # PEM paths; STARTTLS is offered only with both
+    tls_key: str | None = None
+    auth: bool = True  # advertise AUTH PLAIN LOGIN and accept any credentials
+    keep_messages: bool = False  # keep every accepted message in Sink.messages (tests)
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("a TLS certificate and its key go together: give both or neither")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"a port lies between 0 and 65535, got {self.port}")
+        if self.max_message_size < 1:
+            raise ValueError(
+                f"the maximum message size must be positive, got {self.max_message_size}"
+            )
+        if not self.hostname or any(c.isspace() for c in self.hostname):
+            raise ValueError(f"the host name must be one word, got {self.hostname!r}")
+
+    @property
+    def offers_tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+@dataclass
+class SinkStats:
+    """What the sink saw, for summaries and tests. Counters only grow."""
+
+    connections: int = 0  # accepted
+    sessions_closed: int = 0  # ended, for whatever reason
+    messages_accepted: int = 0  # answered 250 after the final dot or BDAT LAST
+    messages_rejected: int = 0  # complete messages answered otherwise (size, faults)
+    recipients_accepted: int = 0
+    bytes_received: int = 0  # everything read from clients, commands included
+    message_bytes: int = 0  # sizes of the accepted messages
+    tls_sessions: int = 0  # STARTTLS handshakes completed
+    tls_failures: int = 0
+    commands: Counter[str] = field(default_factory=Counter)  # by step label, "unrecognized"...
+    replies_by_code: Counter[int] = field(default_factory=Counter)  # replies sent, banner included
+    faults_injected: Counter[str] = field(default_factory=Counter)  # "delay.DATA", "shutdown"...
+    errors: Counter[str] = field(default_factory=Counter)  # sessions ended by an unexpected error
+
+    @property
+    def active(self) -> int:
+        return self.connections - self.sessions_closed
+
+    def summary(self) -> str:
+        """One line for a log or a terminal."""
+        parts = [
+            f"{self.connections} connections",
+            f"{self.messages_accepted} messages accepted",
+            f"{self.messages_rejected} rejected",
+            f"{self.recipients_accepted} recipients",
+            f"{self.bytes_received} bytes received",
+        ]
+        if self.tls_sessions or self.tls_failures:
+            parts.append(f"{self.tls_sessions} TLS sessions ({self.tls_failures} failed)")
+        faults = sum(self.faults_injected.values())
+        if faults:
+            parts.append(f"{faults} faults injected")
+        errors = sum(self.errors.values())
+        if errors:
+            parts.append(f"{errors} session errors")
+        return ", ".join(parts)
+
+
+class Sink:
+    """A running sink: its configuration, address, statistics and kept messages."""
+
+    def __init__(
+        self,
+        config: SinkConfig,
+        listeners: list[trio.SocketListener],
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        self.config = config
+        self.stats = SinkStats()
+        self.messages: list[ReceivedMessage] = []
+        self.listeners = listeners
+        self.ssl_context = ssl_context
+        sockname = listeners[0].socket.getsockname()
+        self.address: tuple[str, int] = (sockname[0], sockname[1])
+        self.faults = FaultInjector(
+            config.faults, random.Random(config.seed), self.stats.faults_injected
+        )
+        self.shutting_down = False  # set once shutdown_after connections have come
+        self._queue_ids = itertools.count(1)
+        self._errors_logged: set[str] = set()
+
+    def next_queue_id(self) -> str:
+        return f"{next(self._queue_ids):010X}"
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        """Serve one connection; whatever goes wrong stays inside it."""
+        stats = self.stats
+        stats.connections += 1
+        limit = self.config.faults.shutdown_after
+        if limit is not None and stats.connections > limit:
+            self.shutting_down = True
+        session = Session(self, stream)
+        try:
+            await session.run()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away: a normal thing for a sink under load
+        except Exception as exc:
+            name = type(exc).__name__
+            stats.errors[name] += 1
+            if name not in self._errors_logged:  # once per kind, not once per connection
+                self._errors_logged.add(name)
+                logger.warning("sink session ended by %s", name, exc_info=exc)
+        finally:
+            stats.sessions_closed += 1
+            await trio.aclose_forcefully(session.stream)
+
+
+def make_ssl_context(config: SinkConfig) -> ssl.SSLContext | None:
+    """The server TLS context of ``config``, None without a certificate; OSError or
+    ssl.SSLError when the files cannot be read."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
+
+
+async def serve_sink(
+    config: SinkConfig, *, task_status: trio.TaskStatus[Sink] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Listen, report the running ``Sink`` through ``task_status``, serve until cancelled.
+
+    ``sink = await nursery.start(serve_sink, config)``; errors in binding or in
+    the TLS files come out of ``nursery.start``.
+    """
+    ssl_context = make_ssl_context(config)
+    listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+    sink = Sink(config, listeners, ssl_context)
+    task_status.started(sink)
+    await trio.serve_listeners(sink.handle, listeners)

@@ -1,0 +1,472 @@
+"""One sink connection: read, turn each event into a reply, let the faults have their say,
+write every reply of one read with one send."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from smtpbench.protocol.server import (
+    AuthResponse,
+    CommandReceived,
+    ConnectionClosed,
+    Event,
+    LineTooLong,
+    MessageReceived,
+    NeedData,
+    ServerConnection,
+    State,
+    UnrecognizedCommand,
+    parse_bdat_argument,
+    parse_path_argument,
+)
+from smtpbench.protocol.steps import Step
+
+if TYPE_CHECKING:
+    from smtpbench.servers.sink import Sink
+
+# trio's default read size. Bigger reads do not pay: CPython's recv() allocates the
+# whole buffer each time, and above 128 KiB malloc maps and unmaps it every call.
+RECEIVE_SIZE: Final = 65536
+# Client mistakes (5xx replies the sink chose, not injected ones) before it says
+# 421 and hangs up, as real servers do, so a runaway client cannot spin forever.
+MAX_ERRORS: Final = 50
+
+Answer = tuple[int, str | tuple[str, ...], str | None]
+_LOGIN_USERNAME: Final = "VXNlcm5hbWU6"  # base64 "Username:"
+_LOGIN_PASSWORD: Final = "UGFzc3dvcmQ6"  # base64 "Password:"
+_OPEN_TRANSACTION: Final = frozenset({State.MAIL, State.RCPT, State.DATA, State.BDAT})
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """A message the sink accepted, kept when ``SinkConfig.keep_messages`` is on."""
+
+    queue_id: str
+    mail_from: str
+    recipients: tuple[str, ...]
+    data: bytes | None  # None only if it was too big to keep
+    size: int
+    via: Step  # Step.DATA or Step.BDAT
+    tls: bool
+    authenticated: bool
+
+
+@functools.cache
+def ehlo_lines(hostname: str, max_size: int, auth: bool, starttls: bool) -> tuple[str, ...]:
+    lines = [
+        hostname,
+        f"SIZE {max_size}",
+        "PIPELINING",
+        "8BITMIME",
+        "SMTPUTF8",
+        "CHUNKING",
+        "DSN",
+        "ENHANCEDSTATUSCODES",
+    ]
+    if auth:
+        lines.append("AUTH PLAIN LOGIN")
+    if starttls:
+        lines.append("STARTTLS")
+    return tuple(lines)
+
+
+def _is_base64(text: str | bytes) -> bool:
+    if text in ("=", b"="):  # RFC 4954: an empty initial response
+        return True
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return True
+
+
+class Session:
+    """The sink's side of one connection. ``run()`` returns when the session is over;
+    the caller closes ``stream`` (which is the TLS stream after STARTTLS)."""
+
+    __slots__ = (
+        "address",
+        "auth",
+        "conn",
+        "cut_data",
+        "errors",
+        "mail_from",
+        "next_auth",
+        "out",
+        "queue_id",
+        "recipients",
+        "sink",
+        "stream",
+    )
+
+    def __init__(self, sink: Sink, stream: trio.abc.Stream) -> None:
+        self.sink = sink
+        self.stream = stream
+        config = sink.config
+        self.conn = ServerConnection(
+            keep_data=config.keep_messages, max_data_size=config.max_message_size
+        )
+        self.out = bytearray()
+        self.mail_from = ""
+        self.recipients: list[str] = []
+        self.address = ""  # parsed from the MAIL or RCPT being answered
+        self.queue_id = ""
+        self.auth: tuple[str, int] | None = None  # SASL mechanism and stage
+        self.next_auth: tuple[str, int] | None = None
+        self.cut_data = False  # a "DATA end" disconnect was drawn for this message
+        self.errors = 0
+
+    # -- the loop ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        if not await self._greet():
+            return
+        conn = self.conn
+        stats = self.sink.stats
+        while True:
+            data = await self.stream.receive_some(RECEIVE_SIZE)
+            stats.bytes_received += len(data)
+            if self.cut_data and data:
+                return  # the "DATA end" disconnect: drop the client mid-message
+            conn.receive_data(data)
+            go_on = await self._answer_all()
+            await self._flush()
+            if not go_on:
+                return
+
+    async def _flush(self) -> None:
+        if self.out:
+            out, self.out = self.out, bytearray()
+            await self.stream.send_all(out)
+
+    def _emit(self, code: int, text: str | tuple[str, ...], enhanced: str | None) -> None:
+        self.out += self.conn.reply(code, text, enhanced)
+        self.sink.stats.replies_by_code[code] += 1
+
+    async def _greet(self) -> bool:
+        sink = self.sink
+        hostname = sink.config.hostname
+        if sink.shutting_down:
+            sink.stats.faults_injected["shutdown"] += 1
+            self._emit(421, f"{hostname} Service shutting down", "4.3.2")
+            await self._flush()
+            return False
+        answer: Answer = (220, f"{hostname} ESMTP smtpbench sink", None)
+        garbage = None
+        if Step.CONNECT in sink.faults.steps:
+            injected = await self._inject(Step.CONNECT, answer)
+            if injected is None:
+                return False  # accept, then close at once
+            answer, garbage = injected
+        if garbage is not None:
+            self.conn.reply(*answer)  # keeps the state machine in step
+            self.out += garbage
+        else:
+            self._emit(*answer)
+        await self._flush()
+        return self.conn.state is not State.CLOSED
+
+    async def _answer_all(self) -> bool:
+        """Answer every event the buffer holds; False when the session is over."""
+        conn = self.conn
+        sink = self.sink
+        faults = sink.faults
+        while True:
+            event = conn.next_event()
+            if isinstance(event, NeedData):
+                return True
+            if isinstance(event, ConnectionClosed):
+                return False
+            if sink.shutting_down:
+                sink.stats.faults_injected["shutdown"] += 1
+                self._emit(421, f"{sink.config.hostname} Service shutting down", "4.3.2")
+                return False
+            if self.cut_data and isinstance(event, MessageReceived):
+                return False  # the whole message came in one read: still no answer
+            step = conn.pending_step
+            answer = original = self._decide(event)
+            garbage = None
+            if step is not None and step in faults.steps:
+                may_disconnect = not (isinstance(event, MessageReceived) and event.via is Step.DATA)
+                injected = await self._inject(step, answer, may_disconnect=may_disconnect)
+                if injected is None:
+                    return False
+                answer, garbage = injected
+            code = answer[0]
+            if garbage is not None:
+                conn.reply(*answer)  # keeps the state machine in step
+                self.out += garbage
+                if step is Step.STARTTLS:
+                    return False  # no handshake can follow a garbled go-ahead
+            else:
+                self._emit(*answer)
+            self._account(event, step, code, injected=answer is not original or garbage is not None)
+            if conn.state is State.CLOSED:
+                return False
+            if step is Step.DATA and code == 354 and Step.DATA_END in faults.plan.disconnects:
+                # Drawn now so that the connection can drop in the middle of the content.
+                self.cut_data = faults.disconnect(Step.DATA_END)
+            if step is Step.STARTTLS and code == 220 and not await self._start_tls():
+                return False
+
+    async def _inject(
+        self, step: Step, answer: Answer, *, may_disconnect: bool = True
+    ) -> tuple[Answer, bytes | None] | None:
+        """The answer after the step's faults: None to hang up, else (answer, garbage)."""
+        faults = self.sink.faults
+        pause = faults.pause(step)
+        if pause > 0:
+            await self._flush()  # the replies before this one are not held up
+            await trio.sleep(pause)
+        if may_disconnect and faults.disconnect(step):
+            return None
+        garbage = faults.garbage(step)
+        if garbage is not None:
+            return answer, garbage
+        fault = faults.reply(step)
+        if fault is not None:
+            enhanced, text = fault.describe(step)
+            return (fault.code, text, enhanced), None
+        return answer, None
+
+    async def _start_tls(self) -> bool:
+        await self._flush()  # the 220 goes out in clear text
+        stats = self.sink.stats
+        assert self.sink.ssl_context is not None
+        tls = trio.SSLStream(self.stream, self.sink.ssl_context, server_side=True)
+        try:
+            await tls.do_handshake()
+        except trio.BrokenResourceError:
+            stats.tls_failures += 1
+            return False
+        self.stream = tls
+        stats.tls_sessions += 1
+        return True
+
+    # -- bookkeeping after a reply went out ---------------------------------------
+
+    def _account(self, event: Event, step: Step | None, code: int, *, injected: bool) -> None:
+        stats = self.sink.stats
+        if step is not None:
+            stats.commands[step.label] += 1
+        elif isinstance(event, LineTooLong):
+            stats.commands["line too long"] += 1
+        else:
+            stats.commands["unrecognized"] += 1
+        if code >= 500 and not injected:
+            self.errors += 1
+        positive = code < 400
+        if step is Step.MAIL:
+            if positive:
+                self.mail_from = self.address
+                self.recipients = []
+        elif step is Step.RCPT:
+            if positive:
+                stats.recipients_accepted += 1
+                if self.sink.config.keep_messages:
+                    self.recipients.append(self.address)
+        elif isinstance(event, MessageReceived):
+            if code == 250:
+                stats.messages_accepted += 1
+                stats.message_bytes += event.size
+                if self.sink.config.keep_messages:
+                    self._keep(event)
+            else:
+                stats.messages_rejected += 1
+        elif step is Step.AUTH:
+            self.auth = self.next_auth if code == 334 else None
+        if self.conn.state not in _OPEN_TRANSACTION:
+            self.mail_from = ""
+            self.recipients = []
+
+    def _keep(self, event: MessageReceived) -> None:
+        conn = self.conn
+        self.sink.messages.append(
+            ReceivedMessage(
+                queue_id=self.queue_id,
+                mail_from=self.mail_from,
+                recipients=tuple(self.recipients),
+                data=event.data,
+                size=event.size,
+                via=event.via,
+                tls=conn.tls,
+                authenticated=conn.authenticated,
+            )
+        )
+
+    # -- the replies ------------------------------------------------------------
+
+    def _decide(self, event: Event) -> Answer:
+        if self.errors >= MAX_ERRORS:
+            return 421, f"{self.sink.config.hostname} Too many errors", "4.7.0"
+        if isinstance(event, CommandReceived):
+            if not event.allowed:
+                return self._bad_sequence(event.step)
+            return _HANDLERS[event.step](self, event)
+        if isinstance(event, MessageReceived):
+            return self._message(event)
+        if isinstance(event, AuthResponse):
+            return self._auth_response(event)
+        if isinstance(event, LineTooLong):
+            return 500, "Line too long", "5.5.6"
+        assert isinstance(event, UnrecognizedCommand)
+        if event.verb == "HELP":
+            return 214, "smtpbench sink: it accepts mail and discards it", "2.0.0"
+        return 500, "Command unrecognized", "5.5.1"
+
+    def _bad_sequence(self, step: Step) -> Answer:
+        conn = self.conn
+        state = conn.state
+        if state is State.CONNECTED and step not in (Step.STARTTLS, Step.AUTH):
+            why = "send HELO/EHLO first"
+        elif step is Step.MAIL:
+            why = "nested MAIL command"
+        elif step is Step.RCPT:
+            why = "need MAIL command"
+        elif step in (Step.DATA, Step.BDAT):
+            why = "DATA and BDAT do not mix" if state is State.BDAT else "need RCPT command"
+        elif step is Step.STARTTLS:
+            why = "TLS already active" if conn.tls else "send EHLO first"
+        elif step is Step.AUTH:
+            why = "already authenticated" if conn.authenticated else "send EHLO first"
+            if state in _OPEN_TRANSACTION:
+                why = "MAIL transaction in progress"
+        else:
+            why = "bad sequence of commands"
+        return 503, f"Error: {why}", "5.5.1"
+
+    def _helo(self, event: CommandReceived) -> Answer:
+        if not event.argument:
+            return 501, f"Syntax: {event.verb} hostname", "5.5.4"
+        return 250, self.sink.config.hostname, None
+
+    def _ehlo(self, event: CommandReceived) -> Answer:
+        if not event.argument:
+            return 501, "Syntax: EHLO hostname", "5.5.4"
+        config = self.sink.config
+        starttls = config.offers_tls and not self.conn.tls
+        return (
+            250,
+            ehlo_lines(config.hostname, config.max_message_size, config.auth, starttls),
+            None,
+        )
+
+    def _lhlo(self, event: CommandReceived) -> Answer:
+        return 502, "LMTP is not supported: this is an SMTP sink", "5.5.1"
+
+    def _starttls(self, event: CommandReceived) -> Answer:
+        if self.sink.ssl_context is None:
+            return 502, "STARTTLS not offered", "5.5.1"
+        if event.argument:
+            return 501, "Syntax: STARTTLS", "5.5.4"
+        return 220, "Ready to start TLS", "2.0.0"
+
+    def _auth(self, event: CommandReceived) -> Answer:
+        if not self.sink.config.auth:
+            return 502, "Authentication not enabled", "5.5.1"
+        mechanism, _, initial = event.argument.partition(" ")
+        mechanism = mechanism.upper()
+        initial = initial.strip()
+        if mechanism not in ("PLAIN", "LOGIN"):
+            return 504, "Unrecognized authentication type", "5.5.4"
+        if initial and not _is_base64(initial):
+            return 501, "Cannot decode the response", "5.5.2"
+        if mechanism == "PLAIN":
+            if initial:
+                return 235, "Authentication successful", "2.7.0"
+            self.next_auth = ("PLAIN", 1)
+            return 334, "", None
+        if initial:
+            self.next_auth = ("LOGIN", 2)
+            return 334, _LOGIN_PASSWORD, None
+        self.next_auth = ("LOGIN", 1)
+        return 334, _LOGIN_USERNAME, None
+
+    def _auth_response(self, event: AuthResponse) -> Answer:
+        line = event.line.strip()
+        if line == b"*":
+            return 501, "Authentication cancelled", "5.0.0"
+        if not _is_base64(line):
+            return 501, "Cannot decode the response", "5.5.2"
+        if self.auth == ("LOGIN", 1):
+            self.next_auth = ("LOGIN", 2)
+            return 334, _LOGIN_PASSWORD, None
+        return 235, "Authentication successful", "2.7.0"
+
+    def _mail(self, event: CommandReceived) -> Answer:
+        parsed = parse_path_argument(event.argument, "FROM")
+        if parsed is None:
+            return 501, "Syntax: MAIL FROM:<address>", "5.5.4"
+        self.address, params = parsed
+        size = params.get("SIZE")
+        if size is not None:
+            if not size.isdigit():
+                return 501, "Syntax: SIZE=<octets>", "5.5.4"
+            if int(size) > self.sink.config.max_message_size:
+                return 552, "Message size exceeds fixed maximum message size", "5.3.4"
+        return 250, "Sender OK", "2.1.0"
+
+    def _rcpt(self, event: CommandReceived) -> Answer:
+        parsed = parse_path_argument(event.argument, "TO")
+        if parsed is None:
+            return 501, "Syntax: RCPT TO:<address>", "5.5.4"
+        self.address = parsed[0]
+        if not self.address:
+            return 501, "Bad recipient address syntax", "5.1.3"
+        return 250, "Recipient OK", "2.1.5"
+
+    def _data(self, event: CommandReceived) -> Answer:
+        if event.argument:
+            return 501, "Syntax: DATA", "5.5.4"
+        return 354, "End data with <CR><LF>.<CR><LF>", None
+
+    def _bdat(self, event: CommandReceived) -> Answer:
+        chunk = parse_bdat_argument(event.argument)
+        if chunk is None:
+            return 501, "Syntax: BDAT octets [LAST]", "5.5.4"
+        if self.conn.message_size > self.sink.config.max_message_size:
+            return 552, "Message size exceeds fixed maximum message size", "5.3.4"
+        return 250, f"{chunk[0]} octets received", "2.0.0"
+
+    def _message(self, event: MessageReceived) -> Answer:
+        if event.size > self.sink.config.max_message_size:
+            return 552, "Message size exceeds fixed maximum message size", "5.3.4"
+        self.queue_id = self.sink.next_queue_id()
+        return 250, f"Ok: queued as {self.queue_id}", "2.0.0"
+
+    def _ok(self, event: CommandReceived) -> Answer:
+        return 250, "Ok", "2.0.0"
+
+    def _vrfy(self, event: CommandReceived) -> Answer:
+        return 252, "Cannot VRFY user, but will accept message", "2.5.0"
+
+    def _expn(self, event: CommandReceived) -> Answer:
+        return 502, "EXPN not supported", "5.5.1"
+
+    def _quit(self, event: CommandReceived) -> Answer:
+        return 221, "Bye", "2.0.0"
+
+
+_HANDLERS: Final[dict[Step, Callable[[Session, CommandReceived], Answer]]] = {
+    Step.HELO: Session._helo,
+    Step.EHLO: Session._ehlo,
+    Step.LHLO: Session._lhlo,
+    Step.STARTTLS: Session._starttls,
+    Step.AUTH: Session._auth,
+    Step.MAIL: Session._mail,
+    Step.RCPT: Session._rcpt,
+    Step.DATA: Session._data,
+    Step.BDAT: Session._bdat,
+    Step.RSET: Session._ok,
+    Step.NOOP: Session._ok,
+    Step.VRFY: Session._vrfy,
+    Step.EXPN: Session._expn,
+    Step.QUIT: Session._quit,
+}
