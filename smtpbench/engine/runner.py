@@ -70,6 +70,7 @@ class LoadRun:
         cap = self.load.max_concurrency if self.load.mode == "rate" else self.load.concurrency
         self.limiter = trio.CapacityLimiter(cap)
         self._t0 = 0.0
+        self._begun = False
         self._paused_total = 0.0
         self._paused_since: float | None = None
         self._scheduling = False
@@ -81,8 +82,10 @@ class LoadRun:
     # -- clocks -----------------------------------------------------------
 
     def elapsed(self) -> float:
+        if not self._begun:
+            return 0.0
         end = self._ended_at if self._ended_at is not None else trio.current_time()
-        return max(0.0, end - self._t0) if self._t0 else 0.0
+        return max(0.0, end - self._t0)
 
     def schedule_time(self) -> float:
         """Seconds of running since the start, pauses excluded: what the schedule and the
@@ -96,9 +99,11 @@ class LoadRun:
     def remaining(self) -> float | None:
         if self.load.duration is None:
             return None
-        if not self._scheduling and self._t0:
+        if not self._begun:
+            return self.load.duration
+        if not self._scheduling:
             return 0.0
-        return max(0.0, self.load.duration - self.schedule_time()) if self._t0 else None
+        return max(0.0, self.load.duration - self.schedule_time())
 
     # -- views ------------------------------------------------------------
 
@@ -111,6 +116,7 @@ class LoadRun:
     async def run(self) -> Snapshot:
         recorder = self.recorder
         self._t0 = recorder.clock_start = trio.current_time()
+        self._begun = True
         recorder.state = RunState.RUNNING
         self._scheduling = True
         self._update_target_rate()
