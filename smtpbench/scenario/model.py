@@ -278,8 +278,8 @@ class Scenario:
     sink: FaultPlan = EMPTY_FAULTS
 
     def __post_init__(self) -> None:
-        if not self.name:
-            raise ValueError("a scenario needs a name")
+        if not self.name or not self.name.isprintable():
+            raise ValueError(f"a scenario needs a name on one line, got {self.name!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or self.seed < 0):
             raise ValueError(f"a seed is a non-negative integer, got {self.seed!r}")
         if len(self.success) != STEP_COUNT or len(self.timeouts) != STEP_COUNT:

@@ -23,7 +23,7 @@ _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 def scenario_to_toml(scenario: Scenario) -> str:
     """The resolved scenario as TOML; ``parse_scenario`` of it equals ``scenario``."""
-    lines = [f"# {scenario.name}: resolved scenario, every value explicit"]
+    lines = ["# The resolved scenario: every value explicit, defaults included."]
     lines += _pairs(_top(scenario))
     lines += ["", "[target]"]
     if scenario.target.host is None:
