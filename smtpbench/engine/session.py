@@ -82,6 +82,7 @@ class Session:
         "step",
         "stream",
         "transcript",
+        "unanswered",
     )
 
     def __init__(
@@ -104,6 +105,7 @@ class Session:
         self.failure: tuple[ErrorClass, Step, str] | None = None
         self.messages_done = 0
         self.transcript: list[tuple[bytes | int | None, Reply | None]] = []
+        self.unanswered: bytes | int | None = None  # what was sent last, until its reply
 
     # -- the session ------------------------------------------------------
 
@@ -199,6 +201,7 @@ class Session:
         self.step = step
         stream = self.stream
         assert stream is not None
+        self.unanswered = len(line) if step is Step.DATA_END else line
         with trio.fail_after(self.settings.timeouts[step]):
             sent = trio.current_time()
             await stream.send_all(line)
@@ -248,6 +251,8 @@ class Session:
     def _connection_failed(self, exc: BaseException) -> None:
         if isinstance(exc, _ServerShutdown):
             return  # already counted as the reply it was
+        if self.unanswered is not None:
+            self.transcript.append((self.unanswered, None))
         if isinstance(exc, _ServerClosed):
             self._fail(ErrorClass.CLOSED, self.step, str(exc))
         else:
