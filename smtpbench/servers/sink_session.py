@@ -34,9 +34,10 @@ if TYPE_CHECKING:
 # trio's default read size. Bigger reads do not pay: CPython's recv() allocates the
 # whole buffer each time, and above 128 KiB malloc maps and unmaps it every call.
 RECEIVE_SIZE: Final = 65536
-# Client mistakes (5xx replies the sink chose, not injected ones) before it says
-# 421 and hangs up, as real servers do, so a runaway client cannot spin forever.
+# Client mistakes (syntax and sequence errors, not injected replies) before the
+# sink says 421 and hangs up, as real servers do, so a runaway client cannot spin.
 MAX_ERRORS: Final = 50
+_CLIENT_MISTAKES: Final = frozenset({500, 501, 503})
 
 Answer = tuple[int, str | tuple[str, ...], str | None]
 _LOGIN_USERNAME: Final = "VXNlcm5hbWU6"  # base64 "Username:"
@@ -260,7 +261,7 @@ class Session:
             stats.commands["line too long"] += 1
         else:
             stats.commands["unrecognized"] += 1
-        if code >= 500 and not injected:
+        if code in _CLIENT_MISTAKES and not injected:
             self.errors += 1
         positive = code < 400
         if step is Step.MAIL:
