@@ -247,6 +247,19 @@ def test_bdat_chunks() -> None:
     assert steps(events[1:]) == [("bad", Step.BDAT), "NeedData"]
 
 
+BDAT_STREAM = b"BDAT 4\r\nab\r\nBDAT 5 LAST\r\n.\r\n.\nNOOP\r\n"
+
+
+@pytest.mark.parametrize("split", range(len(BDAT_STREAM) + 1))
+def test_bdat_split_at_every_byte(split: int) -> None:
+    conn = greeted(keep_data=True)
+    drain(conn, b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\n")
+    events = drain(conn, BDAT_STREAM[:split])[:-1] if split else []
+    events += drain(conn, BDAT_STREAM[split:])
+    assert steps(events) == [Step.BDAT, "MessageReceived", Step.NOOP, "NeedData"]
+    assert events[1] == MessageReceived(9, b"ab\r\n.\r\n.\n", Step.BDAT)
+
+
 def test_bdat_zero_last_and_chunk_of_refused_bdat_is_skipped() -> None:
     conn = greeted(keep_data=True)
     # BDAT before RCPT is out of sequence, but its 4 octets are still read and dropped.
