@@ -7,6 +7,7 @@ recorder works the same under a real or a mock clock.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 
 import numpy as np
@@ -18,7 +19,7 @@ from smtpbench.metrics.kinds import (
     MAX_REPLY_CODE,
     ErrorClass,
 )
-from smtpbench.metrics.series import SeriesBuilder
+from smtpbench.metrics.series import SERIES_COUNTERS, SeriesBuilder
 from smtpbench.metrics.snapshot import (
     SUMMARY_PERCENTILES,
     Counters,
@@ -30,6 +31,8 @@ from smtpbench.metrics.snapshot import (
 from smtpbench.protocol.steps import STEP_COUNT
 
 RECENT_FAILURES = 50
+COUNTER_NAMES = tuple(field.name for field in dataclasses.fields(Counters))
+_IN_FLIGHT = SERIES_COUNTERS.index("in_flight")
 
 
 class Recorder:
@@ -65,7 +68,7 @@ class Recorder:
         self._error_counts = np.zeros(ERROR_CLASSES * STEP_COUNT, dtype=np.int64)
         self._interval_counts = np.zeros_like(self._latency.counts)
         self._series = SeriesBuilder(LATENCY_ROWS)
-        self._series_last = [0] * 7
+        self._series_last = [0] * len(SERIES_COUNTERS)
         self._failures: deque[FailureRecord] = deque(maxlen=RECENT_FAILURES)
 
     # -- hot path ---------------------------------------------------------
@@ -109,17 +112,9 @@ class Recorder:
         rows = LATENCY_ROWS
         counts = self._interval_counts
         p50, p99 = percentiles_of(counts, np.zeros(rows), np.full(rows, np.inf), (50.0, 99.0)).T
-        totals = [
-            self.started,
-            self.completed,
-            self.failed,
-            self.dropped,
-            self.in_flight,
-            self.messages_accepted,
-            self.messages_rejected,
-        ]
+        totals = [getattr(self, name) for name in SERIES_COUNTERS]
         deltas = [total - before for total, before in zip(totals, self._series_last, strict=True)]
-        deltas[4] = self.in_flight  # a level, not a count
+        deltas[_IN_FLIGHT] = self.in_flight  # a level, not a count
         self._series_last = totals
         rate = self.target_rate if self.target_rate is not None else np.nan
         self._series.append(now, deltas, rate, p50, p99, counts.sum(axis=1))
@@ -127,21 +122,7 @@ class Recorder:
 
     def snapshot(self, elapsed: float) -> Snapshot:
         """A frozen copy of everything flushed so far (call ``flush`` first for the latest)."""
-        counters = Counters(
-            scheduled=self.scheduled,
-            started=self.started,
-            completed=self.completed,
-            failed=self.failed,
-            dropped=self.dropped,
-            in_flight=self.in_flight,
-            waiting=self.waiting,
-            messages_accepted=self.messages_accepted,
-            messages_rejected=self.messages_rejected,
-            messages_aborted=self.messages_aborted,
-            recipients_accepted=self.recipients_accepted,
-            recipients_rejected=self.recipients_rejected,
-            bytes_sent=self.bytes_sent,
-        )
+        counters = Counters(**{name: getattr(self, name) for name in COUNTER_NAMES})
         return Snapshot(
             info=self.info,
             state=self.state,

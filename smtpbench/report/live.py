@@ -37,7 +37,7 @@ def _clock(snapshot: Snapshot, remaining: float | None) -> str:
     elapsed = format_clock(snapshot.elapsed)
     if remaining is None:
         return elapsed
-    return f"{elapsed}/{format_clock(snapshot.elapsed + remaining)}"
+    return f"{elapsed}/{format_clock(round(snapshot.elapsed + remaining))}"
 
 
 def live_line(snapshot: Snapshot, remaining: float | None) -> str:
