@@ -3,11 +3,17 @@ and the sink's work never shows up in the load engine's timing."""
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import IO
 
 import trio
 
@@ -20,59 +26,89 @@ class EmbeddedSinkError(Exception):
     """The embedded sink did not start: says what it printed."""
 
 
+class EmbeddedSink:
+    """A running ``smtpbench sink`` process on a free loopback port."""
+
+    def __init__(self, process: subprocess.Popen[bytes], host: str, port: int) -> None:
+        self.process = process
+        self.host = host
+        self.port = port
+
+    @classmethod
+    def start(
+        cls,
+        fault_argv: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        timeout: float = START_TIMEOUT,
+    ) -> EmbeddedSink:
+        """Starts the sink and waits for its "listening on" line (blocking)."""
+        listen = f"[{host}]:0" if ":" in host else f"{host}:0"
+        command = [sys.executable, "-m", "smtpbench", "sink", "--listen", listen, *fault_argv]
+        # stderr goes to a file: a pipe nobody reads could fill up and stall the sink.
+        with tempfile.TemporaryFile() as errors:
+            process = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL
+            )
+            assert process.stdout is not None
+            first = _read_first_line(process.stdout, timeout)
+            match = READY_LINE.search(first)
+            if match is None:
+                _stop(process)
+                errors.seek(0)
+                said = (first + errors.read()).decode("utf-8", "replace").strip()
+                raise EmbeddedSinkError(f"the embedded sink did not start: {said or 'no output'}")
+        # Keep reading what it prints (its summary at exit), so the pipe never fills.
+        threading.Thread(target=_drain, args=(process.stdout,), daemon=True).start()
+        return cls(process, match.group(1).decode(), int(match.group(2)))
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+def _read_first_line(stream: IO[bytes], timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    seen = b""
+    fd = stream.fileno()
+    while b"\n" not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        seen += chunk
+    return seen.split(b"\n", 1)[0]
+
+
+def _drain(stream: IO[bytes]) -> None:
+    try:
+        while stream.read(65536):
+            pass
+    except (OSError, ValueError):
+        pass
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @asynccontextmanager
 async def embedded_sink(
     fault_argv: Sequence[str] = (), host: str = "127.0.0.1"
 ) -> AsyncIterator[tuple[str, int]]:
     """Starts ``smtpbench sink`` on a free loopback port; yields (host, port); stops it."""
-    command = [
-        sys.executable,
-        "-m",
-        "smtpbench",
-        "sink",
-        "--listen",
-        f"[{host}]:0" if ":" in host else f"{host}:0",
-        *fault_argv,
-    ]
-    process = await trio.lowlevel.open_process(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL
-    )
+    sink = await trio.to_thread.run_sync(EmbeddedSink.start, fault_argv, host)
     try:
-        address = await _wait_ready(process)
-        yield address
+        yield sink.host, sink.port
     finally:
         with trio.CancelScope(shield=True):
-            await _stop(process)
-
-
-async def _wait_ready(process: trio.Process) -> tuple[str, int]:
-    assert process.stdout is not None
-    seen = b""
-    with trio.move_on_after(START_TIMEOUT):
-        while b"\n" not in seen:
-            chunk = await process.stdout.receive_some(4096)
-            if not chunk:
-                break
-            seen += chunk
-    first = seen.split(b"\n", 1)[0]
-    match = READY_LINE.search(first)
-    if match is None:
-        errors = b""
-        if process.stderr is not None and process.poll() is not None:
-            errors = await process.stderr.receive_some(65536)
-        message = (first or errors).decode("utf-8", "replace").strip() or "no output"
-        raise EmbeddedSinkError(f"the embedded sink did not start: {message}")
-    return match.group(1).decode(), int(match.group(2))
-
-
-async def _stop(process: trio.Process) -> None:
-    if process.returncode is None:
-        process.terminate()
-        with trio.move_on_after(STOP_TIMEOUT):
-            await process.wait()
-    if process.returncode is None:
-        process.kill()
-        await process.wait()
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            await stream.aclose()
+            await trio.to_thread.run_sync(sink.stop)
