@@ -66,7 +66,13 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--out", metavar="DIR", type=Path, default=Path("results"), help="where results go"
     )
-    run.add_argument("--headless", action="store_true", help="no dashboard: live lines, summary")
+    display = run.add_mutually_exclusive_group()
+    display.add_argument(
+        "--headless", action="store_true", help="no dashboard: live lines, then the summary"
+    )
+    display.add_argument(
+        "--tui", action="store_true", help="the live dashboard even when not on a terminal"
+    )
     run.add_argument(
         "--progress-interval",
         metavar="D",
@@ -130,6 +136,10 @@ def _run(args: argparse.Namespace) -> int:
         progress_interval=max(0.1, interval),
         terminal=stdout_is_terminal(),
     )
+    if args.tui or (options.terminal and not args.headless):
+        from smtpbench.tui.launch import run_dashboard
+
+        return run_dashboard(options)
     return run_headless(options)
 
 

@@ -1,0 +1,192 @@
+"""The load engine in a process of its own, steered and watched through a pipe.
+
+The dashboard runs in the parent; the engine's trio loop runs here in a child,
+so drawing the screen never delays a session (no shared event loop, no shared
+GIL). The child publishes a frozen ``Snapshot`` several times a second and a
+final one at the end; the parent sends control words back (pause, resume,
+scale, stop, interrupt, abort). The scenario crosses as TOML text, the form it
+is saved in anyway, so nothing but plain data is pickled on the way in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import signal
+import threading
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+import trio
+
+from smtpbench.engine.control import RunControl
+from smtpbench.engine.runner import LoadRun
+from smtpbench.engine.transport import Address
+from smtpbench.metrics.recorder import Recorder
+from smtpbench.metrics.snapshot import RunInfo, Snapshot
+
+PUBLISH_INTERVAL = 0.25  # seconds between snapshots sent to the parent
+CONTROL_WORDS = frozenset({"pause", "resume", "scale_rate", "stop", "interrupt", "abort"})
+
+
+@dataclass(frozen=True, slots=True)
+class EngineJob:
+    """Everything the child needs, as plain data."""
+
+    scenario_toml: str
+    address: Address
+    seed: int
+    info: RunInfo
+    publish_interval: float = PUBLISH_INTERVAL
+
+
+class EngineProcess:
+    """Parent side: start, read snapshots, steer, wait for the final snapshot."""
+
+    def __init__(self, job: EngineJob) -> None:
+        self.job = job
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_conn = context.Pipe()
+        self._process = context.Process(
+            target=engine_main, args=(child_conn, job), name="smtpbench-engine", daemon=True
+        )
+        self._child_conn = child_conn
+        self._lock = threading.Lock()
+        self._latest: Snapshot | None = None
+        self._remaining: float | None = job.info.planned_duration
+        self._final: Snapshot | None = None
+        self._error: str | None = None
+        self._done = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="smtpbench-engine-reader")
+        self._reader.daemon = True
+
+    def start(self) -> None:
+        self._process.start()
+        self._child_conn.close()  # the child holds its end; EOF reaches us if it dies
+        self._reader.start()
+
+    # -- what the views read ------------------------------------------------
+
+    def snapshot(self) -> Snapshot | None:
+        """The latest snapshot (the final one once the run is over)."""
+        return self._final or self._latest
+
+    def remaining(self) -> float | None:
+        return self._remaining
+
+    @property
+    def final(self) -> Snapshot | None:
+        return self._final
+
+    @property
+    def error(self) -> str | None:
+        """Why the engine ended without a final snapshot, if it did."""
+        return self._error
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> Snapshot | None:
+        self._done.wait(timeout)
+        return self._final
+
+    # -- steering -----------------------------------------------------------
+
+    def _send(self, word: str, *args: Any) -> None:
+        if self._done.is_set():
+            return
+        # A child that is gone cannot be steered; the reader thread reports it.
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            self._conn.send((word, args))
+
+    def pause(self) -> None:
+        self._send("pause")
+
+    def resume(self) -> None:
+        self._send("resume")
+
+    def scale_rate(self, factor: float) -> None:
+        self._send("scale_rate", factor)
+
+    def stop(self) -> None:
+        self._send("stop")
+
+    def interrupt(self) -> None:
+        self._send("interrupt")
+
+    def abort(self) -> None:
+        self._send("abort")
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Waits for the child to exit (after its final snapshot); ends it if it does not."""
+        self._process.join(timeout)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(5)
+        self._conn.close()
+
+    # -- the reader thread --------------------------------------------------
+
+    def _read(self) -> None:
+        try:
+            while True:
+                kind, snapshot, remaining = self._conn.recv()
+                if kind == "final":
+                    self._final = snapshot
+                    self._remaining = 0.0
+                    break
+                self._latest = snapshot
+                self._remaining = remaining
+        except (EOFError, OSError) as err:
+            self._error = f"the engine process ended without results ({err or 'EOF'})"
+        finally:
+            self._done.set()
+
+
+def engine_main(conn: Connection, job: EngineJob) -> None:
+    """Child side entry point."""
+    # The parent owns Ctrl-C and turns it into an "interrupt" word.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from smtpbench.scenario import MessageFactory, parse_scenario
+
+    scenario = parse_scenario(job.scenario_toml, default_name=job.info.scenario)
+    factory = MessageFactory(scenario, seed=job.seed)
+    recorder = Recorder(job.info)
+    run = LoadRun(scenario, job.address, factory, recorder, RunControl())
+    final = trio.run(_serve, conn, run, job.publish_interval)
+    conn.send(("final", final, 0.0))
+    conn.close()
+
+
+async def _serve(conn: Connection, run: LoadRun, interval: float) -> Snapshot:
+    send_lock = trio.Lock()
+
+    async def send(message: tuple[str, Snapshot, float | None]) -> None:
+        # Pickling and writing a snapshot takes a moment: keep it off the event loop.
+        async with send_lock:
+            await trio.to_thread.run_sync(conn.send, message)
+
+    async def publish() -> None:
+        while True:
+            await trio.sleep(interval)
+            await send(("snapshot", run.snapshot(), run.remaining()))
+
+    async def listen() -> None:
+        control = run.control
+        while True:
+            try:
+                word, args = await trio.to_thread.run_sync(conn.recv, abandon_on_cancel=True)
+            except (EOFError, OSError):
+                control.interrupt()  # the parent is gone: finish and stop
+                return
+            if word in CONTROL_WORDS:
+                getattr(control, word)(*args)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(publish)
+        nursery.start_soon(listen)
+        final = await run.run()
+        nursery.cancel_scope.cancel()
+    return final

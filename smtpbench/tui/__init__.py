@@ -1,0 +1,1 @@
+"""The live dashboard (Textual). The only package that imports textual."""

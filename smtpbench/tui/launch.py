@@ -1,0 +1,92 @@
+"""`smtpbench run` on a terminal: the embedded sink or the target, the engine in its
+own process, the dashboard in this one, and the same results folder as headless."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from datetime import datetime
+from pathlib import Path
+
+from smtpbench import exitcodes
+from smtpbench.engine.embedded import EmbeddedSink, EmbeddedSinkError
+from smtpbench.engine.process import EngineJob, EngineProcess
+from smtpbench.engine.transport import Address, TargetError
+from smtpbench.headless import RunOptions, run_info
+from smtpbench.metrics.results import new_results_folder, write_results
+from smtpbench.metrics.snapshot import RunState, Snapshot
+from smtpbench.scenario import MessageFactory, Scenario, scenario_to_toml
+from smtpbench.tui.app import DashboardApp
+from smtpbench.units import format_clock
+
+
+def resolve_now(host: str, port: int) -> Address:
+    """The blocking twin of ``transport.resolve``, for a parent with no trio loop."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        raise TargetError(f"cannot resolve {host!r}: {err.strerror}") from None
+    family, _, _, _, sockaddr = infos[0]
+    return Address(host, port, family, sockaddr)
+
+
+class ResultsWriter:
+    """Writes the final results folder once, and snapshots on request beside it."""
+
+    def __init__(self, base: Path, scenario: Scenario) -> None:
+        self.base = base
+        self.scenario = scenario
+        self.toml = scenario_to_toml(scenario)
+        self.final_folder: Path | None = None
+
+    def __call__(self, snapshot: Snapshot, final: bool) -> Path:
+        name = self.scenario.name
+        if not final:
+            name += f"-at-{format_clock(snapshot.elapsed).replace(':', '')}"
+        folder = new_results_folder(self.base, datetime.now(), name)
+        write_results(folder, snapshot, self.toml)
+        if final:
+            self.final_folder = folder
+        return folder
+
+
+def run_dashboard(options: RunOptions) -> int:
+    scenario = options.scenario
+    sink: EmbeddedSink | None = None
+    try:
+        if scenario.target.host is None:
+            sink = EmbeddedSink.start(scenario.sink.to_argv())
+            address = resolve_now(sink.host, sink.port)
+            label = f"embedded sink {address}"
+        else:
+            address = resolve_now(scenario.target.host, scenario.target.port)
+            label = str(address)
+    except (TargetError, EmbeddedSinkError) as err:
+        if sink is not None:
+            sink.stop()
+        print(f"error: {err}")
+        return exitcodes.TARGET_UNUSABLE
+    seed = MessageFactory(scenario).seed
+    resolved = dataclasses.replace(scenario, seed=seed)
+    job = EngineJob(scenario_to_toml(resolved), address, seed, run_info(resolved, label, seed))
+    engine = EngineProcess(job)
+    writer = ResultsWriter(options.results_base, resolved)
+    app = DashboardApp(engine, writer)
+    try:
+        engine.start()
+        app.run()
+        if engine.final is None and not engine.error:
+            engine.interrupt()  # the app was left early: finish and keep the results
+        final = engine.wait(timeout=scenario.load.grace + 30)
+        if final is not None and writer.final_folder is None:
+            writer(final, True)
+    finally:
+        engine.close()
+        if sink is not None:
+            sink.stop()
+    if writer.final_folder is not None:
+        print(f"results written to {writer.final_folder}")
+    if final is None:
+        print(f"error: {engine.error or 'the engine did not finish'}")
+        return exitcodes.INTERRUPTED
+    return exitcodes.INTERRUPTED if final.state is RunState.INTERRUPTED else exitcodes.OK

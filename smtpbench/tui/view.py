@@ -1,0 +1,44 @@
+"""What every widget is drawn from: one snapshot plus the dashboard's own choices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from smtpbench.metrics.histogram import FloatArray
+from smtpbench.metrics.snapshot import Snapshot
+from smtpbench.protocol.steps import Step
+
+WINDOWS = (30, 60, 120, 300, 900, 3600)  # seconds of history the charts show
+RECENT = 5  # seconds the "rate/s" of a command is averaged over
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    snapshot: Snapshot
+    remaining: float | None
+    focus: Step
+    window: int
+    note: str = ""  # a line for the header: where results went, what a key did
+
+    def window_slice(self) -> slice:
+        """The series rows inside the chart window."""
+        times = self.snapshot.series.time
+        start = int(np.searchsorted(times, self.snapshot.elapsed - self.window, side="left"))
+        return slice(start, len(times))
+
+    def seconds_ago(self) -> FloatArray:
+        """The x axis: each row's end time relative to now (negative seconds)."""
+        return self.snapshot.series.time[self.window_slice()] - self.snapshot.elapsed
+
+    def recent_rate(self, row: int) -> float:
+        """Samples per second of a latency row over the last few complete seconds."""
+        series = self.snapshot.series
+        n = len(series)
+        if n == 0:
+            return 0.0
+        window = min(RECENT, n)
+        start = series.time[n - window - 1] if n > window else 0.0
+        width = series.time[-1] - start
+        return float(series.count[n - window :, row].sum() / width) if width > 0 else 0.0

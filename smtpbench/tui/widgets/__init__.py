@@ -1,0 +1,1 @@
+"""Dashboard widgets, one per screen area; each draws itself from a ``View``."""

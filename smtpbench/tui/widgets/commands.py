@@ -1,0 +1,65 @@
+"""Per-command service time: count, rate, percentiles, max and error share."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from smtpbench.metrics.kinds import MESSAGE_LATENCY, START_LAG
+from smtpbench.protocol.steps import Step
+from smtpbench.tui.view import View
+from smtpbench.units import format_duration
+
+QUANTILES = (50.0, 90.0, 99.0)
+
+
+def listed_steps(view: View) -> list[Step]:
+    """The commands the table shows, in session order; the focus is always among them."""
+    steps = view.snapshot.steps_seen()
+    if view.focus not in steps:
+        steps = sorted([*steps, view.focus])
+    return steps
+
+
+class CommandTable(Static):
+    def show(self, view: View) -> None:
+        snapshot = view.snapshot
+        p = snapshot.percentiles(QUANTILES)
+        table = Table(box=None, padding=(0, 1), expand=True, header_style="bold")
+        table.add_column("command", no_wrap=True)
+        table.add_column("count", justify="right")
+        table.add_column("rate/s", justify="right")
+        for q in QUANTILES:
+            table.add_column(f"p{q:g}", justify="right")
+        table.add_column("max", justify="right")
+        table.add_column("errors", justify="right")
+        for number, step in enumerate(listed_steps(view), start=1):
+            histogram = snapshot.histogram(step)
+            count = histogram.count
+            errors = snapshot.step_errors(step)
+            attempts = max(count, errors)
+            share = errors / attempts if attempts else 0.0
+            focus = step is view.focus
+            label = f"{number}>{step.label}<" if focus else f"{number} {step.label}"
+            table.add_row(
+                Text(label, style="bold reverse" if focus else ""),
+                f"{count:,}",
+                f"{view.recent_rate(step):,.0f}",
+                *(format_duration(v) for v in p[step]),
+                format_duration(histogram.maximum) if count else "-",
+                Text(f"{share:.1%}", style="red" if share else "dim"),
+            )
+        message = snapshot.histogram(MESSAGE_LATENCY)
+        lag = snapshot.histogram(START_LAG)
+        caption = Text.assemble(
+            ("from intended start: ", "italic"),
+            f"message p50 {format_duration(p[MESSAGE_LATENCY, 0])}  ",
+            f"p99 {format_duration(p[MESSAGE_LATENCY, 2])}  ",
+            f"max {format_duration(message.maximum) if message.count else '-'}   ",
+            f"start lag p99 {format_duration(p[START_LAG, 2])}",
+            f" max {format_duration(lag.maximum) if lag.count else '-'}",
+        )
+        table.caption = caption
+        table.caption_justify = "left"
+        self.update(table)

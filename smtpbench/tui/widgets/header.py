@@ -1,0 +1,51 @@
+"""The top line: target, scenario, state, time and progress."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import Static
+
+from smtpbench.metrics.snapshot import RunState
+from smtpbench.report.summary import STATE_STYLES
+from smtpbench.tui.view import View
+from smtpbench.units import format_clock
+
+BAR_WIDTH = 16
+
+
+class RunHeader(Static):
+    def show(self, view: View) -> None:
+        snapshot = view.snapshot
+        info = snapshot.info
+        elapsed = snapshot.elapsed
+        total = elapsed + view.remaining if view.remaining is not None else None
+        done = min(1.0, elapsed / total) if total else 0.0
+        if snapshot.state in (RunState.DONE, RunState.INTERRUPTED):
+            done = 1.0 if snapshot.state is RunState.DONE else done
+        filled = round(done * BAR_WIDTH)
+        clock = format_clock(elapsed)
+        if total is not None:
+            clock += f" / {format_clock(round(total))}"
+        grid = Table.grid(expand=True, padding=(0, 1))
+        grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        grid.add_column(no_wrap=True, justify="right")
+        left = Text.assemble(
+            ("smtpbench ", "bold"),
+            (info.target, "bold cyan"),
+            "  scenario: ",
+            (info.scenario, "bold"),
+            "  ",
+            (snapshot.state.value.upper(), STATE_STYLES[snapshot.state]),
+        )
+        right = Text.assemble(
+            clock,
+            "  [",
+            ("#" * filled, "green"),
+            ("." * (BAR_WIDTH - filled), "dim"),
+            f"] {done:4.0%}",
+        )
+        grid.add_row(left, right)
+        if view.note:
+            grid.add_row(Text(view.note, style="italic"), "")
+        self.update(grid)
