@@ -47,6 +47,7 @@ from smtpbench.scenario.sizes import (
     parse_message_size,
 )
 from smtpbench.scenario.templates import check_template
+from smtpbench.thresholds import ThresholdError, ThresholdSettings, parse_threshold
 from smtpbench.units import parse_duration, parse_rate, parse_share
 
 DEFAULT_SEARCH_DIRS: Final = (Path("scenarios"),)
@@ -64,6 +65,7 @@ _TOP_KEYS: Final = (
     "success",
     "timeouts",
     "sink",
+    "thresholds",
 )
 _STAGE_EXAMPLE: Final = '{ duration = "30s", rate = "100/s" }'
 # The keys that only mean something for the open model (an arrival rate).
@@ -158,6 +160,7 @@ def scenario_from_table(
         success=_success(top.table("success")),
         timeouts=_timeouts(top.table("timeouts")),
         sink=sink,
+        thresholds=_thresholds(top.table("thresholds")),
     )
 
 
@@ -469,3 +472,24 @@ def _timeouts(t: Table) -> tuple[float, ...]:
     for key, step in _steps(t):
         timeouts[step] = t.convert(key, t.data[key], positive(_DURATION, "a timeout"))
     return tuple(timeouts)
+
+
+def _thresholds(t: Table) -> ThresholdSettings:
+    checks = []
+    raw = t.get("checks", [], _array)
+    for index, item in enumerate(raw):
+        key = f"checks[{index}]"
+        if not isinstance(item, str):
+            example = '"p99(DATA) < 250ms"'
+            raise t.error(key, f"expected a threshold such as {example}, got {describe(item)}")
+        try:
+            checks.append(parse_threshold(item))
+        except ThresholdError as error:
+            raise t.error(key, str(error)) from None
+    settings = ThresholdSettings(
+        checks=tuple(checks),
+        abort_on_fail=t.get("abort_on_fail", False, as_bool),
+        abort_grace=t.get("abort_grace", 10.0, _DURATION),
+    )
+    t.finish()
+    return settings

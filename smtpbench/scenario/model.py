@@ -16,6 +16,7 @@ from smtpbench.faults import EMPTY_FAULTS, FaultPlan
 from smtpbench.protocol.steps import STEP_COUNT, Step
 from smtpbench.scenario.sizes import IntRange, SizeDistribution
 from smtpbench.scenario.templates import check_template
+from smtpbench.thresholds import NO_THRESHOLDS, ThresholdSettings
 
 LoadMode = Literal["rate", "concurrency"]
 Arrivals = Literal["uniform", "poisson"]
@@ -263,7 +264,7 @@ class Scenario:
     ``success`` and ``timeouts`` are indexed by ``Step``. ``sink`` holds the
     faults the embedded sink injects, so it is empty when ``target`` names a
     host. ``source`` is the file the scenario was read from; it does not take
-    part in comparisons.
+    part in comparisons. ``thresholds`` are the run's pass/fail criteria.
     """
 
     name: str
@@ -276,6 +277,7 @@ class Scenario:
     success: tuple[frozenset[int], ...] = DEFAULT_SUCCESS
     timeouts: tuple[float, ...] = DEFAULT_TIMEOUTS
     sink: FaultPlan = EMPTY_FAULTS
+    thresholds: ThresholdSettings = NO_THRESHOLDS
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isprintable():

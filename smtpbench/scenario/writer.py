@@ -40,6 +40,7 @@ def scenario_to_toml(scenario: Scenario) -> str:
         lines.append("# no faults")
     else:
         lines += _pairs(scenario.sink.to_table())  # type: ignore[arg-type]
+    lines += ["", "[thresholds]", *_thresholds(scenario)]
     return "\n".join(lines) + "\n"
 
 
@@ -142,6 +143,16 @@ def _codes(codes: frozenset[int]) -> TomlValue:
 
 def _timeouts(scenario: Scenario) -> dict[str, TomlValue]:
     return {step.label: duration_text(scenario.timeouts[step]) for step in Step}
+
+
+def _thresholds(scenario: Scenario) -> list[str]:
+    settings = scenario.thresholds
+    lines = ["checks = []"]
+    if settings.checks:
+        lines = ["checks = [", *(f"    {_value(str(check))}," for check in settings.checks), "]"]
+    lines.append(_pair("abort_on_fail", settings.abort_on_fail))
+    lines.append(_pair("abort_grace", duration_text(settings.abort_grace)))
+    return lines
 
 
 def _number(value: float) -> int | float:

@@ -1,0 +1,68 @@
+"""The value of one metric (``p99(DATA)``, ``rate(4xx)``, ``throughput`` ...) on a run's
+snapshot: what thresholds and comparisons both read. ``None`` means no data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from smtpbench.metrics.snapshot import Counters, Snapshot
+from smtpbench.protocol.steps import STEP_COUNT
+from smtpbench.thresholds import REPLY_CLASSES, Metric
+
+
+def measure(metric: Metric, snapshot: Snapshot) -> float | None:
+    """The metric's value on the snapshot, or ``None`` when there is nothing to measure
+    (no sample of that command, no reply at all, no session completed, no time elapsed)."""
+    if metric.row is not None:
+        return _latency(metric, snapshot, metric.row)
+    c = snapshot.counters
+    if metric.name == "throughput":
+        if snapshot.elapsed <= 0:
+            return None
+        count = c.messages_accepted if metric.subject == "messages" else c.started
+        return count / snapshot.elapsed
+    if metric.name == "rate":
+        return _rate(metric, snapshot)
+    if metric.name in Counters.__dataclass_fields__:
+        return float(getattr(c, metric.name))
+    raise ValueError(f"cannot measure {metric}")
+
+
+def _latency(metric: Metric, snapshot: Snapshot, row: int) -> float | None:
+    if snapshot.latency_count(row) == 0:
+        return None
+    histogram = snapshot.histogram(row)
+    if metric.name == "percentile":
+        assert metric.q is not None
+        value = histogram.percentile(metric.q)
+    elif metric.name == "mean":
+        value = histogram.mean
+    elif metric.name == "min":
+        value = histogram.minimum
+    else:
+        value = histogram.maximum
+    return value if math.isfinite(value) else None
+
+
+def _rate(metric: Metric, snapshot: Snapshot) -> float | None:
+    c = snapshot.counters
+    subject = metric.subject
+    if subject == "errors":
+        return c.failed / c.completed if c.completed else None
+    if subject == "dropped":
+        return c.dropped / c.scheduled if c.scheduled else None
+    replies = snapshot.replies[:STEP_COUNT]
+    if metric.step is not None:
+        replies = replies[metric.step : metric.step + 1]
+    total = int(replies.sum())
+    if total == 0:
+        return None
+    assert subject is not None
+    if subject in REPLY_CLASSES:
+        first = int(subject[0]) * 100
+        hits = int(replies[:, first : first + 100].sum())
+    else:
+        hits = int(np.asarray(replies[:, int(subject)]).sum())
+    return hits / total

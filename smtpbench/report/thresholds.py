@@ -1,0 +1,132 @@
+"""Thresholds judged on a snapshot: a pure function the end-of-run summary, the live
+check that may stop a run, ``report`` and the dashboard all call, and their tables."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from smtpbench.metrics.snapshot import Snapshot
+from smtpbench.report.measure import measure
+from smtpbench.thresholds import Threshold, format_value
+
+
+class Verdict(Enum):
+    PASSED = "passed"
+    FAILED = "failed"  # measured, and outside the limit
+    NO_DATA = "no data"  # nothing to measure: fails unless the threshold is optional
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdResult:
+    threshold: Threshold
+    measured: float | None  # None: no data
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.measured is None:
+            return Verdict.NO_DATA
+        return Verdict.PASSED if self.threshold.passes(self.measured) else Verdict.FAILED
+
+    @property
+    def passed(self) -> bool:
+        verdict = self.verdict
+        return verdict is Verdict.PASSED or (verdict is Verdict.NO_DATA and self.threshold.optional)
+
+    @property
+    def measured_text(self) -> str:
+        return format_value(self.threshold.metric.kind, self.measured)
+
+    @property
+    def outcome_text(self) -> str:
+        """``pass``, ``FAIL``, ``FAIL (no data)`` or ``pass (no data, optional)``."""
+        if self.verdict is Verdict.NO_DATA:
+            return "pass (no data, optional)" if self.passed else "FAIL (no data)"
+        return "pass" if self.passed else "FAIL"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": str(self.threshold),
+            "metric": str(self.threshold.metric),
+            "operator": self.threshold.op,
+            "limit": self.threshold.value,
+            "measured": self.measured,
+            "optional": self.threshold.optional,
+            "verdict": self.verdict.value,
+            "passed": self.passed,
+        }
+
+
+def evaluate(thresholds: Sequence[Threshold], snapshot: Snapshot) -> list[ThresholdResult]:
+    """Every threshold measured on the snapshot, in the order given."""
+    return [ThresholdResult(t, measure(t.metric, snapshot)) for t in thresholds]
+
+
+def all_passed(results: Sequence[ThresholdResult]) -> bool:
+    return all(result.passed for result in results)
+
+
+def failing_now(results: Sequence[ThresholdResult]) -> list[ThresholdResult]:
+    """Thresholds that fail on data seen so far and cannot recover by the end (see
+    ``Threshold.final_when_failing``): what stops a run with abort-on-fail. Missing
+    data is never a reason to stop: it may still come."""
+    return [r for r in results if r.verdict is Verdict.FAILED and r.threshold.final_when_failing]
+
+
+def _style(result: ThresholdResult) -> str:
+    if result.passed:
+        return "dim green" if result.verdict is Verdict.NO_DATA else "green"
+    return "bold red"
+
+
+def thresholds_table(results: Sequence[ThresholdResult]) -> RenderableType:
+    failed = sum(not r.passed for r in results)
+    title = (
+        f"Thresholds: {failed} of {len(results)} failed"
+        if failed
+        else f"Thresholds: all {len(results)} passed"
+    )
+    table = Table(title=title, title_justify="left", title_style="bold red" if failed else "bold")
+    table.add_column("threshold")
+    table.add_column("measured", justify="right")
+    table.add_column("result")
+    for result in results:
+        table.add_row(
+            str(result.threshold),
+            result.measured_text,
+            Text(result.outcome_text, style=_style(result)),
+        )
+    return table
+
+
+def thresholds_line(results: Sequence[ThresholdResult]) -> str:
+    """For live lines: ``thresholds 3/4 passing; failing: p99(DATA) < 5ms (7.10ms)``."""
+    failing = [r for r in results if r.verdict is Verdict.FAILED]
+    text = f"thresholds {len(results) - len(failing)}/{len(results)} passing"
+    if failing:
+        text += "; failing: " + ", ".join(f"{r.threshold} ({r.measured_text})" for r in failing[:3])
+    return text
+
+
+def live_thresholds(results: Sequence[ThresholdResult]) -> RenderableType:
+    """A compact block under the live panel."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column()
+    grid.add_column(justify="right")
+    grid.add_column()
+    for result in results:
+        verdict = result.verdict
+        if verdict is Verdict.NO_DATA:
+            state = Text("waiting for data", style="dim")
+        elif result.passed:
+            state = Text("passing", style="green")
+        else:
+            state = Text("failing", style="bold red")
+        grid.add_row(str(result.threshold), result.measured_text, state)
+    return Group(Text("thresholds", style="bold dim"), grid)
