@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from smtpbench import __version__, exitcodes
+
+if TYPE_CHECKING:
+    from smtpbench.scenario import Scenario
 
 
 def parse_host_port(text: str, default_port: int = 25) -> tuple[str, int]:
@@ -79,6 +84,24 @@ def _build_parser() -> argparse.ArgumentParser:
         default="2s",
         help="seconds between live lines when not on a terminal (default 2s)",
     )
+    run.add_argument(
+        "--threshold",
+        metavar="EXPR",
+        action="append",
+        default=[],
+        help='a pass/fail criterion such as "p99(DATA) < 250ms" or "rate(4xx) < 1%%" '
+        "(repeatable; added to the scenario's [thresholds])",
+    )
+    run.add_argument(
+        "--abort-on-fail",
+        action="store_true",
+        help="stop the run as soon as a threshold fails for good (exit code 5)",
+    )
+    run.add_argument(
+        "--abort-grace",
+        metavar="D",
+        help="time from the start before a failing threshold may stop the run (default 10s)",
+    )
 
     report = commands.add_parser(
         "report",
@@ -130,6 +153,10 @@ def _run(args: argparse.Namespace) -> int:
         interval = parse_duration(args.progress_interval)
     except ValueError as err:
         return _error(str(err))
+    try:
+        scenario = _with_thresholds(scenario, args)
+    except ValueError as err:
+        return _error(str(err))
     options = RunOptions(
         scenario=scenario,
         results_base=args.out,
@@ -141,6 +168,29 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_dashboard(options)
     return run_headless(options)
+
+
+def _with_thresholds(scenario: Scenario, args: argparse.Namespace) -> Scenario:
+    """The scenario with the command line's thresholds added; errors name the flag."""
+    from smtpbench.thresholds import ThresholdError, parse_threshold
+    from smtpbench.units import parse_duration
+
+    extra = []
+    for text in args.threshold:
+        try:
+            extra.append(parse_threshold(text))
+        except ThresholdError as err:
+            raise ValueError(f"--threshold {err}") from None
+    settings = scenario.thresholds.with_checks(extra)
+    if args.abort_on_fail:
+        settings = dataclasses.replace(settings, abort_on_fail=True)
+    if args.abort_grace is not None:
+        try:
+            grace = parse_duration(args.abort_grace)
+        except ValueError as err:
+            raise ValueError(f"--abort-grace: {err}") from None
+        settings = dataclasses.replace(settings, abort_grace=grace)
+    return dataclasses.replace(scenario, thresholds=settings)
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """Exit codes of every smtpbench command, documented in README.md."""
 
 OK = 0  # the run completed (or the command did what it was asked)
-THRESHOLDS_FAILED = 1  # reserved: a pass/fail criterion was not met
+THRESHOLDS_FAILED = 1  # a threshold or a compare --fail-if rule was not met
 BAD_CONFIGURATION = 2  # bad flags, scenario, recording or results folder: nothing ran
 INTERRUPTED = 3  # stopped early by Ctrl-C or SIGTERM; results of what ran were written
 TARGET_UNUSABLE = 4  # the target could not be resolved or the embedded sink did not start
+ABORTED_BY_THRESHOLD = 5  # a threshold failed during the run and stopped it (--abort-on-fail)

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import trio
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 
 from smtpbench import __version__, exitcodes
@@ -27,9 +27,20 @@ from smtpbench.metrics.results import new_results_folder, write_results
 from smtpbench.metrics.snapshot import RunInfo, Snapshot
 from smtpbench.report.live import live_line, live_panel
 from smtpbench.report.summary import summary
+from smtpbench.report.thresholds import (
+    ThresholdResult,
+    all_passed,
+    evaluate,
+    failing_now,
+    live_thresholds,
+    thresholds_line,
+    thresholds_table,
+    write_threshold_results,
+)
 from smtpbench.scenario import MessageFactory, Scenario, scenario_to_toml, summarize_load
 
 LIVE_REFRESH = 0.25  # seconds between updates of the terminal panel
+THRESHOLD_CHECK_INTERVAL = 1.0  # seconds between live threshold checks (abort-on-fail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +56,8 @@ class RunOutcome:
     snapshot: Snapshot
     folder: Path
     exit_code: int
+    thresholds: tuple[ThresholdResult, ...] = ()
+    aborted_by: ThresholdResult | None = None  # the threshold that stopped the run early
 
 
 @asynccontextmanager
@@ -91,15 +104,57 @@ async def _watch_signals(control: RunControl, console: Console) -> None:
                 control.abort()
 
 
+class ThresholdWatch:
+    """Checks a run's thresholds every second from the grace period on, and stops the run
+    at the first one that fails for good (``failing_now``); the dashboard can use it too."""
+
+    def __init__(self, run: LoadRun, control: RunControl, console: Console | None = None):
+        self.run = run
+        self.control = control
+        self.console = console
+        self.settings = run.scenario.thresholds
+        self.aborted_by: ThresholdResult | None = None
+
+    async def watch(self) -> None:
+        settings = self.settings
+        if not (settings.abort_on_fail and settings.checks):
+            return
+        while True:
+            await trio.sleep(THRESHOLD_CHECK_INTERVAL)
+            snapshot = self.run.snapshot()
+            if snapshot.elapsed < settings.abort_grace or self.control.stop_requested:
+                continue
+            failing = failing_now(evaluate(settings.checks, snapshot))
+            if failing:
+                self.aborted_by = failing[0]
+                if self.console is not None:
+                    self.console.print(
+                        f"[red]threshold failed: {failing[0].threshold} "
+                        f"(measured {failing[0].measured_text}); stopping the run[/]",
+                        highlight=False,
+                    )
+                self.control.interrupt()
+                return
+
+
 async def _show_progress(run: LoadRun, options: RunOptions, console: Console) -> None:
+    checks = run.scenario.thresholds.checks
     if options.terminal:
         with Live(console=console, auto_refresh=False, transient=True) as live:
             while True:
                 await trio.sleep(LIVE_REFRESH)
-                live.update(live_panel(run.snapshot(), run.remaining()), refresh=True)
+                snapshot = run.snapshot()
+                panel = live_panel(snapshot, run.remaining())
+                if checks:
+                    panel = Group(panel, live_thresholds(evaluate(checks, snapshot)))
+                live.update(panel, refresh=True)
     while True:
         await trio.sleep(options.progress_interval)
-        console.print(live_line(run.snapshot(), run.remaining()), highlight=False, soft_wrap=True)
+        snapshot = run.snapshot()
+        line = live_line(snapshot, run.remaining())
+        if checks:
+            line += "  " + thresholds_line(evaluate(checks, snapshot))
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 async def run_load(options: RunOptions, console: Console) -> RunOutcome:
@@ -114,15 +169,27 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
             f"[bold]smtpbench[/] {scenario.name}: {recorder.info.load} against {target_label}",
             highlight=False,
         )
+        watch = ThresholdWatch(run, control, console)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, control, console)
             nursery.start_soon(_show_progress, run, options, console)
+            nursery.start_soon(watch.watch)
             final = await run.run()
             nursery.cancel_scope.cancel()
     folder = new_results_folder(options.results_base, datetime.now(), scenario.name)
     write_results(folder, final, scenario_to_toml(resolved))
-    code = exitcodes.INTERRUPTED if control.interrupted else exitcodes.OK
-    return RunOutcome(final, folder, code)
+    results = tuple(evaluate(resolved.thresholds.checks, final))
+    if results:
+        write_threshold_results(folder, results, watch.aborted_by)
+    if watch.aborted_by is not None:
+        code = exitcodes.ABORTED_BY_THRESHOLD
+    elif control.interrupted:
+        code = exitcodes.INTERRUPTED
+    elif not all_passed(results):
+        code = exitcodes.THRESHOLDS_FAILED
+    else:
+        code = exitcodes.OK
+    return RunOutcome(final, folder, code, results, watch.aborted_by)
 
 
 def run_headless(options: RunOptions, console: Console | None = None) -> int:
@@ -133,6 +200,12 @@ def run_headless(options: RunOptions, console: Console | None = None) -> int:
         Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False)
         return exitcodes.TARGET_UNUSABLE
     console.print(summary(outcome.snapshot))
+    if outcome.thresholds:
+        console.print(thresholds_table(outcome.thresholds))
+    if outcome.aborted_by is not None:
+        console.print(
+            f"[bold red]stopped early: {outcome.aborted_by.threshold} failed[/]", highlight=False
+        )
     console.print(f"\nresults written to [bold]{outcome.folder}[/]", highlight=False)
     return outcome.exit_code
 

@@ -3,9 +3,11 @@ check that may stop a run, ``report`` and the dashboard all call, and their tabl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -106,11 +108,17 @@ def thresholds_table(results: Sequence[ThresholdResult]) -> RenderableType:
 
 
 def thresholds_line(results: Sequence[ThresholdResult]) -> str:
-    """For live lines: ``thresholds 3/4 passing; failing: p99(DATA) < 5ms (7.10ms)``."""
+    """For live lines: ``thresholds 2 passing, 1 without data, 1 failing: p99(DATA) < 5ms
+    (7.10ms)``."""
     failing = [r for r in results if r.verdict is Verdict.FAILED]
-    text = f"thresholds {len(results) - len(failing)}/{len(results)} passing"
+    waiting = sum(r.verdict is Verdict.NO_DATA for r in results)
+    text = f"thresholds {len(results) - len(failing) - waiting} passing"
+    if waiting:
+        text += f", {waiting} without data"
     if failing:
-        text += "; failing: " + ", ".join(f"{r.threshold} ({r.measured_text})" for r in failing[:3])
+        text += f", {len(failing)} failing: " + ", ".join(
+            f"{r.threshold} ({r.measured_text})" for r in failing[:3]
+        )
     return text
 
 
@@ -130,3 +138,20 @@ def live_thresholds(results: Sequence[ThresholdResult]) -> RenderableType:
             state = Text("failing", style="bold red")
         grid.add_row(str(result.threshold), result.measured_text, state)
     return Group(Text("thresholds", style="bold dim"), grid)
+
+
+THRESHOLDS_FILE = "thresholds.json"
+
+
+def write_threshold_results(
+    folder: Path, results: Sequence[ThresholdResult], aborted_by: ThresholdResult | None = None
+) -> None:
+    """``thresholds.json`` in a results folder: each threshold, its measured value and
+    verdict, whether all passed, and the one that stopped the run early, if any."""
+    data = {
+        "passed": all_passed(results),
+        "aborted_by": str(aborted_by.threshold) if aborted_by is not None else None,
+        "thresholds": [result.as_dict() for result in results],
+    }
+    text = json.dumps(data, indent=2, allow_nan=False)
+    (folder / THRESHOLDS_FILE).write_text(text + "\n", encoding="utf-8")
