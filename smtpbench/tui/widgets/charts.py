@@ -20,11 +20,11 @@ def _line(chart: PlotextPlot, x: FloatArray, y: FloatArray, label: str, color: s
     return float(y[keep].max())
 
 
-def _frame(chart: PlotextPlot, view: View, title: str, ylabel: str, top: float) -> None:
+def _frame(chart: PlotextPlot, view: View, title: str, top: float) -> None:
+    # Title and units go in the border, so every row inside is for the plot itself.
+    chart.border_title = title
+    chart.border_subtitle = "seconds before now"
     plt = chart.plt
-    plt.title(title)
-    plt.xlabel("seconds before now")
-    plt.ylabel(ylabel)
     # Early in a run the window shrinks to what there is, so lines do not hug the edge.
     plt.xlim(-min(view.window, max(view.snapshot.elapsed, 10.0)), 0)
     plt.ylim(0, top * 1.15 if top > 0 else 1)
@@ -48,7 +48,7 @@ class RateChart(PlotextPlot):
                 _line(self, x, series.rate("failed")[rows], "failed", "red"),
                 _line(self, x, series.rate("dropped")[rows], "dropped", "magenta"),
             )
-        _frame(self, view, "Rate", "sessions/s", top)
+        _frame(self, view, "Rate (sessions/s)", top)
         self.refresh()
 
 
@@ -76,5 +76,5 @@ class LatencyChart(PlotextPlot):
                     "red",
                 ),
             )
-        _frame(self, view, f"Latency, {view.focus.label}", "ms", top)
+        _frame(self, view, f"Latency, {view.focus.label} (ms)", top)
         self.refresh()

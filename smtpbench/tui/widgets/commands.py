@@ -22,18 +22,24 @@ def listed_steps(view: View) -> list[Step]:
     return steps
 
 
+WIDE = 64  # narrower than this, the table drops p90 and max
+
+
 class CommandTable(Static):
     def show(self, view: View) -> None:
         snapshot = view.snapshot
         p = snapshot.percentiles(QUANTILES)
-        table = Table(box=None, padding=(0, 1), expand=True, header_style="bold")
+        wide = self.size.width >= WIDE or self.size.width == 0
+        table = Table(box=None, padding=(0, 0, 0, 1), expand=True, header_style="bold")
         table.add_column("command", no_wrap=True)
-        table.add_column("count", justify="right")
-        table.add_column("rate/s", justify="right")
+        table.add_column("count", justify="right", no_wrap=True)
+        table.add_column("rate/s", justify="right", no_wrap=True)
         for q in QUANTILES:
-            table.add_column(f"p{q:g}", justify="right")
-        table.add_column("max", justify="right")
-        table.add_column("errors", justify="right")
+            if wide or q != 90.0:
+                table.add_column(f"p{q:g}", justify="right", no_wrap=True)
+        if wide:
+            table.add_column("max", justify="right", no_wrap=True)
+        table.add_column("err%", justify="right", no_wrap=True)
         for number, step in enumerate(listed_steps(view), start=1):
             histogram = snapshot.histogram(step)
             count = histogram.count
@@ -42,24 +48,28 @@ class CommandTable(Static):
             share = errors / attempts if attempts else 0.0
             focus = step is view.focus
             label = f"{number}>{step.label}<" if focus else f"{number} {step.label}"
-            table.add_row(
+            cells: list[str | Text] = [
                 Text(label, style="bold reverse" if focus else ""),
                 f"{count:,}",
                 f"{view.recent_rate(step):,.0f}",
-                *(format_duration(v) for v in p[step]),
-                format_duration(histogram.maximum) if count else "-",
-                Text(f"{share:.1%}", style="red" if share else "dim"),
-            )
+                format_duration(p[step, 0]),
+            ]
+            if wide:
+                cells.append(format_duration(p[step, 1]))
+            cells.append(format_duration(p[step, 2]))
+            if wide:
+                cells.append(format_duration(histogram.maximum) if count else "-")
+            cells.append(Text(f"{share:.1%}", style="red" if share else "dim"))
+            table.add_row(*cells)
         message = snapshot.histogram(MESSAGE_LATENCY)
-        lag = snapshot.histogram(START_LAG)
         caption = Text.assemble(
-            ("from intended start: ", "italic"),
-            f"message p50 {format_duration(p[MESSAGE_LATENCY, 0])}  ",
-            f"p99 {format_duration(p[MESSAGE_LATENCY, 2])}  ",
-            f"max {format_duration(message.maximum) if message.count else '-'}   ",
-            f"start lag p99 {format_duration(p[START_LAG, 2])}",
-            f" max {format_duration(lag.maximum) if lag.count else '-'}",
+            ("from intended start: " if wide else "intended start: ", "italic"),
+            f"message p50 {format_duration(p[MESSAGE_LATENCY, 0])} ",
+            f"p99 {format_duration(p[MESSAGE_LATENCY, 2])}",
         )
+        if wide:
+            caption.append(f" max {format_duration(message.maximum) if message.count else '-'}")
+            caption.append(f"   start lag p99 {format_duration(p[START_LAG, 2])}")
         table.caption = caption
         table.caption_justify = "left"
         self.update(table)

@@ -30,29 +30,33 @@ class RunCounters(Static):
     def show(self, view: View) -> None:
         snapshot = view.snapshot
         c = snapshot.counters
-        grid = Table.grid(padding=(0, 1), expand=True)
-        for _ in range(4):
-            grid.add_column(no_wrap=True)
         lag = snapshot.percentiles((99.0,))[START_LAG, 0]
-        grid.add_row("in flight", _number(c.in_flight), "waiting", _number(c.waiting))
-        grid.add_row(
-            "dropped", _number(c.dropped, alarm=True), "lag p99", Text(format_duration(lag))
-        )
-        grid.add_row(
-            "accepted", _number(c.messages_accepted), "refused", _number(c.messages_rejected, True)
-        )
+        pairs = [
+            ("in flight", _number(c.in_flight), "waiting", _number(c.waiting)),
+            ("dropped", _number(c.dropped, True), "lag p99", Text(format_duration(lag))),
+            (
+                "accepted",
+                _number(c.messages_accepted),
+                "refused",
+                _number(c.messages_rejected, True),
+            ),
+        ]
         achieved = recent_rate(snapshot)
         target = snapshot.target_rate
         rate = Text(f"achieved {achieved:,.1f}/s", style="bold")
         if target is not None:
-            rate.append(f" of target {target:,.1f}/s", style="")
+            rate.append(f" of {target:,.1f}/s", style="")
         errors = snapshot.errors_by_class()
-        counts = "/".join(str(errors.get(e, 0)) for e in CONNECTION_ERRORS)
-        names = "conn " + "/".join(CONNECTION_ERRORS.values())
-        alarm = any(errors.get(e, 0) for e in CONNECTION_ERRORS)
+        seen = [(name, errors[e]) for e, name in CONNECTION_ERRORS.items() if errors.get(e)]
+        if seen:
+            conn = Text("conn errors: ", style="dim")
+            conn.append(", ".join(f"{name} {n:,}" for name, n in seen), style="red")
+        else:
+            conn = Text("conn errors: none", style="dim")
         lines = Table.grid(expand=True)
-        lines.add_column()
-        lines.add_row(grid)
+        lines.add_column(no_wrap=True, overflow="ellipsis")
+        for name, value, other, other_value in pairs:
+            lines.add_row(Text.assemble(name, " ", value, "   ", other, " ", other_value))
         lines.add_row(rate)
-        lines.add_row(Text.assemble((names + "  ", "dim"), (counts, "red" if alarm else "")))
+        lines.add_row(conn)
         self.update(lines)

@@ -31,7 +31,7 @@ class RunHeader(Static):
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         grid.add_column(no_wrap=True, justify="right")
         left = Text.assemble(
-            ("smtpbench ", "bold"),
+            ("smtpbench  ", "bold"),
             (info.target, "bold cyan"),
             "  scenario: ",
             (info.scenario, "bold"),
@@ -45,7 +45,15 @@ class RunHeader(Static):
             ("." * (BAR_WIDTH - filled), "dim"),
             f"] {done:4.0%}",
         )
-        grid.add_row(left, right)
-        if view.note:
-            grid.add_row(Text(view.note, style="italic"), "")
+        note = Text(view.note, style="italic")
+        if self.size.width and len(left) + len(right) + 2 > self.size.width:
+            # Too narrow for one line: time and progress go on a second one.
+            grid = Table.grid(expand=True)
+            grid.add_column(no_wrap=True, overflow="ellipsis")
+            grid.add_row(left)
+            grid.add_row(Text.assemble(right, "  ", note))
+        else:
+            grid.add_row(left, right)
+            if view.note:
+                grid.add_row(note, "")
         self.update(grid)

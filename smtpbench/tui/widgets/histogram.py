@@ -19,6 +19,7 @@ BAR = 16
 class LatencyHistogram(Static):
     def show(self, view: View) -> None:
         histogram = view.snapshot.histogram(view.focus)
+        self.border_title = f"{view.focus.label} distribution"
         table = Table.grid(padding=(0, 1))
         table.add_column(justify="right", style="dim")
         table.add_column()

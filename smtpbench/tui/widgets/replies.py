@@ -11,6 +11,8 @@ from smtpbench.protocol.steps import Step
 from smtpbench.report.summary import code_style
 from smtpbench.tui.view import View
 
+MEANING_WIDTH = 40
+
 
 class ReplyCodes(Static):
     def show(self, view: View) -> None:
@@ -22,18 +24,23 @@ class ReplyCodes(Static):
                 rank = 0 if step is view.focus else 1 if code >= 400 else 2
                 rows.append((rank, step, code, count))
         rows.sort(key=lambda row: (row[0], row[1], row[2]))
-        table = Table(box=None, padding=(0, 1), expand=True, show_header=False)
+        # The meaning needs room; a narrow pane shows command, code and count only.
+        meanings = self.size.width == 0 or self.size.width >= MEANING_WIDTH
+        table = Table(box=None, padding=(0, 0, 0, 1), expand=True, show_header=False)
         table.add_column(no_wrap=True)
         table.add_column(no_wrap=True)
-        table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        if meanings:
+            table.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         table.add_column(justify="right", no_wrap=True)
         for _, step, code, count in rows:
-            table.add_row(
+            cells: list[str | Text] = [
                 Text(step.label, style="bold" if step is view.focus else "dim"),
                 Text(str(code), style=code_style(code)),
-                reply_meaning(code),
-                f"{count:,}",
-            )
+            ]
+            if meanings:
+                cells.append(reply_meaning(code))
+            cells.append(f"{count:,}")
+            table.add_row(*cells)
         if not rows:
-            table.add_row(Text("no replies yet", style="dim"), "", "", "")
+            table.add_row(Text("no replies yet", style="dim"))
         self.update(table)
