@@ -105,10 +105,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser(
         "report",
-        help="print the summary of a results folder",
-        description="Print the summary of a finished run from its results folder, offline.",
+        help="print the summary of a results folder, check thresholds, export, plot",
+        description="Print the summary of a finished run from its results folder, offline; "
+        "check thresholds on it; export it (JSON, CSV, Markdown, HdrHistogram log); draw it.",
     )
-    report.add_argument("results", type=Path, help="a results folder written by smtpbench run")
+    from smtpbench.report.commands import add_report_arguments
+
+    add_report_arguments(report)
 
     sink = commands.add_parser(
         "sink",
@@ -194,15 +197,9 @@ def _with_thresholds(scenario: Scenario, args: argparse.Namespace) -> Scenario:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from smtpbench.metrics.results import ResultsError, read_results
-    from smtpbench.report.summary import summary
+    from smtpbench.report.commands import run_report
 
-    try:
-        snapshot = read_results(args.results)
-    except ResultsError as err:
-        return _error(str(err))
-    Console().print(summary(snapshot))
-    return exitcodes.OK
+    return run_report(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

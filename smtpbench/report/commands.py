@@ -1,0 +1,125 @@
+"""The offline commands on results folders: ``report``, ``compare`` and ``merge``
+(their arguments and what they do; ``smtpbench.cli`` only dispatches)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from smtpbench import exitcodes
+from smtpbench.metrics.results import SCENARIO_FILE, ResultsError, read_results
+from smtpbench.metrics.snapshot import Snapshot
+from smtpbench.report.thresholds import ThresholdResult, all_passed, evaluate
+from smtpbench.thresholds import Threshold, ThresholdError, parse_threshold
+
+FORMATS = ("table", "json", "csv", "markdown")
+
+
+def _error(message: str) -> int:
+    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False)
+    return exitcodes.BAD_CONFIGURATION
+
+
+def _note(message: str) -> None:
+    Console(stderr=True).print(message, highlight=False)
+
+
+# -- report -----------------------------------------------------------------
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", type=Path, help="a results folder written by smtpbench run")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table (default), json (summary.json plus thresholds), csv (latency per command, "
+        "in seconds) or markdown (for a pull request)",
+    )
+    parser.add_argument(
+        "--threshold",
+        metavar="EXPR",
+        action="append",
+        default=[],
+        help="check these thresholds instead of the ones the run's scenario had (repeatable)",
+    )
+    parser.add_argument(
+        "--hlog",
+        metavar="FILE",
+        type=Path,
+        help="also write an HdrHistogram interval log, one tag per command",
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="FILE",
+        type=Path,
+        help="also draw the run: FILE.png (an image) or FILE.html (a self-contained page)",
+    )
+
+
+def _stored_thresholds(folder: Path) -> tuple[Threshold, ...]:
+    """The thresholds in the run's own scenario.toml; none if it cannot be read."""
+    from smtpbench.scenario import ScenarioError, parse_scenario
+
+    path = folder / SCENARIO_FILE
+    try:
+        return parse_scenario(path.read_text(encoding="utf-8"), file=str(path)).thresholds.checks
+    except (OSError, ScenarioError) as err:
+        _note(f"[yellow]note:[/] thresholds of the run not checked: {err}")
+        return ()
+
+
+def run_report(args: argparse.Namespace) -> int:
+    try:
+        extra = [parse_threshold(text) for text in args.threshold]
+    except ThresholdError as err:
+        return _error(f"--threshold {err}")
+    if args.plot is not None and args.plot.suffix.lower() not in (".png", ".html", ".htm"):
+        return _error(f"--plot {args.plot}: name a .png or an .html file")
+    try:
+        snapshot = read_results(args.results)
+    except ResultsError as err:
+        return _error(str(err))
+    checks = tuple(extra) or _stored_thresholds(args.results)
+    results = evaluate(checks, snapshot)
+    _print_report(snapshot, results, args.format)
+    if args.hlog is not None:
+        from smtpbench.report.hlog import write_hlog
+
+        tags = write_hlog(args.hlog, snapshot)
+        _note(f"wrote {args.hlog}: {tags} tags")
+    if args.plot is not None:
+        from smtpbench.report.plots import write_plot
+
+        write_plot(args.plot, snapshot)
+        _note(f"wrote {args.plot}")
+    return exitcodes.OK if all_passed(results) else exitcodes.THRESHOLDS_FAILED
+
+
+def _print_report(snapshot: Snapshot, results: list[ThresholdResult], form: str) -> None:
+    if form == "table":
+        from smtpbench.report.summary import summary
+        from smtpbench.report.thresholds import thresholds_table
+
+        console = Console()
+        console.print(summary(snapshot))
+        if results:
+            console.print(thresholds_table(results))
+        return
+    if form == "json":
+        from smtpbench.report.exports import report_json
+
+        text = report_json(snapshot, results)
+    elif form == "csv":
+        from smtpbench.report.exports import latency_csv
+
+        text = latency_csv(snapshot)
+    else:
+        from smtpbench.report.markdown import markdown_report
+
+        text = markdown_report(snapshot, results)
+    sys.stdout.write(text)
+    sys.stdout.flush()

@@ -1,0 +1,88 @@
+"""A run's figures as JSON and CSV, for scripts, spreadsheets and other tools.
+
+JSON is the ``summary.json`` document (see docs/results.md) with a
+``thresholds`` list added when thresholds were checked. CSV is the latency
+table: one line per command (service time) and per measure from intended
+start, every duration in seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from smtpbench.metrics.kinds import LATENCY_ROWS, latency_label
+from smtpbench.metrics.results import summary_dict
+from smtpbench.metrics.snapshot import SUMMARY_PERCENTILES, Snapshot
+from smtpbench.protocol.steps import STEP_COUNT
+from smtpbench.report.thresholds import ThresholdResult
+
+CSV_COLUMNS = (
+    "command",
+    "view",
+    "count",
+    "rate_per_s",
+    "mean_s",
+    "min_s",
+    *(f"p{q:g}_s" for q in SUMMARY_PERCENTILES),
+    "max_s",
+    "errors",
+)
+
+
+def report_dict(
+    snapshot: Snapshot, thresholds: Sequence[ThresholdResult] | None = None
+) -> dict[str, Any]:
+    data = summary_dict(snapshot)
+    if thresholds:
+        data["thresholds"] = [result.as_dict() for result in thresholds]
+    return data
+
+
+def report_json(snapshot: Snapshot, thresholds: Sequence[ThresholdResult] | None = None) -> str:
+    return json.dumps(report_dict(snapshot, thresholds), indent=2, allow_nan=False) + "\n"
+
+
+def latency_rows(snapshot: Snapshot) -> list[dict[str, Any]]:
+    """One dict per latency row with samples (commands in session order, then start
+    lag, message, session); values in seconds, errors counted at that command."""
+    percentiles = snapshot.percentiles(SUMMARY_PERCENTILES)
+    rows = []
+    for row in range(LATENCY_ROWS):
+        count = snapshot.latency_count(row)
+        errors = snapshot.step_errors(row) if row < STEP_COUNT else 0  # type: ignore[arg-type]
+        if count == 0 and errors == 0:
+            continue
+        histogram = snapshot.histogram(row)
+        entry: dict[str, Any] = {
+            "command": latency_label(row),
+            "view": "service" if row < STEP_COUNT else "from intended start",
+            "count": count,
+            "rate_per_s": round(count / snapshot.elapsed, 3) if snapshot.elapsed > 0 else None,
+            "mean_s": _seconds(histogram.mean),
+            "min_s": _seconds(histogram.minimum),
+        }
+        for q, value in zip(SUMMARY_PERCENTILES, percentiles[row], strict=True):
+            entry[f"p{q:g}_s"] = _seconds(value)
+        entry["max_s"] = _seconds(histogram.maximum)
+        entry["errors"] = errors if row < STEP_COUNT else None
+        rows.append(entry)
+    return rows
+
+
+def latency_csv(snapshot: Snapshot) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for entry in latency_rows(snapshot):
+        writer.writerow({key: "" if value is None else value for key, value in entry.items()})
+    return out.getvalue()
+
+
+def _seconds(value: float) -> float | None:
+    return round(float(value), 9) if np.isfinite(value) else None

@@ -1,0 +1,138 @@
+"""A run's summary as GitHub-flavoured Markdown, ready to paste into a pull request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from smtpbench.metrics.snapshot import SUMMARY_PERCENTILES, Snapshot
+from smtpbench.protocol.codes import reply_meaning
+from smtpbench.protocol.steps import Step
+from smtpbench.report.exports import latency_rows
+from smtpbench.report.thresholds import ThresholdResult
+from smtpbench.units import format_clock, format_duration
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: Sequence[str], align: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    marks = {"l": ":--", "r": "--:"}
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(marks[a] for a in align) + "|",
+    ]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _duration(value: float | None) -> str:
+    return "-" if value is None else format_duration(value)
+
+
+def markdown_report(snapshot: Snapshot, thresholds: Sequence[ThresholdResult] | None = None) -> str:
+    info = snapshot.info
+    c = snapshot.counters
+    elapsed = snapshot.elapsed
+    parts = [
+        f"### smtpbench: {info.scenario}",
+        "",
+        f"{info.load}, against {info.target}: **{snapshot.state.value}** after "
+        f"{format_clock(elapsed)} (seed {info.seed}, smtpbench {info.version}, "
+        f"started {info.started_at})",
+        "",
+    ]
+    if thresholds:
+        failed = sum(not r.passed for r in thresholds)
+        verdict = f"❌ {failed} of {len(thresholds)} failed" if failed else "✅ all passed"
+        parts += [
+            f"**Thresholds: {verdict}**",
+            "",
+            _table(
+                ["threshold", "measured", "result"],
+                "lrl",
+                [
+                    [
+                        f"`{r.threshold}`",
+                        r.measured_text,
+                        ("✅ " if r.passed else "❌ ") + r.outcome_text,
+                    ]
+                    for r in thresholds
+                ],
+            ),
+            "",
+        ]
+    target = snapshot.target_rate
+    sessions = f"{c.started:,} started ({snapshot.achieved_rate:,.1f}/s"
+    sessions += f" of {target:,.1f}/s asked)" if target is not None else ")"
+    parts += [
+        _table(
+            ["sessions", "ok", "failed", "dropped", "messages accepted", "refused"],
+            "rrrrrr",
+            [
+                [
+                    sessions,
+                    f"{c.completed - c.failed:,}",
+                    f"{c.failed:,}",
+                    f"{c.dropped:,}",
+                    f"{c.messages_accepted:,} ({snapshot.messages_per_second:,.1f}/s)",
+                    f"{c.messages_rejected:,}",
+                ]
+            ],
+        ),
+        "",
+    ]
+    rows = latency_rows(snapshot)
+    columns = [f"p{q:g}" for q in SUMMARY_PERCENTILES]
+    for view, title in (
+        ("service", "Service time per command (sent to reply complete)"),
+        ("from intended start", "From intended start (what a sender feels)"),
+    ):
+        chosen = [r for r in rows if r["view"] == view]
+        if not chosen:
+            continue
+        header = ["command" if view == "service" else "measure", "count", *columns, "max"]
+        align = "l" + "r" * (len(header) - 1)
+        if view == "service":
+            header.append("errors")
+            align += "r"
+        body = []
+        for r in chosen:
+            line = [
+                r["command"],
+                f"{r['count']:,}",
+                *(_duration(r[f"{c}_s"]) for c in columns),
+                _duration(r["max_s"]),
+            ]
+            if view == "service":
+                line.append(f"{r['errors']:,}")
+            body.append(line)
+        parts += [f"**{title}**", "", _table(header, align, body), ""]
+    replies = []
+    for step in Step:
+        codes = snapshot.reply_codes(step)
+        total = sum(codes.values())
+        for code, count in sorted(codes.items()):
+            replies.append(
+                [step.label, code, reply_meaning(code), f"{count:,}", f"{count / total:.1%}"]
+            )
+    if replies:
+        parts += [
+            "**Reply codes per command**",
+            "",
+            _table(["command", "code", "meaning", "count", "share"], "lrlrr", replies),
+            "",
+        ]
+    errors = snapshot.errors_by_class()
+    if errors:
+        parts += [
+            "**Errors by class**",
+            "",
+            _table(
+                ["class", "count"],
+                "lr",
+                [[e.label, f"{n:,}"] for e, n in sorted(errors.items(), key=lambda i: -i[1])],
+            ),
+            "",
+        ]
+    return "\n".join(parts)
