@@ -94,13 +94,15 @@ class DashboardApp(App[int]):
         self.query_one("#failures").border_title = "Recent failures (t: transcripts)"
         self._fit(self.size.width, self.size.height)
         self.set_interval(REFRESH, self.pull)
-        self.pull()
+        # Draw once the layout has given every pane its size: some panes fit to it.
+        self.call_after_refresh(self.pull)
         # SIGTERM stops like q does, so the results of what ran are still written.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.action_stop)
 
     def on_resize(self) -> None:
         self._fit(self.size.width, self.size.height)
+        self.call_after_refresh(self.draw)
 
     def _fit(self, width: int, height: int) -> None:
         self.screen.set_class(width < COMPACT_WIDTH or height < COMPACT_HEIGHT, "compact")
