@@ -48,6 +48,7 @@ def test_pause_and_resume_reach_the_engine() -> None:
         engine = FakeEngine()
         app = DashboardApp(engine)
         async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()  # the first draw comes after layout
             await pilot.press("p")
             assert engine.calls == [("pause", ())]
             assert "paused" in app.note
@@ -62,6 +63,7 @@ def test_plus_and_minus_change_the_rate_by_ten_percent() -> None:
         engine = FakeEngine()
         app = DashboardApp(engine)
         async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()  # the first draw comes after layout
             await pilot.press("plus")
             await pilot.press("minus")
         assert engine.calls[0][0] == "scale_rate"
@@ -75,6 +77,7 @@ def test_focus_moves_with_arrows_and_number_keys() -> None:
     async def scenario() -> None:
         app = DashboardApp(FakeEngine())
         async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()  # the first draw comes after layout
             assert app.focus_step is Step.DATA_END
             await pilot.press("down")
             assert app.focus_step is Step.QUIT
@@ -94,6 +97,7 @@ def test_brackets_change_the_chart_window() -> None:
     async def scenario() -> None:
         app = DashboardApp(FakeEngine())
         async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()  # the first draw comes after layout
             start = app.window
             await pilot.press("right_square_bracket")
             assert app.window == WINDOWS[WINDOWS.index(start) + 1]
@@ -109,6 +113,7 @@ def test_s_saves_a_results_snapshot_now(tmp_path: Path) -> None:
         saver = Saver(tmp_path)
         app = DashboardApp(FakeEngine(), saver)
         async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()  # the first draw comes after layout
             await pilot.press("s")
         [(folder, final)] = saver.saved
         assert not final
@@ -124,6 +129,7 @@ def test_q_stops_then_results_then_q_leaves(tmp_path: Path) -> None:
         saver = Saver(tmp_path)
         app = DashboardApp(engine, saver)
         async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()  # the first draw comes after layout
             await pilot.press("q")
             assert engine.calls == [("interrupt", ())]
             assert app.is_running  # still showing, draining
@@ -144,6 +150,7 @@ def test_second_q_while_draining_cuts_sessions_short() -> None:
         engine = FakeEngine()
         app = DashboardApp(engine)
         async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()  # the first draw comes after layout
             await pilot.press("q")
             await pilot.press("q")
         assert engine.calls == [("interrupt", ()), ("abort", ())]
@@ -155,6 +162,7 @@ def test_help_transcripts_and_summary_screens() -> None:
     async def scenario() -> None:
         app = DashboardApp(FakeEngine())
         async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()  # the first draw comes after layout
             await pilot.press("question_mark")
             assert isinstance(app.screen, HelpScreen)
             await pilot.press("escape")
