@@ -13,6 +13,7 @@ from collections import deque
 import numpy as np
 
 from smtpbench.metrics.histogram import HistogramSet, percentiles_of
+from smtpbench.metrics.intervals import IntervalsBuilder
 from smtpbench.metrics.kinds import (
     ERROR_CLASSES,
     LATENCY_ROWS,
@@ -33,6 +34,7 @@ from smtpbench.protocol.steps import STEP_COUNT
 RECENT_FAILURES = 50
 COUNTER_NAMES = tuple(field.name for field in dataclasses.fields(Counters))
 _IN_FLIGHT = SERIES_COUNTERS.index("in_flight")
+_FINAL = (RunState.DONE, RunState.INTERRUPTED)
 
 
 class Recorder:
@@ -67,6 +69,8 @@ class Recorder:
         self._reply_counts = np.zeros(STEP_COUNT * MAX_REPLY_CODE, dtype=np.int64)
         self._error_counts = np.zeros(ERROR_CLASSES * STEP_COUNT, dtype=np.int64)
         self._interval_counts = np.zeros_like(self._latency.counts)
+        self._interval_replies = np.zeros_like(self._reply_counts)
+        self._intervals = IntervalsBuilder()
         self._series = SeriesBuilder(LATENCY_ROWS)
         self._series_last = [0] * len(SERIES_COUNTERS)
         self._failures: deque[FailureRecord] = deque(maxlen=RECENT_FAILURES)
@@ -99,7 +103,9 @@ class Recorder:
             self._latency_values = []
             self._interval_counts += self._latency.add_samples(rows, values)
         if self._replies:
-            self._reply_counts += np.bincount(self._replies, minlength=self._reply_counts.size)
+            batch = np.bincount(self._replies, minlength=self._reply_counts.size)
+            self._reply_counts += batch
+            self._interval_replies += batch
             self._replies = []
         if self._errors:
             self._error_counts += np.bincount(self._errors, minlength=self._error_counts.size)
@@ -118,7 +124,9 @@ class Recorder:
         self._series_last = totals
         rate = self.target_rate if self.target_rate is not None else np.nan
         self._series.append(now, deltas, rate, p50, p99, counts.sum(axis=1))
+        self._intervals.append(now, counts, self._interval_replies)
         counts[:] = 0
+        self._interval_replies[:] = 0
 
     def snapshot(self, elapsed: float) -> Snapshot:
         """A frozen copy of everything flushed so far (call ``flush`` first for the latest)."""
@@ -134,6 +142,8 @@ class Recorder:
             errors=self._error_counts.reshape(ERROR_CLASSES, STEP_COUNT).copy(),
             series=self._series.freeze(),
             failures=tuple(self._failures),
+            # Per-interval histograms are for exports and merges: the final snapshot only.
+            intervals=self._intervals.freeze() if self.state in _FINAL else None,
         )
 
 

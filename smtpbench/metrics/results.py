@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from smtpbench.metrics.histogram import BUCKETS, OCTAVES, SUB_BUCKETS, UNIT, HistogramSet
+from smtpbench.metrics.intervals import Intervals
 from smtpbench.metrics.kinds import (
     ERROR_CLASSES,
     LATENCY_ROWS,
@@ -153,6 +154,7 @@ def write_results(folder: Path, snapshot: Snapshot, scenario_toml: str) -> None:
         series_p50=series.p50,
         series_p99=series.p99,
         series_count=series.count,
+        **(snapshot.intervals.to_arrays() if snapshot.intervals is not None else {}),
     )
     (folder / SCENARIO_FILE).write_text(scenario_toml, encoding="utf-8")
     text = json.dumps(summary_dict(snapshot), indent=2, allow_nan=False)
@@ -238,4 +240,5 @@ def _snapshot_from(summary: dict[str, Any], arrays: dict[str, np.ndarray]) -> Sn
         errors=errors,
         series=series,
         failures=failures,
+        intervals=Intervals.from_arrays(arrays),
     )

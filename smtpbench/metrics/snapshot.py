@@ -9,6 +9,7 @@ from enum import Enum
 import numpy as np
 
 from smtpbench.metrics.histogram import FloatArray, Histogram, HistogramSet, IntArray
+from smtpbench.metrics.intervals import Intervals
 from smtpbench.metrics.kinds import ErrorClass, latency_label
 from smtpbench.metrics.series import Series
 from smtpbench.protocol.steps import STEP_COUNT, Step
@@ -85,6 +86,7 @@ class Snapshot:
     errors: IntArray  # (error classes, steps)
     series: Series
     failures: tuple[FailureRecord, ...] = ()
+    intervals: Intervals | None = None  # each interval's own counts; final snapshots only
     _percentiles: dict[tuple[float, ...], FloatArray] = field(
         default_factory=dict, compare=False, repr=False
     )
