@@ -113,6 +113,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_report_arguments(report)
 
+    from smtpbench.report.commands import add_merge_arguments
+
+    add_merge_arguments(
+        commands.add_parser(
+            "merge",
+            help="add the results folders of several machines or processes into one",
+            description="Add results folders of runs that split one load (several machines or "
+            "processes) into one results folder, exactly: histograms, counts and series add up.",
+        )
+    )
+
     sink = commands.add_parser(
         "sink",
         help="an SMTP server that accepts and discards mail, with optional faults",
@@ -212,6 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "merge":
+        from smtpbench.report.commands import run_merge
+
+        return run_merge(args)
     if args.command == "sink":
         from smtpbench.servers.sink_cli import run_sink
 

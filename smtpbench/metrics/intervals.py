@@ -148,7 +148,7 @@ class IntervalsBuilder:
             self._keep(end, sparse(self._open_latency), sparse(self._open_replies))
             self._open_latency = self._open_replies = None
             self._open_count = 0
-        if self._entries > self.budget:
+        while self._entries > self.budget and len(self._end) > 1:
             self._pair()
 
     def _keep(self, end: float, latency: Sparse, replies: Sparse) -> None:

@@ -123,3 +123,52 @@ def _print_report(snapshot: Snapshot, results: list[ThresholdResult], form: str)
         text = markdown_report(snapshot, results)
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+# -- merge ------------------------------------------------------------------
+
+
+def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "results", type=Path, nargs="+", help="results folders of runs that shared one load"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        required=True,
+        help="the merged results folder to write (new, or empty)",
+    )
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from smtpbench.metrics.merge import merge_snapshots
+    from smtpbench.metrics.results import write_results
+
+    if len(args.results) < 2:
+        return _error("merge needs at least two results folders")
+    out: Path = args.out
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        return _error(f"--out {out}: exists and is not an empty folder")
+    try:
+        snapshots = [read_results(folder) for folder in args.results]
+    except ResultsError as err:
+        return _error(str(err))
+    merged = merge_snapshots(snapshots)
+    first = args.results[0] / SCENARIO_FILE
+    scenario = first.read_text(encoding="utf-8") if first.exists() else ""
+    names = ", ".join(str(folder) for folder in args.results)
+    header = f"# {len(snapshots)} runs merged ({names}); the scenario of the first one:\n"
+    write_results(out, merged, header + scenario)
+    if merged.intervals is None:
+        _note(
+            "[yellow]note:[/] a run's intervals were paired to save memory: the merged run "
+            "has no per-second percentiles; totals and histograms are exact"
+        )
+    c = merged.counters
+    Console().print(
+        f"merged {len(snapshots)} runs into [bold]{out}[/]: {c.started:,} sessions, "
+        f"{c.messages_accepted:,} messages accepted",
+        highlight=False,
+    )
+    return exitcodes.OK
