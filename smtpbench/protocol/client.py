@@ -15,6 +15,7 @@ replies confirm or undo it. A command may be sent only in these states:
     CONTENT    354 received                          the message content, then READY
     BDAT       a BDAT chunk without LAST sent        BDAT RSET QUIT
     TLS        220 to STARTTLS received              nothing until tls_established()
+    AUTH       334 to AUTH received                  the next SASL response (auth_response)
     REJECTED   a non-2xx banner                      QUIT
     CLOSED     QUIT sent, 221 or 421 received, EOF   nothing
 
@@ -24,6 +25,15 @@ group (EHLO, HELO, LHLO, DATA, VRFY, EXPN, NOOP, QUIT, STARTTLS, AUTH). Replies
 are matched to commands in order. When the last outstanding reply arrives,
 ``state`` is set to what the replies confirmed, so a rejected MAIL FROM with
 pipelined RCPTs and DATA behind it ends in READY, not DATA.
+
+AUTH (RFC 4954): ``auth(line)`` sends the AUTH command; each 334 challenge
+moves to AUTH, where ``auth_response(line)`` answers it; 235 or an error
+reply ends the exchange in READY. Every reply of the exchange is a ``Response``
+at ``Step.AUTH``.
+
+LMTP (RFC 2033): after LHLO, the final dot (or the last BDAT chunk) gets one
+reply per accepted recipient, each a ``Response`` at ``Step.DATA_END``; so the
+last BDAT chunk may only go once every RCPT reply is in.
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ class State(Enum):
     CONTENT = auto()
     BDAT = auto()
     TLS = auto()
+    AUTH = auto()
     REJECTED = auto()
     CLOSED = auto()
 
@@ -106,6 +117,7 @@ _ALLOWED: dict[State, frozenset[Step]] = {
     State.CONTENT: frozenset({Step.DATA_END}),
     State.BDAT: frozenset({Step.BDAT, Step.RSET, Step.QUIT}),
     State.TLS: frozenset(),
+    State.AUTH: frozenset({Step.AUTH}),
     State.REJECTED: frozenset({Step.QUIT}),
     State.CLOSED: frozenset(),
 }
@@ -146,6 +158,7 @@ class ClientConnection:
         "_accepted_recipients",
         "_confirmed",
         "_last_sent",
+        "_lmtp",
         "_parser",
         "_pending",
         "_pending_bdat_last",
@@ -162,6 +175,7 @@ class ClientConnection:
         self._last_sent: Step = Step.BANNER
         self._accepted_recipients = 0
         self._saw_eof = False
+        self._lmtp = False
         self.state = State.BANNER
         self.capabilities: Capabilities = NO_CAPABILITIES
 
@@ -207,7 +221,14 @@ class ClientConnection:
         return self._send(Step.EHLO, commands.ehlo(name))
 
     def lhlo(self, name: str) -> bytes:
-        return self._send(Step.LHLO, commands.lhlo(name))
+        sent = self._send(Step.LHLO, commands.lhlo(name))
+        self._lmtp = True
+        return sent
+
+    @property
+    def lmtp(self) -> bool:
+        """LHLO was sent: the end of data gets one reply per accepted recipient."""
+        return self._lmtp
 
     def mail(self, address: str, params: commands.Parameters | None = None) -> bytes:
         return self._send(Step.MAIL, commands.mail_from(address, params))
@@ -222,15 +243,29 @@ class ClientConnection:
         """The content after a 354, dot-stuffed and terminated; its reply is ``DATA_END``."""
         if self.state is not State.CONTENT:
             raise LocalProtocolError(f"cannot send message content in state {self.state.name}")
-        return self._send(Step.DATA_END, dot_stuff(content))
+        sent = self._send(Step.DATA_END, dot_stuff(content))
+        self._expect_more_end_replies()
+        return sent
+
+    def _expect_more_end_replies(self) -> None:
+        # RFC 2033 section 4.2: one reply per recipient that was accepted.
+        if self._lmtp:
+            self._pending.extend([Step.DATA_END] * (self._accepted_recipients - 1))
 
     def bdat(self, chunk: bytes, last: bool) -> bytes:
         """One BDAT chunk with its command line; the LAST chunk's reply is ``DATA_END``."""
         if not self.capabilities.chunking:
             raise LocalProtocolError("cannot send BDAT: the server did not advertise CHUNKING")
+        if last and self._lmtp and Step.RCPT in self._pending:
+            raise LocalProtocolError(
+                "cannot send the last BDAT chunk before every RCPT reply: in LMTP it gets "
+                "one reply per accepted recipient"
+            )
         data = commands.bdat(len(chunk), last) + chunk
         sent = self._send(Step.DATA_END if last else Step.BDAT, data, as_step=Step.BDAT)
         self.state = State.READY if last else State.BDAT
+        if last:
+            self._expect_more_end_replies()
         return sent
 
     def rset(self) -> bytes:
@@ -244,6 +279,22 @@ class ClientConnection:
 
     def expn(self, target: str) -> bytes:
         return self._send(Step.EXPN, commands.expn(target))
+
+    def auth(self, line: bytes) -> bytes:
+        """The AUTH command line (``sasl.auth_command``); 334 replies lead to ``auth_response``."""
+        if self.state is State.AUTH:
+            raise LocalProtocolError("cannot start AUTH again in the middle of an AUTH exchange")
+        if not line[:5].upper() == b"AUTH " or not line.endswith(b"\r\n"):
+            raise LocalProtocolError("an AUTH command line starts with AUTH and ends with CRLF")
+        return self._send(Step.AUTH, line)
+
+    def auth_response(self, response: str) -> bytes:
+        """A SASL response line (base64, or ``*`` to cancel) answering a 334 challenge."""
+        if self.state is not State.AUTH:
+            raise LocalProtocolError(f"no AUTH challenge to answer in state {self.state.name}")
+        if "\r" in response or "\n" in response:
+            raise LocalProtocolError("a SASL response is one line")
+        return self._send(Step.AUTH, response.encode("ascii") + b"\r\n")
 
     def starttls(self) -> bytes:
         return self._send(Step.STARTTLS, commands.starttls())
@@ -320,6 +371,8 @@ class ClientConnection:
                 confirmed = State.READY
         elif step is Step.STARTTLS:
             confirmed = State.TLS if code == 220 else confirmed
+        elif step is Step.AUTH:
+            confirmed = State.AUTH if code == 334 else State.READY
         elif step is Step.QUIT:
             confirmed = State.CLOSED
         self._confirmed = confirmed

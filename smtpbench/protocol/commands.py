@@ -111,3 +111,32 @@ def starttls() -> bytes:
 
 def quit_() -> bytes:
     return b"QUIT\r\n"
+
+
+# -- ESMTP parameter values -------------------------------------------------------------
+
+
+def xtext(text: str) -> str:
+    """RFC 3461 section 4: printable ASCII but "+" and "=" as is, every other byte as +HH."""
+    out = []
+    for byte in text.encode("utf-8"):
+        if 33 <= byte <= 126 and byte not in (0x2B, 0x3D):
+            out.append(chr(byte))
+        else:
+            out.append(f"+{byte:02X}")
+    return "".join(out)
+
+
+def orcpt(address: str) -> str:
+    """The ORCPT value for ``address`` (RFC 3461 section 4.2): ``rfc822;`` and its xtext,
+    or for an address that is not ASCII ``utf-8;`` and RFC 6533's utf-8-addr-xtext."""
+    if address.isascii():
+        return "rfc822;" + xtext(address)
+    out = []
+    for char in address:
+        code = ord(char)
+        if code < 128 and 33 <= code <= 126 and char not in "+=\\":
+            out.append(char)
+        else:
+            out.append(f"\\x{{{code:X}}}")
+    return "utf-8;" + "".join(out)

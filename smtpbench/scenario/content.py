@@ -46,6 +46,17 @@ _TEXT: Final = (
     "connection session greeting capability pipelining extension size limit policy filter"
 )
 _WORDS: Final = tuple(_TEXT.split())
+# For 8BITMIME bodies: UTF-8 words, two to four bytes a character, now and then.
+_WORDS_8BIT: Final = (
+    *_WORDS, "grüße", "naïve", "café", "smørrebrød", "façade", "zażółć", "ελληνικά", "русский",
+    "日本語", "中文", "한국어", "emoji🙂",
+)  # fmt: skip
+_HEADERS_8BIT: Final = (
+    "MIME-Version: 1.0\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n"
+    "Content-Transfer-Encoding: 8bit\r\n"
+    f"X-Mailer: smtpbench/{__version__}\r\n"
+)
 _DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS: Final = (
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -62,6 +73,7 @@ class MessagePlan:
     subject: str
     rset_before: bool
     noop_before: bool
+    envid: str | None = None  # the DSN envelope id, when the scenario asks for one
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +115,13 @@ class MessageFactory:
         self._date = ""
         # The seed in every Message-ID keeps IDs apart across runs, unless seeded alike.
         self._id_prefix = f"smtpbench.{seed:x}"
-        self._filler, self._line_starts = _filler(seed)
+        eight_bit = session.body == "8bitmime" or session.smtputf8
+        self._filler, self._line_starts = _filler(seed, eight_bit)
+        self._static_headers = _HEADERS_8BIT if eight_bit else _STATIC_HEADERS
+        self._header_encoding = "utf-8" if session.smtputf8 else "ascii"
+        self._eight_bit = eight_bit
+        envid = session.dsn.envid
+        self._envid = Renderer(envid, self._rng) if envid is not None else None
 
     def plan_session(self, number: int) -> SessionPlan:
         """The plan for session ``number``; call in order for reproducible plans."""
@@ -126,6 +144,7 @@ class MessageFactory:
                     subject=self._subject.render(number, index),
                     rset_before=session.rset_between_messages and index > 0,
                     noop_before=noop >= 1.0 or (noop > 0.0 and rng.random() < noop),
+                    envid=self._envid.render(number, index) if self._envid else None,
                 )
             )
         return SessionPlan(number, self._helo.render(number), tuple(messages))
@@ -145,8 +164,8 @@ class MessageFactory:
             f"Subject: {plan.subject}\r\n"
             f"Date: {self._now()}\r\n"
             f"Message-ID: <{self._id_prefix}.{session.number}.{message_no}@{domain}>\r\n"
-            f"{_STATIC_HEADERS}\r\n"
-        ).encode("ascii")
+            f"{self._static_headers}\r\n"
+        ).encode(self._header_encoding)
         return head + self._body(plan.size - len(head), session.number, message_no)
 
     def _body(self, length: int, session_no: int, message_no: int) -> bytes:
@@ -164,6 +183,8 @@ class MessageFactory:
         # End on CRLF without adding a bare CR: the cut may fall inside a "\r\n".
         if body[-3] == 13:  # b"\r"
             return body[:-3] + b"x\r\n"
+        if self._eight_bit:
+            return _whole_characters(body[:-2]) + b"\r\n"
         return body[:-2] + b"\r\n"
 
     def _now(self) -> str:
@@ -195,17 +216,33 @@ def _address_list(addresses: tuple[str, ...]) -> str:
     return "\r\n".join(lines)[len("To: ") :]
 
 
+def _whole_characters(text: bytes) -> bytes:
+    """UTF-8 ``text`` whose end may cut a character in two: the cut bytes become "x"."""
+    start = len(text) - 1
+    while start >= 0 and text[start] & 0xC0 == 0x80:  # continuation bytes
+        start -= 1
+    if start < 0 or text[start] < 0xC0:
+        return text
+    lead = text[start]
+    length = 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
+    if len(text) - start >= length:
+        return text
+    return text[:start] + b"x" * (len(text) - start)
+
+
 @functools.lru_cache(maxsize=8)
-def _filler(seed: int) -> tuple[bytes, tuple[int, ...]]:
-    """A block of readable text lines, CRLF-ended, and where each line starts."""
-    rng = random.Random(f"filler:{seed}")
+def _filler(seed: int, eight_bit: bool = False) -> tuple[bytes, tuple[int, ...]]:
+    """A block of readable text lines, CRLF-ended, and where each line starts; with
+    ``eight_bit`` some words are UTF-8 beyond ASCII (line lengths count characters)."""
+    words = _WORDS_8BIT if eight_bit else _WORDS
+    rng = random.Random(f"filler:{seed}" if not eight_bit else f"filler8:{seed}")
     lines: list[str] = []
     size = 0
     while size < _FILLER_SIZE:
         width = rng.randint(50, LINE_LIMIT - 2)
-        line = rng.choice(_WORDS).capitalize()
+        line = rng.choice(words).capitalize()
         while True:
-            word = rng.choice(_WORDS)
+            word = rng.choice(words)
             if len(line) + 1 + len(word) > width:
                 break
             line = f"{line} {word}"
@@ -213,10 +250,10 @@ def _filler(seed: int) -> tuple[bytes, tuple[int, ...]]:
         if rng.random() < _DOT_LINE_ODDS:
             line = "." + line[: LINE_LIMIT - 1]
         lines.append(line)
-        size += len(line) + 2
+        size += len(line.encode("utf-8")) + 2
     starts = []
     offset = 0
     for line in lines:
         starts.append(offset)
-        offset += len(line) + 2
-    return ("\r\n".join(lines) + "\r\n").encode("ascii"), tuple(starts)
+        offset += len(line.encode("utf-8")) + 2
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8"), tuple(starts)

@@ -15,14 +15,24 @@ from smtpbench.faults import FaultPlan, FaultSpecError, parse_fault_table
 from smtpbench.protocol.steps import Step
 from smtpbench.scenario.errors import ScenarioError
 from smtpbench.scenario.model import (
+    AUTH_MECHANISMS,
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_PASSWORD_ENV,
     DEFAULT_SUCCESS,
     DEFAULT_TIMEOUTS,
+    DEFAULT_USERNAME_ENV,
+    DSN_NOTIFY,
+    NO_DSN,
     NO_REPLY_STEPS,
+    REQUIRABLE,
+    Auth,
+    Dsn,
     Load,
     Scenario,
     Session,
     Stage,
     Target,
+    Tls,
     default_scenario,
 )
 from smtpbench.scenario.reader import (
@@ -66,6 +76,8 @@ _TOP_KEYS: Final = (
     "timeouts",
     "sink",
     "thresholds",
+    "tls",
+    "auth",
 )
 _STAGE_EXAMPLE: Final = '{ duration = "30s", rate = "100/s" }'
 # The keys that only mean something for the open model (an arrival rate).
@@ -150,17 +162,35 @@ def scenario_from_table(
             f"faults apply to the embedded sink, but target.host sends to {target.host}; "
             "remove one of them",
         )
+    name = top.get("name", default_name, _name)
+    description = top.get("description", "", as_str)
+    seed = top.get("seed", None, as_int(0))
+    load = _load(top.table("load"))
+    session = _session(top.table("session"))
+    tls = _tls(top.table("tls"))
+    auth = _auth(top.table("auth"))
+    if session.greeting == "HELO":
+        for key, used in (("tls.mode", tls.mode == "starttls"), ("auth.mechanism", auth.enabled)):
+            if used:
+                raise ScenarioError(
+                    "STARTTLS and AUTH are ESMTP extensions, but session.greeting is HELO; "
+                    "use EHLO",
+                    file=file,
+                    key=key,
+                )
     return Scenario(
-        name=top.get("name", default_name, _name),
-        description=top.get("description", "", as_str),
-        seed=top.get("seed", None, as_int(0)),
+        name=name,
+        description=description,
+        seed=seed,
         target=target,
-        load=_load(top.table("load")),
-        session=_session(top.table("session")),
+        load=load,
+        session=session,
         success=_success(top.table("success")),
         timeouts=_timeouts(top.table("timeouts")),
         sink=sink,
         thresholds=_thresholds(top.table("thresholds")),
+        tls=tls,
+        auth=auth,
     )
 
 
@@ -282,10 +312,10 @@ def _stages(t: Table) -> tuple[Stage, ...]:
     return tuple(stages)
 
 
-def _template(kind: str) -> Callable[[object], str]:
+def _template(kind: str, utf8: bool = False) -> Callable[[object], str]:
     def convert(value: object) -> str:
         text = as_str(value)
-        check_template(text, kind=kind)
+        check_template(text, kind=kind, utf8=utf8)
         return text
 
     return convert
@@ -302,21 +332,169 @@ def _count(least: int) -> Callable[[object], IntRange]:
 
 
 def _session(t: Table) -> Session:
+    greeting = t.get("greeting", "EHLO", one_of("EHLO", "HELO", "LHLO", upper=True))
+    utf8 = t.get("smtputf8", False, as_bool)
     values = {
-        "greeting": t.get("greeting", "EHLO", one_of("EHLO", "HELO", upper=True)),
+        "greeting": greeting,
         "helo_name": t.get("helo_name", "smtpbench.localhost", _template("hostname")),
         # 0 messages is a session that only greets and quits: a connection-rate test.
         "messages": t.get("messages", IntRange(1, 1), _count(0)),
         "recipients": t.get("recipients", IntRange(1, 1), _count(1)),
-        "mail_from": t.get("mail_from", "sender{session}@smtpbench.test", _template("address")),
-        "rcpt_to": t.get("rcpt_to", "user{counter}@smtpbench.test", _template("address")),
+        "mail_from": t.get(
+            "mail_from", "sender{session}@smtpbench.test", _template("address", utf8)
+        ),
+        "rcpt_to": t.get("rcpt_to", "user{counter}@smtpbench.test", _template("address", utf8)),
         "size": _size(t) if t.has("size") else SizeDistribution.fixed(2048),
-        "subject": t.get("subject", "smtpbench test {session}.{message}", _template("text")),
+        "subject": t.get(
+            "subject", "smtpbench test {session}.{message}", _template("text", utf8)
+        ),
         "rset_between_messages": t.get("rset_between_messages", False, as_bool),
         "noop": t.get("noop", 0.0, _SHARE),
+        "pipelining": t.get("pipelining", False, as_bool),
+        "chunking": t.get("chunking", False, as_bool),
+        "chunk_size": t.get("chunk_size", DEFAULT_CHUNK_SIZE, _chunk_size),
+        "body": t.get("body", "7bit", one_of("7bit", "8bitmime")),
+        "smtputf8": utf8,
+        "dsn": _dsn(t.table("dsn")) if t.has("dsn") else NO_DSN,
+        "require": t.get("require", (), _require),
     }
+    if greeting == "HELO":
+        for key, used in (
+            ("body", values["body"] != "7bit"),
+            ("smtputf8", utf8),
+            ("chunking", values["chunking"]),
+            ("dsn", t.has("dsn")),
+            ("require", bool(values["require"])),
+        ):
+            if used:
+                raise t.error(
+                    key,
+                    "needs an ESMTP extension, but session.greeting is HELO, which opens a "
+                    "session without extensions; use EHLO",
+                )
     t.finish()
     return Session(**values)  # type: ignore[arg-type]
+
+
+def _chunk_size(value: object) -> int:
+    size = parse_message_size(value) if not isinstance(value, bool) else -1
+    if size < 1:
+        raise ValueError(f"expected a chunk size such as 64KiB, got {value!r}")
+    return size
+
+
+def _require(value: object) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    words = []
+    for item in items:
+        word = as_str(item).strip().upper()
+        if word not in REQUIRABLE:
+            raise ValueError(
+                f"unknown extension {item!r}; known: {', '.join(REQUIRABLE)}"
+            )
+        if word not in words:
+            words.append(word)
+    return tuple(words)
+
+
+def _dsn(t: Table) -> Dsn:
+    notify = t.get("notify", (), _notify)
+    ret = t.get("ret", None, one_of("FULL", "HDRS", upper=True))
+    envid = t.get("envid", None, _template("text"))
+    orcpt = t.get("orcpt", False, as_bool)
+    t.finish()
+    dsn = Dsn(notify=notify, ret=ret, envid=envid, orcpt=orcpt)
+    if dsn.is_empty:
+        raise t.error(None, "asks for nothing: set notify, ret, envid or orcpt (or leave dsn out)")
+    return dsn
+
+
+def _notify(value: object) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else as_str(value).split(",")
+    words: list[str] = []
+    for item in items:
+        word = as_str(item).strip().upper()
+        if word != "NEVER" and word not in DSN_NOTIFY:
+            raise ValueError(
+                f'expected NEVER or some of {", ".join(DSN_NOTIFY)} (["SUCCESS", "FAILURE"]), '
+                f"got {item!r}"
+            )
+        if word in words:
+            raise ValueError(f"{word} is listed twice")
+        words.append(word)
+    if not words:
+        raise ValueError('expected at least one word, such as ["SUCCESS", "FAILURE"]')
+    if "NEVER" in words and len(words) > 1:
+        raise ValueError("NEVER cannot be combined with SUCCESS, FAILURE or DELAY")
+    return tuple(words)
+
+
+def _tls(t: Table) -> Tls:
+    mode = t.get("mode", "none", one_of("none", "starttls", "implicit"))
+    values = {
+        "mode": mode,
+        "verify": t.get("verify", True, as_bool),
+        "sni": t.get("sni", None, _host),
+        "ca_file": t.get("ca_file", None, _path),
+        "client_cert": t.get("client_cert", None, _path),
+        "client_key": t.get("client_key", None, _path),
+    }
+    t.finish()
+    if values["client_key"] is not None and values["client_cert"] is None:
+        raise t.error("client_key", "needs tls.client_cert, the certificate the key belongs to")
+    if mode == "none":
+        for key in ("sni", "ca_file", "client_cert"):
+            if values[key] is not None:
+                raise t.error(key, 'applies to TLS, but tls.mode is "none"')
+    return Tls(**values)  # type: ignore[arg-type]
+
+
+def _path(value: object) -> str:
+    text = as_str(value)
+    if not text.strip():
+        raise ValueError("expected a file path, got an empty string")
+    return text
+
+
+def _auth(t: Table) -> Auth:
+    mechanisms = " or ".join(repr(m) for m in AUTH_MECHANISMS)
+    mechanism = t.get("mechanism", None, one_of(*AUTH_MECHANISMS, upper=True))
+    values = {
+        "mechanism": mechanism,
+        "username": t.get("username", None, _username),
+        "username_env": t.get("username_env", DEFAULT_USERNAME_ENV, _env_name),
+        "password_env": t.get("password_env", DEFAULT_PASSWORD_ENV, _env_name),
+        "password": t.get("password", None, _secret),
+    }
+    t.finish()
+    if mechanism is None:
+        for key in ("username", "username_env", "password_env", "password"):
+            if t.has(key):
+                raise t.error(key, f"applies to AUTH, but auth.mechanism is not set ({mechanisms})")
+    return Auth(**values)  # type: ignore[arg-type]
+
+
+def _username(value: object) -> str:
+    text = as_str(value)
+    if not text or not text.isprintable():
+        raise ValueError("expected a user name on one line")
+    return text
+
+
+def _secret(value: object) -> str:
+    # Never echo the value: it is a secret even when it is wrong.
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    if not value or "\x00" in value or "\r" in value or "\n" in value:
+        raise ValueError("expected a non-empty string on one line")
+    return value
+
+
+def _env_name(value: object) -> str:
+    text = as_str(value)
+    if not text or not text.replace("_", "a").isalnum() or text[0].isdigit():
+        raise ValueError(f"expected the name of an environment variable, got {value!r}")
+    return text
 
 
 def _size(t: Table) -> SizeDistribution:

@@ -9,6 +9,7 @@ same again.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Final, Literal
 
@@ -20,7 +21,9 @@ from smtpbench.thresholds import NO_THRESHOLDS, ThresholdSettings
 
 LoadMode = Literal["rate", "concurrency"]
 Arrivals = Literal["uniform", "poisson"]
-Greeting = Literal["EHLO", "HELO"]
+Greeting = Literal["EHLO", "HELO", "LHLO"]
+TlsMode = Literal["none", "starttls", "implicit"]
+Body = Literal["7bit", "8bitmime"]
 
 # Steps that are not answered by a reply: success codes make no sense there.
 NO_REPLY_STEPS: Final = frozenset({Step.CONNECT, Step.TLS})
@@ -223,6 +226,145 @@ def _check_number(name: str, value: float, *, positive: bool = False) -> None:
 
 _ONE: Final = IntRange(1, 1)
 DEFAULT_SIZE: Final = SizeDistribution.fixed(2048)
+DEFAULT_CHUNK_SIZE: Final = 64 * 1024
+DSN_NOTIFY: Final = ("SUCCESS", "FAILURE", "DELAY")
+# Extension keywords a scenario may insist on with ``session.require``.
+REQUIRABLE: Final = (
+    "PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "CHUNKING", "DSN", "STARTTLS", "AUTH",
+    "ENHANCEDSTATUSCODES", "BINARYMIME", "REQUIRETLS",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Dsn:
+    """Delivery status notification parameters (RFC 3461) for every message.
+
+    ``notify`` is empty (no NOTIFY), ``("NEVER",)``, or some of SUCCESS, FAILURE
+    and DELAY; ``ret`` is None, ``"FULL"`` or ``"HDRS"``; ``envid`` is a template
+    for the envelope id; ``orcpt`` adds each recipient as its own ORCPT.
+    """
+
+    notify: tuple[str, ...] = ()
+    ret: str | None = None
+    envid: str | None = None
+    orcpt: bool = False
+
+    def __post_init__(self) -> None:
+        notify = tuple(word.upper() for word in self.notify)
+        if "NEVER" in notify and len(notify) > 1:
+            raise ValueError("NOTIFY=NEVER cannot be combined with SUCCESS, FAILURE or DELAY")
+        for word in notify:
+            if word != "NEVER" and word not in DSN_NOTIFY:
+                raise ValueError(
+                    f"NOTIFY is NEVER or some of SUCCESS, FAILURE, DELAY; got {word!r}"
+                )
+        if len(set(notify)) != len(notify):
+            raise ValueError(f"NOTIFY lists a word twice: {','.join(notify)}")
+        object.__setattr__(self, "notify", notify)
+        if self.ret is not None and self.ret.upper() not in ("FULL", "HDRS"):
+            raise ValueError(f"RET is FULL or HDRS, got {self.ret!r}")
+        if self.ret is not None:
+            object.__setattr__(self, "ret", self.ret.upper())
+        if self.envid is not None:
+            check_template(self.envid, kind="text")
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.notify and self.ret is None and self.envid is None and not self.orcpt
+
+
+NO_DSN: Final = Dsn()
+
+
+@dataclass(frozen=True, slots=True)
+class Tls:
+    """TLS for every session: ``"starttls"`` after EHLO (RFC 3207), ``"implicit"`` from
+    the first byte (port 465 style, RFC 8314), or ``"none"``.
+
+    ``verify`` checks the server's certificate against ``ca_file`` (or the system's
+    CAs) and its name against ``sni`` (or the target host); ``client_cert`` (PEM,
+    with ``client_key`` when the key is apart) is presented when the server asks.
+    """
+
+    mode: TlsMode = "none"
+    verify: bool = True
+    sni: str | None = None
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("none", "starttls", "implicit"):
+            raise ValueError(f"TLS mode is none, starttls or implicit, got {self.mode!r}")
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("a client key needs its client certificate")
+        if self.sni is not None and (not self.sni or any(c.isspace() for c in self.sni)):
+            raise ValueError(f"the TLS server name must be one word, got {self.sni!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+
+NO_TLS: Final = Tls()
+AUTH_MECHANISMS: Final = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2")
+DEFAULT_USERNAME_ENV: Final = "SMTPBENCH_USERNAME"
+DEFAULT_PASSWORD_ENV: Final = "SMTPBENCH_PASSWORD"
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """SMTP AUTH (RFC 4954) after EHLO (and after STARTTLS when TLS is on).
+
+    The user name is ``username``, or else the environment variable named by
+    ``username_env``; the secret (a password, or an OAuth 2.0 access token for
+    XOAUTH2) is ``password``, or else the variable named by ``password_env``.
+    A password given in the scenario takes no part in comparisons and is never
+    written back out, nor shown: results hold no secret.
+    """
+
+    mechanism: str | None = None
+    username: str | None = None
+    username_env: str = DEFAULT_USERNAME_ENV
+    password_env: str = DEFAULT_PASSWORD_ENV
+    password: str | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mechanism is not None:
+            if self.mechanism.upper() not in AUTH_MECHANISMS:
+                raise ValueError(
+                    f"AUTH mechanism is one of {', '.join(AUTH_MECHANISMS)}, "
+                    f"got {self.mechanism!r}"
+                )
+            object.__setattr__(self, "mechanism", self.mechanism.upper())
+        for name in ("username_env", "password_env"):
+            value = getattr(self, name)
+            if not value or not value.replace("_", "a").isalnum():
+                raise ValueError(f"{name} names an environment variable, got {value!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.mechanism is not None
+
+    def credentials(self, environ: Mapping[str, str]) -> tuple[str, str]:
+        """(user name, secret); ``ValueError`` saying where they were looked for."""
+        username = self.username if self.username is not None else environ.get(self.username_env)
+        if not username:
+            raise ValueError(
+                f"AUTH {self.mechanism} needs a user name: set auth.username in the scenario "
+                f"or the environment variable {self.username_env}"
+            )
+        secret = self.password if self.password is not None else environ.get(self.password_env)
+        if not secret:
+            what = "an access token" if self.mechanism == "XOAUTH2" else "a password"
+            raise ValueError(
+                f"AUTH {self.mechanism} needs {what}: set the environment variable "
+                f"{self.password_env} (or auth.password in the scenario)"
+            )
+        return username, secret
+
+
+NO_AUTH: Final = Auth()
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,14 +385,52 @@ class Session:
     subject: str = "smtpbench test {session}.{message}"
     rset_between_messages: bool = False
     noop: float = 0.0
+    pipelining: bool = False  # when the server advertises PIPELINING
+    chunking: bool = False  # BDAT instead of DATA; needs CHUNKING
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    body: Body = "7bit"  # "8bitmime": UTF-8 text in the body, BODY=8BITMIME
+    smtputf8: bool = False  # UTF-8 addresses and headers, SMTPUTF8 on MAIL
+    dsn: Dsn = NO_DSN
+    require: tuple[str, ...] = ()  # extensions the server must advertise
 
     def __post_init__(self) -> None:
-        if self.greeting not in ("EHLO", "HELO"):
-            raise ValueError(f"greeting is EHLO or HELO, got {self.greeting!r}")
+        if self.greeting not in ("EHLO", "HELO", "LHLO"):
+            raise ValueError(f"greeting is EHLO, HELO or LHLO, got {self.greeting!r}")
+        utf8 = self.smtputf8
         check_template(self.helo_name, kind="hostname")
-        check_template(self.mail_from, kind="address")
-        check_template(self.rcpt_to, kind="address")
-        check_template(self.subject, kind="text")
+        check_template(self.mail_from, kind="address", utf8=utf8)
+        check_template(self.rcpt_to, kind="address", utf8=utf8)
+        check_template(self.subject, kind="text", utf8=utf8)
+        if self.body not in ("7bit", "8bitmime"):
+            raise ValueError(f"body is 7bit or 8bitmime, got {self.body!r}")
+        if isinstance(self.chunk_size, bool) or self.chunk_size < 1:
+            raise ValueError(f"a BDAT chunk holds at least 1 byte, got {self.chunk_size!r}")
+        require = tuple(word.upper() for word in self.require)
+        for word in require:
+            if word not in REQUIRABLE:
+                raise ValueError(f"unknown extension {word!r}; known: {', '.join(REQUIRABLE)}")
+        object.__setattr__(self, "require", require)
+        if self.greeting == "HELO":
+            asked = self.extensions_asked()
+            if asked:
+                raise ValueError(
+                    f"HELO opens a plain SMTP session without extensions, but "
+                    f"{', '.join(asked)} {'is' if len(asked) == 1 else 'are'} asked for; "
+                    "use EHLO"
+                )
+
+    def extensions_asked(self) -> tuple[str, ...]:
+        """The extensions the server must advertise for these sessions, in EHLO order."""
+        asked = list(self.require)
+        for wanted, keyword in (
+            (self.body == "8bitmime", "8BITMIME"),
+            (self.smtputf8, "SMTPUTF8"),
+            (self.chunking, "CHUNKING"),
+            (not self.dsn.is_empty, "DSN"),
+        ):
+            if wanted and keyword not in asked:
+                asked.append(keyword)
+        return tuple(asked)
         if self.recipients.low < 1:
             raise ValueError("a message needs at least 1 recipient")
         if not 0.0 <= self.noop <= 1.0:
@@ -277,6 +457,8 @@ class Scenario:
     success: tuple[frozenset[int], ...] = DEFAULT_SUCCESS
     timeouts: tuple[float, ...] = DEFAULT_TIMEOUTS
     sink: FaultPlan = EMPTY_FAULTS
+    tls: Tls = NO_TLS
+    auth: Auth = NO_AUTH
     thresholds: ThresholdSettings = NO_THRESHOLDS
 
     def __post_init__(self) -> None:
@@ -298,6 +480,8 @@ class Scenario:
             raise ValueError(
                 f"sink faults apply to the embedded sink, but the target is {self.target}"
             )
+        if self.session.greeting == "HELO" and (self.tls.mode == "starttls" or self.auth.enabled):
+            raise ValueError("STARTTLS and AUTH are ESMTP extensions: use EHLO, not HELO")
 
     def is_success(self, step: Step, code: int) -> bool:
         return code in self.success[step]

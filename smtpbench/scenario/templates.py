@@ -62,12 +62,13 @@ def template_fields(text: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def check_template(text: str, *, kind: str = "text") -> None:
+def check_template(text: str, *, kind: str = "text", utf8: bool = False) -> None:
     """Validate a template of ``kind`` ``"address"``, ``"hostname"`` or ``"text"``.
 
     Raises ``ValueError`` with a message that says what is wrong (the caller adds
     the key). Text (a subject) must be printable ASCII on one line, since it is
-    written into a header as it is.
+    written into a header as it is; with ``utf8`` (SMTPUTF8 sessions, RFC 6531
+    and 6532) addresses and text may be any printable Unicode.
     """
     if not isinstance(text, str):
         raise TypeError(f"a template is a string, got {type(text).__name__}")
@@ -76,11 +77,13 @@ def check_template(text: str, *, kind: str = "text") -> None:
         rendered = text.format(
             session=sample, message=sample, rcpt=sample, counter=sample, random=sample
         )
-        if not rendered.isascii() or not rendered.isprintable():
-            raise ValueError(f"{text!r} must give printable ASCII on one line, got {rendered!r}")
+        if not (utf8 or rendered.isascii()) or not rendered.isprintable():
+            what = "printable text" if utf8 else "printable ASCII"
+            hint = "" if utf8 or not rendered.isprintable() else " (or set session.smtputf8)"
+            raise ValueError(f"{text!r} must give {what} on one line, got {rendered!r}{hint}")
         if kind not in _MAX_LENGTH:
             raise ValueError(f"unknown template kind {kind!r}")
-        if len(rendered) > _MAX_LENGTH[kind]:
+        if len(rendered.encode("utf-8")) > _MAX_LENGTH[kind]:
             raise ValueError(
                 f"{text!r} gives {len(rendered)} characters, more than the "
                 f"{_MAX_LENGTH[kind]} a {kind} may have"

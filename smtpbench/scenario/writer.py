@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 from smtpbench.protocol.steps import Step
 from smtpbench.scenario.formatting import duration_text, rate_text, share_text
-from smtpbench.scenario.model import NO_REPLY_STEPS, Load, Scenario, Session
+from smtpbench.scenario.model import NO_REPLY_STEPS, Auth, Dsn, Load, Scenario, Session, Tls
 from smtpbench.scenario.sizes import SizeDistribution, format_size
 
 TomlValue = str | int | float | bool | list["TomlValue"] | Mapping[str, "TomlValue"]
@@ -33,6 +33,8 @@ def scenario_to_toml(scenario: Scenario) -> str:
     lines.append(_pair("port", scenario.target.port))
     lines += ["", "[load]", *_load(scenario.load)]
     lines += ["", "[session]", *_pairs(_session(scenario.session))]
+    lines += ["", "[tls]", *_tls(scenario.tls)]
+    lines += ["", "[auth]", *_auth(scenario.auth)]
     lines += ["", "[success]", *_pairs(_success(scenario))]
     lines += ["", "[timeouts]", *_pairs(_timeouts(scenario))]
     lines += ["", "[sink]"]
@@ -90,7 +92,49 @@ def _session(session: Session) -> dict[str, TomlValue]:
         "subject": session.subject,
         "rset_between_messages": session.rset_between_messages,
         "noop": share_text(session.noop),
+        "pipelining": session.pipelining,
+        "chunking": session.chunking,
+        "chunk_size": format_size(session.chunk_size),
+        "body": session.body,
+        "smtputf8": session.smtputf8,
+        "require": list(session.require),
+        **({} if session.dsn.is_empty else {"dsn": _dsn(session.dsn)}),
     }
+
+
+def _dsn(dsn: Dsn) -> TomlValue:
+    values: dict[str, TomlValue] = {}
+    if dsn.notify:
+        values["notify"] = list(dsn.notify)
+    if dsn.ret is not None:
+        values["ret"] = dsn.ret
+    if dsn.envid is not None:
+        values["envid"] = dsn.envid
+    values["orcpt"] = dsn.orcpt
+    return values
+
+
+def _tls(tls: Tls) -> list[str]:
+    lines = [_pair("mode", tls.mode), _pair("verify", tls.verify)]
+    for key in ("sni", "ca_file", "client_cert", "client_key"):
+        value = getattr(tls, key)
+        if value is not None:
+            lines.append(_pair(key, value))
+    return lines
+
+
+def _auth(auth: Auth) -> list[str]:
+    if auth.mechanism is None:
+        return ["# no AUTH"]
+    lines = [_pair("mechanism", auth.mechanism)]
+    if auth.username is not None:
+        lines.append(_pair("username", auth.username))
+    else:
+        lines.append(_pair("username_env", auth.username_env))
+    lines.append(_pair("password_env", auth.password_env))
+    if auth.password is not None:
+        lines.append("# the scenario gave a password: it is never written out")
+    return lines
 
 
 def _count(low: int, high: int) -> TomlValue:
