@@ -113,7 +113,16 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_report_arguments(report)
 
-    from smtpbench.report.commands import add_merge_arguments
+    from smtpbench.report.commands import add_compare_arguments, add_merge_arguments
+
+    add_compare_arguments(
+        commands.add_parser(
+            "compare",
+            help="compare runs side by side, with regression rules",
+            description="Compare results folders side by side against the first (the "
+            "baseline): per command and percentile, reply codes, and --fail-if rules.",
+        )
+    )
 
     add_merge_arguments(
         commands.add_parser(
@@ -223,6 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "compare":
+        from smtpbench.report.commands import run_compare
+
+        return run_compare(args)
     if args.command == "merge":
         from smtpbench.report.commands import run_merge
 

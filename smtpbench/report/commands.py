@@ -172,3 +172,44 @@ def run_merge(args: argparse.Namespace) -> int:
         highlight=False,
     )
     return exitcodes.OK
+
+
+# -- compare ----------------------------------------------------------------
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "results",
+        type=Path,
+        nargs="+",
+        help="two or more results folders; the first is the baseline",
+    )
+    parser.add_argument(
+        "--fail-if",
+        metavar="RULE",
+        action="append",
+        default=[],
+        help="a regression rule such as 'p99 +10%%' (any command's p99 up more than 10%%), "
+        "'p99(DATA) +5ms', 'throughput -5%%' or 'rate(errors) +0.5pp' (repeatable; exit 1)",
+    )
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from smtpbench.report.compare import check_rules, comparison, parse_rule
+
+    if len(args.results) < 2:
+        return _error("compare needs at least two results folders (the first is the baseline)")
+    try:
+        rules = [parse_rule(text) for text in args.fail_if]
+    except ThresholdError as err:
+        return _error(f"--fail-if {err}")
+    try:
+        runs = [read_results(folder) for folder in args.results]
+    except ResultsError as err:
+        return _error(str(err))
+    results = check_rules(rules, runs)
+    for rule in rules:
+        if not any(result.rule is rule for result in results):
+            _note(f"[yellow]note:[/] --fail-if {rule.text!r}: no data in the runs to compare")
+    Console().print(comparison(runs, [str(folder) for folder in args.results], results))
+    return exitcodes.THRESHOLDS_FAILED if any(r.failed for r in results) else exitcodes.OK
