@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -31,11 +31,33 @@ from smtpbench.metrics.snapshot import RunState, Snapshot
 
 if TYPE_CHECKING:
     from smtpbench.engine.transport import Address
-    from smtpbench.scenario import MessageFactory, Scenario, SessionPlan
+    from smtpbench.scenario import Scenario, SessionPlan
 
-SessionRunner = Callable[
-    [SessionSettings, Recorder, "MessageFactory", "SessionPlan", float], Awaitable[None]
-]
+
+class Planner(Protocol):
+    """Where each session's plan comes from: the scenario's ``MessageFactory``, or a
+    recording being replayed. Called in schedule order."""
+
+    @property
+    def seed(self) -> int: ...
+
+    def plan_session(self, number: int) -> Any: ...
+
+
+class Schedule(Protocol):
+    """When sessions are due (``Pacer`` is the one for rates and ramps; replay has one
+    of recorded offsets). Times are seconds of schedule time from the start."""
+
+    @property
+    def factor(self) -> float: ...
+
+    def peek(self) -> float: ...
+    def next_due(self) -> float: ...
+    def rate_at(self, t: float) -> float: ...
+    def set_factor(self, factor: float, at: float) -> None: ...
+
+
+SessionRunner = Callable[[SessionSettings, Recorder, Any, Any, float], Awaitable[None]]
 FLUSH_INTERVAL = 1.0  # seconds: one row of the time series each
 
 
@@ -54,10 +76,11 @@ class LoadRun:
         self,
         scenario: Scenario,
         address: Address,
-        factory: MessageFactory,
+        factory: Planner,
         recorder: Recorder,
         control: RunControl | None = None,
         session_runner: SessionRunner = run_session,
+        schedule: Schedule | None = None,
     ) -> None:
         self.scenario = scenario
         self.load = scenario.load
@@ -66,7 +89,9 @@ class LoadRun:
         self.recorder = recorder
         self.control = control or RunControl()
         self._run_session = session_runner  # tests put a timed stand-in here
-        self.pacer = Pacer(rate_profile(scenario), self.load.arrivals, seed=factory.seed)
+        self.pacer: Schedule = schedule or Pacer(
+            rate_profile(scenario), self.load.arrivals, seed=factory.seed
+        )
         cap = self.load.max_concurrency if self.load.mode == "rate" else self.load.concurrency
         self.limiter = trio.CapacityLimiter(cap)
         self._t0 = 0.0
