@@ -93,6 +93,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "(repeatable; added to the scenario's [thresholds])",
     )
     run.add_argument(
+        "--record-sessions",
+        action="store_true",
+        help="also write every session's record (steps, times, codes, outcome) to "
+        "sessions.ndjson in the results folder",
+    )
+    run.add_argument(
         "--abort-on-fail",
         action="store_true",
         help="stop the run as soon as a threshold fails for good (exit code 5)",
@@ -185,6 +191,7 @@ def _run(args: argparse.Namespace) -> int:
         results_base=args.out,
         progress_interval=max(0.1, interval),
         terminal=stdout_is_terminal(),
+        record_sessions=args.record_sessions,
     )
     if args.tui or (options.terminal and not args.headless):
         from smtpbench.tui.launch import run_dashboard

@@ -5,6 +5,7 @@ second one cuts sessions in flight short."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import trio
 from rich.console import Console, Group
@@ -20,10 +22,12 @@ from rich.live import Live
 from smtpbench import __version__, exitcodes
 from smtpbench.engine.control import RunControl
 from smtpbench.engine.embedded import EmbeddedSinkError, embedded_sink
-from smtpbench.engine.runner import LoadRun
+from smtpbench.engine.runner import LoadRun, SessionRunner
+from smtpbench.engine.session import SessionSettings, run_session
 from smtpbench.engine.transport import Address, TargetError, resolve
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.results import new_results_folder, write_results
+from smtpbench.metrics.sessions import SESSIONS_FILE, SessionLog, SessionTap
 from smtpbench.metrics.snapshot import RunInfo, Snapshot
 from smtpbench.report.live import live_line, live_panel
 from smtpbench.report.summary import summary
@@ -37,7 +41,13 @@ from smtpbench.report.thresholds import (
     thresholds_table,
     write_threshold_results,
 )
-from smtpbench.scenario import MessageFactory, Scenario, scenario_to_toml, summarize_load
+from smtpbench.scenario import (
+    MessageFactory,
+    Scenario,
+    SessionPlan,
+    scenario_to_toml,
+    summarize_load,
+)
 
 LIVE_REFRESH = 0.25  # seconds between updates of the terminal panel
 THRESHOLD_CHECK_INTERVAL = 1.0  # seconds between live threshold checks (abort-on-fail)
@@ -49,6 +59,7 @@ class RunOptions:
     results_base: Path = Path("results")
     progress_interval: float = 2.0  # seconds between lines when not on a terminal
     terminal: bool = False  # draw a live panel instead of printing lines
+    record_sessions: bool = False  # write every session's record to sessions.ndjson
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +168,32 @@ async def _show_progress(run: LoadRun, options: RunOptions, console: Console) ->
         console.print(line, highlight=False, soft_wrap=True)
 
 
+def _session_log(options: RunOptions) -> SessionLog:
+    """Sessions are written as they end, beside the results folder that does not exist yet;
+    the file moves into it at the end."""
+    options.results_base.mkdir(parents=True, exist_ok=True)
+    return SessionLog(options.results_base / f".sessions-{os.getpid()}.ndjson.partial")
+
+
+def _recording_runner(log: SessionLog) -> SessionRunner:
+    """Runs each session with a tap in place of the recorder, and logs its record."""
+
+    async def run(
+        settings: SessionSettings,
+        recorder: Recorder,
+        factory: MessageFactory,
+        plan: SessionPlan,
+        intended: float,
+    ) -> None:
+        tap = SessionTap(recorder, plan.number, intended - recorder.clock_start)
+        try:
+            await run_session(settings, cast(Recorder, tap), factory, plan, intended)
+        finally:
+            log.write(tap.record())
+
+    return run
+
+
 async def run_load(options: RunOptions, console: Console) -> RunOutcome:
     scenario = options.scenario
     async with open_target(scenario) as (address, target_label):
@@ -164,7 +201,9 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
         resolved = dataclasses.replace(scenario, seed=factory.seed)
         recorder = Recorder(run_info(resolved, target_label, factory.seed))
         control = RunControl()
-        run = LoadRun(resolved, address, factory, recorder, control)
+        log = _session_log(options) if options.record_sessions else None
+        runner = run_session if log is None else _recording_runner(log)
+        run = LoadRun(resolved, address, factory, recorder, control, session_runner=runner)
         console.print(
             f"[bold]smtpbench[/] {scenario.name}: {recorder.info.load} against {target_label}",
             highlight=False,
@@ -174,10 +213,16 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
             nursery.start_soon(_watch_signals, control, console)
             nursery.start_soon(_show_progress, run, options, console)
             nursery.start_soon(watch.watch)
-            final = await run.run()
+            try:
+                final = await run.run()
+            finally:
+                if log is not None:
+                    log.close()
             nursery.cancel_scope.cancel()
     folder = new_results_folder(options.results_base, datetime.now(), scenario.name)
     write_results(folder, final, scenario_to_toml(resolved))
+    if log is not None:
+        log.path.replace(folder / SESSIONS_FILE)
     results = tuple(evaluate(resolved.thresholds.checks, final))
     if results:
         write_threshold_results(folder, results, watch.aborted_by)
