@@ -3,6 +3,8 @@ scenario's [thresholds] table reads and writes back."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from smtpbench.protocol.steps import Step
@@ -143,3 +145,12 @@ def test_scenario_threshold_errors_name_file_and_key(toml: str, key: str, says: 
     assert caught.value.file == "ci.toml"
     assert caught.value.key == key
     assert says in str(caught.value)
+
+
+def test_the_documented_thresholds_table_loads() -> None:
+    docs = Path(__file__).resolve().parents[1] / "docs" / "scenarios.md"
+    text = docs.read_text(encoding="utf-8")
+    block = text.split("```toml\n[thresholds]")[1].split("```", 1)[0]
+    settings = parse_scenario("[thresholds]" + block, file="docs/scenarios.md").thresholds
+    assert len(settings.checks) == 4 and settings.checks[-1].optional
+    assert not settings.abort_on_fail and settings.abort_grace == 10.0
