@@ -372,10 +372,6 @@ class ThresholdSettings:
         object.__setattr__(self, "checks", tuple(self.checks))
         object.__setattr__(self, "abort_grace", float(self.abort_grace))
 
-    @property
-    def is_empty(self) -> bool:
-        return not self.checks and not self.abort_on_fail and self.abort_grace == 10.0
-
     def with_checks(self, extra: Iterable[Threshold]) -> ThresholdSettings:
         return ThresholdSettings((*self.checks, *extra), self.abort_on_fail, self.abort_grace)
 

@@ -75,7 +75,7 @@ class Rule:
         change = value - base if self.sign == "+" else base - value
         if self.relative:
             if base == 0:
-                return change > 0 and self.amount < math.inf
+                return change > 0
             return change / abs(base) > self.amount
         return change > self.amount
 
