@@ -95,6 +95,12 @@ class _ServerShutdown(Exception):
     """A 421: the server is closing the channel; no QUIT is due."""
 
 
+class _ClosedAfterHandshake(Exception):
+    """EOF before the first reply over a new TLS session: the server gave up on TLS
+    (most often a client certificate it did not take, which TLS 1.3 tells after the
+    client's side of the handshake is done)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
     """What every session of a run shares, looked up once rather than per command."""
@@ -160,6 +166,7 @@ class Session:
     __slots__ = (
         "arrival",
         "conn",
+        "fresh_tls",
         "factory",
         "failure",
         "intended",
@@ -189,6 +196,7 @@ class Session:
         self.intended = intended
         self.start = 0.0
         self.arrival = 0.0  # when the last read from the server returned
+        self.fresh_tls = False  # a TLS handshake is done and nothing was read over it yet
         self.conn = ClientConnection()
         self.stream: trio.abc.Stream | None = None
         self.step = Step.CONNECT
@@ -212,7 +220,14 @@ class Session:
             self._fail(ErrorClass.CANCELLED, self.step, "cut off at the end of the run")
             self._finish()
             raise
-        except (_ServerClosed, _ServerShutdown, ProtocolError, OSError, trio.TooSlowError) as exc:
+        except (
+            _ServerClosed,
+            _ServerShutdown,
+            _ClosedAfterHandshake,
+            ProtocolError,
+            OSError,
+            trio.TooSlowError,
+        ) as exc:
             self._connection_failed(exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             self._connection_failed(exc)
@@ -314,6 +329,7 @@ class Session:
         with trio.fail_after(settings.timeouts[Step.TLS]):
             await tls.do_handshake()
         self.recorder.latency(Step.TLS, trio.current_time() - began)
+        self.fresh_tls = True
 
     async def _authenticate(self) -> bool:
         settings = self.settings
@@ -586,7 +602,13 @@ class Session:
                 self.arrival = trio.current_time()
                 conn.receive_data(data)
             elif isinstance(event, Response):
+                self.fresh_tls = False
                 return event
+            elif self.fresh_tls:
+                raise _ClosedAfterHandshake(
+                    f"the server closed the connection right after the TLS handshake, "
+                    f"awaiting {self.step.label} (did it refuse the client certificate?)"
+                )
             else:
                 raise _ServerClosed(f"server closed the connection awaiting {self.step.label}")
 
@@ -619,6 +641,9 @@ class Session:
         self.unanswered.clear()
         if isinstance(exc, _ServerClosed):
             self._fail(ErrorClass.CLOSED, self.step, str(exc))
+            return
+        if isinstance(exc, _ClosedAfterHandshake):
+            self._fail(ErrorClass.TLS, self.step, str(exc))
             return
         error = classify(exc)
         if self.step is Step.TLS and error in (ErrorClass.RESET, ErrorClass.NETWORK):

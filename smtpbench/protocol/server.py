@@ -327,20 +327,20 @@ class ServerConnection:
             raise LocalProtocolError(f"reply code {code} is not a final SMTP reply code")
         if self._pending is None and code != 421:
             raise LocalProtocolError(f"nothing is waiting for a reply (code {code})")
-        lines = [text] if isinstance(text, str) else list(text) or [""]
-        if enhanced is not None:
-            if not _ENHANCED.match(enhanced) or int(enhanced[0]) != code // 100:
-                raise LocalProtocolError(f"enhanced code {enhanced!r} does not fit {code}")
-            lines = [f"{enhanced} {line}" if line else enhanced for line in lines]
-        for line in lines:
-            if "\r" in line or "\n" in line:
-                raise LocalProtocolError(f"reply text contains a line break: {line!r}")
-        last = len(lines) - 1
-        out = "".join(
-            f"{code}{' ' if i == last else '-'}{line}\r\n" for i, line in enumerate(lines)
-        )
+        out = _encode_reply(code, text, enhanced)
         self._after_reply(code)
-        return out.encode("utf-8")
+        return out
+
+    def reply_each(self, answers: Sequence[tuple[int, str | Sequence[str], str | None]]) -> bytes:
+        """LMTP (RFC 2033 section 4.2): the replies to the end of a message, one per
+        accepted recipient in RCPT order, as (code, text, enhanced) each."""
+        if not isinstance(self._pending, MessageReceived):
+            raise LocalProtocolError("one reply per recipient answers the end of a message only")
+        if not answers:
+            raise LocalProtocolError("an LMTP message is owed at least one reply")
+        out = b"".join(_encode_reply(code, text, enhanced) for code, text, enhanced in answers)
+        self._after_reply(answers[-1][0] if answers[-1][0] == 421 else 250)
+        return out
 
     # -- parsing -----------------------------------------------------------------
 
@@ -545,6 +545,22 @@ class ServerConnection:
         self._parts = None
         self._raw_size = 0
         self._dots = 0
+
+
+def _encode_reply(code: int, text: str | Sequence[str], enhanced: str | None) -> bytes:
+    if not 200 <= code <= 599:
+        raise LocalProtocolError(f"reply code {code} is not a final SMTP reply code")
+    lines = [text] if isinstance(text, str) else list(text) or [""]
+    if enhanced is not None:
+        if not _ENHANCED.match(enhanced) or int(enhanced[0]) != code // 100:
+            raise LocalProtocolError(f"enhanced code {enhanced!r} does not fit {code}")
+        lines = [f"{enhanced} {line}" if line else enhanced for line in lines]
+    for line in lines:
+        if "\r" in line or "\n" in line:
+            raise LocalProtocolError(f"reply text contains a line break: {line!r}")
+    last = len(lines) - 1
+    out = "".join(f"{code}{' ' if i == last else '-'}{line}\r\n" for i, line in enumerate(lines))
+    return out.encode("utf-8")
 
 
 # -- argument helpers for whoever decides the replies ---------------------------------

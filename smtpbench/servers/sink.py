@@ -47,8 +47,16 @@ class SinkConfig:
     max_message_size: int = 50 * 1024 * 1024  # advertised as SIZE; bigger messages get 552
     tls_cert: str | None = None  # PEM paths; STARTTLS is offered only with both
     tls_key: str | None = None
-    auth: bool = True  # advertise AUTH PLAIN LOGIN and accept any credentials
+    tls_client_ca: str | None = None  # PEM: ask clients for a certificate issued by this CA
+    auth: bool = True  # advertise AUTH PLAIN LOGIN CRAM-MD5 XOAUTH2
+    # (user, password or token) pairs AUTH must match; empty: any credentials will do
+    credentials: tuple[tuple[str, str], ...] = ()
     keep_messages: bool = False  # keep every accepted message in Sink.messages (tests)
+    lmtp: bool = False  # speak LMTP (RFC 2033): LHLO, one reply per recipient after data
+    implicit_tls: bool = False  # TLS from the first byte (port 465 style); needs a certificate
+    # Recipient domains taken; any other gets 554 "Relay access denied". None: every
+    # recipient is taken, as an open relay would.
+    relay_domains: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -61,10 +69,35 @@ class SinkConfig:
             )
         if not self.hostname or any(c.isspace() for c in self.hostname):
             raise ValueError(f"the host name must be one word, got {self.hostname!r}")
+        if self.implicit_tls and self.tls_cert is None:
+            raise ValueError("implicit TLS needs a certificate and its key")
+        if self.relay_domains is not None:
+            domains = tuple(domain.strip().lower() for domain in self.relay_domains)
+            if not all(domains) or any(" " in domain for domain in domains):
+                raise ValueError(f"relay domains are names such as example.org, got {domains}")
+            object.__setattr__(self, "relay_domains", domains)
 
     @property
     def offers_tls(self) -> bool:
-        return self.tls_cert is not None
+        """STARTTLS is offered: a certificate, and the connection does not start with TLS."""
+        return self.tls_cert is not None and not self.implicit_tls
+
+    def accepts_recipient(self, address: str) -> bool:
+        """Whether RCPT TO:<address> is taken as a relay matter (postmaster always is)."""
+        if self.relay_domains is None or "@" not in address:
+            return True
+        return address.rpartition("@")[2].lower() in self.relay_domains
+
+    def authenticates(self, user: str, secret: str) -> bool:
+        if not self.credentials:
+            return True
+        return any(user == known and secret == password for known, password in self.credentials)
+
+    def password_of(self, user: str) -> str | None:
+        for known, password in self.credentials:
+            if known == user:
+                return password
+        return None
 
 
 @dataclass
@@ -132,6 +165,9 @@ class Sink:
         self._queue_ids = itertools.count(1)
         self._errors_logged: set[str] = set()
 
+    def config_authenticates(self, user: str, secret: str) -> bool:
+        return self.config.authenticates(user, secret)
+
     def next_queue_id(self) -> str:
         return f"{next(self._queue_ids):010X}"
 
@@ -144,6 +180,8 @@ class Sink:
             self.shutting_down = True
         session = Session(self, stream)
         try:
+            if self.config.implicit_tls and not await session.start_implicit_tls():
+                return
             await session.run()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the client went away: a normal thing for a sink under load
@@ -165,6 +203,9 @@ def make_ssl_context(config: SinkConfig) -> ssl.SSLContext | None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(config.tls_cert, config.tls_key)
+    if config.tls_client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(config.tls_client_ca)
     return context
 
 

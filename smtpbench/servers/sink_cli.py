@@ -79,6 +79,13 @@ def _non_negative(text: str) -> int:
     return int(text)
 
 
+def _credential(text: str) -> tuple[str, str]:
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise ValueError("expected USER:PASSWORD")
+    return user, password
+
+
 def _size(text: str) -> int:
     size = parse_size(text)
     if size < 1:
@@ -137,10 +144,44 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", metavar="PEM", help="certificate chain; offers STARTTLS")
     parser.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
     parser.add_argument(
+        "--tls-client-ca",
+        metavar="PEM",
+        help="require a client certificate issued by this CA in the TLS handshake",
+    )
+    parser.add_argument(
+        "--implicit-tls",
+        action="store_true",
+        help="TLS from the first byte (port 465 style) instead of STARTTLS; needs --tls-cert",
+    )
+    parser.add_argument(
         "--no-auth",
         dest="auth",
         action="store_false",
-        help="do not advertise AUTH (by default AUTH PLAIN LOGIN takes any credentials)",
+        help="do not advertise AUTH (by default PLAIN, LOGIN, CRAM-MD5 and XOAUTH2 take any "
+        "credentials)",
+    )
+    parser.add_argument(
+        "--user",
+        dest="credentials",
+        action="append",
+        default=[],
+        type=_argument_type(_credential),
+        metavar="USER:PASSWORD",
+        help="credentials AUTH must match (repeat for more users; for XOAUTH2 the password is "
+        "the token)",
+    )
+    parser.add_argument(
+        "--relay-domain",
+        dest="relay_domains",
+        action="append",
+        metavar="DOMAIN",
+        help="take recipients in DOMAIN only (repeat for more); others get 554 Relay access "
+        "denied. Without it every recipient is taken, as by an open relay",
+    )
+    parser.add_argument(
+        "--lmtp",
+        action="store_true",
+        help="speak LMTP (RFC 2033): LHLO, and one reply per recipient after the data",
     )
     parser.add_argument(
         "--max-size",
@@ -176,10 +217,20 @@ def config_from_args(args: argparse.Namespace) -> SinkConfig:
             max_message_size=args.max_size,
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
             auth=args.auth,
+            credentials=tuple(args.credentials),
+            lmtp=args.lmtp,
+            implicit_tls=args.implicit_tls,
+            relay_domains=tuple(args.relay_domains) if args.relay_domains else None,
         )
     except ValueError as exc:
-        raise FaultSpecError("--hostname", str(exc)) from None
+        flag = "--hostname"
+        if "implicit" in str(exc):
+            flag = "--implicit-tls"
+        elif "relay" in str(exc):
+            flag = "--relay-domain"
+        raise FaultSpecError(flag, str(exc)) from None
 
 
 def run_sink(args: argparse.Namespace) -> int:

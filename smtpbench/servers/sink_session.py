@@ -6,12 +6,15 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
 import trio
 
+from smtpbench.protocol import sasl
+from smtpbench.protocol.errors import RemoteProtocolError
 from smtpbench.protocol.server import (
     AuthResponse,
     CommandReceived,
@@ -57,6 +60,13 @@ class ReceivedMessage:
     via: Step  # Step.DATA or Step.BDAT
     tls: bool
     authenticated: bool
+    mail_params: Mapping[str, str | None] = field(default_factory=dict)  # ESMTP params of MAIL
+    rcpt_params: tuple[Mapping[str, str | None], ...] = ()  # of each accepted RCPT, in order
+
+
+SINK_MECHANISMS: Final = ("PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2")
+# What an XOAUTH2 server sends in its 334 when the token is refused (RFC 7628 style).
+_XOAUTH2_ERROR: Final = sasl.b64(b'{"status":"401","schemes":"bearer","scope":"smtp"}')
 
 
 @functools.cache
@@ -72,7 +82,7 @@ def ehlo_lines(hostname: str, max_size: int, auth: bool, starttls: bool) -> tupl
         "ENHANCEDSTATUSCODES",
     ]
     if auth:
-        lines.append("AUTH PLAIN LOGIN")
+        lines.append("AUTH " + " ".join(SINK_MECHANISMS))
     if starttls:
         lines.append("STARTTLS")
     return tuple(lines)
@@ -88,6 +98,13 @@ def _is_base64(text: str | bytes) -> bool:
     return True
 
 
+def _valid_notify(value: str) -> bool:
+    words = value.upper().split(",")
+    if words == ["NEVER"]:
+        return True
+    return len(set(words)) == len(words) and set(words) <= {"SUCCESS", "FAILURE", "DELAY"}
+
+
 class Session:
     """The sink's side of one connection. ``run()`` returns when the session is over;
     the caller closes ``stream`` (which is the TLS stream after STARTTLS)."""
@@ -95,13 +112,18 @@ class Session:
     __slots__ = (
         "address",
         "auth",
+        "auth_user",
+        "challenge",
         "conn",
         "cut_data",
         "errors",
         "mail_from",
+        "mail_params",
         "next_auth",
         "out",
+        "params",
         "queue_id",
+        "rcpt_params",
         "recipients",
         "sink",
         "stream",
@@ -121,6 +143,11 @@ class Session:
         self.queue_id = ""
         self.auth: tuple[str, int] | None = None  # SASL mechanism and stage
         self.next_auth: tuple[str, int] | None = None
+        self.params: dict[str, str | None] = {}  # of the MAIL or RCPT being answered
+        self.mail_params: dict[str, str | None] = {}
+        self.rcpt_params: list[dict[str, str | None]] = []
+        self.auth_user = ""  # LOGIN: the user name, until the password comes
+        self.challenge = b""  # CRAM-MD5: the challenge sent
         self.cut_data = False  # a "DATA end" disconnect was drawn for this message
         self.errors = 0
 
@@ -142,6 +169,13 @@ class Session:
             if not go_on:
                 return
 
+    async def start_implicit_tls(self) -> bool:
+        """TLS from the first byte (port 465 style): the handshake before the banner."""
+        if not await self._start_tls():
+            return False
+        self.conn.tls = True
+        return True
+
     async def _flush(self) -> None:
         if self.out:
             out, self.out = self.out, bytearray()
@@ -151,6 +185,11 @@ class Session:
         self.out += self.conn.reply(code, text, enhanced)
         self.sink.stats.replies_by_code[code] += 1
 
+    def _emit_each(self, answer: Answer, recipients: int) -> None:
+        """LMTP: the same answer for each accepted recipient (RFC 2033 section 4.2)."""
+        self.out += self.conn.reply_each([answer] * recipients)
+        self.sink.stats.replies_by_code[answer[0]] += recipients
+
     async def _greet(self) -> bool:
         sink = self.sink
         hostname = sink.config.hostname
@@ -159,7 +198,8 @@ class Session:
             self._emit(421, f"{hostname} Service shutting down", "4.3.2")
             await self._flush()
             return False
-        answer: Answer = (220, f"{hostname} ESMTP smtpbench sink", None)
+        protocol = "LMTP" if sink.config.lmtp else "ESMTP"
+        answer: Answer = (220, f"{hostname} {protocol} smtpbench sink", None)
         garbage = None
         if Step.CONNECT in sink.faults.steps:
             injected = await self._inject(Step.CONNECT, answer)
@@ -206,6 +246,8 @@ class Session:
                 self.out += garbage
                 if step is Step.STARTTLS:
                     return False  # no handshake can follow a garbled go-ahead
+            elif isinstance(event, MessageReceived) and sink.config.lmtp:
+                self._emit_each(answer, max(1, conn.recipients))
             else:
                 self._emit(*answer)
             self._account(event, step, code, injected=answer is not original or garbage is not None)
@@ -267,12 +309,15 @@ class Session:
         if step is Step.MAIL:
             if positive:
                 self.mail_from = self.address
+                self.mail_params = self.params
                 self.recipients = []
+                self.rcpt_params = []
         elif step is Step.RCPT:
             if positive:
                 stats.recipients_accepted += 1
                 if self.sink.config.keep_messages:
                     self.recipients.append(self.address)
+                    self.rcpt_params.append(self.params)
         elif isinstance(event, MessageReceived):
             if code == 250:
                 stats.messages_accepted += 1
@@ -286,6 +331,8 @@ class Session:
         if self.conn.state not in _OPEN_TRANSACTION:
             self.mail_from = ""
             self.recipients = []
+            self.mail_params = {}
+            self.rcpt_params = []
 
     def _keep(self, event: MessageReceived) -> None:
         conn = self.conn
@@ -299,6 +346,8 @@ class Session:
                 via=event.via,
                 tls=conn.tls,
                 authenticated=conn.authenticated,
+                mail_params=MappingProxyType(self.mail_params),
+                rcpt_params=tuple(MappingProxyType(p) for p in self.rcpt_params),
             )
         )
 
@@ -344,13 +393,17 @@ class Session:
         return 503, f"Error: {why}", "5.5.1"
 
     def _helo(self, event: CommandReceived) -> Answer:
+        if self.sink.config.lmtp:
+            return 500, f"This is an LMTP server: use LHLO, not {event.verb}", "5.5.1"
         if not event.argument:
             return 501, f"Syntax: {event.verb} hostname", "5.5.4"
         return 250, self.sink.config.hostname, None
 
     def _ehlo(self, event: CommandReceived) -> Answer:
+        if self.sink.config.lmtp and event.verb != "LHLO":
+            return 500, "This is an LMTP server: use LHLO, not EHLO", "5.5.1"
         if not event.argument:
-            return 501, "Syntax: EHLO hostname", "5.5.4"
+            return 501, f"Syntax: {event.verb} hostname", "5.5.4"
         config = self.sink.config
         starttls = config.offers_tls and not self.conn.tls
         return (
@@ -360,6 +413,8 @@ class Session:
         )
 
     def _lhlo(self, event: CommandReceived) -> Answer:
+        if self.sink.config.lmtp:
+            return self._ehlo(event)
         return 502, "LMTP is not supported: this is an SMTP sink", "5.5.1"
 
     def _starttls(self, event: CommandReceived) -> Answer:
@@ -375,37 +430,100 @@ class Session:
         mechanism, _, initial = event.argument.partition(" ")
         mechanism = mechanism.upper()
         initial = initial.strip()
-        if mechanism not in ("PLAIN", "LOGIN"):
+        if mechanism not in SINK_MECHANISMS:
             return 504, "Unrecognized authentication type", "5.5.4"
         if initial and not _is_base64(initial):
             return 501, "Cannot decode the response", "5.5.2"
         if mechanism == "PLAIN":
             if initial:
-                return 235, "Authentication successful", "2.7.0"
+                return self._plain(initial)
             self.next_auth = ("PLAIN", 1)
             return 334, "", None
-        if initial:
-            self.next_auth = ("LOGIN", 2)
-            return 334, _LOGIN_PASSWORD, None
-        self.next_auth = ("LOGIN", 1)
-        return 334, _LOGIN_USERNAME, None
+        if mechanism == "LOGIN":
+            if initial:
+                self.auth_user = sasl.unb64(initial).decode("utf-8", "replace")
+                self.next_auth = ("LOGIN", 2)
+                return 334, _LOGIN_PASSWORD, None
+            self.next_auth = ("LOGIN", 1)
+            return 334, _LOGIN_USERNAME, None
+        if mechanism == "CRAM-MD5":
+            if initial:
+                return 501, "CRAM-MD5 takes no initial response", "5.5.2"
+            self.challenge = sasl.cram_md5_challenge(self.sink.config.hostname)
+            self.next_auth = ("CRAM-MD5", 1)
+            return 334, sasl.b64(self.challenge), None
+        if initial:  # XOAUTH2
+            return self._xoauth2(initial)
+        self.next_auth = ("XOAUTH2", 1)
+        return 334, "", None
 
     def _auth_response(self, event: AuthResponse) -> Answer:
         line = event.line.strip()
         if line == b"*":
             return 501, "Authentication cancelled", "5.0.0"
+        stage = self.auth
+        if stage == ("XOAUTH2", 2):  # the client read the error; any line ends it
+            return 535, "Authentication credentials invalid", "5.7.8"
         if not _is_base64(line):
             return 501, "Cannot decode the response", "5.5.2"
-        if self.auth == ("LOGIN", 1):
-            self.next_auth = ("LOGIN", 2)
-            return 334, _LOGIN_PASSWORD, None
-        return 235, "Authentication successful", "2.7.0"
+        try:
+            if stage == ("LOGIN", 1):
+                self.auth_user = sasl.unb64(line).decode("utf-8", "replace")
+                self.next_auth = ("LOGIN", 2)
+                return 334, _LOGIN_PASSWORD, None
+            if stage == ("LOGIN", 2):
+                password = sasl.unb64(line).decode("utf-8", "replace")
+                return self._verdict(self.sink.config_authenticates(self.auth_user, password))
+            if stage == ("CRAM-MD5", 1):
+                user, digest = sasl.cram_md5_user(line)
+                password = self.sink.config.password_of(user)
+                if not self.sink.config.credentials:
+                    return self._verdict(True)
+                ok = password is not None and sasl.cram_md5_verify(self.challenge, password, digest)
+                return self._verdict(ok)
+            if stage == ("XOAUTH2", 1):
+                return self._xoauth2(line)
+            return self._plain(line)
+        except RemoteProtocolError:
+            return 501, "Cannot decode the response", "5.5.2"
+
+    def _plain(self, response: str | bytes) -> Answer:
+        try:
+            _, user, password = sasl.decode_plain(response)
+        except RemoteProtocolError:
+            return 501, "Cannot decode the response", "5.5.2"
+        return self._verdict(self.sink.config_authenticates(user, password))
+
+    def _xoauth2(self, response: str | bytes) -> Answer:
+        try:
+            user, token = sasl.decode_xoauth2(response)
+        except RemoteProtocolError:
+            return 501, "Cannot decode the response", "5.5.2"
+        if self.sink.config_authenticates(user, token):
+            return 235, "Authentication successful", "2.7.0"
+        self.next_auth = ("XOAUTH2", 2)
+        return 334, _XOAUTH2_ERROR, None
+
+    @staticmethod
+    def _verdict(ok: bool) -> Answer:
+        if ok:
+            return 235, "Authentication successful", "2.7.0"
+        return 535, "Authentication credentials invalid", "5.7.8"
 
     def _mail(self, event: CommandReceived) -> Answer:
         parsed = parse_path_argument(event.argument, "FROM")
         if parsed is None:
             return 501, "Syntax: MAIL FROM:<address>", "5.5.4"
         self.address, params = parsed
+        self.params = params
+        if not self.address.isascii() and "SMTPUTF8" not in params:
+            return 553, "Must declare SMTPUTF8 to send unicode address", "5.6.7"
+        body = params.get("BODY")
+        if body is not None and body.upper() not in ("7BIT", "8BITMIME", "BINARYMIME"):
+            return 501, "Syntax: BODY=7BIT or BODY=8BITMIME", "5.5.4"
+        ret = params.get("RET")
+        if ret is not None and ret.upper() not in ("FULL", "HDRS"):
+            return 501, "Syntax: RET=FULL or RET=HDRS", "5.5.4"
         size = params.get("SIZE")
         if size is not None:
             if not size.isdigit():
@@ -418,9 +536,16 @@ class Session:
         parsed = parse_path_argument(event.argument, "TO")
         if parsed is None:
             return 501, "Syntax: RCPT TO:<address>", "5.5.4"
-        self.address = parsed[0]
+        self.address, self.params = parsed
         if not self.address:
             return 501, "Bad recipient address syntax", "5.1.3"
+        if not self.address.isascii() and "SMTPUTF8" not in self.mail_params:
+            return 553, "Must declare SMTPUTF8 to send unicode address", "5.6.7"
+        notify = self.params.get("NOTIFY")
+        if notify is not None and not _valid_notify(notify):
+            return 501, "Syntax: NOTIFY=NEVER or NOTIFY=SUCCESS,FAILURE,DELAY", "5.5.4"
+        if not self.sink.config.accepts_recipient(self.address):
+            return 554, f"<{self.address}>: Relay access denied", "5.7.1"
         return 250, "Recipient OK", "2.1.5"
 
     def _data(self, event: CommandReceived) -> Answer:
