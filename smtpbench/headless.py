@@ -119,7 +119,7 @@ class ThresholdWatch:
     """Checks a run's thresholds every second from the grace period on, and stops the run
     at the first one that fails for good (``failing_now``); the dashboard can use it too."""
 
-    def __init__(self, run: LoadRun, control: RunControl, console: Console | None = None):
+    def __init__(self, run: LoadRun, control: RunControl, console: Console | None = None) -> None:
         self.run = run
         self.control = control
         self.console = console

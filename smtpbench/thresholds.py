@@ -82,6 +82,14 @@ COUNTERS: Final = (
     "recipients_rejected",
     "bytes_sent",
 )
+_MORE_IS_BETTER: Final = (
+    "scheduled",
+    "started",
+    "completed",
+    "messages_accepted",
+    "recipients_accepted",
+    "bytes_sent",
+)
 _AGGREGATES: Final = ("mean", "min", "max")
 REPLY_CLASSES: Final = ("2xx", "3xx", "4xx", "5xx")
 
@@ -140,8 +148,7 @@ class Metric:
         if self.kind is Kind.SHARE:
             return self.subject == "2xx"
         if self.kind is Kind.COUNT:
-            return self.name in ("scheduled", "started", "completed", "messages_accepted",
-                                 "recipients_accepted", "bytes_sent")  # fmt: skip
+            return self.name in _MORE_IS_BETTER
         return False
 
     def __str__(self) -> str:
