@@ -77,7 +77,16 @@ def merge_snapshots(snapshots: Sequence[Snapshot]) -> Snapshot:
         series=_merge_series([s.series for s in snapshots], intervals),
         failures=tuple(failures[-RECENT_FAILURES:]),
         intervals=intervals,
+        divergence=_merge_divergence(snapshots),
     )
+
+
+def _merge_divergence(snapshots: Sequence[Snapshot]) -> np.ndarray | None:
+    """Replays: compared and differed counts add up."""
+    arrays = [s.divergence for s in snapshots if s.divergence is not None]
+    if not arrays:
+        return None
+    return np.sum(arrays, axis=0)
 
 
 def _lined_up(snapshot: Snapshot) -> bool:

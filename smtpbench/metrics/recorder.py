@@ -74,6 +74,9 @@ class Recorder:
         self._series = SeriesBuilder(LATENCY_ROWS)
         self._series_last = [0] * len(SERIES_COUNTERS)
         self._failures: deque[FailureRecord] = deque(maxlen=RECENT_FAILURES)
+        # Replays: per step, replies compared with the recording, and codes that differed.
+        self._compared = [0] * STEP_COUNT
+        self._differed = [0] * STEP_COUNT
 
     # -- hot path ---------------------------------------------------------
 
@@ -90,6 +93,12 @@ class Recorder:
 
     def failure(self, record: FailureRecord) -> None:
         self._failures.append(record)
+
+    def diverged(self, step: int, differs: bool) -> None:
+        """A reply compared with the recorded one at ``step`` (replays only)."""
+        self._compared[step] += 1
+        if differs:
+            self._differed[step] += 1
 
     # -- periodic ---------------------------------------------------------
 
@@ -144,6 +153,9 @@ class Recorder:
             failures=tuple(self._failures),
             # Per-interval histograms are for exports and merges: the final snapshot only.
             intervals=self._intervals.freeze() if self.state in _FINAL else None,
+            divergence=np.array([self._compared, self._differed], dtype=np.int64)
+            if self.info.mode == "replay" or any(self._compared)
+            else None,
         )
 
 

@@ -131,7 +131,22 @@ def summary_dict(snapshot: Snapshot) -> dict[str, Any]:
         "replies": replies,
         "errors": errors,
         "recent_failures": [asdict(f) for f in snapshot.failures],
+        **({"divergence": divergence_dict(snapshot)} if snapshot.divergence is not None else {}),
     }
+
+
+def divergence_dict(snapshot: Snapshot) -> dict[str, dict[str, float | int]]:
+    """Replays: per step, replies compared with the recording and codes that differed."""
+    out: dict[str, dict[str, float | int]] = {}
+    for step in Step:
+        compared, differed = snapshot.divergence_of(step)
+        if compared:
+            out[step.label] = {
+                "compared": compared,
+                "differed": differed,
+                "share": round(differed / compared, 6),
+            }
+    return out
 
 
 def write_results(folder: Path, snapshot: Snapshot, scenario_toml: str) -> None:
@@ -155,6 +170,7 @@ def write_results(folder: Path, snapshot: Snapshot, scenario_toml: str) -> None:
         series_p99=series.p99,
         series_count=series.count,
         **(snapshot.intervals.to_arrays() if snapshot.intervals is not None else {}),
+        **({"divergence": snapshot.divergence} if snapshot.divergence is not None else {}),
     )
     (folder / SCENARIO_FILE).write_text(scenario_toml, encoding="utf-8")
     text = json.dumps(summary_dict(snapshot), indent=2, allow_nan=False)
@@ -241,4 +257,13 @@ def _snapshot_from(summary: dict[str, Any], arrays: dict[str, np.ndarray]) -> Sn
         series=series,
         failures=failures,
         intervals=Intervals.from_arrays(arrays),
+        divergence=_divergence(arrays.get("divergence")),
     )
+
+
+def _divergence(array: np.ndarray | None) -> np.ndarray | None:
+    if array is None:
+        return None
+    if array.shape != (2, STEP_COUNT):
+        raise ValueError("divergence shape")
+    return array.astype(np.int64)

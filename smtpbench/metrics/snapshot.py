@@ -87,6 +87,8 @@ class Snapshot:
     series: Series
     failures: tuple[FailureRecord, ...] = ()
     intervals: Intervals | None = None  # each interval's own counts; final snapshots only
+    # Replays only: (2, steps): replies compared with the recording, and codes that differed.
+    divergence: IntArray | None = None
     _percentiles: dict[tuple[float, ...], FloatArray] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -124,6 +126,16 @@ class Snapshot:
     @property
     def messages_per_second(self) -> float:
         return self.counters.messages_accepted / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def is_replay(self) -> bool:
+        return self.divergence is not None
+
+    def divergence_of(self, step: Step) -> tuple[int, int]:
+        """(replies compared with the recording, codes that differed) at ``step``."""
+        if self.divergence is None:
+            return 0, 0
+        return int(self.divergence[0, step]), int(self.divergence[1, step])
 
     def steps_seen(self) -> list[Step]:
         """Steps with at least one sample or error, in session order."""

@@ -1,0 +1,643 @@
+"""Replaying recorded SMTP traffic as an ordinary run.
+
+``ReplayJob`` is plain data (the recordings' paths and the replay options), so
+it crosses into the engine process as it is; ``load_run`` turns it into a
+``LoadRun`` with three parts of its own:
+
+- ``ReplaySchedule``: the recorded session offsets divided by the speed (or
+  spaced by a fixed rate), handed out in order; the runner sleeps until
+  ``t0 + offset``, against absolute time as for any run. The live rate factor
+  (the dashboard's + and -) scales the speed from where it changes.
+- ``ReplayPlanner``: the n-th session to replay, its steps rewritten per pass
+  when ``unique`` is on.
+- ``ReplaySession``: a ``Session`` (same timing, counting, failure handling and
+  transcripts) whose conversation comes from the recording instead of a plan:
+  each pipelined group goes out in one write, message content dot-stuffed,
+  BDAT chunks as recorded; the pause the client took before each group is
+  kept (divided by the speed, capped by ``max_gap``), measured from the reply
+  that came before it. Every reply is compared with the recorded one: the
+  recorder counts, per step, replies compared and codes that differed.
+
+The session follows the server it talks to, not the recording, where the two
+part ways: content goes only after a 354, a 354 the recording did not get is
+answered with the lone dot, a 334 with no recorded SASL response with ``*``,
+and a STARTTLS answered 220 is followed by the TLS handshake. A step the
+recording got no reply to is sent without waiting for one.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import trio
+
+from smtpbench.engine.replay_plan import (
+    Timeline,
+    make_unique,
+    merge,
+    offsets,
+    rate_around,
+    stand_in_content,
+)
+from smtpbench.engine.runner import LoadRun
+from smtpbench.engine.session import (
+    RECEIVE_SIZE,
+    Session,
+    SessionSettings,
+    Shown,
+    _ServerClosed,
+)
+from smtpbench.engine.transport import connect
+from smtpbench.protocol.message import dot_stuff
+from smtpbench.protocol.replies import Reply, ReplyParser
+from smtpbench.protocol.steps import Step
+from smtpbench.recording.model import (
+    RecordedReply,
+    RecordedSession,
+    RecordedStep,
+    Recording,
+    is_message_end,
+)
+from smtpbench.recording.reader import read_recording
+
+if TYPE_CHECKING:
+    from smtpbench.engine.control import RunControl
+    from smtpbench.engine.transport import Address
+    from smtpbench.metrics.recorder import Recorder
+    from smtpbench.metrics.snapshot import RunInfo
+    from smtpbench.scenario import MessageFactory, Scenario, SessionPlan
+
+_NOT_RECORDED = RecordedReply(None, ("(not in the recording)",))  # awaited, not compared
+UNKNOWN_TIMEOUT = 300.0  # seconds to wait for the reply to a command smtpbench has no step for
+_VERB_STEPS = {
+    step.name: step
+    for step in (
+        Step.HELO,
+        Step.EHLO,
+        Step.LHLO,
+        Step.STARTTLS,
+        Step.AUTH,
+        Step.MAIL,
+        Step.RCPT,
+        Step.DATA,
+        Step.RSET,
+        Step.NOOP,
+        Step.VRFY,
+        Step.EXPN,
+        Step.QUIT,
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayJob:
+    """What to replay and how, as plain data."""
+
+    recordings: tuple[str, ...]
+    speed: float = 1.0
+    rate: float | None = None  # sessions/s: re-time the starts, ignore the recorded ones
+    loop: int = 1
+    max_gap: float | None = None  # seconds: longest pause kept, between sessions and within
+    unique: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.recordings:
+            raise ValueError("a replay needs at least one recording")
+        if not (math.isfinite(self.speed) and self.speed > 0):
+            raise ValueError(f"--speed must be above 0, got {self.speed!r}")
+        if self.rate is not None and not (math.isfinite(self.rate) and self.rate > 0):
+            raise ValueError(f"--rate must be above 0, got {self.rate!r}")
+        if self.loop < 1:
+            raise ValueError(f"--loop must be at least 1, got {self.loop!r}")
+        if self.max_gap is not None and not (math.isfinite(self.max_gap) and self.max_gap > 0):
+            raise ValueError(f"--max-gap must be above 0, got {self.max_gap!r}")
+
+    @property
+    def think_scale(self) -> float:
+        """What recorded pauses inside a session are divided by."""
+        return self.speed if self.rate is None else 1.0
+
+    def read(self) -> tuple[Recording, ...]:
+        """The recordings; ``RecordingError`` naming the file and line of a bad one."""
+        return tuple(read_recording(path) for path in self.recordings)
+
+    def describe(self, timeline: Timeline | None = None) -> str:
+        """One line for headers and summaries."""
+        names = " + ".join(Path(path).name for path in self.recordings)
+        timing = f"{self.rate:g} sessions/s" if self.rate is not None else f"speed {self.speed:g}x"
+        parts = [f"replay of {names}", timing]
+        if timeline is not None:
+            parts.insert(1, f"{len(timeline.sessions)} sessions")
+        if self.loop > 1:
+            parts.append(f"{self.loop} passes")
+        if self.max_gap is not None:
+            parts.append(f"pauses capped at {self.max_gap:g}s")
+        if self.unique:
+            parts.append("unique envelopes")
+        return ", ".join(parts)
+
+    def run_info(self, info: RunInfo, timeline: Timeline) -> RunInfo:
+        due = offsets(timeline, self.loop, self.rate)
+        scale = 1.0 if self.rate is not None else self.speed
+        return replace(
+            info,
+            load=self.describe(timeline),
+            mode="replay",
+            planned_duration=(due[-1] / scale) if due else 0.0,
+            planned_sessions=len(due),
+        )
+
+    def timeline(self, recordings: tuple[Recording, ...] | None = None) -> Timeline:
+        return merge(recordings if recordings is not None else self.read(), self.max_gap)
+
+    def load_run(
+        self,
+        scenario: Scenario,
+        address: Address,
+        seed: int,
+        recorder: Recorder,
+        control: RunControl | None = None,
+        timeline: Timeline | None = None,
+    ) -> LoadRun:
+        """The run: reads the recordings (unless their ``timeline`` is given)."""
+        timeline = timeline if timeline is not None else self.timeline()
+        planner = ReplayPlanner(self, timeline, seed)
+        # With a rate the offsets are real seconds already, and think_scale is 1.
+        schedule = ReplaySchedule(offsets(timeline, self.loop, self.rate), self.think_scale)
+        runner = replay_runner(planner, address.host)
+        return LoadRun(
+            scenario,
+            address,
+            cast("MessageFactory", planner),
+            recorder,
+            control,
+            session_runner=runner,
+            schedule=schedule,
+        )
+
+
+def replay_scenario(
+    job: ReplayJob,
+    timeline: Timeline,
+    *,
+    host: str | None = None,
+    port: int = 25,
+    seed: int | None = None,
+    max_concurrency: int = 1000,
+    backlog: int = 10000,
+    grace: float = 10.0,
+) -> Scenario:
+    """The scenario a replay runs as: its name, target, cap, backlog and grace; every
+    session's content comes from the recordings. The load's rate is the replay's mean
+    arrival rate, for the record: the schedule is the recording's."""
+    from smtpbench.scenario import Load, Scenario, Target
+
+    due = offsets(timeline, job.loop, job.rate)
+    scale = 1.0 if job.rate is not None else job.speed
+    span = due[-1] / scale if due else 0.0
+    rate = job.rate if job.rate is not None else (len(due) / span if span > 0 else 1.0)
+    stems = "+".join(Path(path).name.removesuffix(".jsonl") for path in job.recordings)
+    return Scenario(
+        name=f"replay-{stems}",
+        description=job.describe(timeline),
+        seed=seed,
+        target=Target(host, port) if host is not None else Target(),
+        load=Load(
+            mode="rate",
+            rate=rate,
+            duration=None,
+            sessions=max(1, len(due)),
+            max_concurrency=max_concurrency,
+            backlog=backlog,
+            grace=grace,
+        ),
+    )
+
+
+# -- when -------------------------------------------------------------------------------
+
+
+class ReplaySchedule:
+    """Recorded offsets divided by the speed, in order; ``inf`` once all are handed out."""
+
+    __slots__ = ("_anchor_offset", "_anchor_time", "_due", "_factor", "_next", "speed")
+
+    def __init__(self, due: list[float], speed: float = 1.0) -> None:
+        self._due = due  # recorded seconds, sorted
+        self.speed = speed
+        self._factor = 1.0
+        self._anchor_time = 0.0  # schedule time where the factor last changed
+        self._anchor_offset = 0.0  # the recorded offset there
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    @property
+    def factor(self) -> float:
+        return self._factor
+
+    def _rate(self) -> float:
+        return self.speed * self._factor
+
+    def _time_of(self, offset: float) -> float:
+        rate = self._rate()
+        if rate <= 0:
+            return math.inf
+        return max(self._anchor_time, self._anchor_time + (offset - self._anchor_offset) / rate)
+
+    def peek(self) -> float:
+        if self._next >= len(self._due):
+            return math.inf
+        return self._time_of(self._due[self._next])
+
+    def next_due(self) -> float:
+        due = self.peek()
+        self._next += 1
+        return due
+
+    def rate_at(self, t: float) -> float:
+        """Sessions per second due around schedule time ``t`` (a one-second window)."""
+        rate = self._rate()
+        if rate <= 0:
+            return 0.0
+        recorded = self._anchor_offset + (t - self._anchor_time) * rate
+        return rate_around(self._due, recorded, rate) if self._due else 0.0
+
+    def set_factor(self, factor: float, at: float) -> None:
+        if factor < 0:
+            raise ValueError("a rate factor cannot be negative")
+        self._anchor_offset += (at - self._anchor_time) * self._rate()
+        self._anchor_time = at
+        self._factor = factor
+
+
+# -- what -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayPlan:
+    """One session to replay. ``messages`` has an entry per message the recording sent
+    (what the session counts as aborted when it ends early)."""
+
+    number: int
+    source: RecordedSession
+    steps: tuple[RecordedStep, ...]
+    messages: tuple[int, ...]
+    pass_number: int = 0
+
+
+class ReplayPlanner:
+    """The n-th scheduled session: pass ``n // sessions``, session ``n % sessions`` of the
+    timeline (in rate mode and in speed mode alike, schedule order is timeline order)."""
+
+    def __init__(self, job: ReplayJob, timeline: Timeline, seed: int) -> None:
+        self.job = job
+        self.timeline = timeline
+        self._seed = seed
+        self.think_scale = job.think_scale
+        self.max_gap = job.max_gap
+        self._tag = f"{seed & 0xFFFFFF:06x}"
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    def plan_session(self, number: int) -> ReplayPlan:
+        count = len(self.timeline.sessions)
+        pass_number, index = divmod(number, count)
+        session = self.timeline.sessions[index].session
+        steps = session.steps
+        if self.job.unique:
+            steps = make_unique(steps, f"r{self._tag}p{pass_number}")
+        messages = tuple(i for i, step in enumerate(steps) if is_message_end(step))
+        return ReplayPlan(number, session, steps, messages, pass_number)
+
+
+# -- how --------------------------------------------------------------------------------
+
+
+def step_of(step: RecordedStep) -> Step | None:
+    """The ``Step`` a recorded step is timed and counted as; None for commands smtpbench
+    has no step for (HELP, ETRN, unknown verbs), which are replayed but not counted."""
+    if step.kind == "banner":
+        return Step.BANNER
+    if step.kind == "data":
+        return Step.DATA_END
+    if step.kind == "sasl":
+        return Step.AUTH
+    if step.kind != "command":
+        return None
+    verb = step.verb
+    if verb == "BDAT":
+        return Step.DATA_END if is_message_end(step) else Step.BDAT
+    return _VERB_STEPS.get(verb)
+
+
+def wire_bytes(step: RecordedStep, number: int) -> bytes:
+    """What the client sent for ``step``: the line and its end, the chunk of a BDAT, the
+    dot-stuffed content with its terminator."""
+    if step.kind == "data":
+        assert step.content is not None
+        return dot_stuff(_content_bytes(step, number))
+    line = step.line if step.line is not None else b"*"
+    out = line + (b"\n" if step.bare_lf else b"\r\n")
+    if step.content is not None:
+        out += _content_bytes(step, number)
+    return out
+
+
+def _content_bytes(step: RecordedStep, number: int) -> bytes:
+    content = step.content
+    assert content is not None
+    if content.data is not None:
+        return content.data
+    return stand_in_content(content.size, number)
+
+
+def _shown(step: RecordedStep) -> Shown:
+    if step.kind == "data":
+        return step.content.size if step.content is not None else 0
+    if step.redacted:
+        if step.kind == "sasl":
+            return "(SASL response hidden)"
+        return f"{(step.line or b'AUTH').decode('ascii', 'replace')} (credentials hidden)"
+    if step.kind == "command" and step.content is not None:
+        line = (step.line or b"").decode("utf-8", "replace")
+        return f"{line} (and {step.content.size} bytes of message)"
+    return step.line
+
+
+class ReplaySession(Session):
+    """One recorded session replayed over a socket; ``run`` (from ``Session``) never
+    raises but ``trio.Cancelled``."""
+
+    __slots__ = ("auth_began", "last_reply", "lmtp", "parser", "recipients", "replay")
+
+    def __init__(
+        self,
+        settings: SessionSettings,
+        recorder: Recorder,
+        planner: ReplayPlanner,
+        plan: ReplayPlan,
+        intended: float,
+    ) -> None:
+        super().__init__(
+            settings, recorder, cast("MessageFactory", None), cast("SessionPlan", plan), intended
+        )
+        self.replay = planner
+        self.parser = ReplyParser()
+        self.last_reply = 0.0  # when the latest reply arrived (the clock)
+        self.auth_began: float | None = None
+        self.lmtp = False
+        self.recipients = 0  # accepted in the current transaction (for LMTP)
+
+    async def _talk(self) -> None:
+        settings = self.settings
+        plan = cast(ReplayPlan, self.plan)
+        with trio.fail_after(settings.timeouts[Step.CONNECT]):
+            self.stream = await connect(settings.address)
+        ready = trio.current_time()
+        self.recorder.latency(Step.CONNECT, ready - self.start)
+        self.last_reply = ready
+        steps = list(plan.steps)
+        index = 0
+        recorded_last = 0.0  # when the reply before the next step came, in the recording
+        while index < len(steps):
+            step = steps[index]
+            if step.kind == "unasked":
+                index += 1
+                continue
+            if step.kind == "tls":
+                index += 1
+                continue  # a handshake the server did not ask for in this replay: skip
+            group = [step]
+            index += 1
+            while (
+                index < len(steps)
+                and steps[index].pipelined
+                and steps[index].kind
+                in (
+                    "command",
+                    "data",
+                    "sasl",
+                )
+            ):
+                group.append(steps[index])
+                index += 1
+            await self._think(group[0].at - recorded_last)
+            replies = await self._group(group, ready)
+            recorded_last = max(
+                [recorded_last, *(r.at for s in group for r in s.replies)], default=recorded_last
+            )
+            index = await self._follow(steps, index, group, replies)
+
+    async def _think(self, recorded: float) -> None:
+        if recorded <= 0:
+            return
+        gap = recorded if self.replay.max_gap is None else min(recorded, self.replay.max_gap)
+        await trio.sleep_until(self.last_reply + gap / self.replay.think_scale)
+
+    async def _group(self, group: list[RecordedStep], ready: float) -> list[list[Reply]]:
+        """Sends the group in one write and reads the replies owed, each timed."""
+        stream = self.stream
+        assert stream is not None
+        plan = cast(ReplayPlan, self.plan)
+        data = b"".join(wire_bytes(step, plan.number) for step in group if step.kind != "banner")
+        first = step_of(group[0])
+        began = ready if group[0].kind == "banner" else trio.current_time()
+        if data:
+            self.step = first if first is not None else Step.NOOP
+            timeout = self.settings.timeouts[first] if first is not None else UNKNOWN_TIMEOUT
+            with trio.fail_after(timeout):
+                await stream.send_all(data)
+            self.recorder.bytes_sent += len(data)
+        written = trio.current_time()
+        for step in group:
+            self.unanswered.append(_shown(step) if step.kind != "banner" else None)
+        out: list[list[Reply]] = []
+        for step in group:
+            out.append(await self._replies_of(step, began, written))
+        return out
+
+    async def _replies_of(self, step: RecordedStep, began: float, written: float) -> list[Reply]:
+        shown = self.unanswered[0]
+        if not step.replies and step.kind != "banner":
+            self.unanswered.popleft()
+            self.transcript.append((shown, None))
+            return []  # the recorded client did not wait for an answer: neither do we
+        which = step_of(step)
+        owed = 1
+        if self.lmtp and which is Step.DATA_END:
+            owed = max(1, self.recipients)
+        replies: list[Reply] = []
+        for number in range(owed):
+            self.step = which if which is not None else self.step
+            timeout = self.settings.timeouts[which] if which is not None else UNKNOWN_TIMEOUT
+            with trio.fail_after(timeout):
+                reply = await self._next_reply()
+            replies.append(reply)
+            self._compare(which, step, number, reply)
+            since = written if which is Step.DATA_END else began
+            self._account(which, step, reply)
+            if which is None:
+                self.transcript.append((shown, reply))
+            elif which is Step.AUTH and reply.code == 334:
+                if self.auth_began is None:
+                    self.auth_began = began
+                self.transcript.append((shown, reply))
+            else:
+                if which is Step.AUTH and self.auth_began is not None:
+                    since, self.auth_began = self.auth_began, None
+                self._count(which, shown, reply, self.arrival - since)
+        self.unanswered.popleft()
+        return replies
+
+    async def _next_reply(self) -> Reply:
+        stream = self.stream
+        assert stream is not None
+        while True:
+            reply = self.parser.next_reply()
+            if reply is not None:
+                self.last_reply = self.arrival
+                return reply
+            data = await stream.receive_some(RECEIVE_SIZE)
+            self.arrival = trio.current_time()
+            if not data:
+                raise _ServerClosed(f"server closed the connection awaiting {self.step.label}")
+            self.parser.feed(data)
+
+    def _compare(self, which: Step | None, step: RecordedStep, number: int, reply: Reply) -> None:
+        if which is None or number >= len(step.replies):
+            return
+        recorded = step.replies[number].code
+        if recorded is not None:
+            self.recorder.diverged(which, reply.code != recorded)
+
+    def _account(self, which: Step | None, step: RecordedStep, reply: Reply) -> None:
+        positive = 200 <= reply.code < 300
+        if which is Step.LHLO:
+            self.lmtp = True
+        elif which is Step.MAIL:
+            self.recipients = 0
+        elif which is Step.RCPT:
+            self._count_recipient(reply)
+            if positive:
+                self.recipients += 1
+
+    async def _follow(
+        self,
+        steps: list[RecordedStep],
+        index: int,
+        group: list[RecordedStep],
+        replies: list[list[Reply]],
+    ) -> int:
+        """Where the server's replies lead, where they part from the recording: the index of
+        the next recorded step to replay."""
+        for step, got in zip(group, replies, strict=True):
+            which = step_of(step)
+            if which is Step.DATA_END:
+                self._message_done(got)
+                self.messages_done += 1
+                self.recipients = 0
+            code = got[-1].code if got else None
+            if code == 221 and which is Step.QUIT:
+                return len(steps)
+        last, got = group[-1], replies[-1]
+        code = got[-1].code if got else None
+        next_step = steps[index] if index < len(steps) else None
+        verb = last.verb
+        if verb == "DATA":
+            if code == 354 and (next_step is None or next_step.kind != "data"):
+                await self._lone_dot()
+            elif code != 354:
+                while index < len(steps) and steps[index].kind == "data":
+                    self.recorder.messages_rejected += 1
+                    self.messages_done += 1
+                    index += 1
+        elif verb == "AUTH" or last.kind == "sasl":
+            if code == 334 and (next_step is None or next_step.kind != "sasl"):
+                cancel = RecordedStep("sasl", line=b"*", replies=(_NOT_RECORDED,))
+                await self._group([cancel], 0.0)
+            elif code != 334:
+                while index < len(steps) and steps[index].kind == "sasl":
+                    index += 1
+        elif verb == "STARTTLS":
+            if code == 220:
+                await self._handshake()
+                self.parser = ReplyParser()
+                self.lmtp = False
+                if next_step is not None and next_step.kind == "tls":
+                    index += 1
+            else:
+                while index < len(steps) and steps[index].kind == "tls":
+                    index += 1
+        return index
+
+    async def _lone_dot(self) -> None:
+        """A 354 the recording did not get: end the data at once (RFC 2920 section 3.1)."""
+        stream = self.stream
+        assert stream is not None
+        self.unanswered.append(0)
+        with trio.fail_after(self.settings.timeouts[Step.DATA_END]):
+            await stream.send_all(b".\r\n")
+            written = trio.current_time()
+            reply = await self._next_reply()
+        self.unanswered.popleft()
+        self._count(Step.DATA_END, 0, reply, self.arrival - written)
+        self.recorder.messages_rejected += 1
+
+
+def _client_context() -> ssl.SSLContext:
+    """STARTTLS in a replay checks nothing: test servers rarely have valid certificates."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@dataclass
+class _Settings:
+    """The run's settings with a TLS context added, made once."""
+
+    host: str
+    made: dict[int, SessionSettings] = field(default_factory=dict)
+
+    def of(self, settings: SessionSettings) -> SessionSettings:
+        found = self.made.get(id(settings))
+        if found is None:
+            found = replace(
+                settings,
+                ssl_context=settings.ssl_context or _client_context(),
+                server_hostname=settings.server_hostname or self.host,
+            )
+            self.made[id(settings)] = found
+        return found
+
+
+def replay_runner(
+    planner: ReplayPlanner, host: str
+) -> Callable[[SessionSettings, Recorder, Any, Any, float], Awaitable[None]]:
+    """The runner's ``session_runner`` for a replay."""
+    cache = _Settings(host)
+
+    async def run(
+        settings: SessionSettings,
+        recorder: Recorder,
+        factory: Any,
+        plan: Any,
+        intended: float,
+    ) -> None:
+        del factory
+        session = ReplaySession(cache.of(settings), recorder, planner, plan, intended)
+        await session.run()
+
+    return run
+
+
+__all__ = ["ReplayJob", "ReplayPlanner", "ReplaySchedule", "ReplaySession"]
