@@ -85,3 +85,10 @@ def test_rate_factor_zero_stops_arrivals() -> None:
     pacer.next_due()
     pacer.set_factor(0.0, at=0.5)
     assert math.isinf(pacer.peek())
+
+
+def test_a_count_at_the_end_of_a_ramp_to_zero_is_found() -> None:
+    # Found by hypothesis: rounding put the count just past the ramp, into the zero tail.
+    profile = RateProfile(1.15, ((1.0, 1.0), (2.0, 0.0)))
+    count = profile.cumulative(3.0)
+    assert profile.time_of(count) == pytest.approx(3.0)

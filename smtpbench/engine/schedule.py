@@ -80,7 +80,9 @@ class RateProfile:
                 if duration != math.inf
                 else math.inf
             )
-            if remaining <= in_piece:
+            # The tolerance keeps a count that lands on a stage's end, within
+            # rounding, in that stage rather than in a following one at rate 0.
+            if remaining <= in_piece + 1e-9 * max(1.0, in_piece):
                 span = _solve_ramp(rate, slope, remaining)
                 return start + min(span, duration)
             remaining -= in_piece
