@@ -139,6 +139,38 @@ def _build_parser() -> argparse.ArgumentParser:
         )
     )
 
+    from smtpbench.replay_cli import add_replay_arguments
+
+    add_replay_arguments(
+        commands.add_parser(
+            "replay",
+            help="play recorded SMTP traffic back, at any speed, as a run",
+            description="Replay recordings (several merge by timestamp) against a server or the "
+            "embedded sink: each session's commands, pipelined groups and content, at the "
+            "recorded times divided by --speed or at a fixed --rate. Writes a results folder "
+            "like any run, with per-command divergence from the recorded replies.",
+        )
+    )
+    from smtpbench.servers.proxy_cli import add_record_arguments
+
+    add_record_arguments(
+        commands.add_parser(
+            "record",
+            help="record real SMTP traffic through a relaying proxy",
+            description="A recording proxy: clients connect to --listen, every connection is "
+            "relayed to --upstream unchanged, and what was said is written to --out.",
+        )
+    )
+    from smtpbench.recording.pcap_cli import add_import_arguments
+
+    add_import_arguments(
+        commands.add_parser(
+            "import",
+            help="turn a capture into a recording (import pcap FILE)",
+            description="Turn captured SMTP traffic into a recording.",
+        )
+    )
+
     sink = commands.add_parser(
         "sink",
         help="an SMTP server that accepts and discards mail, with optional faults",
@@ -247,6 +279,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from smtpbench.report.commands import run_merge
 
         return run_merge(args)
+    if args.command == "replay":
+        from smtpbench.replay_cli import run_replay
+
+        return run_replay(args)
+    if args.command == "record":
+        from smtpbench.servers.proxy_cli import run_record
+
+        return run_record(args)
+    if args.command == "import":
+        from smtpbench.recording.pcap_cli import run_import
+
+        return run_import(args)
     if args.command == "sink":
         from smtpbench.servers.sink_cli import run_sink
 

@@ -22,6 +22,7 @@ from rich.live import Live
 from smtpbench import __version__, exitcodes
 from smtpbench.engine.control import RunControl
 from smtpbench.engine.embedded import EmbeddedSinkError, embedded_sink
+from smtpbench.engine.replay import ReplayJob
 from smtpbench.engine.runner import LoadRun, SessionRunner
 from smtpbench.engine.session import SessionSettings, run_session
 from smtpbench.engine.transport import Address, TargetError, resolve
@@ -60,6 +61,7 @@ class RunOptions:
     progress_interval: float = 2.0  # seconds between lines when not on a terminal
     terminal: bool = False  # draw a live panel instead of printing lines
     record_sessions: bool = False  # write every session's record to sessions.ndjson
+    replay: ReplayJob | None = None  # replay recordings instead of the scenario's sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,11 +201,16 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
     async with open_target(scenario) as (address, target_label):
         factory = MessageFactory(scenario)
         resolved = dataclasses.replace(scenario, seed=factory.seed)
-        recorder = Recorder(run_info(resolved, target_label, factory.seed))
+        info = run_info(resolved, target_label, factory.seed)
+        replay = options.replay.prepare() if options.replay is not None else None
+        recorder = Recorder(replay.run_info(info) if replay is not None else info)
         control = RunControl()
         log = _session_log(options) if options.record_sessions else None
         runner = run_session if log is None else _recording_runner(log)
-        run = LoadRun(resolved, address, factory, recorder, control, session_runner=runner)
+        if replay is None:
+            run = LoadRun(resolved, address, factory, recorder, control, session_runner=runner)
+        else:
+            run = replay.load_run(resolved, address, factory.seed, recorder, control)
         console.print(
             f"[bold]smtpbench[/] {scenario.name}: {recorder.info.load} against {target_label}",
             highlight=False,

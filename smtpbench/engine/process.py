@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 from smtpbench.engine.control import RunControl
+from smtpbench.engine.replay import ReplayJob
 from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.transport import Address
 from smtpbench.metrics.recorder import Recorder
@@ -39,6 +40,7 @@ class EngineJob:
     seed: int
     info: RunInfo
     publish_interval: float = PUBLISH_INTERVAL
+    replay: ReplayJob | None = None  # recordings to replay instead of the scenario's sessions
 
 
 class EngineProcess:
@@ -154,7 +156,10 @@ def engine_main(conn: Connection, job: EngineJob) -> None:
     scenario = parse_scenario(job.scenario_toml, default_name=job.info.scenario)
     factory = MessageFactory(scenario, seed=job.seed)
     recorder = Recorder(job.info)
-    run = LoadRun(scenario, job.address, factory, recorder, RunControl())
+    if job.replay is None:
+        run = LoadRun(scenario, job.address, factory, recorder, RunControl())
+    else:
+        run = job.replay.load_run(scenario, job.address, job.seed, recorder, RunControl())
     final = trio.run(_serve, conn, run, job.publish_interval)
     conn.send(("final", final, 0.0))
     conn.close()

@@ -155,6 +155,10 @@ class ReplayJob:
     def timeline(self, recordings: tuple[Recording, ...] | None = None) -> Timeline:
         return merge(recordings if recordings is not None else self.read(), self.max_gap)
 
+    def prepare(self) -> PreparedReplay:
+        """The job with its recordings read and merged, ready to run."""
+        return PreparedReplay(self, self.timeline())
+
     def load_run(
         self,
         scenario: Scenario,
@@ -179,6 +183,27 @@ class ReplayJob:
             session_runner=runner,
             schedule=schedule,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedReplay:
+    """A replay whose recordings were read: what a run in this process uses."""
+
+    job: ReplayJob
+    timeline: Timeline
+
+    def run_info(self, info: RunInfo) -> RunInfo:
+        return self.job.run_info(info, self.timeline)
+
+    def load_run(
+        self,
+        scenario: Scenario,
+        address: Address,
+        seed: int,
+        recorder: Recorder,
+        control: RunControl | None = None,
+    ) -> LoadRun:
+        return self.job.load_run(scenario, address, seed, recorder, control, self.timeline)
 
 
 def replay_scenario(

@@ -61,7 +61,7 @@ def throughput_table(snapshot: Snapshot) -> Table:
     table.add_column(style="dim")
     target = snapshot.target_rate
     achieved = f"{snapshot.achieved_rate:,.1f} sessions/s"
-    if target is not None and target > 0:
+    if target is not None and target > 0 and not snapshot.is_replay:
         achieved += f"  ({snapshot.achieved_rate / target:.1%} of target {target:,.1f}/s)"
     table.add_row("sessions", f"{c.started:,} started", achieved)
     table.add_row("", f"{c.completed - c.failed:,} ok", "every reply as expected")
@@ -176,6 +176,32 @@ def replies_table(snapshot: Snapshot) -> Table:
     return table
 
 
+def divergence_table(snapshot: Snapshot) -> Table | None:
+    """Replays: per command, replies compared with the recording and codes that differed."""
+    if snapshot.divergence is None:
+        return None
+    table = Table(
+        title="Divergence from the recording (reply code differs from the recorded one)",
+        title_justify="left",
+    )
+    table.add_column("command")
+    table.add_column("compared", justify="right")
+    table.add_column("differed", justify="right")
+    table.add_column("share", justify="right")
+    for step in Step:
+        compared, differed = snapshot.divergence_of(step)
+        if not compared:
+            continue
+        share = differed / compared
+        table.add_row(
+            step.label,
+            f"{compared:,}",
+            f"{differed:,}",
+            Text(f"{share:.1%}", style="yellow" if differed else "dim"),
+        )
+    return table
+
+
 def errors_table(snapshot: Snapshot) -> Table | None:
     by_class = snapshot.errors_by_class()
     if not by_class:
@@ -220,7 +246,7 @@ def summary(snapshot: Snapshot) -> RenderableType:
         intended_table(snapshot),
         replies_table(snapshot),
     ]
-    for optional in (errors_table(snapshot), failures_table(snapshot)):
+    for optional in (divergence_table(snapshot), errors_table(snapshot), failures_table(snapshot)):
         if optional is not None:
             parts.append(optional)
     return Group(*parts)

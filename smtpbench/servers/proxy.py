@@ -98,7 +98,7 @@ class ProxyStats:
         return ", ".join(parts)
 
 
-def _server_context(config: ProxyConfig) -> ssl.SSLContext | None:
+def server_tls_context(config: ProxyConfig) -> ssl.SSLContext | None:
     if config.tls_cert is None or config.tls_key is None:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -106,7 +106,7 @@ def _server_context(config: ProxyConfig) -> ssl.SSLContext | None:
     return context
 
 
-def _client_context(config: ProxyConfig) -> ssl.SSLContext:
+def upstream_tls_context(config: ProxyConfig) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=config.upstream_ca)
     if config.upstream_ca is None:
         # A load-test proxy in front of test servers: their certificates are rarely valid.
@@ -140,8 +140,8 @@ class RecordingProxy:
         self.stats = ProxyStats()
         self.clock = clock
         self.started = started  # the clock at the recording's start
-        self.server_context = _server_context(config)
-        self.client_context = _client_context(config) if self.server_context else None
+        self.server_context = server_tls_context(config)
+        self.client_context = upstream_tls_context(config) if self.server_context else None
         sockname = listeners[0].socket.getsockname()
         self.address: tuple[str, int] = (sockname[0], sockname[1])
         self._numbers = itertools.count()
@@ -426,7 +426,7 @@ async def serve_proxy(
 ) -> None:
     """Listen, write the header, report the running proxy, serve until cancelled; the
     file is closed at the end. ``proxy = await nursery.start(serve_proxy, config)``."""
-    server_context = _server_context(config)  # read the files now: errors come out here
+    server_context = server_tls_context(config)  # read the files now: errors come out here
     del server_context
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     epoch = time.time()

@@ -68,7 +68,11 @@ def run_dashboard(options: RunOptions) -> int:
         return exitcodes.TARGET_UNUSABLE
     seed = MessageFactory(scenario).seed
     resolved = dataclasses.replace(scenario, seed=seed)
-    job = EngineJob(scenario_to_toml(resolved), address, seed, run_info(resolved, label, seed))
+    info = run_info(resolved, label, seed)
+    replay = options.replay
+    if replay is not None:
+        info = replay.prepare().run_info(info)
+    job = EngineJob(scenario_to_toml(resolved), address, seed, info, replay=replay)
     engine = EngineProcess(job)
     writer = ResultsWriter(options.results_base, resolved)
     app = DashboardApp(engine, writer)

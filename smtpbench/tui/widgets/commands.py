@@ -40,6 +40,9 @@ class CommandTable(Static):
         if wide:
             table.add_column("max", justify="right", no_wrap=True)
         table.add_column("err%", justify="right", no_wrap=True)
+        replay = snapshot.is_replay
+        if replay:
+            table.add_column("div%", justify="right", no_wrap=True)
         for number, step in enumerate(listed_steps(view), start=1):
             histogram = snapshot.histogram(step)
             count = histogram.count
@@ -60,6 +63,15 @@ class CommandTable(Static):
             if wide:
                 cells.append(format_duration(histogram.maximum) if count else "-")
             cells.append(Text(f"{share:.1%}", style="red" if share else "dim"))
+            if replay:
+                compared, differed = snapshot.divergence_of(step)
+                diverged = differed / compared if compared else 0.0
+                cells.append(
+                    Text(
+                        f"{diverged:.1%}" if compared else "-",
+                        style="yellow" if differed else "dim",
+                    )
+                )
             table.add_row(*cells)
         message = snapshot.histogram(MESSAGE_LATENCY)
         caption = Text.assemble(

@@ -1,0 +1,173 @@
+"""``smtpbench replay``: recorded traffic played back as an ordinary run (same live display,
+results folder and report), or with ``--dry-run`` only described."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from smtpbench import exitcodes
+from smtpbench.engine.replay_plan import DryRun, dry_run
+from smtpbench.units import format_duration, parse_duration, parse_rate
+
+PROBLEMS_SHOWN = 20
+
+
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "recordings",
+        nargs="+",
+        metavar="RECORDING",
+        help="recording files (several merge by timestamp)",
+    )
+    parser.add_argument(
+        "--target", metavar="HOST:PORT", help="the server to replay to (default: the embedded sink)"
+    )
+    timing = parser.add_mutually_exclusive_group()
+    timing.add_argument(
+        "--speed",
+        metavar="X",
+        type=float,
+        default=1.0,
+        help="play X times as fast: recorded times divided by X (default 1)",
+    )
+    timing.add_argument(
+        "--rate",
+        metavar="R",
+        help="start sessions at this fixed rate instead of the recorded times (300, 1200/m)",
+    )
+    parser.add_argument(
+        "--loop", metavar="N", type=int, default=1, help="play the recording N times (default 1)"
+    )
+    parser.add_argument(
+        "--max-gap",
+        metavar="D",
+        help="cap every pause (between sessions and within them) at D, e.g. 2s",
+    )
+    parser.add_argument(
+        "--unique",
+        action="store_true",
+        help="new envelope addresses and Message-IDs on every pass (servers that drop "
+        "duplicates count every message)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print sessions, command mix, expected duration and anything out of order; "
+        "send nothing",
+    )
+    parser.add_argument("--seed", type=int, help="makes the --unique tags reproducible")
+    parser.add_argument(
+        "--max-concurrency", metavar="N", type=int, help="cap on sessions in flight (default 1000)"
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", type=Path, default=Path("results"), help="where results go"
+    )
+    display = parser.add_mutually_exclusive_group()
+    display.add_argument("--headless", action="store_true", help="no dashboard")
+    display.add_argument("--tui", action="store_true", help="the dashboard even off a terminal")
+    parser.add_argument(
+        "--progress-interval",
+        metavar="D",
+        default="2s",
+        help="seconds between live lines when not on a terminal (default 2s)",
+    )
+    parser.add_argument(
+        "--threshold",
+        metavar="EXPR",
+        action="append",
+        default=[],
+        help='a pass/fail criterion such as "p99(DATA) < 250ms" (repeatable)',
+    )
+    parser.add_argument(
+        "--abort-on-fail", action="store_true", help="stop as soon as a threshold fails for good"
+    )
+    parser.add_argument("--abort-grace", metavar="D", help=argparse.SUPPRESS)
+
+
+def _error(message: str) -> int:
+    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False)
+    return exitcodes.BAD_CONFIGURATION
+
+
+def dry_run_table(report: DryRun) -> Table:
+    table = Table(title="Replay plan (nothing sent)", title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    passes = f" x {report.passes} passes" if report.passes > 1 else ""
+    table.add_row("sessions", f"{report.sessions:,}{passes} = {report.scheduled:,} scheduled")
+    table.add_row("messages", f"{report.messages:,} ({report.content_bytes:,} bytes of content)")
+    mix = ", ".join(f"{verb} {count:,}" for verb, count in report.commands.most_common())
+    table.add_row("commands", mix or "none")
+    table.add_row("last session starts", f"after {format_duration(report.schedule_span)}")
+    table.add_row("expected duration", format_duration(report.expected_duration))
+    table.add_row("out of order", f"{len(report.problems):,}" if report.problems else "nothing")
+    return table
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from smtpbench.cli import _with_thresholds, parse_host_port
+    from smtpbench.engine.replay import ReplayJob, replay_scenario
+    from smtpbench.headless import RunOptions, run_headless, stdout_is_terminal
+    from smtpbench.recording import RecordingError
+
+    try:
+        rate = parse_rate(args.rate) if args.rate is not None else None
+        max_gap = parse_duration(args.max_gap) if args.max_gap is not None else None
+        interval = parse_duration(args.progress_interval)
+        job = ReplayJob(
+            tuple(str(path) for path in args.recordings),
+            speed=args.speed,
+            rate=rate,
+            loop=args.loop,
+            max_gap=max_gap,
+            unique=args.unique,
+        )
+        host = port = None
+        if args.target:
+            host, port = parse_host_port(args.target)
+    except ValueError as err:
+        return _error(str(err))
+    try:
+        recordings = job.read()
+    except RecordingError as err:
+        return _error(str(err))
+    if not any(recording.sessions for recording in recordings):
+        return _error(f"{', '.join(job.recordings)}: no sessions to replay")
+    if args.dry_run:
+        report = dry_run(recordings, speed=job.speed, rate=rate, loop=job.loop, max_gap=max_gap)
+        console = Console()
+        console.print(dry_run_table(report))
+        for line in report.problems[:PROBLEMS_SHOWN]:
+            console.print(f"  [yellow]{line}[/]", highlight=False)
+        if len(report.problems) > PROBLEMS_SHOWN:
+            console.print(f"  ... and {len(report.problems) - PROBLEMS_SHOWN} more")
+        return exitcodes.OK
+    timeline = job.timeline(recordings)
+    try:
+        scenario = replay_scenario(
+            job,
+            timeline,
+            host=host,
+            port=port or 25,
+            seed=args.seed,
+            **({"max_concurrency": args.max_concurrency} if args.max_concurrency else {}),
+        )
+        scenario = _with_thresholds(scenario, args)
+    except ValueError as err:
+        return _error(str(err))
+    options = RunOptions(
+        scenario=scenario,
+        results_base=args.out,
+        progress_interval=max(0.1, interval),
+        terminal=stdout_is_terminal(),
+        replay=job,
+    )
+    if args.tui or (options.terminal and not args.headless):
+        from smtpbench.tui.launch import run_dashboard
+
+        return run_dashboard(options)
+    return run_headless(options)
