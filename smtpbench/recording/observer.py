@@ -311,8 +311,9 @@ class Conversation:
                 return False
             if not self._discarding:  # record what fits, drop the rest of the line
                 self._line(at, bytes(buf[:MAX_LINE]), bare_lf=False, start=self._client_offset)
-            self._discarding = True
-            self._consume(len(buf))
+            end = buf.find(b"\n", MAX_LINE)
+            self._discarding = end < 0
+            self._consume(len(buf) if end < 0 else end + 1)
             return True
         start = self._client_offset
         raw = bytes(buf[:end])
