@@ -104,6 +104,16 @@ def _build_parser() -> argparse.ArgumentParser:
         help="stop the run as soon as a threshold fails for good (exit code 5)",
     )
     run.add_argument(
+        "--tls",
+        choices=("none", "starttls", "implicit"),
+        help="TLS for every session (instead of the scenario's tls.mode)",
+    )
+    run.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do not verify the server's TLS certificate (tls.verify = false)",
+    )
+    run.add_argument(
         "--abort-grace",
         metavar="D",
         help="time from the start before a failing threshold may stop the run (default 10s)",
@@ -138,6 +148,16 @@ def _build_parser() -> argparse.ArgumentParser:
             "processes) into one results folder, exactly: histograms, counts and series add up.",
         )
     )
+
+    probe = commands.add_parser(
+        "probe",
+        help="check a mail server by hand, automated: banner, EHLO, TLS, relay, VRFY, DSN",
+        description="The SMTP health check an admin does in a telnet session, automated and "
+        "explained. Exit code 1 when a check fails (an open relay, a bad certificate).",
+    )
+    from smtpbench.probe.cli import add_probe_arguments
+
+    add_probe_arguments(probe)
 
     from smtpbench.replay_cli import add_replay_arguments
 
@@ -218,6 +238,13 @@ def _run(args: argparse.Namespace) -> int:
         scenario = _with_thresholds(scenario, args)
     except ValueError as err:
         return _error(str(err))
+    from smtpbench.engine.session import SessionSetupError, preflight
+
+    try:
+        scenario = _with_tls(scenario, args)
+        preflight(scenario)
+    except (ValueError, SessionSetupError) as err:
+        return _error(str(err))
     options = RunOptions(
         scenario=scenario,
         results_base=args.out,
@@ -255,6 +282,21 @@ def _with_thresholds(scenario: Scenario, args: argparse.Namespace) -> Scenario:
     return dataclasses.replace(scenario, thresholds=settings)
 
 
+def _with_tls(scenario: Scenario, args: argparse.Namespace) -> Scenario:
+    """The scenario with --tls and --insecure applied; ValueError naming the flag."""
+    tls = scenario.tls
+    if args.tls is not None:
+        tls = dataclasses.replace(tls, mode=args.tls)
+    if args.insecure:
+        if not tls.enabled:
+            raise ValueError("--insecure: the scenario uses no TLS (set tls.mode or --tls)")
+        tls = dataclasses.replace(tls, verify=False)
+    try:
+        return dataclasses.replace(scenario, tls=tls)
+    except ValueError as err:
+        raise ValueError(f"--tls: {err}") from None
+
+
 def _report(args: argparse.Namespace) -> int:
     from smtpbench.report.commands import run_report
 
@@ -279,6 +321,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from smtpbench.report.commands import run_merge
 
         return run_merge(args)
+    if args.command == "probe":
+        from smtpbench.probe.cli import run_probe
+
+        return run_probe(args)
     if args.command == "replay":
         from smtpbench.replay_cli import run_replay
 

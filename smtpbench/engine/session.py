@@ -160,15 +160,27 @@ class SessionSettings:
         )
 
 
+def preflight(scenario: Scenario, environ: Mapping[str, str] | None = None) -> None:
+    """What every session needs, checked before anything runs: ``SessionSetupError``
+    when a TLS file cannot be read or AUTH has no credentials."""
+    if scenario.tls.enabled:
+        client_context(scenario.tls)
+    if scenario.auth.enabled:
+        try:
+            scenario.auth.credentials(os.environ if environ is None else environ)
+        except ValueError as err:
+            raise SessionSetupError(str(err)) from None
+
+
 class Session:
     """State of one session while it runs; ``run`` never raises but ``trio.Cancelled``."""
 
     __slots__ = (
         "arrival",
         "conn",
-        "fresh_tls",
         "factory",
         "failure",
+        "fresh_tls",
         "intended",
         "messages_done",
         "plan",
@@ -710,4 +722,4 @@ async def run_session(
     await Session(settings, recorder, factory, plan, intended).run()
 
 
-__all__ = ["SessionSettings", "SessionSetupError", "run_session"]
+__all__ = ["SessionSettings", "SessionSetupError", "preflight", "run_session"]
