@@ -5,7 +5,6 @@ second one cuts sessions in flight short."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -13,7 +12,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import cast
 
 import trio
 from rich.console import Console, Group
@@ -23,30 +21,25 @@ from smtpbench import __version__, exitcodes
 from smtpbench.engine.control import RunControl
 from smtpbench.engine.embedded import EmbeddedSinkError, embedded_sink
 from smtpbench.engine.replay import ReplayJob
-from smtpbench.engine.runner import LoadRun, SessionRunner
-from smtpbench.engine.session import SessionSettings, run_session
+from smtpbench.engine.runner import LoadRun
+from smtpbench.engine.session import run_session
+from smtpbench.engine.session_records import partial_log_path, recording_runner
 from smtpbench.engine.transport import Address, TargetError, resolve
 from smtpbench.metrics.recorder import Recorder
-from smtpbench.metrics.results import new_results_folder, write_results
-from smtpbench.metrics.sessions import SESSIONS_FILE, SessionLog, SessionTap
-from smtpbench.metrics.snapshot import RunInfo, Snapshot
+from smtpbench.metrics.sessions import SessionLog
+from smtpbench.metrics.snapshot import RunInfo
+from smtpbench.outcome import RunOutcome, finish_run, print_outcome
 from smtpbench.report.live import live_line, live_panel
-from smtpbench.report.summary import summary
 from smtpbench.report.thresholds import (
+    ThresholdGuard,
     ThresholdResult,
-    all_passed,
     evaluate,
-    failing_now,
     live_thresholds,
     thresholds_line,
-    thresholds_table,
-    write_threshold_results,
 )
 from smtpbench.scenario import (
     MessageFactory,
     Scenario,
-    SessionPlan,
-    scenario_to_toml,
     summarize_load,
 )
 
@@ -62,15 +55,6 @@ class RunOptions:
     terminal: bool = False  # draw a live panel instead of printing lines
     record_sessions: bool = False  # write every session's record to sessions.ndjson
     replay: ReplayJob | None = None  # replay recordings instead of the scenario's sessions
-
-
-@dataclass(frozen=True, slots=True)
-class RunOutcome:
-    snapshot: Snapshot
-    folder: Path
-    exit_code: int
-    thresholds: tuple[ThresholdResult, ...] = ()
-    aborted_by: ThresholdResult | None = None  # the threshold that stopped the run early
 
 
 @asynccontextmanager
@@ -118,32 +102,30 @@ async def _watch_signals(control: RunControl, console: Console) -> None:
 
 
 class ThresholdWatch:
-    """Checks a run's thresholds every second from the grace period on, and stops the run
-    at the first one that fails for good (``failing_now``); the dashboard can use it too."""
+    """Feeds the run's snapshots to a ``ThresholdGuard`` every second and stops the run
+    when it says a threshold failed for good."""
 
     def __init__(self, run: LoadRun, control: RunControl, console: Console | None = None) -> None:
         self.run = run
         self.control = control
         self.console = console
-        self.settings = run.scenario.thresholds
-        self.aborted_by: ThresholdResult | None = None
+        self.guard = ThresholdGuard(run.scenario.thresholds)
+
+    @property
+    def aborted_by(self) -> ThresholdResult | None:
+        return self.guard.aborted_by
 
     async def watch(self) -> None:
-        settings = self.settings
-        if not (settings.abort_on_fail and settings.checks):
+        if not self.guard.active:
             return
-        while True:
+        while not self.control.stop_requested:
             await trio.sleep(THRESHOLD_CHECK_INTERVAL)
-            snapshot = self.run.snapshot()
-            if snapshot.elapsed < settings.abort_grace or self.control.stop_requested:
-                continue
-            failing = failing_now(evaluate(settings.checks, snapshot))
-            if failing:
-                self.aborted_by = failing[0]
+            failed = self.guard.check(self.run.snapshot())
+            if failed is not None:
                 if self.console is not None:
                     self.console.print(
-                        f"[red]threshold failed: {failing[0].threshold} "
-                        f"(measured {failing[0].measured_text}); stopping the run[/]",
+                        f"[red]threshold failed: {failed.threshold} "
+                        f"(measured {failed.measured_text}); stopping the run[/]",
                         highlight=False,
                     )
                 self.control.interrupt()
@@ -170,32 +152,6 @@ async def _show_progress(run: LoadRun, options: RunOptions, console: Console) ->
         console.print(line, highlight=False, soft_wrap=True)
 
 
-def _session_log(options: RunOptions) -> SessionLog:
-    """Sessions are written as they end, beside the results folder that does not exist yet;
-    the file moves into it at the end."""
-    options.results_base.mkdir(parents=True, exist_ok=True)
-    return SessionLog(options.results_base / f".sessions-{os.getpid()}.ndjson.partial")
-
-
-def _recording_runner(log: SessionLog) -> SessionRunner:
-    """Runs each session with a tap in place of the recorder, and logs its record."""
-
-    async def run(
-        settings: SessionSettings,
-        recorder: Recorder,
-        factory: MessageFactory,
-        plan: SessionPlan,
-        intended: float,
-    ) -> None:
-        tap = SessionTap(recorder, plan.number, intended - recorder.clock_start)
-        try:
-            await run_session(settings, cast(Recorder, tap), factory, plan, intended)
-        finally:
-            log.write(tap.record())
-
-    return run
-
-
 async def run_load(options: RunOptions, console: Console) -> RunOutcome:
     scenario = options.scenario
     async with open_target(scenario) as (address, target_label):
@@ -205,8 +161,10 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
         replay = options.replay.prepare() if options.replay is not None else None
         recorder = Recorder(replay.run_info(info) if replay is not None else info)
         control = RunControl()
-        log = _session_log(options) if options.record_sessions else None
-        runner = run_session if log is None else _recording_runner(log)
+        log = (
+            SessionLog(partial_log_path(options.results_base)) if options.record_sessions else None
+        )
+        runner = run_session if log is None else recording_runner(log)
         if replay is None:
             run = LoadRun(resolved, address, factory, recorder, control, session_runner=runner)
         else:
@@ -226,22 +184,13 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
                 if log is not None:
                     log.close()
             nursery.cancel_scope.cancel()
-    folder = new_results_folder(options.results_base, datetime.now(), scenario.name)
-    write_results(folder, final, scenario_to_toml(resolved))
-    if log is not None:
-        log.path.replace(folder / SESSIONS_FILE)
-    results = tuple(evaluate(resolved.thresholds.checks, final))
-    if results:
-        write_threshold_results(folder, results, watch.aborted_by)
-    if watch.aborted_by is not None:
-        code = exitcodes.ABORTED_BY_THRESHOLD
-    elif control.interrupted:
-        code = exitcodes.INTERRUPTED
-    elif not all_passed(results):
-        code = exitcodes.THRESHOLDS_FAILED
-    else:
-        code = exitcodes.OK
-    return RunOutcome(final, folder, code, results, watch.aborted_by)
+    return finish_run(
+        options.results_base,
+        resolved,
+        final,
+        aborted_by=watch.aborted_by,
+        sessions_log=log.path if log is not None else None,
+    )
 
 
 def run_headless(options: RunOptions, console: Console | None = None) -> int:
@@ -251,14 +200,7 @@ def run_headless(options: RunOptions, console: Console | None = None) -> int:
     except (TargetError, EmbeddedSinkError) as err:
         Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False)
         return exitcodes.TARGET_UNUSABLE
-    console.print(summary(outcome.snapshot))
-    if outcome.thresholds:
-        console.print(thresholds_table(outcome.thresholds))
-    if outcome.aborted_by is not None:
-        console.print(
-            f"[bold red]stopped early: {outcome.aborted_by.threshold} failed[/]", highlight=False
-        )
-    console.print(f"\nresults written to [bold]{outcome.folder}[/]", highlight=False)
+    print_outcome(console, outcome)
     return outcome.exit_code
 
 

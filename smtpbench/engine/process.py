@@ -16,6 +16,7 @@ import signal
 import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -40,6 +41,7 @@ class EngineJob:
     seed: int
     info: RunInfo
     publish_interval: float = PUBLISH_INTERVAL
+    sessions_log: str | None = None  # where per-session records go (run --record-sessions)
     replay: ReplayJob | None = None  # recordings to replay instead of the scenario's sessions
 
 
@@ -151,16 +153,25 @@ def engine_main(conn: Connection, job: EngineJob) -> None:
     """Child side entry point."""
     # The parent owns Ctrl-C and turns it into an "interrupt" word.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from smtpbench.engine.session import run_session
+    from smtpbench.engine.session_records import recording_runner
+    from smtpbench.metrics.sessions import SessionLog
     from smtpbench.scenario import MessageFactory, parse_scenario
 
     scenario = parse_scenario(job.scenario_toml, default_name=job.info.scenario)
     factory = MessageFactory(scenario, seed=job.seed)
     recorder = Recorder(job.info)
-    if job.replay is None:
-        run = LoadRun(scenario, job.address, factory, recorder, RunControl())
-    else:
+    log = SessionLog(Path(job.sessions_log)) if job.sessions_log else None
+    if job.replay is not None:
         run = job.replay.load_run(scenario, job.address, job.seed, recorder, RunControl())
-    final = trio.run(_serve, conn, run, job.publish_interval)
+    else:
+        runner = run_session if log is None else recording_runner(log)
+        run = LoadRun(scenario, job.address, factory, recorder, RunControl(), session_runner=runner)
+    try:
+        final = trio.run(_serve, conn, run, job.publish_interval)
+    finally:
+        if log is not None:
+            log.close()
     conn.send(("final", final, 0.0))
     conn.close()
 

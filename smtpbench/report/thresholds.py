@@ -16,7 +16,7 @@ from rich.text import Text
 
 from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.report.measure import measure
-from smtpbench.thresholds import Threshold, format_value
+from smtpbench.thresholds import Threshold, ThresholdSettings, format_value
 
 
 class Verdict(Enum):
@@ -155,3 +155,27 @@ def write_threshold_results(
     }
     text = json.dumps(data, indent=2, allow_nan=False)
     (folder / THRESHOLDS_FILE).write_text(text + "\n", encoding="utf-8")
+
+
+class ThresholdGuard:
+    """Abort-on-fail: given snapshots as the run goes, says once when a threshold has
+    failed for good (``failing_now``) after the grace period. Pure; the headless loop
+    and the dashboard each feed it and stop the run themselves."""
+
+    def __init__(self, settings: ThresholdSettings) -> None:
+        self.settings = settings
+        self.aborted_by: ThresholdResult | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.settings.abort_on_fail and self.settings.checks)
+
+    def check(self, snapshot: Snapshot) -> ThresholdResult | None:
+        if not self.active or self.aborted_by is not None:
+            return None
+        if snapshot.elapsed < self.settings.abort_grace:
+            return None
+        failing = failing_now(evaluate(self.settings.checks, snapshot))
+        if failing:
+            self.aborted_by = failing[0]
+        return self.aborted_by

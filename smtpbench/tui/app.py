@@ -8,16 +8,19 @@ import contextlib
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.widgets import Footer
 
 from smtpbench.metrics.snapshot import RunState, Snapshot
 from smtpbench.protocol.steps import Step
+from smtpbench.report.thresholds import ThresholdGuard, ThresholdResult, evaluate
+from smtpbench.thresholds import ThresholdSettings
 from smtpbench.tui.screens import HelpScreen, SummaryScreen, TranscriptScreen
 from smtpbench.tui.source import EngineSource
 from smtpbench.tui.view import WINDOWS, View
@@ -36,6 +39,10 @@ RATE_STEP = 1.10
 
 # Writes a results folder for a snapshot; ``final`` says whether it is the run's end.
 SaveResults = Callable[[Snapshot, bool], Path]
+
+
+class PaneWidget(Protocol):
+    def show(self, view: View) -> None: ...
 
 
 class DashboardApp(App[int]):
@@ -61,10 +68,17 @@ class DashboardApp(App[int]):
     focus_step: reactive[Step] = reactive(Step.DATA_END)
     window: reactive[int] = reactive(60)
 
-    def __init__(self, source: EngineSource, save: SaveResults | None = None) -> None:
+    def __init__(
+        self,
+        source: EngineSource,
+        save: SaveResults | None = None,
+        thresholds: ThresholdSettings | None = None,
+    ) -> None:
         super().__init__()
         self.source = source
         self.save = save
+        self.guard = ThresholdGuard(thresholds or ThresholdSettings())
+        self.thresholds: tuple[ThresholdResult, ...] = ()
         self.note = ""
         self.stopping = False
         self.paused = False
@@ -120,20 +134,42 @@ class DashboardApp(App[int]):
         snapshot = self.source.snapshot()
         if snapshot is None:
             return
+        if snapshot is not self._last:
+            self._check_thresholds(snapshot)
         self._last = snapshot
         self.draw()
+
+    def _check_thresholds(self, snapshot: Snapshot) -> None:
+        checks = self.guard.settings.checks
+        if not checks:
+            return
+        self.thresholds = tuple(evaluate(checks, snapshot))
+        if self.source.final is None and not self.stopping:
+            failed = self.guard.check(snapshot)
+            if failed is not None:
+                self.stopping = True
+                self.source.interrupt()
+                self.note = f"threshold failed: {failed.threshold}; stopping the run"
 
     def view(self) -> View | None:
         if self._last is None:
             return None
         remaining = self.source.remaining() if self.source.final is None else 0.0
-        return View(self._last, remaining, self.focus_step, self.window, self.note)
+        return View(self._last, remaining, self.focus_step, self.window, self.note, self.thresholds)
 
     def draw(self) -> None:
         view = self.view()
         if view is None:
             return
-        for widget in (
+        try:
+            widgets = self._panes()
+        except NoMatches:
+            return  # not composed yet, or already torn down: a late timer or resize
+        for widget in widgets:
+            widget.show(view)
+
+    def _panes(self) -> tuple[PaneWidget, ...]:
+        return (
             self.query_one(RunHeader),
             self.query_one(RateChart),
             self.query_one(LatencyChart),
@@ -142,8 +178,7 @@ class DashboardApp(App[int]):
             self.query_one(ReplyCodes),
             self.query_one(RunCounters),
             self.query_one(RecentFailures),
-        ):
-            widget.show(view)
+        )
 
     def watch_focus_step(self) -> None:
         self.draw()

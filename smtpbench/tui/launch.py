@@ -8,13 +8,18 @@ import socket
 from datetime import datetime
 from pathlib import Path
 
+from rich.console import Console
+
 from smtpbench import exitcodes
 from smtpbench.engine.embedded import EmbeddedSink, EmbeddedSinkError
 from smtpbench.engine.process import EngineJob, EngineProcess
+from smtpbench.engine.session_records import partial_log_path
 from smtpbench.engine.transport import Address, TargetError
 from smtpbench.headless import RunOptions, run_info
 from smtpbench.metrics.results import new_results_folder, write_results
-from smtpbench.metrics.snapshot import RunState, Snapshot
+from smtpbench.metrics.snapshot import Snapshot
+from smtpbench.outcome import RunOutcome, finish_run, print_outcome
+from smtpbench.report.thresholds import ThresholdGuard
 from smtpbench.scenario import MessageFactory, Scenario, scenario_to_toml
 from smtpbench.tui.app import DashboardApp
 from smtpbench.units import format_clock
@@ -31,22 +36,39 @@ def resolve_now(host: str, port: int) -> Address:
 
 
 class ResultsWriter:
-    """Writes the final results folder once, and snapshots on request beside it."""
+    """Writes the run's results once at its end (as headless does: thresholds, session
+    records, exit code), and snapshots on request beside them."""
 
-    def __init__(self, base: Path, scenario: Scenario) -> None:
+    def __init__(
+        self,
+        base: Path,
+        scenario: Scenario,
+        guard: ThresholdGuard | None = None,
+        sessions_log: Path | None = None,
+    ) -> None:
         self.base = base
         self.scenario = scenario
-        self.toml = scenario_to_toml(scenario)
-        self.final_folder: Path | None = None
+        self.guard = guard
+        self.sessions_log = sessions_log
+        self.outcome: RunOutcome | None = None
+
+    @property
+    def final_folder(self) -> Path | None:
+        return self.outcome.folder if self.outcome is not None else None
 
     def __call__(self, snapshot: Snapshot, final: bool) -> Path:
-        name = self.scenario.name
-        if not final:
-            name += f"-at-{format_clock(snapshot.elapsed).replace(':', '')}"
-        folder = new_results_folder(self.base, datetime.now(), name)
-        write_results(folder, snapshot, self.toml)
         if final:
-            self.final_folder = folder
+            self.outcome = finish_run(
+                self.base,
+                self.scenario,
+                snapshot,
+                aborted_by=self.guard.aborted_by if self.guard is not None else None,
+                sessions_log=self.sessions_log,
+            )
+            return self.outcome.folder
+        at = format_clock(snapshot.elapsed).replace(":", "")
+        folder = new_results_folder(self.base, datetime.now(), f"{self.scenario.name}-at-{at}")
+        write_results(folder, snapshot, scenario_to_toml(self.scenario))
         return folder
 
 
@@ -72,10 +94,19 @@ def run_dashboard(options: RunOptions) -> int:
     replay = options.replay
     if replay is not None:
         info = replay.prepare().run_info(info)
-    job = EngineJob(scenario_to_toml(resolved), address, seed, info, replay=replay)
+    sessions_log = partial_log_path(options.results_base) if options.record_sessions else None
+    job = EngineJob(
+        scenario_to_toml(resolved),
+        address,
+        seed,
+        info,
+        replay=replay,
+        sessions_log=str(sessions_log) if sessions_log is not None else None,
+    )
     engine = EngineProcess(job)
-    writer = ResultsWriter(options.results_base, resolved)
-    app = DashboardApp(engine, writer)
+    app = DashboardApp(engine, thresholds=resolved.thresholds)
+    writer = ResultsWriter(options.results_base, resolved, app.guard, sessions_log)
+    app.save = writer
     try:
         engine.start()
         app.run()
@@ -88,9 +119,9 @@ def run_dashboard(options: RunOptions) -> int:
         engine.close()
         if sink is not None:
             sink.stop()
-    if writer.final_folder is not None:
-        print(f"results written to {writer.final_folder}")
-    if final is None:
+    if writer.outcome is None:
         print(f"error: {engine.error or 'the engine did not finish'}")
         return exitcodes.INTERRUPTED
-    return exitcodes.INTERRUPTED if final.state is RunState.INTERRUPTED else exitcodes.OK
+    # The final screen is gone with the app: leave the summary in the terminal.
+    print_outcome(Console(), writer.outcome)
+    return writer.outcome.exit_code

@@ -9,6 +9,7 @@ import numpy as np
 from smtpbench.metrics.histogram import FloatArray
 from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.protocol.steps import Step
+from smtpbench.report.thresholds import ThresholdResult
 
 WINDOWS = (30, 60, 120, 300, 900, 3600)  # seconds of history the charts show
 RECENT = 5  # seconds the "rate/s" of a command is averaged over
@@ -21,6 +22,7 @@ class View:
     focus: Step
     window: int
     note: str = ""  # a line for the header: where results went, what a key did
+    thresholds: tuple[ThresholdResult, ...] = ()  # measured on this snapshot
 
     def window_slice(self) -> slice:
         """The series rows inside the chart window."""

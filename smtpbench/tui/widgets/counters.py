@@ -59,4 +59,18 @@ class RunCounters(Static):
             lines.add_row(Text.assemble(name, " ", value, "   ", other, " ", other_value))
         lines.add_row(rate)
         lines.add_row(conn)
+        if view.thresholds:
+            lines.add_row(threshold_line(view))
         self.update(lines)
+
+
+def threshold_line(view: View) -> Text:
+    """``thresholds 3 ok, 1 failing: p99(DATA) < 250ms (312ms)``"""
+    failing = [r for r in view.thresholds if not r.passed]
+    line = Text("thresholds ", style="dim")
+    line.append(f"{len(view.thresholds) - len(failing)} ok", style="green")
+    if failing:
+        first = failing[0]
+        line.append(f", {len(failing)} failing: ", style="bold red")
+        line.append(f"{first.threshold} ({first.measured_text})", style="red")
+    return line

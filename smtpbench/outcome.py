@@ -1,0 +1,75 @@
+"""The end of a run, the same whatever showed it: the results folder (with thresholds
+and session records), the exit code, and what is printed after it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from smtpbench import exitcodes
+from smtpbench.metrics.results import new_results_folder, write_results
+from smtpbench.metrics.sessions import SESSIONS_FILE
+from smtpbench.metrics.snapshot import RunState, Snapshot
+from smtpbench.report.summary import summary
+from smtpbench.report.thresholds import (
+    ThresholdResult,
+    all_passed,
+    evaluate,
+    thresholds_table,
+    write_threshold_results,
+)
+from smtpbench.scenario import Scenario, scenario_to_toml
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    snapshot: Snapshot
+    folder: Path
+    exit_code: int
+    thresholds: tuple[ThresholdResult, ...] = ()
+    aborted_by: ThresholdResult | None = None  # the threshold that stopped the run early
+
+
+def finish_run(
+    results_base: Path,
+    scenario: Scenario,
+    final: Snapshot,
+    *,
+    aborted_by: ThresholdResult | None = None,
+    sessions_log: Path | None = None,
+) -> RunOutcome:
+    """Writes the results folder of a finished run and decides the exit code.
+
+    ``scenario`` is the resolved one (with the seed used), so that its
+    ``scenario.toml`` runs the same load again.
+    """
+    folder = new_results_folder(results_base, datetime.now(), scenario.name)
+    write_results(folder, final, scenario_to_toml(scenario))
+    if sessions_log is not None and sessions_log.exists():
+        sessions_log.replace(folder / SESSIONS_FILE)
+    results = tuple(evaluate(scenario.thresholds.checks, final))
+    if results:
+        write_threshold_results(folder, results, aborted_by)
+    if aborted_by is not None:
+        code = exitcodes.ABORTED_BY_THRESHOLD
+    elif final.state is RunState.INTERRUPTED:
+        code = exitcodes.INTERRUPTED
+    elif not all_passed(results):
+        code = exitcodes.THRESHOLDS_FAILED
+    else:
+        code = exitcodes.OK
+    return RunOutcome(final, folder, code, results, aborted_by)
+
+
+def print_outcome(console: Console, outcome: RunOutcome) -> None:
+    console.print(summary(outcome.snapshot))
+    if outcome.thresholds:
+        console.print(thresholds_table(outcome.thresholds))
+    if outcome.aborted_by is not None:
+        console.print(
+            f"[bold red]stopped early: {outcome.aborted_by.threshold} failed[/]", highlight=False
+        )
+    console.print(f"\nresults written to [bold]{outcome.folder}[/]", highlight=False)
