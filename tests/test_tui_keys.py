@@ -191,3 +191,27 @@ def test_small_terminal_folds_the_failures_pane_away() -> None:
             assert app.query_one("#failures").display
 
     run(scenario)
+
+
+def test_thresholds_show_and_abort_on_fail_stops_the_run() -> None:
+    from smtpbench.thresholds import ThresholdSettings, parse_thresholds
+
+    settings = ThresholdSettings(
+        parse_thresholds(["p99(DATA end) < 10ms", "dropped == 0"]),
+        abort_on_fail=True,
+        abort_grace=5.0,
+    )
+
+    async def scenario() -> None:
+        engine = FakeEngine()  # DATA end p99 is about 255 ms, 72 s into the run
+        app = DashboardApp(engine, thresholds=settings)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            assert engine.calls == [("interrupt", ())]
+            assert app.guard.aborted_by is not None
+            assert str(app.guard.aborted_by.threshold) == "p99(DATA end) < 10ms"
+            assert "threshold failed" in app.note
+            counters = text_of(app.query_one("#counters", Static))
+            assert "1 ok" in counters and "1 failing" in counters
+
+    run(scenario)
