@@ -111,22 +111,38 @@ def _packets(reader: Any, problems: list[str], path: str) -> Iterator[tuple[floa
         yield float(ts), data
 
 
+_IP_TYPES = (dpkt.ethernet.ETH_TYPE_IP, dpkt.ethernet.ETH_TYPE_IP6)
+
+
 def _ip(link: str, frame: bytes) -> Any:
-    """The IPv4 or IPv6 packet in a frame, or None."""
+    """The IPv4 or IPv6 packet in a frame; None for other traffic; ValueError for a frame
+    that says it carries IP but does not hold a whole IP header (damaged, cut short)."""
+    claims_ip = True
     if link == "ethernet":
-        packet = dpkt.ethernet.Ethernet(frame).data
+        outer = dpkt.ethernet.Ethernet(frame)
+        claims_ip = outer.type in _IP_TYPES
+        packet = outer.data
     elif link == "sll":
-        packet = dpkt.sll.SLL(frame).data
+        outer = dpkt.sll.SLL(frame)
+        claims_ip = outer.ethtype in _IP_TYPES
+        packet = outer.data
     elif link == "sll2":
-        packet = dpkt.sll2.SLL2(frame).data
+        outer = dpkt.sll2.SLL2(frame)
+        claims_ip = outer.ethtype in _IP_TYPES
+        packet = outer.data
     elif link == "loopback":
         packet = dpkt.loopback.Loopback(frame).data
     else:
         version = frame[0] >> 4 if frame else 0
-        packet = (
-            dpkt.ip.IP(frame) if version == 4 else dpkt.ip6.IP6(frame) if version == 6 else None
-        )
-    return packet if isinstance(packet, dpkt.ip.IP | dpkt.ip6.IP6) else None
+        if version == 4:
+            packet = dpkt.ip.IP(frame)
+        else:
+            packet = dpkt.ip6.IP6(frame) if version == 6 else None
+    if isinstance(packet, dpkt.ip.IP | dpkt.ip6.IP6):
+        return packet
+    if claims_ip and isinstance(packet, bytes):
+        raise ValueError("a frame too short for its IP header")
+    return None
 
 
 def _address(packet: Any, raw: bytes) -> str:
@@ -151,12 +167,13 @@ class _Importer:
         self.done: list[_Flow] = []
         self.unseen: dict[tuple[tuple[str, int], tuple[str, int]], int] = {}  # no SYN: bytes
         self.problems: list[str] = []
-        self.truncated = 0
+        self.damaged = 0  # frames that could not be read
 
     def packet(self, ts: float, link: str, frame: bytes) -> None:
         try:
             ip = _ip(link, frame)
         except (dpkt.dpkt.UnpackError, struct.error, IndexError, ValueError):
+            self.damaged += 1
             return
         if ip is None or not isinstance(ip.data, dpkt.tcp.TCP):
             return
@@ -375,6 +392,11 @@ def import_pcap(
         raise CaptureError(f"{name}: cannot read: {err.strerror or err}") from None
     sessions = importer.finish()
     problems.extend(importer.problems)
+    if importer.damaged:
+        problems.append(
+            f"{name}: {importer.damaged} packets could not be read (damaged, or the file was "
+            "cut short)"
+        )
     servers = sorted({_show(flow.server) for flow in importer.done if not flow.problem})
     epoch = min((flow.started for flow in importer.done), default=0.0)
     header = RecordingHeader(
