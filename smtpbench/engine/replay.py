@@ -292,7 +292,8 @@ class ReplaySchedule:
         if rate <= 0:
             return 0.0
         recorded = self._anchor_offset + (t - self._anchor_time) * rate
-        return rate_around(self._due, recorded, rate) if self._due else 0.0
+        # The recorded window one real second covers, then its count per real second.
+        return rate_around(self._due, recorded, rate) * rate if self._due else 0.0
 
     def set_factor(self, factor: float, at: float) -> None:
         if factor < 0:
