@@ -58,7 +58,7 @@ from smtpbench.scenario.sizes import (
 )
 from smtpbench.scenario.templates import check_template
 from smtpbench.thresholds import ThresholdError, ThresholdSettings, parse_threshold
-from smtpbench.units import parse_duration, parse_rate, parse_share
+from smtpbench.units import parse_duration, parse_rate, parse_share, parse_size
 
 DEFAULT_SEARCH_DIRS: Final = (Path("scenarios"),)
 
@@ -377,9 +377,15 @@ def _session(t: Table) -> Session:
 
 
 def _chunk_size(value: object) -> int:
-    size = parse_message_size(value) if not isinstance(value, bool) else -1
+    wanted = f"expected a chunk size such as 64KiB (at least 1 byte), got {value!r}"
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(wanted)
+    try:
+        size = parse_size(value)
+    except ValueError:
+        raise ValueError(wanted) from None
     if size < 1:
-        raise ValueError(f"expected a chunk size such as 64KiB, got {value!r}")
+        raise ValueError(wanted)
     return size
 
 
