@@ -589,11 +589,10 @@ class Session:
         written = trio.current_time()
         self.recorder.bytes_sent += len(data)
         # LMTP: the end of data is owed one reply per accepted recipient.
-        for _ in range(len(conn.pending) - len(self.unanswered)):
+        for _ in range(conn.outstanding - len(self.unanswered)):
             self.unanswered.append("(the same message, for the next recipient)")
         responses = []
-        while conn.pending:
-            step = conn.pending[0]
+        while (step := conn.next_reply) is not None:
             self.step = step
             with trio.fail_after(settings.timeouts[step]):
                 response = await self._read_reply()

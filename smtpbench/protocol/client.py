@@ -187,6 +187,16 @@ class ClientConnection:
         return tuple(self._pending)
 
     @property
+    def outstanding(self) -> int:
+        """How many replies are owed: ``len(pending)`` without building a tuple."""
+        return len(self._pending)
+
+    @property
+    def next_reply(self) -> Step | None:
+        """The step the next reply answers, if any is owed."""
+        return self._pending[0] if self._pending else None
+
+    @property
     def accepted_recipients(self) -> int:
         """Recipients the server accepted in the current transaction."""
         return self._accepted_recipients
