@@ -620,8 +620,9 @@ class ReplaySession(Session):
 
 
 def _client_context() -> ssl.SSLContext:
-    """STARTTLS in a replay checks nothing: test servers rarely have valid certificates."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    """STARTTLS in a replay checks nothing (test servers rarely have valid certificates),
+    so no CA store is loaded: making the context is quick."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
@@ -629,9 +630,11 @@ def _client_context() -> ssl.SSLContext:
 
 @dataclass
 class _Settings:
-    """The run's settings with a TLS context added, made once."""
+    """The run's settings with a TLS context added, made once (before the first session,
+    so that no session's start waits for it)."""
 
     host: str
+    context: ssl.SSLContext | None
     made: dict[int, SessionSettings] = field(default_factory=dict)
 
     def of(self, settings: SessionSettings) -> SessionSettings:
@@ -639,7 +642,7 @@ class _Settings:
         if found is None:
             found = replace(
                 settings,
-                ssl_context=settings.ssl_context or _client_context(),
+                ssl_context=settings.ssl_context or self.context,
                 server_hostname=settings.server_hostname or self.host,
             )
             self.made[id(settings)] = found
@@ -650,7 +653,12 @@ def replay_runner(
     planner: ReplayPlanner, host: str
 ) -> Callable[[SessionSettings, Recorder, Any, Any, float], Awaitable[None]]:
     """The runner's ``session_runner`` for a replay."""
-    cache = _Settings(host)
+    uses_tls = any(
+        step.verb == "STARTTLS"
+        for timed in planner.timeline.sessions
+        for step in timed.session.steps
+    )
+    cache = _Settings(host, _client_context() if uses_tls else None)
 
     async def run(
         settings: SessionSettings,
