@@ -22,7 +22,7 @@ from smtpbench.tui.app import DashboardApp
 from smtpbench.tui.launch import ResultsWriter
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+async def wait_for(condition: Callable[[], bool], timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
