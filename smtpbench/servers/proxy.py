@@ -426,8 +426,7 @@ async def serve_proxy(
 ) -> None:
     """Listen, write the header, report the running proxy, serve until cancelled; the
     file is closed at the end. ``proxy = await nursery.start(serve_proxy, config)``."""
-    server_context = server_tls_context(config)  # read the files now: errors come out here
-    del server_context
+    server_tls_context(config)  # read the certificate now: its errors come out of start()
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     epoch = time.time()
     writer = RecordingWriter(config.out, recording_header(config, epoch))
