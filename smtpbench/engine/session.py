@@ -189,6 +189,7 @@ class Session:
         "start",
         "step",
         "stream",
+        "timer",
         "transcript",
         "unanswered",
     )
@@ -217,6 +218,10 @@ class Session:
         self.transcript: list[tuple[Shown, Reply | None]] = []
         # What each outstanding reply answers, as the transcript shows it, oldest first.
         self.unanswered: deque[Shown] = deque()
+        # One cancel scope for the whole session, its deadline moved to each step's
+        # timeout as the step begins: far cheaper than a scope per command, and a
+        # timeout ends the session anyway.
+        self.timer = trio.CancelScope()
 
     # -- the session ------------------------------------------------------
 
@@ -227,7 +232,10 @@ class Session:
         recorder.started += 1
         recorder.in_flight += 1
         try:
-            await self._talk()
+            with self.timer:
+                await self._talk()
+            if self.timer.cancelled_caught:
+                raise trio.TooSlowError
         except trio.Cancelled:
             self._fail(ErrorClass.CANCELLED, self.step, "cut off at the end of the run")
             self._finish()
@@ -254,10 +262,14 @@ class Session:
             ):
                 await self.stream.aclose()
 
+    def _arm(self, seconds: float) -> None:
+        """The current step must be done within ``seconds`` from now."""
+        self.timer.deadline = trio.current_time() + seconds
+
     async def _talk(self) -> None:
         settings = self.settings
-        with trio.fail_after(settings.timeouts[Step.CONNECT]):
-            self.stream = await connect(settings.address)
+        self._arm(settings.timeouts[Step.CONNECT])
+        self.stream = await connect(settings.address)
         ready = trio.current_time()
         self.recorder.latency(Step.CONNECT, ready - self.start)
         if settings.tls_mode == "implicit":
@@ -265,8 +277,8 @@ class Session:
             ready = trio.current_time()
         self.step = Step.BANNER
         self.unanswered.append(None)
-        with trio.fail_after(settings.timeouts[Step.BANNER]):
-            banner = (await self._read_reply()).reply
+        self._arm(settings.timeouts[Step.BANNER])
+        banner = (await self._read_reply()).reply
         self.unanswered.popleft()
         self._count(Step.BANNER, None, banner, self.arrival - ready)
         if banner.code // 100 == 2 and await self._open():
@@ -338,8 +350,8 @@ class Session:
         )
         self.stream = tls
         began = trio.current_time()
-        with trio.fail_after(settings.timeouts[Step.TLS]):
-            await tls.do_handshake()
+        self._arm(settings.timeouts[Step.TLS])
+        await tls.do_handshake()
         self.recorder.latency(Step.TLS, trio.current_time() - began)
         self.fresh_tls = True
 
@@ -365,21 +377,21 @@ class Session:
         self.step = Step.AUTH
         self.unanswered.append(shown)
         began = trio.current_time()
-        with trio.fail_after(settings.timeouts[Step.AUTH]):
-            await self.stream.send_all(conn.auth(line))
-            self.recorder.bytes_sent += len(line)
-            for _ in range(MAX_AUTH_ROUNDS):
-                reply = (await self._read_reply()).reply
-                if reply.code != 334:
-                    break
-                self.transcript.append((shown, reply))
-                challenge = reply.lines[0].strip() if reply.lines else ""
-                response = conn.auth_response(mechanism.respond(challenge))
-                shown = self.unanswered[0] = sasl.redact_auth_line(response)
-                await self.stream.send_all(response)
-                self.recorder.bytes_sent += len(response)
-            else:
-                raise RemoteProtocolError(f"AUTH {name}: more than {MAX_AUTH_ROUNDS} challenges")
+        self._arm(settings.timeouts[Step.AUTH])
+        await self.stream.send_all(conn.auth(line))
+        self.recorder.bytes_sent += len(line)
+        for _ in range(MAX_AUTH_ROUNDS):
+            reply = (await self._read_reply()).reply
+            if reply.code != 334:
+                break
+            self.transcript.append((shown, reply))
+            challenge = reply.lines[0].strip() if reply.lines else ""
+            response = conn.auth_response(mechanism.respond(challenge))
+            shown = self.unanswered[0] = sasl.redact_auth_line(response)
+            await self.stream.send_all(response)
+            self.recorder.bytes_sent += len(response)
+        else:
+            raise RemoteProtocolError(f"AUTH {name}: more than {MAX_AUTH_ROUNDS} challenges")
         self.unanswered.popleft()
         self._count(Step.AUTH, shown, reply, self.arrival - began)
         return reply.code in settings.success[Step.AUTH]
@@ -564,8 +576,20 @@ class Session:
     # -- commands on the wire ---------------------------------------------
 
     async def _exchange(self, step: Step, line: bytes) -> Reply:
-        """Sends one command, waits for its reply, times and counts it."""
-        return (await self._send_group([(step, line, line)]))[0].reply
+        """Sends one command, waits for its reply, times and counts it (the common case of
+        ``_send_group``, kept lean: it runs for every command not pipelined)."""
+        stream = self.stream
+        assert stream is not None
+        self.step = step
+        self.unanswered.append(line)
+        self._arm(self.settings.timeouts[step])
+        began = trio.current_time()
+        await stream.send_all(line)
+        self.recorder.bytes_sent += len(line)
+        response = await self._read_reply()
+        self.unanswered.popleft()
+        self._count(response.step, line, response.reply, self.arrival - began)
+        return response.reply
 
     async def _send_group(self, commands: list[tuple[Step, bytes, Shown]]) -> list[Response]:
         """Writes ``commands`` in one send and reads every reply they are owed, in order.
@@ -584,8 +608,8 @@ class Session:
             self.unanswered.append(shown)
         data = commands[0][1] if len(commands) == 1 else b"".join(c[1] for c in commands)
         began = trio.current_time()
-        with trio.fail_after(settings.timeouts[first]):
-            await stream.send_all(data)
+        self._arm(settings.timeouts[first])
+        await stream.send_all(data)
         written = trio.current_time()
         self.recorder.bytes_sent += len(data)
         # LMTP: the end of data is owed one reply per accepted recipient.
@@ -594,8 +618,8 @@ class Session:
         responses = []
         while (step := conn.next_reply) is not None:
             self.step = step
-            with trio.fail_after(settings.timeouts[step]):
-                response = await self._read_reply()
+            self._arm(settings.timeouts[step])
+            response = await self._read_reply()
             shown = self.unanswered.popleft()
             since = written if response.step is Step.DATA_END else began
             self._count(response.step, shown, response.reply, self.arrival - since)
@@ -657,8 +681,13 @@ class Session:
             self._fail(ErrorClass.TLS, self.step, str(exc))
             return
         error = classify(exc)
-        if self.step is Step.TLS and error in (ErrorClass.RESET, ErrorClass.NETWORK):
-            error = ErrorClass.TLS  # the peer gave up on the handshake
+        if error in (ErrorClass.RESET, ErrorClass.NETWORK) and (
+            self.step is Step.TLS or self.fresh_tls
+        ):
+            # The peer gave up on the handshake, or reset the connection before the
+            # first reply over it (a refused client certificate, told after the
+            # client's side of a TLS 1.3 handshake: a reset or a close, by timing).
+            error = ErrorClass.TLS
         detail = str(exc) or type(exc).__name__
         if isinstance(exc, trio.TooSlowError):
             timeout = self.settings.timeouts[self.step]
