@@ -1,0 +1,151 @@
+"""A plain ``smtplib`` client in a thread pool: the Python baseline of
+``bench/compare_clients.py``. Each thread takes the next connection from a shared
+counter, sends EHLO, then up to ``--per-connection`` messages (MAIL, RCPT, DATA each),
+then QUIT, until ``--messages`` messages were sent.
+
+    python bench/smtplib_pool.py --target 127.0.0.1:2525 --threads 20 \
+        --messages 20000 --per-connection 100 --size 1024
+
+Prints one JSON line: messages accepted, failed, connections and the seconds from the
+first thread's start to the last one's end. Loopback or a test server only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import smtplib
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+SENDER = "sender@smtpbench.test"
+RECIPIENT = "user@smtpbench.test"
+
+
+def build_message(size: int) -> bytes:
+    """A plain-text message of exactly ``size`` bytes (CRLF line ends, no lines that
+    need dot-stuffing), headers included, when ``size`` leaves room for them."""
+    head = (
+        f"From: {SENDER}\r\nTo: {RECIPIENT}\r\nSubject: smtplib pool\r\n"
+        "Message-ID: <smtplib-pool@smtpbench.test>\r\n\r\n"
+    ).encode()
+    left = max(size - len(head), 2)
+    line = b"x" * 76 + b"\r\n"
+    body = line * (left // len(line))
+    rest = left - len(body)
+    if rest >= 2:
+        body += b"y" * (rest - 2) + b"\r\n"
+    return head + body
+
+
+@dataclass
+class Tally:
+    accepted: int = 0
+    failed: int = 0
+    connections: int = 0
+    errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, accepted: int, failed: int, error: str | None) -> None:
+        with self.lock:
+            self.accepted += accepted
+            self.failed += failed
+            self.connections += 1
+            if error is not None and len(self.errors) < 5:
+                self.errors.append(error)
+
+
+def connection_sizes(messages: int, per_connection: int) -> list[int]:
+    """How many messages each connection carries: full ones, then the remainder."""
+    full, rest = divmod(messages, per_connection)
+    return [per_connection] * full + ([rest] if rest else [])
+
+
+def send_connection(
+    host: str, port: int, count: int, message: bytes, timeout: float
+) -> tuple[int, str | None]:
+    """One connection carrying ``count`` messages; how many were taken, and the error."""
+    accepted = 0
+    try:
+        with smtplib.SMTP(host, port, timeout=timeout) as client:
+            client.ehlo()
+            for _ in range(count):
+                client.sendmail(SENDER, [RECIPIENT], message)
+                accepted += 1
+    except (OSError, smtplib.SMTPException) as error:
+        return accepted, f"{type(error).__name__}: {error}"
+    return accepted, None
+
+
+def worker(
+    host: str,
+    port: int,
+    sizes: list[int],
+    ticket: itertools.count[int],
+    message: bytes,
+    timeout: float,
+    tally: Tally,
+) -> None:
+    while True:
+        index = next(ticket)  # atomic under the GIL: each connection goes to one thread
+        if index >= len(sizes):
+            return
+        accepted, error = send_connection(host, port, sizes[index], message, timeout)
+        tally.add(accepted, sizes[index] - accepted, error)
+
+
+def parse_target(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", type=parse_target, required=True, metavar="HOST:PORT")
+    parser.add_argument("--threads", type=int, default=20)
+    parser.add_argument("--messages", type=int, default=20000, help="messages in all")
+    parser.add_argument("--per-connection", type=int, default=1)
+    parser.add_argument("--size", type=int, default=1024, help="bytes per message")
+    parser.add_argument("--timeout", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    host, port = args.target
+    message = build_message(args.size)
+    sizes = connection_sizes(args.messages, max(args.per_connection, 1))
+    tally = Tally()
+    ticket = itertools.count()
+    threads = [
+        threading.Thread(
+            target=worker,
+            args=(host, port, sizes, ticket, message, args.timeout, tally),
+            daemon=True,
+        )
+        for _ in range(args.threads)
+    ]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    print(
+        json.dumps(
+            {
+                "accepted": tally.accepted,
+                "failed": tally.failed,
+                "connections": tally.connections,
+                "message_bytes": len(message),
+                "elapsed": elapsed,
+                "errors": tally.errors,
+            }
+        )
+    )
+    return 0 if tally.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The benchmark scripts keep working: each runs end to end on a tiny load and writes what
+it should. Only the structure is checked, never the speed: figures depend on the machine."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.servers import postfix_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ("smtp-source", "smtplib-pool", "pypi-smtpbench", "smtpbench", "smtpbench-pipelining")
+LABELS = (
+    "Postfix smtp-source (C)",
+    "smtplib thread pool",
+    "PyPI smtpbench (threads)",
+    "smtpbench",
+    "smtpbench, PIPELINING",
+)
+NUMBER = r"[\d,]+(?:\.\d+)?"
+
+
+def bench(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def table_rows(markdown: str, heading: str) -> dict[str, list[str]]:
+    """The rows of the table under ``## heading``: first cell -> the other cells."""
+    section = markdown.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, list[str]] = {}
+    for line in section.splitlines():
+        if line.startswith("| ") and not line.startswith("| client") and "---" not in line:
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+@pytest.mark.postfix
+def test_compare_clients_runs_end_to_end(tmp_path: Path) -> None:
+    if postfix_binary("smtp-source") is None and not os.environ.get("CI"):
+        pytest.skip("Postfix's smtp-source is not installed")
+    # The PyPI package is left out: no network needed, and the test stays short.
+    bench("compare_clients.py", "--quick", "--skip", "pypi-smtpbench", "--out", str(tmp_path))
+    markdown = (tmp_path / "compare_clients.md").read_text()
+    assert "CPU placement:" in markdown
+    assert re.search(r"`nproc` \d+", markdown)
+    for heading in ("A new connection per message", "10 messages per connection"):
+        rows = table_rows(markdown, heading)
+        assert set(rows) == set(LABELS), heading
+        for label, cells in rows.items():
+            if label == "PyPI smtpbench (threads)":
+                assert cells[0] == "skipped (--skip)"
+                continue
+            rate, ratio, cpu = cells[0], cells[1], cells[2]
+            assert re.fullmatch(NUMBER, rate), (label, cells)
+            assert re.fullmatch(NUMBER, ratio), (label, cells)
+            assert re.fullmatch(NUMBER, cpu), (label, cells)
+            assert float(rate.replace(",", "")) > 0
+        assert rows["Postfix smtp-source (C)"][1] == "1.00"
+    # Every command is written down, the sink's first.
+    commands = markdown.split("```sh\n", 1)[1].split("```", 1)[0]
+    assert "smtp-sink" in commands and "smtp-source" in commands
+    assert "bench/smtplib_pool.py" in commands and "-m smtpbench run" in commands
+
+    data = json.loads((tmp_path / "compare_clients.json").read_text())
+    assert data["messages"] == 200 and data["per_connection"] == 10
+    for tool in TOOLS:
+        for mode in ("new", "reuse"):
+            entry = data["table"][f"{tool}/{mode}"]
+            if tool == "pypi-smtpbench":
+                assert entry == {"absent": "skipped (--skip)"}
+                continue
+            assert entry["messages_per_second"] > 0, (tool, mode, entry)
+            assert math.isfinite(entry["client_cpu_seconds_per_message"])
+            if tool.startswith("smtpbench"):
+                assert entry["own_messages_per_second"] > 0
+    for measurement in data["measurements"]:
+        assert measurement["error"] is None, measurement
+        assert measurement["accepted"] == measurement["messages"] == 200
+
+
+def test_smtplib_pool_sends_every_message() -> None:
+    from tests.servers import aiosmtpd_server
+
+    with aiosmtpd_server() as (port, handler):
+        done = bench(
+            "smtplib_pool.py",
+            "--target",
+            f"127.0.0.1:{port}",
+            "--threads",
+            "4",
+            "--messages",
+            "25",
+            "--per-connection",
+            "10",
+        )
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["accepted"] == 25 and figures["failed"] == 0
+    assert figures["connections"] == 3  # 10, 10 and 5 messages
+    assert figures["message_bytes"] == 1024
+    assert handler.messages == 25
+
+
+def test_soak_runs_end_to_end(tmp_path: Path) -> None:
+    args = ["--rate", "20", "--duration", "3s", "--interval", "0.5", "--warmup", "1"]
+    bench("soak.py", *args, "--out", str(tmp_path))
+    markdown = (tmp_path / "soak.md").read_text()
+    assert re.search(r"\*\*Verdict: (FLAT|GROWING): .*%", markdown), markdown
+    assert "| state, exit code | done, 0 |" in markdown
+    with (tmp_path / "soak.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) >= 4
+    assert list(rows[0]) == [
+        "seconds",
+        "client_rss_kib",
+        "main_rss_kib",
+        "engine_rss_kib",
+        "sink_rss_kib",
+        "processes",
+    ]
+    for row in rows:
+        assert float(row["seconds"]) >= 0
+        assert int(row["client_rss_kib"]) == int(row["main_rss_kib"]) + int(row["engine_rss_kib"])
+    # Once the run is going, the process and the embedded sink both have memory.
+    assert max(int(row["main_rss_kib"]) for row in rows) > 0
+    assert max(int(row["sink_rss_kib"]) for row in rows) > 0
+    table = markdown.split("| seconds |", 1)[1]
+    assert len(re.findall(r"^\| \d+ \| [\d.]+ \|", table, re.M)) == len(rows)
