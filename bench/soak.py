@@ -283,6 +283,15 @@ def write(run: Run, verdict: Verdict, args: argparse.Namespace, started: str, ou
             f"| messages accepted | {counters['messages_accepted']:,} |",
             "",
         ]
+        target = rates["target_sessions_per_second"] or 0
+        if counters["dropped"] or rates["achieved_sessions_per_second"] < 0.95 * target:
+            lines += [
+                "**The client did not keep up with the rate**: sessions waited in the backlog "
+                f"and {counters['dropped']:,} were dropped, so its memory also holds the "
+                "waiting sessions (bounded by the scenario's `max_concurrency` and `backlog`) "
+                "and is no steady state until the backlog is full.",
+                "",
+            ]
     else:
         lines += [f"No results folder was written (exit code {run.returncode}).", ""]
     lines += [
