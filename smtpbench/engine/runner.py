@@ -13,6 +13,10 @@ last one ends; there is no schedule to fall behind, so no lag or drops.
 Stopping: scheduling stops at the end of the duration, the session count, or a
 ``stop()``; sessions in flight and waiting then get the grace period to finish,
 after which they are cancelled and counted as cancelled.
+
+Workers: with a ``Share``, the run is one of several processes that split one
+load (``shares.py``): it starts only its share of the schedule's arrivals,
+numbers its sessions as the whole run would, and keeps its part of the limits.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import trio
 from smtpbench.engine.control import RunControl
 from smtpbench.engine.schedule import Pacer, RateProfile
 from smtpbench.engine.session import SessionSettings, run_session
+from smtpbench.engine.shares import Share
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import RunState, Snapshot
 
@@ -81,16 +86,18 @@ class LoadRun:
         control: RunControl | None = None,
         session_runner: SessionRunner = run_session,
         schedule: Schedule | None = None,
+        share: Share | None = None,
     ) -> None:
         self.scenario = scenario
-        self.load = scenario.load
+        self.share = share or Share()
+        self.load = self.share.load(scenario.load)
         self.settings = SessionSettings.from_scenario(scenario, address)
         self.factory = factory
         self.recorder = recorder
         self.control = control or RunControl()
         self._run_session = session_runner  # tests put a timed stand-in here
-        self.pacer: Schedule = schedule or Pacer(
-            rate_profile(scenario), self.load.arrivals, seed=factory.seed
+        self.pacer: Schedule = self.share.schedule(
+            schedule or Pacer(rate_profile(scenario), self.load.arrivals, seed=factory.seed)
         )
         cap = self.load.max_concurrency if self.load.mode == "rate" else self.load.concurrency
         self.limiter = trio.CapacityLimiter(cap)
@@ -100,7 +107,7 @@ class LoadRun:
         self._paused_since: float | None = None
         self._scheduling = False
         self._ended_at: float | None = None
-        self._next_number = 0
+        self._next_number = 0  # sessions this run scheduled; share.number() names them
         self._loops = 0
         self._loops_ended = trio.Event()
 
@@ -138,9 +145,13 @@ class LoadRun:
 
     # -- the run ----------------------------------------------------------
 
-    async def run(self) -> Snapshot:
+    async def run(self, start_at: float | None = None) -> Snapshot:
+        """Runs to the end; ``start_at`` (trio time) lets workers share one start, so that
+        their schedules and per-second intervals line up."""
         recorder = self.recorder
-        self._t0 = recorder.clock_start = trio.current_time()
+        if start_at is not None:
+            await trio.sleep_until(start_at)
+        self._t0 = recorder.clock_start = start_at if start_at is not None else trio.current_time()
         self._begun = True
         recorder.state = RunState.RUNNING
         self._scheduling = True
@@ -229,7 +240,7 @@ class LoadRun:
                 if not waited.cancelled_caught:
                     continue  # paused, rate changed or stopped: look again
             self.pacer.next_due()
-            number = self._next_number
+            number = self.share.number(self._next_number)
             self._next_number += 1
             recorder.scheduled += 1
             token = object()
@@ -279,8 +290,10 @@ class LoadRun:
                 await _first_of(control.wait_changed, self._loops_ended.wait)
 
     def _apply_concurrency(self, nursery: trio.Nursery) -> None:
-        """The live knob of the closed model: the rate factor scales the number of loops."""
-        wanted = max(1, round(self.load.concurrency * self.control.rate_factor))
+        """The live knob of the closed model: the rate factor scales the number of loops
+        (of the whole run; a worker keeps its part of it)."""
+        whole = self.scenario.load.concurrency
+        wanted = self.share.concurrency(max(1, round(whole * self.control.rate_factor)))
         if wanted != self.limiter.total_tokens:
             self.limiter.total_tokens = wanted
         while self._loops < wanted:
@@ -304,7 +317,7 @@ class LoadRun:
             async with self.limiter:
                 if control.paused or self._done_scheduling(self.schedule_time()):
                     continue
-                number = self._next_number
+                number = self.share.number(self._next_number)
                 self._next_number += 1
                 self.recorder.scheduled += 1
                 plan = self.factory.plan_session(number)
