@@ -31,7 +31,8 @@ Timing of each step (service time):
   message follows on the connection, a message's content (and final dot) goes
   out first in the next transaction's write (RFC 2920 section 3.1): its DATA
   end is timed from the end of that write, and the next group's commands from
-  its start, so they include sending the content.
+  its start, so they include sending the content. The last message's content
+  goes out with QUIT, as Postfix's client does.
 Message latency is measured from the session's intended start to each message's
 final reply, and session latency to the end of the session, so a server or a
 tool that falls behind shows there, never hidden by a late start.
@@ -221,8 +222,9 @@ class Session:
         self.failure: tuple[ErrorClass, Step, str] | None = None
         self.messages_done = 0
         # With pipelining, a message's content waits to go out in one write with the
-        # next transaction's commands (RFC 2920 section 3.1 allows content first in
-        # a group): one write and one round trip per message instead of two.
+        # next transaction's commands, or with QUIT (RFC 2920 section 3.1 allows
+        # content first in a group): one write and one round trip per message
+        # instead of two.
         self.deferred: tuple[Step, bytes, Shown] | None = None
         self.transcript: list[tuple[Shown, Reply | None]] = []
         # What each outstanding reply answers, as the transcript shows it, oldest first.
@@ -303,8 +305,6 @@ class Session:
                 await self._transaction(number, message)
                 if self.deferred is None:
                     self.messages_done += 1
-            if self.deferred is not None:
-                await self._send_group([])  # the last deferred content, before QUIT
         await self._exchange(Step.QUIT, self.conn.quit())
 
     async def _open(self) -> bool:
@@ -503,7 +503,7 @@ class Session:
             await self._send_group([(Step.DATA_END, conn.message(b""), 0)])
             recorder.messages_rejected += 1
             return
-        if number + 1 < len(self.plan.messages) and not conn.lmtp:
+        if not conn.lmtp:
             line = conn.message(content)
             self.deferred = (Step.DATA_END, line, len(line))
             return
