@@ -7,6 +7,10 @@ are one second (the recorder's flush) until the entries kept pass a budget;
 then neighbouring intervals are added together in pairs, so that a long run at a
 high rate keeps bounded memory at a coarser time resolution, and every count
 is still there. Only a run's final snapshot carries them (see ``Recorder``).
+
+A worker of a multi-process run also hands each one-second interval, as it
+closes, to its parent (``take_fresh``), whatever the pairing did to the ones
+kept: the parent adds the workers' seconds together as they come.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from smtpbench.protocol.steps import STEP_COUNT
 
 ENTRY_BUDGET = 2_000_000  # latency entries kept (8 bytes each) before intervals are paired
 Sparse = tuple[IntArray, IntArray]  # (flat index, count), both int64
+IntervalDelta = tuple[float, Sparse, Sparse]  # one closed interval: end, latency, replies
 
 
 def sparse(dense: IntArray) -> Sparse:
@@ -117,8 +122,10 @@ def _concat(arrays: list[IntArray]) -> IntArray:
 class IntervalsBuilder:
     """The recorder's side: one ``append`` per closed interval."""
 
-    def __init__(self, budget: int = ENTRY_BUDGET) -> None:
+    def __init__(self, budget: int = ENTRY_BUDGET, *, keep_fresh: bool = False) -> None:
         self.budget = budget
+        # Intervals closed since the last take_fresh(), when someone takes them.
+        self._fresh: list[IntervalDelta] | None = [] if keep_fresh else None
         self._end: list[float] = []
         self._latency: list[Sparse] = []
         self._replies: list[Sparse] = []
@@ -133,8 +140,13 @@ class IntervalsBuilder:
     def append(self, end: float, latency: IntArray, replies: IntArray) -> None:
         """One closed recorder interval: (latency rows, buckets) and flat reply counts."""
         if self.span == 1:
-            self._keep(end, sparse(latency), sparse(replies))
+            kept = (end, sparse(latency), sparse(replies))
+            self._keep(*kept)
+            if self._fresh is not None:
+                self._fresh.append(kept)
         else:
+            if self._fresh is not None:
+                self._fresh.append((end, sparse(latency), sparse(replies)))
             if self._open_latency is None or self._open_replies is None:
                 self._open_latency = latency.astype(np.int64, copy=True)
                 self._open_replies = replies.astype(np.int64, copy=True)
@@ -150,6 +162,15 @@ class IntervalsBuilder:
             self._open_count = 0
         while self._entries > self.budget and len(self._end) > 1:
             self._pair()
+
+    def take_fresh(self) -> list[IntervalDelta]:
+        """The one-second intervals closed since the last call, oldest first (only with
+        ``keep_fresh``; otherwise none)."""
+        fresh = self._fresh
+        if not fresh:
+            return []
+        self._fresh = []
+        return fresh
 
     def _keep(self, end: float, latency: Sparse, replies: Sparse) -> None:
         self._end.append(end)

@@ -13,7 +13,7 @@ from collections import deque
 import numpy as np
 
 from smtpbench.metrics.histogram import HistogramSet, percentiles_of
-from smtpbench.metrics.intervals import IntervalsBuilder
+from smtpbench.metrics.intervals import IntervalDelta, IntervalsBuilder
 from smtpbench.metrics.kinds import (
     ERROR_CLASSES,
     LATENCY_ROWS,
@@ -40,7 +40,9 @@ _FINAL = (RunState.DONE, RunState.INTERRUPTED)
 class Recorder:
     """Collects one run's metrics. Single-threaded: the engine's trio loop owns it."""
 
-    def __init__(self, info: RunInfo) -> None:
+    def __init__(self, info: RunInfo, *, live_intervals: bool = False) -> None:
+        """``live_intervals``: keep each closed interval's counts for ``take_intervals``
+        (a worker process sends them to its parent with every snapshot)."""
         self.info = info
         self.state = RunState.STARTING
         self.target_rate: float | None = None
@@ -70,7 +72,7 @@ class Recorder:
         self._error_counts = np.zeros(ERROR_CLASSES * STEP_COUNT, dtype=np.int64)
         self._interval_counts = np.zeros_like(self._latency.counts)
         self._interval_replies = np.zeros_like(self._reply_counts)
-        self._intervals = IntervalsBuilder()
+        self._intervals = IntervalsBuilder(keep_fresh=live_intervals)
         self._series = SeriesBuilder(LATENCY_ROWS)
         self._series_last = [0] * len(SERIES_COUNTERS)
         self._failures: deque[FailureRecord] = deque(maxlen=RECENT_FAILURES)
@@ -136,6 +138,10 @@ class Recorder:
         self._intervals.append(now, counts, self._interval_replies)
         counts[:] = 0
         self._interval_replies[:] = 0
+
+    def take_intervals(self) -> list[IntervalDelta]:
+        """The intervals closed since the last call: end, sparse latency and reply counts."""
+        return self._intervals.take_fresh()
 
     def snapshot(self, elapsed: float) -> Snapshot:
         """A frozen copy of everything flushed so far (call ``flush`` first for the latest)."""
