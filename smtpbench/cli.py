@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,28 @@ def parse_host_port(text: str, default_port: int = 25) -> tuple[str, int]:
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ValueError(f"the port must be a number from 0 to 65535, got {port_text!r}")
     return host, int(port_text)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_workers_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers",
+        metavar="N",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="engine processes sharing the load (default: the number of cores, "
+        "%(default)s here); never more than the sessions allowed in flight",
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -118,6 +141,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="D",
         help="time from the start before a failing threshold may stop the run (default 10s)",
     )
+    add_workers_argument(run)
 
     report = commands.add_parser(
         "report",
@@ -251,6 +275,7 @@ def _run(args: argparse.Namespace) -> int:
         progress_interval=max(0.1, interval),
         terminal=stdout_is_terminal(),
         record_sessions=args.record_sessions,
+        workers=args.workers,
     )
     if args.tui or (options.terminal and not args.headless):
         from smtpbench.tui.launch import run_dashboard

@@ -1,17 +1,23 @@
 """A run without the dashboard: embedded sink or target, engine, live lines, summary,
 results folder. Ctrl-C or SIGTERM stops scheduling and still writes what ran; a
-second one cuts sessions in flight short."""
+second one cuts sessions in flight short.
+
+With one worker the engine runs in this process's trio loop. With several, it
+runs in worker processes (``EngineGroup``) that this loop polls for the merged
+snapshot and steers with control words; the rest is the same.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 import trio
 from rich.console import Console, Group
@@ -20,14 +26,17 @@ from rich.live import Live
 from smtpbench import __version__, exitcodes
 from smtpbench.engine.control import RunControl
 from smtpbench.engine.embedded import EmbeddedSinkError, embedded_sink
+from smtpbench.engine.group import EngineGroup
+from smtpbench.engine.process import EngineJob
 from smtpbench.engine.replay import ReplayJob
 from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.session import run_session
 from smtpbench.engine.session_records import partial_log_path, recording_runner
+from smtpbench.engine.shares import worker_count
 from smtpbench.engine.transport import Address, TargetError, resolve
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.sessions import SessionLog
-from smtpbench.metrics.snapshot import RunInfo
+from smtpbench.metrics.snapshot import RunInfo, Snapshot
 from smtpbench.outcome import RunOutcome, finish_run, print_outcome
 from smtpbench.report.live import live_line, live_panel
 from smtpbench.report.thresholds import (
@@ -40,11 +49,14 @@ from smtpbench.report.thresholds import (
 from smtpbench.scenario import (
     MessageFactory,
     Scenario,
+    scenario_to_toml,
     summarize_load,
 )
+from smtpbench.thresholds import Threshold, ThresholdSettings
 
 LIVE_REFRESH = 0.25  # seconds between updates of the terminal panel
 THRESHOLD_CHECK_INTERVAL = 1.0  # seconds between live threshold checks (abort-on-fail)
+WORKERS_POLL = 0.05  # seconds between looks at whether worker processes are done
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +67,48 @@ class RunOptions:
     terminal: bool = False  # draw a live panel instead of printing lines
     record_sessions: bool = False  # write every session's record to sessions.ndjson
     replay: ReplayJob | None = None  # replay recordings instead of the scenario's sessions
+    workers: int = 1  # engine processes; 1 runs the engine in this process
+
+    @property
+    def worker_count(self) -> int:
+        """The workers the load can use: at most ``workers``, never more than the sessions
+        in flight it allows or the sessions it starts."""
+        return worker_count(self.scenario.load, self.workers)
+
+
+class EngineFailedError(Exception):
+    """The worker processes ended without results."""
+
+
+class Steering(Protocol):
+    """What signals and thresholds stop: a ``RunControl``, or worker processes."""
+
+    @property
+    def stop_requested(self) -> bool: ...
+
+    def interrupt(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class GroupSteering:
+    """Stops worker processes; remembers that it did."""
+
+    def __init__(self, group: EngineGroup) -> None:
+        self.group = group
+        self.stop_requested = False
+
+    def interrupt(self) -> None:
+        self.stop_requested = True
+        self.group.interrupt()
+
+    def abort(self) -> None:
+        self.stop_requested = True
+        self.group.abort()
+
+
+class LiveSource(Protocol):
+    def snapshot(self) -> Snapshot | None: ...
+    def remaining(self) -> float | None: ...
 
 
 @asynccontextmanager
@@ -85,7 +139,7 @@ def run_info(scenario: Scenario, target: str, seed: int) -> RunInfo:
     )
 
 
-async def _watch_signals(control: RunControl, console: Console) -> None:
+async def _watch_signals(control: Steering, console: Console) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             name = signal.Signals(signum).name
@@ -105,11 +159,17 @@ class ThresholdWatch:
     """Feeds the run's snapshots to a ``ThresholdGuard`` every second and stops the run
     when it says a threshold failed for good."""
 
-    def __init__(self, run: LoadRun, control: RunControl, console: Console | None = None) -> None:
-        self.run = run
+    def __init__(
+        self,
+        settings: ThresholdSettings,
+        snapshot: Callable[[], Snapshot | None],
+        control: Steering,
+        console: Console | None = None,
+    ) -> None:
+        self.snapshot = snapshot
         self.control = control
         self.console = console
-        self.guard = ThresholdGuard(run.scenario.thresholds)
+        self.guard = ThresholdGuard(settings)
 
     @property
     def aborted_by(self) -> ThresholdResult | None:
@@ -120,7 +180,10 @@ class ThresholdWatch:
             return
         while not self.control.stop_requested:
             await trio.sleep(THRESHOLD_CHECK_INTERVAL)
-            failed = self.guard.check(self.run.snapshot())
+            snapshot = self.snapshot()
+            if snapshot is None:
+                continue
+            failed = self.guard.check(snapshot)
             if failed is not None:
                 if self.console is not None:
                     self.console.print(
@@ -132,13 +195,16 @@ class ThresholdWatch:
                 return
 
 
-async def _show_progress(run: LoadRun, options: RunOptions, console: Console) -> None:
-    checks = run.scenario.thresholds.checks
+async def _show_progress(
+    run: LiveSource, checks: tuple[Threshold, ...], options: RunOptions, console: Console
+) -> None:
     if options.terminal:
         with Live(console=console, auto_refresh=False, transient=True) as live:
             while True:
                 await trio.sleep(LIVE_REFRESH)
                 snapshot = run.snapshot()
+                if snapshot is None:
+                    continue
                 panel = live_panel(snapshot, run.remaining())
                 if checks:
                     panel = Group(panel, live_thresholds(evaluate(checks, snapshot)))
@@ -146,13 +212,27 @@ async def _show_progress(run: LoadRun, options: RunOptions, console: Console) ->
     while True:
         await trio.sleep(options.progress_interval)
         snapshot = run.snapshot()
+        if snapshot is None:
+            continue
         line = live_line(snapshot, run.remaining())
         if checks:
             line += "  " + thresholds_line(evaluate(checks, snapshot))
         console.print(line, highlight=False, soft_wrap=True)
 
 
+async def _show_progress_once_started(
+    group: EngineGroup, checks: tuple[Threshold, ...], options: RunOptions, console: Console
+) -> None:
+    """Live lines from the workers' first snapshot on: starting processes takes a moment,
+    which is not part of the run."""
+    while group.snapshot() is None:
+        await trio.sleep(WORKERS_POLL)
+    await _show_progress(group, checks, options, console)
+
+
 async def run_load(options: RunOptions, console: Console) -> RunOutcome:
+    if options.worker_count > 1:
+        return await run_load_workers(options, console)
     scenario = options.scenario
     async with open_target(scenario) as (address, target_label):
         factory = MessageFactory(scenario)
@@ -173,10 +253,10 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
             f"[bold]smtpbench[/] {scenario.name}: {recorder.info.load} against {target_label}",
             highlight=False,
         )
-        watch = ThresholdWatch(run, control, console)
+        watch = ThresholdWatch(resolved.thresholds, run.snapshot, control, console)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, control, console)
-            nursery.start_soon(_show_progress, run, options, console)
+            nursery.start_soon(_show_progress, run, resolved.thresholds.checks, options, console)
             nursery.start_soon(watch.watch)
             try:
                 final = await run.run()
@@ -193,6 +273,62 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
     )
 
 
+async def run_load_workers(options: RunOptions, console: Console) -> RunOutcome:
+    """The run in ``options.worker_count`` engine processes, shown and steered from here."""
+    scenario = options.scenario
+    workers = options.worker_count
+    async with open_target(scenario) as (address, target_label):
+        seed = MessageFactory(scenario).seed
+        resolved = dataclasses.replace(scenario, seed=seed)
+        info = run_info(resolved, target_label, seed)
+        if options.replay is not None:
+            info = options.replay.prepare().run_info(info)
+        log = partial_log_path(options.results_base) if options.record_sessions else None
+        job = EngineJob(
+            scenario_to_toml(resolved),
+            address,
+            seed,
+            info,
+            sessions_log=str(log) if log is not None else None,
+            replay=options.replay,
+            password=resolved.auth.password,
+        )
+        group = EngineGroup(job, workers)
+        steering = GroupSteering(group)
+        watch = ThresholdWatch(resolved.thresholds, group.snapshot, steering, console)
+        console.print(
+            f"[bold]smtpbench[/] {scenario.name}: {info.load} against {target_label}, "
+            f"{workers} worker processes",
+            highlight=False,
+        )
+        group.start()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_signals, steering, console)
+                nursery.start_soon(
+                    _show_progress_once_started, group, resolved.thresholds.checks, options, console
+                )
+                nursery.start_soon(watch.watch)
+                while not group.done:
+                    await trio.sleep(WORKERS_POLL)
+                nursery.cancel_scope.cancel()
+        finally:
+            if not group.done:
+                group.abort()  # leaving early (an error here): the workers stop too
+            await trio.to_thread.run_sync(group.close)
+    if group.final is None:
+        raise EngineFailedError(group.error or "the engine processes did not finish")
+    if group.error:
+        console.print(f"[red]{group.error}; the results hold what ran[/]", highlight=False)
+    return finish_run(
+        options.results_base,
+        resolved,
+        group.final,
+        aborted_by=watch.aborted_by,
+        sessions_log=log,
+    )
+
+
 def run_headless(options: RunOptions, console: Console | None = None) -> int:
     console = console or Console()
     try:
@@ -200,6 +336,9 @@ def run_headless(options: RunOptions, console: Console | None = None) -> int:
     except (TargetError, EmbeddedSinkError) as err:
         Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False)
         return exitcodes.TARGET_UNUSABLE
+    except EngineFailedError as err:
+        Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False)
+        return exitcodes.INTERRUPTED
     print_outcome(console, outcome)
     return outcome.exit_code
 

@@ -86,6 +86,9 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         "--abort-on-fail", action="store_true", help="stop as soon as a threshold fails for good"
     )
     parser.add_argument("--abort-grace", metavar="D", help=argparse.SUPPRESS)
+    from smtpbench.cli import add_workers_argument
+
+    add_workers_argument(parser)
 
 
 def _error(message: str) -> int:
@@ -165,6 +168,7 @@ def run_replay(args: argparse.Namespace) -> int:
         progress_interval=max(0.1, interval),
         terminal=stdout_is_terminal(),
         replay=job,
+        workers=args.workers,
     )
     if args.tui or (options.terminal and not args.headless):
         from smtpbench.tui.launch import run_dashboard

@@ -6,6 +6,11 @@ GIL). The child publishes a frozen ``Snapshot`` several times a second and a
 final one at the end; the parent sends control words back (pause, resume,
 scale, stop, interrupt, abort). The scenario crosses as TOML text, the form it
 is saved in anyway, so nothing but plain data is pickled on the way in.
+
+A worker of a group (``group.py``: the job has a ``Share``) says when it is
+ready and starts at the time the parent sends back, so that all workers share
+one start; with each snapshot it also sends the one-second intervals it closed
+since the last (end, sparse latency and reply counts), which the parent adds up.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import contextlib
 import multiprocessing
 import signal
 import threading
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -24,12 +31,21 @@ import trio
 from smtpbench.engine.control import RunControl
 from smtpbench.engine.replay import ReplayJob
 from smtpbench.engine.runner import LoadRun
+from smtpbench.engine.shares import Share
 from smtpbench.engine.transport import Address
+from smtpbench.metrics.intervals import IntervalDelta
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import RunInfo, Snapshot
 
 PUBLISH_INTERVAL = 0.25  # seconds between snapshots sent to the parent
 CONTROL_WORDS = frozenset({"pause", "resume", "scale_rate", "stop", "interrupt", "abort"})
+
+# What the child sends: (kind, snapshot, seconds remaining, intervals closed since the last
+# message); kind is "ready" (a worker waiting for its start), "snapshot" or "final".
+Message = tuple[str, Snapshot | None, float | None, list[IntervalDelta]]
+# Told of every message in the reader thread; kind "lost" when the child ended without a
+# final snapshot.
+Listener = Callable[[str, Snapshot | None, list[IntervalDelta]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +59,18 @@ class EngineJob:
     publish_interval: float = PUBLISH_INTERVAL
     sessions_log: str | None = None  # where per-session records go (run --record-sessions)
     replay: ReplayJob | None = None  # recordings to replay instead of the scenario's sessions
+    share: Share | None = None  # a worker of a group: its share of the load
+    # A password given in the scenario file: the TOML never holds it, so it crosses alone.
+    password: str | None = field(default=None, repr=False)
 
 
 class EngineProcess:
     """Parent side: start, read snapshots, steer, wait for the final snapshot."""
 
-    def __init__(self, job: EngineJob) -> None:
+    def __init__(self, job: EngineJob, listener: Listener | None = None) -> None:
         self.job = job
+        self._listener = listener
+        self.ready = threading.Event()  # a worker: set when it waits for its start
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()
         self._process = context.Process(
@@ -123,6 +144,11 @@ class EngineProcess:
     def abort(self) -> None:
         self._send("abort")
 
+    def go(self, at: float) -> None:
+        """A worker: start at ``at``, a ``time.monotonic()`` reading (the same clock in
+        every process of the machine)."""
+        self._send("go", at)
+
     def close(self, timeout: float = 10.0) -> None:
         """Waits for the child to exit (after its final snapshot); ends it if it does not."""
         self._process.join(timeout)
@@ -136,7 +162,12 @@ class EngineProcess:
     def _read(self) -> None:
         try:
             while True:
-                kind, snapshot, remaining = self._conn.recv()
+                kind, snapshot, remaining, fresh = self._conn.recv()
+                if kind == "ready":
+                    self.ready.set()
+                    continue
+                if self._listener is not None:
+                    self._listener(kind, snapshot, fresh)
                 if kind == "final":
                     self._final = snapshot
                     self._remaining = 0.0
@@ -145,6 +176,8 @@ class EngineProcess:
                 self._remaining = remaining
         except (EOFError, OSError) as err:
             self._error = f"the engine process ended without results ({err or 'EOF'})"
+            if self._listener is not None:
+                self._listener("lost", None, [])
         finally:
             self._done.set()
 
@@ -159,50 +192,77 @@ def engine_main(conn: Connection, job: EngineJob) -> None:
     from smtpbench.scenario import MessageFactory, parse_scenario
 
     scenario = parse_scenario(job.scenario_toml, default_name=job.info.scenario)
+    if job.password is not None:
+        scenario = replace(scenario, auth=replace(scenario.auth, password=job.password))
     factory = MessageFactory(scenario, seed=job.seed)
-    recorder = Recorder(job.info)
+    recorder = Recorder(job.info, live_intervals=job.share is not None)
     log = SessionLog(Path(job.sessions_log)) if job.sessions_log else None
     if job.replay is not None:
-        run = job.replay.load_run(scenario, job.address, job.seed, recorder, RunControl())
+        run = job.replay.load_run(
+            scenario, job.address, job.seed, recorder, RunControl(), share=job.share
+        )
     else:
         runner = run_session if log is None else recording_runner(log)
-        run = LoadRun(scenario, job.address, factory, recorder, RunControl(), session_runner=runner)
+        run = LoadRun(
+            scenario,
+            job.address,
+            factory,
+            recorder,
+            RunControl(),
+            session_runner=runner,
+            share=job.share,
+        )
     try:
-        final = trio.run(_serve, conn, run, job.publish_interval)
+        final = trio.run(_serve, conn, run, job.publish_interval, job.share is not None)
     finally:
         if log is not None:
             log.close()
-    conn.send(("final", final, 0.0))
+    message: Message = ("final", final, 0.0, recorder.take_intervals())
+    conn.send(message)
     conn.close()
 
 
-async def _serve(conn: Connection, run: LoadRun, interval: float) -> Snapshot:
+async def _serve(conn: Connection, run: LoadRun, interval: float, worker: bool) -> Snapshot:
     send_lock = trio.Lock()
+    start_at: float | None = None
+    go = trio.Event()
 
-    async def send(message: tuple[str, Snapshot, float | None]) -> None:
-        # Pickling and writing a snapshot takes a moment: keep it off the event loop.
-        async with send_lock:
-            await trio.to_thread.run_sync(conn.send, message)
+    async def send(message: Message) -> None:
+        # Pickling and writing a snapshot takes a moment: keep it off the event loop. Shielded:
+        # the intervals taken for this message must reach the parent, even at the end.
+        with trio.CancelScope(shield=True):
+            async with send_lock:
+                await trio.to_thread.run_sync(conn.send, message)
 
     async def publish() -> None:
         while True:
             await trio.sleep(interval)
-            await send(("snapshot", run.snapshot(), run.remaining()))
+            snapshot = run.snapshot()
+            await send(("snapshot", snapshot, run.remaining(), run.recorder.take_intervals()))
 
     async def listen() -> None:
+        nonlocal start_at
         control = run.control
         while True:
             try:
                 word, args = await trio.to_thread.run_sync(conn.recv, abandon_on_cancel=True)
             except (EOFError, OSError):
                 control.interrupt()  # the parent is gone: finish and stop
+                go.set()
                 return
-            if word in CONTROL_WORDS:
+            if word == "go":
+                # The parent's monotonic time, as a time on this trio loop's clock.
+                start_at = trio.current_time() + (args[0] - time.monotonic())
+                go.set()
+            elif word in CONTROL_WORDS:
                 getattr(control, word)(*args)
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(publish)
         nursery.start_soon(listen)
-        final = await run.run()
+        if worker:
+            await send(("ready", None, None, []))
+            await go.wait()
+        nursery.start_soon(publish)
+        final = await run.run(start_at)
         nursery.cancel_scope.cancel()
     return final

@@ -67,6 +67,7 @@ from smtpbench.recording.reader import read_recording
 
 if TYPE_CHECKING:
     from smtpbench.engine.control import RunControl
+    from smtpbench.engine.shares import Share
     from smtpbench.engine.transport import Address
     from smtpbench.metrics.recorder import Recorder
     from smtpbench.metrics.snapshot import RunInfo
@@ -167,8 +168,10 @@ class ReplayJob:
         recorder: Recorder,
         control: RunControl | None = None,
         timeline: Timeline | None = None,
+        share: Share | None = None,
     ) -> LoadRun:
-        """The run: reads the recordings (unless their ``timeline`` is given)."""
+        """The run: reads the recordings (unless their ``timeline`` is given); with a
+        ``share``, one worker's part of it."""
         timeline = timeline if timeline is not None else self.timeline()
         planner = ReplayPlanner(self, timeline, seed)
         # With a rate the offsets are real seconds already, and think_scale is 1.
@@ -182,6 +185,7 @@ class ReplayJob:
             control,
             session_runner=runner,
             schedule=schedule,
+            share=share,
         )
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from smtpbench import exitcodes
 from smtpbench.engine.embedded import EmbeddedSink, EmbeddedSinkError
+from smtpbench.engine.group import EngineGroup
 from smtpbench.engine.process import EngineJob, EngineProcess
 from smtpbench.engine.session_records import partial_log_path
 from smtpbench.engine.transport import Address, TargetError
@@ -102,8 +103,10 @@ def run_dashboard(options: RunOptions) -> int:
         info,
         replay=replay,
         sessions_log=str(sessions_log) if sessions_log is not None else None,
+        password=resolved.auth.password,
     )
-    engine = EngineProcess(job)
+    workers = options.worker_count
+    engine = EngineGroup(job, workers) if workers > 1 else EngineProcess(job)
     app = DashboardApp(engine, thresholds=resolved.thresholds)
     writer = ResultsWriter(options.results_base, resolved, app.guard, sessions_log)
     app.save = writer
