@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -72,11 +73,19 @@ NO_CAPABILITIES = Capabilities()
 
 
 def parse_ehlo(reply: Reply) -> Capabilities:
-    """Capabilities from a positive EHLO reply; unknown keywords are kept as they are."""
+    """Capabilities from a positive EHLO reply; unknown keywords are kept as they are.
+
+    A server answers every EHLO of a run alike, so the parse is remembered by the
+    reply's lines (Capabilities is immutable, so sharing it is safe)."""
+    return _parse_lines(reply.lines)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_lines(lines: tuple[str, ...]) -> Capabilities:
     keywords: dict[str, str] = {}
     auth: set[str] = set()
     size: int | None = None
-    for line in reply.lines[1:]:
+    for line in lines[1:]:
         parts = line.split(None, 1)
         if not parts:
             continue
@@ -92,5 +101,5 @@ def parse_ehlo(reply: Reply) -> Capabilities:
         elif keyword == "SIZE":
             size = int(params) if params.isdigit() else 0
         keywords[keyword] = params
-    greeting = reply.lines[0] if reply.lines else ""
+    greeting = lines[0] if lines else ""
     return Capabilities(greeting, MappingProxyType(keywords), size, frozenset(auth))
