@@ -38,6 +38,9 @@ def parse_host_port(text: str, default_port: int = 25) -> tuple[str, int]:
     return host, int(port_text)
 
 
+CORES = os.cpu_count() or 1
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1."""
     try:
@@ -54,10 +57,16 @@ def add_workers_argument(parser: argparse.ArgumentParser) -> None:
         "--workers",
         metavar="N",
         type=positive_int,
-        default=os.cpu_count() or 1,
-        help="engine processes sharing the load (default: the number of cores, "
-        "%(default)s here); never more than the sessions allowed in flight",
+        help=f"engine processes sharing the load (default: the number of cores, {CORES} "
+        "here, one fewer when the embedded sink runs here too); never more than the "
+        "sessions allowed in flight",
     )
+
+
+def default_workers(scenario: Scenario) -> int:
+    """Every core; the embedded sink runs on this machine too, so it keeps one (measured:
+    on two cores, a second worker takes the sink's CPU and lowers throughput)."""
+    return max(1, CORES - 1) if scenario.target.host is None else CORES
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -275,7 +284,7 @@ def _run(args: argparse.Namespace) -> int:
         progress_interval=max(0.1, interval),
         terminal=stdout_is_terminal(),
         record_sessions=args.record_sessions,
-        workers=args.workers,
+        workers=args.workers or default_workers(scenario),
     )
     if args.tui or (options.terminal and not args.headless):
         from smtpbench.tui.launch import run_dashboard

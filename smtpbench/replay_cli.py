@@ -112,7 +112,7 @@ def dry_run_table(report: DryRun) -> Table:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from smtpbench.cli import _with_thresholds, parse_host_port
+    from smtpbench.cli import _with_thresholds, default_workers, parse_host_port
     from smtpbench.engine.replay import ReplayJob, replay_scenario
     from smtpbench.headless import RunOptions, run_headless, stdout_is_terminal
     from smtpbench.recording import RecordingError
@@ -168,7 +168,7 @@ def run_replay(args: argparse.Namespace) -> int:
         progress_interval=max(0.1, interval),
         terminal=stdout_is_terminal(),
         replay=job,
-        workers=args.workers,
+        workers=args.workers or default_workers(scenario),
     )
     if args.tui or (options.terminal and not args.headless):
         from smtpbench.tui.launch import run_dashboard

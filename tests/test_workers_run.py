@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from smtpbench import exitcodes
+from smtpbench.cli import CORES, default_workers
 from smtpbench.engine.embedded import EmbeddedSink
 from smtpbench.engine.group import EngineGroup
 from smtpbench.engine.process import EngineJob
@@ -188,6 +189,12 @@ def test_run_with_two_workers_and_session_records(tmp_path: Path) -> None:
     assert first["intended"] == 0.0
     second = next(r for r in records if r["session"] == 1)
     assert second["intended"] == pytest.approx(0.05)
+
+
+def test_the_default_is_every_core_but_one_for_the_embedded_sink() -> None:
+    assert default_workers(default_scenario()) == max(1, CORES - 1)
+    target = with_overrides(default_scenario(), host="127.0.0.1", port=2525)
+    assert default_workers(target) == CORES
 
 
 def test_workers_flag_is_checked(tmp_path: Path) -> None:
