@@ -3,7 +3,9 @@ own process, the dashboard in this one, and the same results folder as headless.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import socket
 from datetime import datetime
 from pathlib import Path
@@ -112,6 +114,10 @@ def run_dashboard(options: RunOptions) -> int:
     app.save = writer
     try:
         engine.start()
+        # The engine and the embedded sink were started at normal priority; drawing
+        # the screen yields to them, so a small machine spends its CPU on the load.
+        with contextlib.suppress(OSError):
+            os.nice(10)
         app.run()
         if engine.final is None and not engine.error:
             engine.interrupt()  # the app was left early: finish and keep the results

@@ -30,10 +30,27 @@ def _frame(chart: PlotextPlot, view: View, title: str, top: float) -> None:
     plt.ylim(0, top * 1.15 if top > 0 else 1)
 
 
-class RateChart(PlotextPlot):
-    """Target rate against sessions started, completed, failed and dropped per second."""
+class SeriesChart(PlotextPlot):
+    """A chart of per-second rows: there is nothing new to draw until a row is added
+    or the focus, window or size change, so it redraws about once a second however
+    often the dashboard refreshes, which leaves the CPU to the load."""
+
+    _drawn: tuple[object, ...] | None = None
 
     def show(self, view: View) -> None:
+        key = (len(view.snapshot.series), view.focus, view.window, self.size)
+        if key != self._drawn:
+            self._drawn = key
+            self.plot_view(view)
+
+    def plot_view(self, view: View) -> None:
+        raise NotImplementedError
+
+
+class RateChart(SeriesChart):
+    """Target rate against sessions started, completed, failed and dropped per second."""
+
+    def plot_view(self, view: View) -> None:
         series = view.snapshot.series
         rows = view.window_slice()
         x = view.seconds_ago()
@@ -52,11 +69,11 @@ class RateChart(PlotextPlot):
         self.refresh()
 
 
-class LatencyChart(PlotextPlot):
+class LatencyChart(SeriesChart):
     """Service time p50 and p99 of the command in focus, and the message latency p99
     from intended start, which is what shows a server or a tool falling behind."""
 
-    def show(self, view: View) -> None:
+    def plot_view(self, view: View) -> None:
         series = view.snapshot.series
         rows = view.window_slice()
         x = view.seconds_ago()
