@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -216,3 +220,64 @@ def test_workers_flag_is_checked(tmp_path: Path) -> None:
         ]["started"]
         == 10
     )
+
+
+def test_a_failing_threshold_stops_every_worker(tmp_path: Path) -> None:
+    scenario = tmp_path / "slow.toml"
+    scenario.write_text(
+        'name = "slow"\n[load]\nrate = "20/s"\nduration = "60s"\n'
+        '[sink]\ndelay = { DATA = "20ms" }\n'
+        '[thresholds]\nchecks = ["p50(DATA) < 5ms"]\nabort_on_fail = true\nabort_grace = "1s"\n'
+    )
+    out = tmp_path / "results"
+    run = smtpbench("run", str(scenario), "--workers", "2", "--out", str(out), cwd=ROOT)
+    assert run.returncode == exitcodes.ABORTED_BY_THRESHOLD, run.stderr
+    assert "threshold failed: p50(DATA) < 5ms" in run.stdout
+    snapshot = read_results(only_results_folder(out))
+    assert snapshot.state is RunState.INTERRUPTED
+    assert 0 < snapshot.counters.started < 1200  # stopped long before the planned end
+    assert snapshot.counters.in_flight == 0
+
+
+def test_sigterm_stops_every_worker_and_keeps_the_results(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "smtpbench", "run", "--workers", "2"]
+    command += ["--rate", "20", "--duration", "60s", "--progress-interval", "0.5s"]
+    process = subprocess.Popen(
+        [*command, "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + LIMIT
+    while time.monotonic() < deadline:  # wait until sessions are flowing
+        if "achieved" in process.stdout.readline():
+            break
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=LIMIT)
+    assert process.returncode == exitcodes.INTERRUPTED, stderr
+    assert "SIGTERM: stopping" in stdout
+    snapshot = read_results(only_results_folder(out))
+    assert snapshot.state is RunState.INTERRUPTED
+    assert 0 < snapshot.counters.started < 1200
+    assert snapshot.counters.messages_accepted == snapshot.counters.started
+
+
+def test_a_replay_in_two_workers(tmp_path: Path) -> None:
+    recording = ROOT / "scenarios" / "recordings" / "default-sink.jsonl"
+    out = tmp_path / "results"
+    run = smtpbench(
+        *("replay", str(recording), "--workers", "2", "--speed", "10", "--headless"),
+        *("--out", str(out)),
+        cwd=ROOT,
+    )
+    assert run.returncode == exitcodes.OK, run.stderr
+    assert "2 worker processes" in run.stdout
+    summary = json.loads((only_results_folder(out) / "summary.json").read_text())
+    sessions = summary["info"]["planned_sessions"]
+    assert summary["info"]["mode"] == "replay"
+    assert summary["counters"]["started"] == sessions > 2
+    assert summary["divergence"]["MAIL"]["compared"] >= sessions
