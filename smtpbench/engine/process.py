@@ -32,6 +32,7 @@ from smtpbench.engine.control import RunControl
 from smtpbench.engine.replay import ReplayJob
 from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.shares import Share
+from smtpbench.engine.snapshot_wire import pack, unpack
 from smtpbench.engine.transport import Address
 from smtpbench.metrics.intervals import IntervalDelta
 from smtpbench.metrics.recorder import Recorder
@@ -162,7 +163,8 @@ class EngineProcess:
     def _read(self) -> None:
         try:
             while True:
-                kind, snapshot, remaining, fresh = self._conn.recv()
+                kind, packed, remaining, fresh = self._conn.recv()
+                snapshot = unpack(packed)
                 if kind == "ready":
                     self.ready.set()
                     continue
@@ -237,7 +239,7 @@ async def _serve(conn: Connection, run: LoadRun, interval: float, worker: bool) 
     async def publish() -> None:
         while True:
             await trio.sleep(interval)
-            snapshot = run.snapshot()
+            snapshot = pack(run.snapshot())
             await send(("snapshot", snapshot, run.remaining(), run.recorder.take_intervals()))
 
     async def listen() -> None:
