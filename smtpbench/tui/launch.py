@@ -117,7 +117,7 @@ def run_dashboard(options: RunOptions) -> int:
         # The engine and the embedded sink were started at normal priority; drawing
         # the screen yields to them, so a small machine spends its CPU on the load.
         with contextlib.suppress(OSError):
-            os.nice(10)
+            os.nice(19)
         app.run()
         if engine.final is None and not engine.error:
             engine.interrupt()  # the app was left early: finish and keep the results
