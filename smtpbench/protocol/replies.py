@@ -54,6 +54,9 @@ class Reply:
 
 
 def _enhanced_code(code: int, text: str) -> str | None:
+    # Most replies either lack one or start "2.1.0 ": look before running the regex.
+    if len(text) < 5 or text[1] != "." or text[0] != str(code // 100):
+        return None
     match = _ENHANCED.match(text)
     if match is None or int(match.group(1)) != code // 100:
         return None
@@ -107,11 +110,15 @@ class ReplyParser:
                 return reply
 
     def _take_line(self, line: bytes) -> Reply | None:
-        if len(line) < 3 or not line[:3].isdigit() or b"\x00" in line:
+        # The code's digits read as bytes: first 2 to 5, second 0 to 5, third any digit.
+        if len(line) < 3 or b"\x00" in line:
             raise RemoteProtocolError(f"malformed reply line {_show(line)}")
-        code = int(line[:3])
-        if not 200 <= code <= 599 or code % 100 // 10 > 5:
+        first, second, third = line[0] - 48, line[1] - 48, line[2] - 48
+        if not (0 <= first <= 9 and 0 <= second <= 9 and 0 <= third <= 9):
+            raise RemoteProtocolError(f"malformed reply line {_show(line)}")
+        if not 2 <= first <= 5 or second > 5:
             raise RemoteProtocolError(f"reply code out of range in {_show(line)}")
+        code = first * 100 + second * 10 + third
         separator = line[3:4]
         if separator not in (b" ", b"-", b""):
             raise RemoteProtocolError(f"malformed reply line {_show(line)}")
