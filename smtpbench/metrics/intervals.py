@@ -24,7 +24,10 @@ from smtpbench.metrics.histogram import BUCKETS, FloatArray, IntArray
 from smtpbench.metrics.kinds import LATENCY_ROWS, MAX_REPLY_CODE
 from smtpbench.protocol.steps import STEP_COUNT
 
-ENTRY_BUDGET = 2_000_000  # latency entries kept (8 bytes each) before intervals are paired
+# Latency entries kept (an index and a count, 16 bytes) before neighbouring intervals
+# are paired: about 4 MB, so a long run's memory stays flat (a run at a few thousand
+# sessions a second keeps one-second intervals for its first minutes, then coarser).
+ENTRY_BUDGET = 250_000
 Sparse = tuple[IntArray, IntArray]  # (flat index, count), both int64
 IntervalDelta = tuple[float, Sparse, Sparse]  # one closed interval: end, latency, replies
 
