@@ -75,6 +75,15 @@ class ResultsWriter:
         return folder
 
 
+def yield_cpu() -> None:
+    """Lowers this process's CPU priority as far as an unprivileged process may."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return
+    with contextlib.suppress(OSError):
+        os.nice(19)
+
+
 def run_dashboard(options: RunOptions) -> int:
     scenario = options.scenario
     sink: EmbeddedSink | None = None
@@ -115,9 +124,9 @@ def run_dashboard(options: RunOptions) -> int:
     try:
         engine.start()
         # The engine and the embedded sink were started at normal priority; drawing
-        # the screen yields to them, so a small machine spends its CPU on the load.
-        with contextlib.suppress(OSError):
-            os.nice(19)
+        # the screen runs only when they leave a CPU idle (SCHED_IDLE, or the lowest
+        # nice value where that policy is missing), so it cannot delay a session.
+        yield_cpu()
         app.run()
         if engine.final is None and not engine.error:
             engine.interrupt()  # the app was left early: finish and keep the results
