@@ -18,7 +18,7 @@ from tests.runs import run_against, scenario_for
 
 async def run_with_sink(faults: dict[str, object], **overrides: object) -> Snapshot:
     plan = parse_fault_table(faults)
-    async with embedded_sink(plan.to_argv()) as (host, port):
+    async with embedded_sink(plan.to_argv()) as (_, port):
         scenario = scenario_for(port, **overrides)
         with trio.fail_after(120):
             return await run_against(scenario)

@@ -345,9 +345,7 @@ def _session(t: Table) -> Session:
         ),
         "rcpt_to": t.get("rcpt_to", "user{counter}@smtpbench.test", _template("address", utf8)),
         "size": _size(t) if t.has("size") else SizeDistribution.fixed(2048),
-        "subject": t.get(
-            "subject", "smtpbench test {session}.{message}", _template("text", utf8)
-        ),
+        "subject": t.get("subject", "smtpbench test {session}.{message}", _template("text", utf8)),
         "rset_between_messages": t.get("rset_between_messages", False, as_bool),
         "noop": t.get("noop", 0.0, _SHARE),
         "pipelining": t.get("pipelining", False, as_bool),
@@ -395,9 +393,7 @@ def _require(value: object) -> tuple[str, ...]:
     for item in items:
         word = as_str(item).strip().upper()
         if word not in REQUIRABLE:
-            raise ValueError(
-                f"unknown extension {item!r}; known: {', '.join(REQUIRABLE)}"
-            )
+            raise ValueError(f"unknown extension {item!r}; known: {', '.join(REQUIRABLE)}")
         if word not in words:
             words.append(word)
     return tuple(words)

@@ -333,8 +333,7 @@ class Auth:
         if self.mechanism is not None:
             if self.mechanism.upper() not in AUTH_MECHANISMS:
                 raise ValueError(
-                    f"AUTH mechanism is one of {', '.join(AUTH_MECHANISMS)}, "
-                    f"got {self.mechanism!r}"
+                    f"AUTH mechanism is one of {', '.join(AUTH_MECHANISMS)}, got {self.mechanism!r}"
                 )
             object.__setattr__(self, "mechanism", self.mechanism.upper())
         for name in ("username_env", "password_env"):
