@@ -76,12 +76,22 @@ class ResultsWriter:
 
 
 def yield_cpu() -> None:
-    """Lowers this process's CPU priority as far as an unprivileged process may."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        return
-    with contextlib.suppress(OSError):
-        os.nice(19)
+    """Lowers this process's CPU priority as far as an unprivileged process may.
+
+    Linux applies a policy per thread, so every thread already running (the
+    readers of the engines' snapshots) is lowered too; threads started later
+    inherit it from the main thread.
+    """
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for tid in threads:
+        try:
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        except (OSError, AttributeError):
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, tid, 19)
 
 
 def run_dashboard(options: RunOptions) -> int:
