@@ -99,7 +99,3 @@ class SeriesBuilder:
             self._p99[:n].copy(),
             self._count[:n].copy(),
         )
-
-
-def empty_series(rows: int) -> Series:
-    return SeriesBuilder(rows, capacity=1).freeze()

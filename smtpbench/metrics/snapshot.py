@@ -10,7 +10,7 @@ import numpy as np
 
 from smtpbench.metrics.histogram import FloatArray, Histogram, HistogramSet, IntArray
 from smtpbench.metrics.intervals import Intervals
-from smtpbench.metrics.kinds import ErrorClass, latency_label
+from smtpbench.metrics.kinds import ErrorClass
 from smtpbench.metrics.series import Series
 from smtpbench.protocol.steps import STEP_COUNT, Step
 
@@ -141,7 +141,3 @@ class Snapshot:
         """Steps with at least one sample or error, in session order."""
         counts = self.latency.counts[:STEP_COUNT].sum(axis=1) + self.errors.sum(axis=0)
         return [Step(i) for i in range(STEP_COUNT) if counts[i]]
-
-    @staticmethod
-    def row_label(row: int) -> str:
-        return latency_label(row)

@@ -80,11 +80,6 @@ class ReplyParser:
         self.max_line_length = max_line_length
         self.max_lines = max_lines
 
-    @property
-    def has_partial(self) -> bool:
-        """True when bytes of an unfinished reply are waiting (matters when the peer closes)."""
-        return bool(self._buffer) or bool(self._lines)
-
     def feed(self, data: bytes) -> None:
         self._buffer += data
 

@@ -17,7 +17,7 @@ from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.widgets import Footer
 
-from smtpbench.metrics.snapshot import RunState, Snapshot
+from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.protocol.steps import Step
 from smtpbench.report.thresholds import ThresholdGuard, ThresholdResult, evaluate
 from smtpbench.thresholds import ThresholdSettings
@@ -260,8 +260,3 @@ class DashboardApp(App[int]):
     def action_summary(self) -> None:
         if self._last is not None:
             self.push_screen(SummaryScreen(self._last))
-
-
-def final_state(app: DashboardApp) -> RunState | None:
-    final = app.source.final
-    return final.state if final is not None else None
