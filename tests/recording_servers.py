@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
-from aiosmtpd.controller import Controller
 
 from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.transport import resolve
@@ -21,7 +20,7 @@ from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.scenario import IntRange, MessageFactory, Scenario, default_scenario, with_overrides
 from smtpbench.servers.proxy import ProxyConfig, RecordingProxy, serve_proxy
 from smtpbench.servers.sink import Sink, SinkConfig, serve_sink
-from tests.servers import LOOPBACK, free_port
+from tests.servers import LOOPBACK, aiosmtpd_serving
 
 Envelope = tuple[str, tuple[str, ...], bytes]
 
@@ -45,16 +44,8 @@ class KeepingHandler:
         return "250 2.0.0 OK"
 
 
-@contextmanager
-def keeping_aiosmtpd() -> Iterator[tuple[int, KeepingHandler]]:
-    handler = KeepingHandler()
-    port = free_port()
-    controller = Controller(handler, hostname=LOOPBACK, port=port)
-    controller.start()
-    try:
-        yield port, handler
-    finally:
-        controller.stop()
+def keeping_aiosmtpd() -> AbstractContextManager[tuple[int, KeepingHandler]]:
+    return aiosmtpd_serving(KeepingHandler())
 
 
 def scenario_to(port: int, **session: object) -> Scenario:

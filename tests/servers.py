@@ -11,13 +11,15 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from aiosmtpd.controller import Controller
 
 LOOPBACK = "127.0.0.1"
+Handler = TypeVar("Handler")
 
 
 def free_port() -> int:
@@ -53,8 +55,8 @@ class CountingHandler:
 
 
 @contextmanager
-def aiosmtpd_server() -> Iterator[tuple[int, CountingHandler]]:
-    handler = CountingHandler()
+def aiosmtpd_serving(handler: Handler) -> Iterator[tuple[int, Handler]]:
+    """aiosmtpd in a thread on a free loopback port, with the handler given."""
     port = free_port()
     controller = Controller(handler, hostname=LOOPBACK, port=port)
     controller.start()
@@ -62,6 +64,10 @@ def aiosmtpd_server() -> Iterator[tuple[int, CountingHandler]]:
         yield port, handler
     finally:
         controller.stop()
+
+
+def aiosmtpd_server() -> AbstractContextManager[tuple[int, CountingHandler]]:
+    return aiosmtpd_serving(CountingHandler())
 
 
 def postfix_binary(name: str) -> str | None:
