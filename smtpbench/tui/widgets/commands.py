@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
 
 from smtpbench.metrics.kinds import MESSAGE_LATENCY, START_LAG
 from smtpbench.protocol.steps import Step
 from smtpbench.tui.view import View
+from smtpbench.tui.widgets.pane import Pane
 from smtpbench.units import format_duration
 
 QUANTILES = (50.0, 90.0, 99.0)
@@ -25,7 +25,7 @@ def listed_steps(view: View) -> list[Step]:
 WIDE = 64  # narrower than this, the table drops p90 and max
 
 
-class CommandTable(Static):
+class CommandTable(Pane):
     def show(self, view: View) -> None:
         snapshot = view.snapshot
         p = snapshot.percentiles(QUANTILES)
@@ -84,4 +84,6 @@ class CommandTable(Static):
             caption.append(f"   start lag p99 {format_duration(p[START_LAG, 2])}")
         table.caption = caption
         table.caption_justify = "left"
-        self.update(table)
+        # The caption wraps in a narrow pane: its lines count in the pane's height.
+        caption_lines = len(caption.wrap(self.app.console, max(1, self.content_size.width)))
+        self.put(table, (table.row_count, caption_lines))

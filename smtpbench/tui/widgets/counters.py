@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
 
 from smtpbench.metrics.kinds import START_LAG, ErrorClass
 from smtpbench.report.live import recent_rate
 from smtpbench.tui.view import View
+from smtpbench.tui.widgets.pane import Pane
 from smtpbench.units import format_duration
 
 # Connection errors by class, with the short names the pane has room for.
@@ -26,7 +26,7 @@ def _number(value: int, alarm: bool = False) -> Text:
     return Text(f"{value:,}", style="bold red" if alarm and value else "bold")
 
 
-class RunCounters(Static):
+class RunCounters(Pane):
     def show(self, view: View) -> None:
         snapshot = view.snapshot
         c = snapshot.counters
@@ -61,7 +61,7 @@ class RunCounters(Static):
         lines.add_row(conn)
         if view.thresholds:
             lines.add_row(threshold_line(view))
-        self.update(lines)
+        self.put(lines, lines.row_count)
 
 
 def threshold_line(view: View) -> Text:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
 
 from smtpbench.metrics.snapshot import FailureRecord
 from smtpbench.tui.view import View
+from smtpbench.tui.widgets.pane import Pane
 from smtpbench.units import format_clock
 
 SHOWN = 6
@@ -23,11 +23,11 @@ def short_transcript(failure: FailureRecord) -> str:
     return ", ".join(parts)
 
 
-class RecentFailures(Static):
+class RecentFailures(Pane):
     def show(self, view: View) -> None:
         failures = view.snapshot.failures[-SHOWN:]
         if not failures:
-            self.update(Text("no failures so far", style="dim"))
+            self.put(Text("no failures so far", style="dim"), 1, "none")
             return
         table = Table(box=None, padding=(0, 1), expand=True, show_header=False)
         table.add_column(no_wrap=True, style="dim")
@@ -43,4 +43,4 @@ class RecentFailures(Static):
                 Text(f"{failure.error}: {failure.detail}", style="red"),
                 f"({short_transcript(failure)})",
             )
-        self.update(table)
+        self.put(table, len(failures), tuple(f.session for f in failures))

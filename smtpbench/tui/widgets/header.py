@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
 
 from smtpbench.metrics.snapshot import RunState
 from smtpbench.report.summary import STATE_STYLES
 from smtpbench.tui.view import View
+from smtpbench.tui.widgets.pane import Pane
 from smtpbench.units import format_clock
 
 BAR_WIDTH = 16
 
 
-class RunHeader(Static):
+class RunHeader(Pane):
     def show(self, view: View) -> None:
         snapshot = view.snapshot
         info = snapshot.info
@@ -56,4 +56,4 @@ class RunHeader(Static):
             grid.add_row(left, right)
             if view.note:
                 grid.add_row(note, "")
-        self.update(grid)
+        self.put(grid, grid.row_count, (left.plain, right.plain, view.note))

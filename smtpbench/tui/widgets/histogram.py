@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
 
 from smtpbench.metrics.histogram import BUCKET_LOWER
 from smtpbench.tui.view import View
+from smtpbench.tui.widgets.pane import Pane
 from smtpbench.units import format_duration
 
 # 1 us, 2 us, 5 us, 10 us, ... 500 s: bins a person reads at a glance.
@@ -16,7 +16,7 @@ EDGES = np.array([m * 10.0**e for e in range(-6, 3) for m in (1, 2, 5)])
 BAR = 16
 
 
-class LatencyHistogram(Static):
+class LatencyHistogram(Pane):
     def show(self, view: View) -> None:
         histogram = view.snapshot.histogram(view.focus)
         self.border_title = f"{view.focus.label} distribution"
@@ -26,7 +26,7 @@ class LatencyHistogram(Static):
         table.add_column(justify="right")
         count = histogram.count
         if count == 0:
-            self.update(Text(f"no {view.focus.label} samples yet", style="dim"))
+            self.put(Text(f"no {view.focus.label} samples yet", style="dim"), 1, view.focus)
             return
         # Each HDR bucket falls into the 1-2-5 bin of its lower bound.
         bins = np.searchsorted(EDGES, BUCKET_LOWER, side="right")
@@ -43,4 +43,4 @@ class LatencyHistogram(Static):
                 Text(bar, style="cyan"),
                 f"{n / count:6.1%}",
             )
-        self.update(table)
+        self.put(table, table.row_count, (view.focus, first, counts[first : last + 1].tobytes()))

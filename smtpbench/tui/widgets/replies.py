@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
-from textual.widgets import Static
 
 from smtpbench.protocol.codes import reply_meaning
 from smtpbench.protocol.steps import Step
 from smtpbench.report.summary import code_style
 from smtpbench.tui.view import View
+from smtpbench.tui.widgets.pane import Pane
 
 MEANING_WIDTH = 40
 
 
-class ReplyCodes(Static):
+class ReplyCodes(Pane):
     def show(self, view: View) -> None:
         snapshot = view.snapshot
         rows: list[tuple[int, Step, int, int]] = []
@@ -43,4 +43,4 @@ class ReplyCodes(Static):
             table.add_row(*cells)
         if not rows:
             table.add_row(Text("no replies yet", style="dim"))
-        self.update(table)
+        self.put(table, table.row_count, (tuple(rows), meanings))
