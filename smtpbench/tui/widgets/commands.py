@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-from rich.text import Text
+from textual.content import Content
 
+from smtpbench.metrics.histogram import FloatArray
 from smtpbench.metrics.kinds import MESSAGE_LATENCY, START_LAG
 from smtpbench.protocol.steps import Step
 from smtpbench.tui.view import View
+from smtpbench.tui.widgets.columns import Cell, Column, aligned, block
 from smtpbench.tui.widgets.pane import Pane
 from smtpbench.units import format_duration
 
@@ -29,20 +30,21 @@ class CommandTable(Pane):
     def show(self, view: View) -> None:
         snapshot = view.snapshot
         p = snapshot.percentiles(QUANTILES)
-        wide = self.size.width >= WIDE or self.size.width == 0
-        table = Table(box=None, padding=(0, 0, 0, 1), expand=True, header_style="bold")
-        table.add_column("command", no_wrap=True)
-        table.add_column("count", justify="right", no_wrap=True)
-        table.add_column("rate/s", justify="right", no_wrap=True)
+        width = self.content_size.width
+        wide = width >= WIDE or width == 0
+        replay = snapshot.is_replay
+        # Room to spare goes evenly between the columns.
+        columns = [Column("command", stretch=1), Column("count", right=True, stretch=1)]
+        columns.append(Column("rate/s", right=True, stretch=1))
         for q in QUANTILES:
             if wide or q != 90.0:
-                table.add_column(f"p{q:g}", justify="right", no_wrap=True)
+                columns.append(Column(f"p{q:g}", right=True, stretch=1))
         if wide:
-            table.add_column("max", justify="right", no_wrap=True)
-        table.add_column("err%", justify="right", no_wrap=True)
-        replay = snapshot.is_replay
+            columns.append(Column("max", right=True, stretch=1))
+        columns.append(Column("err%", right=True, stretch=1))
         if replay:
-            table.add_column("div%", justify="right", no_wrap=True)
+            columns.append(Column("div%", right=True, stretch=1))
+        rows: list[list[Cell]] = []
         for number, step in enumerate(listed_steps(view), start=1):
             histogram = snapshot.histogram(step)
             count = histogram.count
@@ -51,8 +53,8 @@ class CommandTable(Pane):
             share = errors / attempts if attempts else 0.0
             focus = step is view.focus
             label = f"{number}>{step.label}<" if focus else f"{number} {step.label}"
-            cells: list[str | Text] = [
-                Text(label, style="bold reverse" if focus else ""),
+            cells: list[Cell] = [
+                Content.styled(label, "bold reverse") if focus else label,
                 f"{count:,}",
                 f"{view.recent_rate(step):,.0f}",
                 format_duration(p[step, 0]),
@@ -62,28 +64,37 @@ class CommandTable(Pane):
             cells.append(format_duration(p[step, 2]))
             if wide:
                 cells.append(format_duration(histogram.maximum) if count else "-")
-            cells.append(Text(f"{share:.1%}", style="red" if share else "dim"))
+            cells.append(Content.styled(f"{share:.1%}", "red" if share else "dim"))
             if replay:
                 compared, differed = snapshot.divergence_of(step)
                 diverged = differed / compared if compared else 0.0
                 cells.append(
-                    Text(
-                        f"{diverged:.1%}" if compared else "-",
-                        style="yellow" if differed else "dim",
+                    Content.styled(
+                        f"{diverged:.1%}" if compared else "-", "yellow" if differed else "dim"
                     )
                 )
-            table.add_row(*cells)
-        message = snapshot.histogram(MESSAGE_LATENCY)
-        caption = Text.assemble(
+            rows.append(cells)
+        lines = aligned(columns, rows, width)
+        lines += self.caption(view, p, wide, width)
+        self.put(block(lines), len(lines))
+
+    @staticmethod
+    def caption(view: View, p: FloatArray, wide: bool, width: int) -> list[Content]:
+        """Message latency from the intended start (and the start lag): one line, or
+        two where the pane is too narrow for one."""
+        snapshot = view.snapshot
+        message = Content.assemble(
             ("from intended start: " if wide else "intended start: ", "italic"),
             f"message p50 {format_duration(p[MESSAGE_LATENCY, 0])} ",
             f"p99 {format_duration(p[MESSAGE_LATENCY, 2])}",
         )
-        if wide:
-            caption.append(f" max {format_duration(message.maximum) if message.count else '-'}")
-            caption.append(f"   start lag p99 {format_duration(p[START_LAG, 2])}")
-        table.caption = caption
-        table.caption_justify = "left"
-        # The caption wraps in a narrow pane: its lines count in the pane's height.
-        caption_lines = len(caption.wrap(self.app.console, max(1, self.content_size.width)))
-        self.put(table, (table.row_count, caption_lines))
+        if not wide:
+            return [message]
+        histogram = snapshot.histogram(MESSAGE_LATENCY)
+        message = message.append(
+            f" max {format_duration(histogram.maximum) if histogram.count else '-'}"
+        )
+        lag = Content(f"start lag p99 {format_duration(p[START_LAG, 2])}")
+        if width and message.cell_length + 3 + lag.cell_length > width:
+            return [Content(" ") + message, Content(" ") + lag]
+        return [Content.assemble(" ", message, "   ", lag)]

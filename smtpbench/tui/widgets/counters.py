@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-from rich.text import Text
+from textual.content import Content
 
 from smtpbench.metrics.kinds import START_LAG, ErrorClass
 from smtpbench.report.live import recent_rate
 from smtpbench.tui.view import View
+from smtpbench.tui.widgets.columns import block
 from smtpbench.tui.widgets.pane import Pane
 from smtpbench.units import format_duration
 
@@ -22,8 +22,8 @@ CONNECTION_ERRORS = {
 }
 
 
-def _number(value: int, alarm: bool = False) -> Text:
-    return Text(f"{value:,}", style="bold red" if alarm and value else "bold")
+def _number(value: int, alarm: bool = False) -> Content:
+    return Content.styled(f"{value:,}", "bold red" if alarm and value else "bold")
 
 
 class RunCounters(Pane):
@@ -33,7 +33,7 @@ class RunCounters(Pane):
         lag = snapshot.percentiles((99.0,))[START_LAG, 0]
         pairs = [
             ("in flight", _number(c.in_flight), "waiting", _number(c.waiting)),
-            ("dropped", _number(c.dropped, True), "lag p99", Text(format_duration(lag))),
+            ("dropped", _number(c.dropped, True), "lag p99", Content(format_duration(lag))),
             (
                 "accepted",
                 _number(c.messages_accepted),
@@ -41,36 +41,37 @@ class RunCounters(Pane):
                 _number(c.messages_rejected, True),
             ),
         ]
+        lines = [
+            Content.assemble(name, " ", value, "   ", other, " ", other_value)
+            for name, value, other, other_value in pairs
+        ]
         achieved = recent_rate(snapshot)
         target = snapshot.target_rate
-        rate = Text(f"achieved {achieved:,.1f}/s", style="bold")
+        rate = Content.styled(f"achieved {achieved:,.1f}/s", "bold")
         if target is not None:
-            rate.append(f" of {target:,.1f}/s", style="")
+            rate = rate.append(f" of {target:,.1f}/s")
+        lines.append(rate)
         errors = snapshot.errors_by_class()
         seen = [(name, errors[e]) for e, name in CONNECTION_ERRORS.items() if errors.get(e)]
         if seen:
-            conn = Text("conn errors: ", style="dim")
-            conn.append(", ".join(f"{name} {n:,}" for name, n in seen), style="red")
+            listed = ", ".join(f"{name} {n:,}" for name, n in seen)
+            lines.append(Content.assemble(("conn errors: ", "dim"), (listed, "red")))
         else:
-            conn = Text("conn errors: none", style="dim")
-        lines = Table.grid(expand=True)
-        lines.add_column(no_wrap=True, overflow="ellipsis")
-        for name, value, other, other_value in pairs:
-            lines.add_row(Text.assemble(name, " ", value, "   ", other, " ", other_value))
-        lines.add_row(rate)
-        lines.add_row(conn)
+            lines.append(Content.styled("conn errors: none", "dim"))
         if view.thresholds:
-            lines.add_row(threshold_line(view))
-        self.put(lines, lines.row_count)
+            lines.append(threshold_line(view))
+        self.put(block(lines), len(lines))
 
 
-def threshold_line(view: View) -> Text:
+def threshold_line(view: View) -> Content:
     """``thresholds 3 ok, 1 failing: p99(DATA) < 250ms (312ms)``"""
     failing = [r for r in view.thresholds if not r.passed]
-    line = Text("thresholds ", style="dim")
-    line.append(f"{len(view.thresholds) - len(failing)} ok", style="green")
+    parts: list[tuple[str, str]] = [
+        ("thresholds ", "dim"),
+        (f"{len(view.thresholds) - len(failing)} ok", "green"),
+    ]
     if failing:
         first = failing[0]
-        line.append(f", {len(failing)} failing: ", style="bold red")
-        line.append(f"{first.threshold} ({first.measured_text})", style="red")
-    return line
+        parts.append((f", {len(failing)} failing: ", "bold red"))
+        parts.append((f"{first.threshold} ({first.measured_text})", "red"))
+    return Content.assemble(*parts)

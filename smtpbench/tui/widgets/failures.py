@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-from rich.text import Text
+from textual.content import Content
 
 from smtpbench.metrics.snapshot import FailureRecord
 from smtpbench.tui.view import View
+from smtpbench.tui.widgets.columns import Cell, Column, aligned, block
 from smtpbench.tui.widgets.pane import Pane
 from smtpbench.units import format_clock
 
 SHOWN = 6
+COLUMNS = (
+    Column(style="dim"),
+    Column(right=True),
+    Column(),
+    Column(style="red", stretch=2),
+    Column(style="dim", stretch=1),
+)
 
 
 def short_transcript(failure: FailureRecord) -> str:
     """``EHLO 250, MAIL 250, RCPT 550``: the verbs sent and the codes got."""
     parts = []
     for line in failure.transcript:
-        verb = line.sent.split(" ", 1)[0] if not line.sent.startswith("(") else "content"
+        if line.sent == "(connect)":
+            verb = "banner"  # the reply to connecting
+        elif line.sent.startswith("("):
+            verb = "content"  # "(message content, N bytes)"
+        else:
+            verb = line.sent.split(" ", 1)[0]
         code = line.reply.split(" ", 1)[0] if line.reply else "no reply"
         parts.append(f"{verb} {code}")
     return ", ".join(parts)
@@ -27,20 +39,18 @@ class RecentFailures(Pane):
     def show(self, view: View) -> None:
         failures = view.snapshot.failures[-SHOWN:]
         if not failures:
-            self.put(Text("no failures so far", style="dim"), 1, "none")
+            self.put(Content.styled("no failures so far", "dim"), 1, "none")
             return
-        table = Table(box=None, padding=(0, 1), expand=True, show_header=False)
-        table.add_column(no_wrap=True, style="dim")
-        table.add_column(no_wrap=True, justify="right")
-        table.add_column(no_wrap=True)
-        table.add_column(ratio=2, no_wrap=True, overflow="ellipsis")
-        table.add_column(ratio=1, no_wrap=True, overflow="ellipsis", style="dim")
-        for failure in reversed(failures):
-            table.add_row(
+        rows: list[list[Cell]] = [
+            [
                 format_clock(failure.time),
                 f"#{failure.session}",
                 failure.step,
-                Text(f"{failure.error}: {failure.detail}", style="red"),
+                f"{failure.error}: {failure.detail}",
                 f"({short_transcript(failure)})",
-            )
-        self.put(table, len(failures), tuple(f.session for f in failures))
+            ]
+            for failure in reversed(failures)
+        ]
+        width = self.content_size.width
+        key = (tuple((f.session, f.time) for f in failures), width)
+        self.put(block(aligned(COLUMNS, rows, width)), len(rows), key)

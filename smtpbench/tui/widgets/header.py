@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from rich.table import Table
-from rich.text import Text
+from textual.content import Content
 
 from smtpbench.metrics.snapshot import RunState
 from smtpbench.report.summary import STATE_STYLES
 from smtpbench.tui.view import View
+from smtpbench.tui.widgets.columns import block
 from smtpbench.tui.widgets.pane import Pane
 from smtpbench.units import format_clock
 
@@ -27,10 +27,7 @@ class RunHeader(Pane):
         clock = format_clock(elapsed)
         if total is not None:
             clock += f" / {format_clock(round(total))}"
-        grid = Table.grid(expand=True, padding=(0, 1))
-        grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
-        grid.add_column(no_wrap=True, justify="right")
-        left = Text.assemble(
+        left = Content.assemble(
             ("smtpbench  ", "bold"),
             (info.target, "bold cyan"),
             "  scenario: ",
@@ -38,22 +35,21 @@ class RunHeader(Pane):
             "  ",
             (snapshot.state.value.upper(), STATE_STYLES[snapshot.state]),
         )
-        right = Text.assemble(
+        right = Content.assemble(
             clock,
             "  [",
             ("#" * filled, "green"),
             ("." * (BAR_WIDTH - filled), "dim"),
             f"] {done:4.0%}",
         )
-        note = Text(view.note, style="italic")
-        if self.size.width and len(left) + len(right) + 2 > self.size.width:
+        note = Content.styled(view.note, "italic")
+        width = self.content_size.width
+        if width and left.cell_length + right.cell_length + 2 > width:
             # Too narrow for one line: time and progress go on a second one.
-            grid = Table.grid(expand=True)
-            grid.add_column(no_wrap=True, overflow="ellipsis")
-            grid.add_row(left)
-            grid.add_row(Text.assemble(right, "  ", note))
+            lines = [left, Content.assemble(right, "  ", note)]
         else:
-            grid.add_row(left, right)
+            gap = max(2, width - left.cell_length - right.cell_length)
+            lines = [Content.assemble(left, " " * gap, right)]
             if view.note:
-                grid.add_row(note, "")
-        self.put(grid, grid.row_count, (left.plain, right.plain, view.note))
+                lines.append(note)
+        self.put(block(lines), len(lines), (left.plain, right.plain, view.note, width))

@@ -16,6 +16,15 @@ class Pane(Static):
     which would double the cost of each frame and add a pass over the whole screen.
     A pane whose content is the same as last time is not drawn at all."""
 
+    # A line too long for the pane is cut with an ellipsis, never wrapped: the pane's
+    # height is its number of lines.
+    DEFAULT_CSS = """
+    Pane {
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    """
+
     _shape: Hashable = None
     _content_key: Hashable = None
 
