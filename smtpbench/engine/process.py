@@ -32,7 +32,7 @@ from smtpbench.engine.control import RunControl
 from smtpbench.engine.replay import ReplayJob
 from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.shares import Share
-from smtpbench.engine.snapshot_wire import pack, unpack
+from smtpbench.engine.snapshot_wire import Packer, Unpacker
 from smtpbench.engine.transport import Address
 from smtpbench.metrics.intervals import IntervalDelta
 from smtpbench.metrics.recorder import Recorder
@@ -161,10 +161,11 @@ class EngineProcess:
     # -- the reader thread --------------------------------------------------
 
     def _read(self) -> None:
+        unpacker = Unpacker()
         try:
             while True:
                 kind, packed, remaining, fresh = self._conn.recv()
-                snapshot = unpack(packed)
+                snapshot = unpacker.unpack(packed)
                 if kind == "ready":
                     self.ready.set()
                     continue
@@ -237,9 +238,11 @@ async def _serve(conn: Connection, run: LoadRun, interval: float, worker: bool) 
                 await trio.to_thread.run_sync(conn.send, message)
 
     async def publish() -> None:
+        packer = Packer()
         while True:
             await trio.sleep(interval)
-            snapshot = pack(run.snapshot())
+            # Packed at once from the recorder's own arrays: nothing is copied whole.
+            snapshot = packer.pack(run.snapshot(live=True), run.recorder.used_buckets())
             await send(("snapshot", snapshot, run.remaining(), run.recorder.take_intervals()))
 
     async def listen() -> None:

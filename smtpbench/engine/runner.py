@@ -139,9 +139,10 @@ class LoadRun:
 
     # -- views ------------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, *, live: bool = False) -> Snapshot:
+        """The latest figures (``live``: sharing the recorder's arrays, see ``Recorder``)."""
         self.recorder.flush(self.schedule_time(), series=False)
-        return self.recorder.snapshot(self.elapsed())
+        return self.recorder.snapshot(self.elapsed(), live=live)
 
     # -- the run ----------------------------------------------------------
 

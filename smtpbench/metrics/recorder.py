@@ -12,7 +12,7 @@ from collections import deque
 
 import numpy as np
 
-from smtpbench.metrics.histogram import HistogramSet, percentiles_of
+from smtpbench.metrics.histogram import HistogramSet, IntArray, percentiles_of
 from smtpbench.metrics.intervals import IntervalDelta, IntervalsBuilder
 from smtpbench.metrics.kinds import (
     ERROR_CLASSES,
@@ -71,6 +71,10 @@ class Recorder:
         self._reply_counts = np.zeros(STEP_COUNT * MAX_REPLY_CODE, dtype=np.int64)
         self._error_counts = np.zeros(ERROR_CLASSES * STEP_COUNT, dtype=np.int64)
         self._interval_counts = np.zeros_like(self._latency.counts)
+        # The latency buckets ever used, as a mask and as sorted flat indices, so that
+        # packing a snapshot need not search the whole array for them.
+        self._seen = np.zeros(self._latency.counts.size, dtype=bool)
+        self._used: IntArray = np.zeros(0, dtype=np.int64)
         self._interval_replies = np.zeros_like(self._reply_counts)
         self._intervals = IntervalsBuilder(keep_fresh=live_intervals)
         self._series = SeriesBuilder(LATENCY_ROWS)
@@ -112,7 +116,12 @@ class Recorder:
             values = np.array(self._latency_values, dtype=np.float64)
             self._latency_rows = []
             self._latency_values = []
-            self._interval_counts += self._latency.add_samples(rows, values)
+            index, batch = self._latency.add_samples(rows, values)
+            self._interval_counts.ravel()[index] += batch
+            fresh = index[~self._seen[index]]
+            if fresh.size:  # buckets never used before: rare once a run has settled
+                self._seen[fresh] = True
+                self._used = np.sort(np.concatenate((self._used, fresh)))
         if self._replies:
             batch = np.bincount(self._replies, minlength=self._reply_counts.size)
             self._reply_counts += batch
@@ -143,19 +152,29 @@ class Recorder:
         """The intervals closed since the last call: end, sparse latency and reply counts."""
         return self._intervals.take_fresh()
 
-    def snapshot(self, elapsed: float) -> Snapshot:
-        """A frozen copy of everything flushed so far (call ``flush`` first for the latest)."""
+    def used_buckets(self) -> IntArray:
+        """Sorted flat indices (into the latency counts, raveled) of every bucket that
+        holds a sample: the only ones a snapshot needs to carry."""
+        return self._used
+
+    def snapshot(self, elapsed: float, *, live: bool = False) -> Snapshot:
+        """A frozen copy of everything flushed so far (call ``flush`` first for the latest).
+
+        ``live`` shares the recorder's own arrays instead of copying them: for a snapshot
+        that is packed at once, before anything is recorded again."""
         counters = Counters(**{name: getattr(self, name) for name in COUNTER_NAMES})
+        replies = self._reply_counts.reshape(STEP_COUNT, MAX_REPLY_CODE)
+        errors = self._error_counts.reshape(ERROR_CLASSES, STEP_COUNT)
         return Snapshot(
             info=self.info,
             state=self.state,
             elapsed=elapsed,
             target_rate=self.target_rate,
             counters=counters,
-            latency=self._latency.copy(),
-            replies=self._reply_counts.reshape(STEP_COUNT, MAX_REPLY_CODE).copy(),
-            errors=self._error_counts.reshape(ERROR_CLASSES, STEP_COUNT).copy(),
-            series=self._series.freeze(),
+            latency=self._latency if live else self._latency.copy(),
+            replies=replies if live else replies.copy(),
+            errors=errors if live else errors.copy(),
+            series=self._series.view() if live else self._series.freeze(),
             failures=tuple(self._failures),
             # Per-interval histograms are for exports and merges: the final snapshot only.
             intervals=self._intervals.freeze() if self.state in _FINAL else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,7 +73,7 @@ class SeriesBuilder:
     def append(
         self,
         time: float,
-        counters: list[int],
+        counters: Sequence[int] | IntArray,
         target_rate: float,
         p50: FloatArray,
         p99: FloatArray,
@@ -89,6 +90,34 @@ class SeriesBuilder:
         self._count[n] = count
         self._n = n + 1
 
+    def __len__(self) -> int:
+        return self._n
+
+    def extend(self, rows: Series) -> None:
+        """Appends the rows of another series (the same latency rows)."""
+        for i in range(len(rows)):
+            self.append(
+                float(rows.time[i]),
+                rows.counters[i],
+                float(rows.target_rate[i]),
+                rows.p50[i],
+                rows.p99[i],
+                rows.count[i],
+            )
+
+    def view(self) -> Series:
+        """The rows so far, sharing the builder's arrays: a row never changes once
+        appended, and growing moves the builder to new arrays, so the view stays true."""
+        n = self._n
+        return Series(
+            self._time[:n],
+            self._counters[:n],
+            self._target[:n],
+            self._p50[:n],
+            self._p99[:n],
+            self._count[:n],
+        )
+
     def freeze(self) -> Series:
         n = self._n
         return Series(
@@ -99,3 +128,15 @@ class SeriesBuilder:
             self._p99[:n].copy(),
             self._count[:n].copy(),
         )
+
+
+def series_rows(series: Series, start: int) -> Series:
+    """A copy of the rows from ``start`` on."""
+    return Series(
+        series.time[start:].copy(),
+        series.counters[start:].copy(),
+        series.target_rate[start:].copy(),
+        series.p50[start:].copy(),
+        series.p99[start:].copy(),
+        series.count[start:].copy(),
+    )
