@@ -17,6 +17,7 @@ from smtpbench.protocol.steps import Step
 from smtpbench.tui.app import DashboardApp
 from smtpbench.tui.screens import HelpScreen, SummaryScreen, TranscriptScreen
 from smtpbench.tui.view import WINDOWS
+from smtpbench.tui.widgets.pane import Pane
 from tests.fake_engine import FakeEngine
 
 
@@ -34,6 +35,11 @@ class Saver:
 
 def run(coro_fn, *args):
     return asyncio.run(coro_fn(*args))
+
+
+def shown(pane: Pane) -> str:
+    """What a pane draws, line by line, as plain text."""
+    return "\n".join(pane.render_line(y).text for y in range(len(pane.lines)))
 
 
 def text_of(widget: Static) -> str:
@@ -88,7 +94,7 @@ def test_focus_moves_with_arrows_and_number_keys() -> None:
             await pilot.press("5")
             assert app.focus_step is Step.RCPT
             await pilot.pause()
-            assert ">RCPT<" in text_of(app.query_one("#commands", Static))
+            assert ">RCPT<" in shown(app.query_one("#commands", Pane))
 
     run(scenario)
 
@@ -211,7 +217,7 @@ def test_thresholds_show_and_abort_on_fail_stops_the_run() -> None:
             assert app.guard.aborted_by is not None
             assert str(app.guard.aborted_by.threshold) == "p99(DATA end) < 10ms"
             assert "threshold failed" in app.note
-            counters = text_of(app.query_one("#counters", Static))
+            counters = shown(app.query_one("#counters", Pane))
             assert "1 ok" in counters and "1 failing" in counters
 
     run(scenario)

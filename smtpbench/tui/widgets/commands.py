@@ -8,7 +8,7 @@ from smtpbench.metrics.histogram import FloatArray
 from smtpbench.metrics.kinds import MESSAGE_LATENCY, START_LAG
 from smtpbench.protocol.steps import Step
 from smtpbench.tui.view import View
-from smtpbench.tui.widgets.columns import Cell, Column, aligned, block
+from smtpbench.tui.widgets.columns import Cell, Column, aligned
 from smtpbench.tui.widgets.pane import Pane
 from smtpbench.units import format_duration
 
@@ -76,7 +76,7 @@ class CommandTable(Pane):
             rows.append(cells)
         lines = aligned(columns, rows, width)
         lines += self.caption(view, p, wide, width)
-        self.put(block(lines), len(lines))
+        self.put(lines)
 
     @staticmethod
     def caption(view: View, p: FloatArray, wide: bool, width: int) -> list[Content]:

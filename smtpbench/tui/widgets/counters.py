@@ -7,7 +7,6 @@ from textual.content import Content
 from smtpbench.metrics.kinds import START_LAG, ErrorClass
 from smtpbench.report.live import recent_rate
 from smtpbench.tui.view import View
-from smtpbench.tui.widgets.columns import block
 from smtpbench.tui.widgets.pane import Pane
 from smtpbench.units import format_duration
 
@@ -60,7 +59,7 @@ class RunCounters(Pane):
             lines.append(Content.styled("conn errors: none", "dim"))
         if view.thresholds:
             lines.append(threshold_line(view))
-        self.put(block(lines), len(lines))
+        self.put(lines)
 
 
 def threshold_line(view: View) -> Content:

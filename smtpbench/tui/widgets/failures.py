@@ -6,7 +6,7 @@ from textual.content import Content
 
 from smtpbench.metrics.snapshot import FailureRecord
 from smtpbench.tui.view import View
-from smtpbench.tui.widgets.columns import Cell, Column, aligned, block
+from smtpbench.tui.widgets.columns import Cell, Column, aligned
 from smtpbench.tui.widgets.pane import Pane
 from smtpbench.units import format_clock
 
@@ -39,7 +39,7 @@ class RecentFailures(Pane):
     def show(self, view: View) -> None:
         failures = view.snapshot.failures[-SHOWN:]
         if not failures:
-            self.put(Content.styled("no failures so far", "dim"), 1, "none")
+            self.put([Content.styled("no failures so far", "dim")], "none")
             return
         rows: list[list[Cell]] = [
             [
@@ -53,4 +53,4 @@ class RecentFailures(Pane):
         ]
         width = self.content_size.width
         key = (tuple((f.session, f.time) for f in failures), width)
-        self.put(block(aligned(COLUMNS, rows, width)), len(rows), key)
+        self.put(aligned(COLUMNS, rows, width), key)

@@ -7,7 +7,6 @@ from textual.content import Content
 from smtpbench.metrics.snapshot import RunState
 from smtpbench.report.summary import STATE_STYLES
 from smtpbench.tui.view import View
-from smtpbench.tui.widgets.columns import block
 from smtpbench.tui.widgets.pane import Pane
 from smtpbench.units import format_clock
 
@@ -52,4 +51,4 @@ class RunHeader(Pane):
             lines = [Content.assemble(left, " " * gap, right)]
             if view.note:
                 lines.append(note)
-        self.put(block(lines), len(lines), (left.plain, right.plain, view.note, width))
+        self.put(lines, (left.plain, right.plain, view.note, width))

@@ -7,7 +7,7 @@ from textual.content import Content
 
 from smtpbench.metrics.histogram import BUCKET_LOWER
 from smtpbench.tui.view import View
-from smtpbench.tui.widgets.columns import Cell, Column, aligned, block
+from smtpbench.tui.widgets.columns import Cell, Column, aligned
 from smtpbench.tui.widgets.pane import Pane
 from smtpbench.units import format_duration
 
@@ -22,10 +22,12 @@ COLUMNS = (Column(right=True, style="dim"), Column(style="cyan"), Column(right=T
 class LatencyHistogram(Pane):
     def show(self, view: View) -> None:
         histogram = view.snapshot.histogram(view.focus)
-        self.border_title = f"{view.focus.label} distribution"
+        title = f"{view.focus.label} distribution"
+        if self.border_title != title:  # setting it repaints the pane
+            self.border_title = title
         count = histogram.count
         if count == 0:
-            self.put(Content.styled(f"no {view.focus.label} samples yet", "dim"), 1, view.focus)
+            self.put([Content.styled(f"no {view.focus.label} samples yet", "dim")], view.focus)
             return
         counts = np.bincount(BINS, weights=histogram.counts, minlength=len(EDGES) + 1)
         used = np.nonzero(counts)[0]
@@ -44,4 +46,4 @@ class LatencyHistogram(Pane):
                     f"{n / count:6.1%}",
                 ]
             )
-        self.put(block(aligned(COLUMNS, rows, gap=1)), len(rows), key)
+        self.put(aligned(COLUMNS, rows, gap=1), key)

@@ -8,7 +8,7 @@ from smtpbench.protocol.codes import reply_meaning
 from smtpbench.protocol.steps import Step
 from smtpbench.report.summary import code_style
 from smtpbench.tui.view import View
-from smtpbench.tui.widgets.columns import Cell, Column, aligned, block
+from smtpbench.tui.widgets.columns import Cell, Column, aligned
 from smtpbench.tui.widgets.pane import Pane
 
 MEANING_WIDTH = 40
@@ -25,7 +25,7 @@ class ReplyCodes(Pane):
                 rows.append((rank, step, code, count))
         rows.sort(key=lambda row: (row[0], row[1], row[2]))
         if not rows:
-            self.put(Content.styled(" no replies yet", "dim"), 1, "none")
+            self.put([Content.styled(" no replies yet", "dim")], "none")
             return
         # The meaning needs room; a narrow pane shows command, code and count only.
         width = self.content_size.width
@@ -44,4 +44,4 @@ class ReplyCodes(Pane):
                 row.append(reply_meaning(code))
             row.append(f"{count:,}")
             cells.append(row)
-        self.put(block(aligned(columns, cells, width)), len(rows), (tuple(rows), width))
+        self.put(aligned(columns, cells, width), (tuple(rows), width))
