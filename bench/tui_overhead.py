@@ -2,21 +2,29 @@
 headless and with the dashboard (in a real terminal, under tmux), alternating, and
 compares throughput and DATA p99 from their results folders.
 
-    python bench/tui_overhead.py --rate 500 --duration 20 --repeats 3
+    python bench/tui_overhead.py --rate 500 --duration 15 --repeats 5
+    python bench/tui_overhead.py --rate 500 --duration 15 --repeats 5 --server smtp-sink
 
-Prints a table of medians and the ratios TUI/headless; needs tmux. Loopback only.
+The server is the embedded sink (Python, on the same cores as the engine and the
+dashboard) or Postfix's ``smtp-sink`` (C, a fraction of the CPU). Prints a table of
+medians and the ratios dashboard/headless; needs tmux (and Postfix for smtp-sink).
+Loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,16 +88,50 @@ def run_dashboard(args: list[str], out: Path, duration: float) -> Path:
     return newest(out)
 
 
+@contextlib.contextmanager
+def postfix_sink() -> Iterator[str]:
+    """Postfix's smtp-sink on a free loopback port; yields the target for --target."""
+    binary = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [binary, *(["-u", "nobody"] if os.geteuid() == 0 else []), f"127.0.0.1:{port}", "256"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"smtp-sink did not start: {command}") from None
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--server", choices=("embedded", "smtp-sink"), default="embedded")
     options = parser.parse_args()
     if shutil.which("tmux") is None:
         print("needs tmux", file=sys.stderr)
         return 2
+    with contextlib.ExitStack() as stack:
+        target = stack.enter_context(postfix_sink()) if options.server == "smtp-sink" else None
+        return measure(options, target)
+
+
+def measure(options: argparse.Namespace, target: str | None) -> int:
     args = ["--rate", str(options.rate), "--duration", f"{options.duration}s", "--seed", "1"]
+    if target is not None:
+        args += ["--target", target]
     results: dict[str, list[dict[str, float]]] = {"headless": [], "dashboard": []}
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(options.repeats):
@@ -101,9 +143,10 @@ def main() -> int:
         mode: {k: statistics.median(run[k] for run in runs) for k in keys}
         for mode, runs in results.items()
     }
+    server = "the embedded sink" if target is None else f"Postfix smtp-sink at {target}"
     print(
-        f"smtpbench run --rate {options.rate:g} --duration {options.duration:g}s, "
-        f"embedded sink, median of {options.repeats} alternating runs"
+        f"smtpbench run --rate {options.rate:g} --duration {options.duration:g}s against "
+        f"{server}, median of {options.repeats} alternating runs"
     )
     print(f"{'figure':<18}{'headless':>12}{'dashboard':>12}{'ratio':>8}")
     for key in keys:

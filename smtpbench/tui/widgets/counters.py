@@ -7,6 +7,7 @@ from textual.content import Content
 from smtpbench.metrics.kinds import START_LAG, ErrorClass
 from smtpbench.report.live import recent_rate
 from smtpbench.tui.view import View
+from smtpbench.tui.widgets.commands import QUANTILES
 from smtpbench.tui.widgets.pane import Pane
 from smtpbench.units import format_duration
 
@@ -29,7 +30,8 @@ class RunCounters(Pane):
     def show(self, view: View) -> None:
         snapshot = view.snapshot
         c = snapshot.counters
-        lag = snapshot.percentiles((99.0,))[START_LAG, 0]
+        # The command table asks for the same percentiles: one computation per snapshot.
+        lag = snapshot.percentiles(QUANTILES)[START_LAG, QUANTILES.index(99.0)]
         pairs = [
             ("in flight", _number(c.in_flight), "waiting", _number(c.waiting)),
             ("dropped", _number(c.dropped, True), "lag p99", Content(format_duration(lag))),
