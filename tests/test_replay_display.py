@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from textual.widgets import Static
 
 from smtpbench.metrics.merge import merge_snapshots
 from smtpbench.metrics.results import read_results, summary_dict, write_results
@@ -41,9 +40,8 @@ def table_text(snapshot) -> str:  # type: ignore[no-untyped-def]
         app = DashboardApp(FakeEngine(snapshot))
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.pause()
-            widget = app.query_one(CommandTable)
-            assert isinstance(widget, Static)
-            return text(widget.content, 120)
+            pane = app.query_one(CommandTable)
+            return "\n".join(pane.render_line(y).text for y in range(len(pane.lines)))
 
     return asyncio.run(scenario())
 
