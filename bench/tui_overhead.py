@@ -14,20 +14,19 @@ Loopback only.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compare_clients import placement, postfix_binary, postfix_sink  # noqa: E402
 
 
 def figures(folder: Path) -> dict[str, float]:
@@ -88,31 +87,6 @@ def run_dashboard(args: list[str], out: Path, duration: float) -> Path:
     return newest(out)
 
 
-@contextlib.contextmanager
-def postfix_sink() -> Iterator[str]:
-    """Postfix's smtp-sink on a free loopback port; yields the target for --target."""
-    binary = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [binary, *(["-u", "nobody"] if os.geteuid() == 0 else []), f"127.0.0.1:{port}", "256"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"smtp-sink did not start: {command}") from None
-                time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(5)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=500)
@@ -123,9 +97,15 @@ def main() -> int:
     if shutil.which("tmux") is None:
         print("needs tmux", file=sys.stderr)
         return 2
-    with contextlib.ExitStack() as stack:
-        target = stack.enter_context(postfix_sink()) if options.server == "smtp-sink" else None
-        return measure(options, target)
+    if options.server == "embedded":
+        return measure(options, None)
+    binary = postfix_binary("smtp-sink")
+    if binary is None:
+        print("needs Postfix's smtp-sink (Debian package postfix)", file=sys.stderr)
+        return 2
+    # Not pinned: the dashboard's cost is measured with the scheduler placing everything.
+    with postfix_sink(binary, placement(False)) as (port, _):
+        return measure(options, f"127.0.0.1:{port}")
 
 
 def measure(options: argparse.Namespace, target: str | None) -> int:
