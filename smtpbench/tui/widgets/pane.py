@@ -41,10 +41,6 @@ class Pane(Widget):
         """What the pane shows."""
         return self._lines
 
-    @property
-    def plain(self) -> str:
-        return "\n".join(line.plain for line in self._lines)
-
     def put(self, lines: Sequence[Content], key: Hashable = None) -> None:
         """Shows ``lines``; ``key``, when given, stands for all of them: the same key as
         last time, no redraw."""
