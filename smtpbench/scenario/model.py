@@ -409,6 +409,10 @@ class Session:
             if word not in REQUIRABLE:
                 raise ValueError(f"unknown extension {word!r}; known: {', '.join(REQUIRABLE)}")
         object.__setattr__(self, "require", require)
+        if self.recipients.low < 1:
+            raise ValueError("a message needs at least 1 recipient")
+        if not 0.0 <= self.noop <= 1.0:
+            raise ValueError(f"noop is odds between 0 and 1, got {self.noop!r}")
         if self.greeting == "HELO":
             asked = self.extensions_asked()
             if asked:
@@ -430,10 +434,6 @@ class Session:
             if wanted and keyword not in asked:
                 asked.append(keyword)
         return tuple(asked)
-        if self.recipients.low < 1:
-            raise ValueError("a message needs at least 1 recipient")
-        if not 0.0 <= self.noop <= 1.0:
-            raise ValueError(f"noop is odds between 0 and 1, got {self.noop!r}")
 
 
 @dataclass(frozen=True, slots=True)
