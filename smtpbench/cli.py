@@ -236,7 +236,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _error(message: str) -> int:
-    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    # Messages quote TOML tables ("in [load]"), which rich would take for markup.
+    Console(stderr=True).print(f"[red]error:[/] {escape(message)}", highlight=False)
     return exitcodes.BAD_CONFIGURATION
 
 

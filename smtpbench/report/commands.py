@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from smtpbench import exitcodes
 from smtpbench.metrics.results import SCENARIO_FILE, ResultsError, read_results
@@ -19,7 +20,7 @@ FORMATS = ("table", "json", "csv", "markdown")
 
 
 def _error(message: str) -> int:
-    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False)
+    Console(stderr=True).print(f"[red]error:[/] {escape(message)}", highlight=False)
     return exitcodes.BAD_CONFIGURATION
 
 
