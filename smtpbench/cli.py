@@ -281,6 +281,12 @@ def _run(args: argparse.Namespace) -> int:
         preflight(scenario)
     except (ValueError, SessionSetupError) as err:
         return _error(str(err))
+    from smtpbench.files import OutputError, check_output_folder
+
+    try:
+        check_output_folder(args.out)
+    except OutputError as err:
+        return _error(f"--out {err}")
     options = RunOptions(
         scenario=scenario,
         results_base=args.out,

@@ -6,3 +6,5 @@ BAD_CONFIGURATION = 2  # bad flags, scenario, recording or results folder: nothi
 INTERRUPTED = 3  # stopped early by Ctrl-C or SIGTERM; results of what ran were written
 TARGET_UNUSABLE = 4  # the target could not be resolved or the embedded sink did not start
 ABORTED_BY_THRESHOLD = 5  # a threshold failed during the run and stopped it (--abort-on-fail)
+RESULTS_NOT_WRITTEN = 6  # the run ended but its results folder could not be written whole
+WORKER_LOST = 7  # a worker process died during the run; the results hold what it had sent

@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from smtpbench import exitcodes
+from smtpbench.files import OutputError
 from smtpbench.metrics.results import new_results_folder, write_results
 from smtpbench.metrics.sessions import SESSIONS_FILE
 from smtpbench.metrics.snapshot import RunState, Snapshot
@@ -31,6 +32,7 @@ class RunOutcome:
     exit_code: int
     thresholds: tuple[ThresholdResult, ...] = ()
     aborted_by: ThresholdResult | None = None  # the threshold that stopped the run early
+    unwritten: str | None = None  # what could not be written, and why (a full disk)
 
 
 def finish_run(
@@ -46,14 +48,23 @@ def finish_run(
     ``scenario`` is the resolved one (with the seed used), so that its
     ``scenario.toml`` runs the same load again.
     """
-    folder = new_results_folder(results_base, datetime.now(), scenario.name)
-    write_results(folder, final, scenario_to_toml(scenario))
-    if sessions_log is not None and sessions_log.exists():
-        sessions_log.replace(folder / SESSIONS_FILE)
     results = tuple(evaluate(scenario.thresholds.checks, final))
-    if results:
-        write_threshold_results(folder, results, aborted_by)
-    if aborted_by is not None:
+    folder = results_base
+    unwritten = None
+    try:
+        folder = new_results_folder(results_base, datetime.now(), scenario.name)
+        write_results(folder, final, scenario_to_toml(scenario))
+        if sessions_log is not None and sessions_log.exists():
+            sessions_log.replace(folder / SESSIONS_FILE)
+        if results:
+            write_threshold_results(folder, results, aborted_by)
+    except OutputError as err:
+        unwritten = str(err)
+    except OSError as err:
+        unwritten = f"{err.filename or folder}: could not be written: {err.strerror or err}"
+    if unwritten is not None:
+        code = exitcodes.RESULTS_NOT_WRITTEN
+    elif aborted_by is not None:
         code = exitcodes.ABORTED_BY_THRESHOLD
     elif final.state is RunState.INTERRUPTED:
         code = exitcodes.INTERRUPTED
@@ -61,7 +72,7 @@ def finish_run(
         code = exitcodes.THRESHOLDS_FAILED
     else:
         code = exitcodes.OK
-    return RunOutcome(final, folder, code, results, aborted_by)
+    return RunOutcome(final, folder, code, results, aborted_by, unwritten)
 
 
 def print_outcome(console: Console, outcome: RunOutcome) -> None:
@@ -72,4 +83,11 @@ def print_outcome(console: Console, outcome: RunOutcome) -> None:
         console.print(
             f"[bold red]stopped early: {outcome.aborted_by.threshold} failed[/]", highlight=False
         )
+    if outcome.unwritten is not None:
+        console.print(
+            f"\n[bold red]results not written whole: {outcome.unwritten}[/]; "
+            "the summary above is the run's",
+            highlight=False,
+        )
+        return
     console.print(f"\nresults written to [bold]{outcome.folder}[/]", highlight=False)

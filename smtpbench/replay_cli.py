@@ -163,6 +163,12 @@ def run_replay(args: argparse.Namespace) -> int:
         scenario = _with_thresholds(scenario, args)
     except ValueError as err:
         return _error(str(err))
+    from smtpbench.files import OutputError, check_output_folder
+
+    try:
+        check_output_folder(args.out)
+    except OutputError as err:
+        return _error(f"--out {err}")
     options = RunOptions(
         scenario=scenario,
         results_base=args.out,

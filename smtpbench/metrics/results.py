@@ -19,8 +19,11 @@ two always agree, and histograms of several runs add up exactly.
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import zipfile
+import zlib
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from smtpbench.files import write_atomically
 from smtpbench.metrics.histogram import BUCKETS, OCTAVES, SUB_BUCKETS, UNIT, HistogramSet
 from smtpbench.metrics.intervals import Intervals
 from smtpbench.metrics.kinds import (
@@ -150,11 +154,14 @@ def divergence_dict(snapshot: Snapshot) -> dict[str, dict[str, float | int]]:
 
 
 def write_results(folder: Path, snapshot: Snapshot, scenario_toml: str) -> None:
-    """Writes all three files; metrics first, so a summary never points at missing data."""
+    """Writes all three files, each under a temporary name renamed into place (a file is
+    whole or absent); metrics first, so a summary never points at missing data.
+    ``OutputError`` names the file that could not be written (a full disk)."""
     folder.mkdir(parents=True, exist_ok=True)
     series = snapshot.series
+    metrics = io.BytesIO()
     np.savez_compressed(
-        folder / METRICS_FILE,
+        metrics,
         layout=np.array([SUB_BUCKETS, OCTAVES, BUCKETS, STEP_COUNT, LATENCY_ROWS]),
         unit=np.array(UNIT),
         latency_counts=snapshot.latency.counts,
@@ -172,9 +179,10 @@ def write_results(folder: Path, snapshot: Snapshot, scenario_toml: str) -> None:
         **(snapshot.intervals.to_arrays() if snapshot.intervals is not None else {}),
         **({"divergence": snapshot.divergence} if snapshot.divergence is not None else {}),
     )
-    (folder / SCENARIO_FILE).write_text(scenario_toml, encoding="utf-8")
+    write_atomically(folder / METRICS_FILE, metrics.getvalue())
+    write_atomically(folder / SCENARIO_FILE, scenario_toml)
     text = json.dumps(summary_dict(snapshot), indent=2, allow_nan=False)
-    (folder / SUMMARY_FILE).write_text(text + "\n", encoding="utf-8")
+    write_atomically(folder / SUMMARY_FILE, text + "\n")
 
 
 def read_results(folder: Path) -> Snapshot:
@@ -190,6 +198,14 @@ def read_results(folder: Path) -> Snapshot:
         raise ResultsError(f"{summary_path}: missing; is this a results folder?") from None
     except json.JSONDecodeError as err:
         raise ResultsError(f"{summary_path}: line {err.lineno}: not valid JSON") from None
+    except UnicodeDecodeError as err:
+        raise ResultsError(f"{summary_path}: not UTF-8 (byte {err.start + 1})") from None
+    except RecursionError:
+        raise ResultsError(f"{summary_path}: not valid JSON: nested too deeply") from None
+    except OSError as err:
+        raise ResultsError(f"{summary_path}: cannot read: {err.strerror or err}") from None
+    if not isinstance(summary, dict):
+        raise ResultsError(f"{summary_path}: expected a JSON object")
     if summary.get("format") != RESULTS_FORMAT:
         raise ResultsError(f"{summary_path}: format: expected {RESULTS_FORMAT!r}")
     if summary.get("version") != RESULTS_VERSION:
@@ -197,20 +213,34 @@ def read_results(folder: Path) -> Snapshot:
             f"{summary_path}: version: {summary.get('version')!r} is not supported "
             f"(this smtpbench reads version {RESULTS_VERSION})"
         )
-    try:
-        with np.load(metrics_path) as data:
-            arrays = {name: data[name] for name in data.files}
-    except FileNotFoundError:
-        raise ResultsError(f"{metrics_path}: missing") from None
-    except (OSError, ValueError) as err:
-        raise ResultsError(f"{metrics_path}: unreadable: {err}") from None
-    layout = [SUB_BUCKETS, OCTAVES, BUCKETS, STEP_COUNT, LATENCY_ROWS]
-    if arrays.get("layout") is None or list(arrays["layout"]) != layout:
+    arrays = _read_metrics(metrics_path)
+    layout = np.array([SUB_BUCKETS, OCTAVES, BUCKETS, STEP_COUNT, LATENCY_ROWS])
+    found = arrays.get("layout")
+    if found is None or found.shape != layout.shape or not np.array_equal(found, layout):
         raise ResultsError(f"{metrics_path}: layout: histogram layout differs from this version")
     try:
         return _snapshot_from(summary, arrays)
-    except (KeyError, TypeError, ValueError) as err:
-        raise ResultsError(f"{summary_path}: missing or malformed field {err}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as err:
+        raise ResultsError(
+            f"{folder}: {SUMMARY_FILE} or {METRICS_FILE}: missing or malformed field {err}"
+        ) from None
+
+
+def _read_metrics(path: Path) -> dict[str, np.ndarray]:
+    """Every array of metrics.npz; ``ResultsError`` saying what is wrong with the file
+    (missing, cut short, not an archive of arrays)."""
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ResultsError(f"{path}: not an archive of arrays (.npz)")
+        with data:
+            return {name: data[name] for name in data.files}
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: missing") from None
+    except zipfile.BadZipFile as err:
+        raise ResultsError(f"{path}: damaged or cut short (was the disk full?): {err}") from None
+    except (OSError, ValueError, EOFError, zlib.error, KeyError) as err:
+        raise ResultsError(f"{path}: unreadable: {err}") from None
 
 
 def _snapshot_from(summary: dict[str, Any], arrays: dict[str, np.ndarray]) -> Snapshot:

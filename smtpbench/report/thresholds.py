@@ -14,6 +14,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from smtpbench.files import write_atomically
 from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.report.measure import measure
 from smtpbench.thresholds import Threshold, ThresholdSettings, format_value
@@ -154,7 +155,7 @@ def write_threshold_results(
         "thresholds": [result.as_dict() for result in results],
     }
     text = json.dumps(data, indent=2, allow_nan=False)
-    (folder / THRESHOLDS_FILE).write_text(text + "\n", encoding="utf-8")
+    write_atomically(folder / THRESHOLDS_FILE, text + "\n")
 
 
 class ThresholdGuard:
