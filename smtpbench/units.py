@@ -129,6 +129,7 @@ def format_duration(seconds: float) -> str:
 
 
 def format_clock(seconds: float) -> str:
-    """``HH:MM:SS`` for elapsed and remaining time."""
-    seconds = max(0, int(seconds))
+    """``HH:MM:SS`` for elapsed and remaining time, to the nearest second (a 20 s run
+    that took 19.98 s reads 00:00:20)."""
+    seconds = max(0, round(seconds))
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

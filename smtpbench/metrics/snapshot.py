@@ -23,7 +23,17 @@ class RunState(Enum):
     PAUSED = "paused"
     DRAINING = "draining"
     DONE = "done"
-    INTERRUPTED = "interrupted"
+    INTERRUPTED = "interrupted"  # stopped before its planned end (q, Ctrl-C, a threshold)
+
+    @property
+    def word(self) -> str:
+        """What screens and summaries call the state: a stop someone asked for is a
+        normal end of its own, not an accident."""
+        return "STOPPED" if self is RunState.INTERRUPTED else self.value.upper()
+
+    @property
+    def ended(self) -> bool:
+        return self in (RunState.DONE, RunState.INTERRUPTED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +126,35 @@ class Snapshot:
         return {ErrorClass(i): int(n) for i, n in enumerate(totals) if n}
 
     def step_errors(self, step: Step) -> int:
-        return int(self.errors[:, step].sum())
+        """The server's errors at ``step``: what the tool cut short at a stop is not one."""
+        column = self.errors[:, step]
+        return int(column.sum() - column[ErrorClass.CANCELLED])
+
+    def step_cancelled(self, step: Step) -> int:
+        """Steps cut short by the tool at a stop (after the grace period, or q twice)."""
+        return int(self.errors[ErrorClass.CANCELLED, step])
+
+    @property
+    def cancelled(self) -> int:
+        """Sessions the tool cut short at a stop: each is cancelled at one step."""
+        return int(self.errors[ErrorClass.CANCELLED].sum())
+
+    @property
+    def server_failed(self) -> int:
+        """Failed sessions, less those the tool cut short at a stop."""
+        return max(0, self.counters.failed - self.cancelled)
+
+    @property
+    def server_completed(self) -> int:
+        """Sessions that ended on their own, whatever the outcome."""
+        return max(0, self.counters.completed - self.cancelled)
+
+    @property
+    def schedule_share(self) -> float | None:
+        """Sessions started against sessions the schedule asked for over the time that
+        ran (the integral of the rate, pauses excluded); ``None`` before any was due."""
+        c = self.counters
+        return c.started / c.scheduled if c.scheduled else None
 
     @property
     def achieved_rate(self) -> float:

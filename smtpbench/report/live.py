@@ -11,8 +11,9 @@ from rich.text import Text
 from smtpbench.metrics.kinds import MESSAGE_LATENCY, START_LAG
 from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.protocol.steps import Step
+from smtpbench.report.progress import run_progress
 from smtpbench.report.summary import STATE_STYLES
-from smtpbench.units import format_clock, format_duration
+from smtpbench.units import format_duration
 
 RECENT_SECONDS = 5  # the "now" rate is averaged over the last few seconds
 
@@ -34,10 +35,15 @@ def _focus_step(snapshot: Snapshot) -> Step:
 
 
 def _clock(snapshot: Snapshot, remaining: float | None) -> str:
-    elapsed = format_clock(snapshot.elapsed)
-    if remaining is None:
-        return elapsed
-    return f"{elapsed}/{format_clock(round(snapshot.elapsed + remaining))}"
+    return run_progress(snapshot, remaining).clock.replace(" / ", "/")
+
+
+def _of_schedule(snapshot: Snapshot) -> str:
+    """`` (100% of schedule)``: started against what the schedule asked for so far."""
+    share = snapshot.schedule_share
+    if snapshot.target_rate is None or share is None or snapshot.is_replay:
+        return ""
+    return f" ({share:.0%} of schedule)"
 
 
 def live_line(snapshot: Snapshot, remaining: float | None) -> str:
@@ -48,11 +54,11 @@ def live_line(snapshot: Snapshot, remaining: float | None) -> str:
     target = snapshot.target_rate
     parts = [
         _clock(snapshot, remaining),
-        snapshot.state.value,
+        snapshot.state.word.lower(),
         f"target {target:,.1f}/s" if target is not None else f"{c.in_flight} concurrent",
         f"achieved {recent_rate(snapshot):,.1f}/s",
-        f"started {c.started:,}",
-        f"failed {c.failed:,}",
+        f"started {c.started:,}{_of_schedule(snapshot)}",
+        f"failed {snapshot.server_failed:,}",
         f"dropped {c.dropped:,}",
         f"in flight {c.in_flight:,}",
         f"accepted {c.messages_accepted:,}",
@@ -69,11 +75,9 @@ def live_panel(snapshot: Snapshot, remaining: float | None) -> RenderableType:
     top = Table.grid(padding=(0, 2))
     for _ in range(4):
         top.add_column()
-    state = Text(snapshot.state.value.upper(), style=STATE_STYLES[snapshot.state])
+    state = Text(snapshot.state.word, style=STATE_STYLES[snapshot.state])
     top.add_row(Text("smtpbench", style="bold"), info.target, info.scenario, state)
-    done = 0.0
-    if remaining is not None and snapshot.elapsed + remaining > 0:
-        done = snapshot.elapsed / (snapshot.elapsed + remaining)
+    done = run_progress(snapshot, remaining).done
     progress = Table.grid(padding=(0, 2))
     progress.add_column()
     progress.add_column(width=40)
@@ -89,7 +93,7 @@ def live_panel(snapshot: Snapshot, remaining: float | None) -> RenderableType:
         f"target [bold]{target:,.1f}[/]/s" if target is not None else "closed model",
         f"achieved [bold]{recent_rate(snapshot):,.1f}[/]/s",
         f"started [bold]{c.started:,}[/]",
-        f"failed [bold {'red' if c.failed else ''}]{c.failed:,}[/]",
+        f"failed [bold {'red' if snapshot.server_failed else ''}]{snapshot.server_failed:,}[/]",
         f"dropped [bold {'red' if c.dropped else ''}]{c.dropped:,}[/]",
         f"in flight [bold]{c.in_flight:,}[/]",
     )

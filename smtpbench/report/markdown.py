@@ -37,7 +37,7 @@ def markdown_report(snapshot: Snapshot, thresholds: Sequence[ThresholdResult] | 
     parts = [
         f"### smtpbench: {info.scenario}",
         "",
-        f"{info.load}, against {info.target}: **{snapshot.state.value}** after "
+        f"{info.load}, against {info.target}: **{snapshot.state.word.lower()}** after "
         f"{format_clock(elapsed)} (seed {info.seed}, smtpbench {info.version}, "
         f"started {info.started_at})",
         "",
@@ -62,9 +62,11 @@ def markdown_report(snapshot: Snapshot, thresholds: Sequence[ThresholdResult] | 
             ),
             "",
         ]
-    target = snapshot.target_rate
     sessions = f"{c.started:,} started ({snapshot.achieved_rate:,.1f}/s"
-    sessions += f" of {target:,.1f}/s asked)" if target is not None else ")"
+    share = snapshot.schedule_share
+    if snapshot.target_rate is not None and share is not None and not snapshot.is_replay:
+        sessions += f", {share:.1%} of schedule"
+    sessions += ")"
     parts += [
         _table(
             ["sessions", "ok", "failed", "dropped", "messages accepted", "refused"],
@@ -73,7 +75,12 @@ def markdown_report(snapshot: Snapshot, thresholds: Sequence[ThresholdResult] | 
                 [
                     sessions,
                     f"{c.completed - c.failed:,}",
-                    f"{c.failed:,}",
+                    f"{snapshot.server_failed:,}"
+                    + (
+                        f" (+{snapshot.cancelled:,} cancelled at stop)"
+                        if snapshot.cancelled
+                        else ""
+                    ),
                     f"{c.dropped:,}",
                     f"{c.messages_accepted:,} ({snapshot.messages_per_second:,.1f}/s)",
                     f"{c.messages_rejected:,}",

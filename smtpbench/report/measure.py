@@ -50,7 +50,9 @@ def _rate(metric: Metric, snapshot: Snapshot) -> float | None:
     c = snapshot.counters
     subject = metric.subject
     if subject == "errors":
-        return c.failed / c.completed if c.completed else None
+        # Sessions smtpbench cut short at a stop are not the server's failures.
+        completed = snapshot.server_completed
+        return snapshot.server_failed / completed if completed else None
     if subject == "dropped":
         return c.dropped / c.scheduled if c.scheduled else None
     replies = snapshot.replies[:STEP_COUNT]

@@ -29,6 +29,11 @@ STATE_STYLES = {
 }
 
 
+# Unexpected replies are the server's answer, not a broken connection; what smtpbench
+# cancelled at a stop is not the server's at all.
+ERROR_STYLES = {ErrorClass.REPLY: "yellow", ErrorClass.CANCELLED: "dim"}
+
+
 def code_style(code: int) -> str:
     return CODE_STYLES.get(code // 100, "red")
 
@@ -42,10 +47,13 @@ def header(snapshot: Snapshot) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    state = Text(snapshot.state.value.upper(), style=STATE_STYLES[snapshot.state])
+    state = Text(snapshot.state.word, style=STATE_STYLES[snapshot.state])
     grid.add_row("scenario", f"{info.scenario}   [dim]{info.load}[/]")
     grid.add_row("target", info.target)
-    grid.add_row("state", Text.assemble(state, f"   after {format_clock(snapshot.elapsed)}"))
+    after = f"   after {format_clock(snapshot.elapsed)}"
+    if info.planned_duration and snapshot.state is RunState.INTERRUPTED:
+        after += f" of {format_clock(info.planned_duration)} planned"
+    grid.add_row("state", Text.assemble(state, after))
     grid.add_row(
         "seed", f"{info.seed}   [dim]started {info.started_at}, smtpbench {info.version}[/]"
     )
@@ -59,17 +67,20 @@ def throughput_table(snapshot: Snapshot) -> Table:
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_column(style="dim")
-    target = snapshot.target_rate
-    achieved = f"{snapshot.achieved_rate:,.1f} sessions/s"
-    if target is not None and target > 0 and not snapshot.is_replay:
-        achieved += f"  ({snapshot.achieved_rate / target:.1%} of target {target:,.1f}/s)"
-    table.add_row("sessions", f"{c.started:,} started", achieved)
+    table.add_row("sessions", f"{c.started:,} started", achieved_text(snapshot))
     table.add_row("", f"{c.completed - c.failed:,} ok", "every reply as expected")
+    failed = snapshot.server_failed
     table.add_row(
         "",
-        Text(f"{c.failed:,} failed", style="red" if c.failed else ""),
+        Text(f"{failed:,} failed", style="red" if failed else ""),
         "an error or a reply not counted as success",
     )
+    if snapshot.cancelled:
+        table.add_row(
+            "",
+            Text(f"{snapshot.cancelled:,} cancelled", style="yellow"),
+            "cut short by smtpbench at the stop: not the server's errors",
+        )
     table.add_row(
         "",
         Text(f"{c.dropped:,} dropped", style="red" if c.dropped else ""),
@@ -92,6 +103,17 @@ def throughput_table(snapshot: Snapshot) -> Table:
         f"{c.recipients_rejected:,} refused" if c.recipients_rejected else "",
     )
     return table
+
+
+def achieved_text(snapshot: Snapshot) -> str:
+    """``20.0 sessions/s (100.0% of the 400 the schedule asked for)``: what started against
+    what the schedule asked for over the time that ran, pauses excluded; never against the
+    rate of the last stage."""
+    text = f"{snapshot.achieved_rate:,.1f} sessions/s"
+    share = snapshot.schedule_share
+    if snapshot.target_rate is not None and share is not None and not snapshot.is_replay:
+        text += f"  ({share:.1%} of the {snapshot.counters.scheduled:,} the schedule asked for)"
+    return text
 
 
 def _latency_columns(table: Table) -> None:
@@ -213,7 +235,7 @@ def errors_table(snapshot: Snapshot) -> Table | None:
     for error, count in sorted(by_class.items(), key=lambda item: -item[1]):
         row = snapshot.errors[error]
         where = ", ".join(f"{Step(s).label} {int(n):,}" for s, n in enumerate(row) if n)
-        style = "yellow" if error is ErrorClass.REPLY else "red"
+        style = ERROR_STYLES.get(error, "red")
         table.add_row(Text(error.label, style=style), f"{count:,}", where)
     return table
 

@@ -51,7 +51,14 @@ class RunCounters(Pane):
         rate = Content.styled(f"achieved {achieved:,.1f}/s", "bold")
         if target is not None:
             rate = rate.append(f" of {target:,.1f}/s")
+        share = snapshot.schedule_share
+        if target is not None and share is not None and not snapshot.is_replay:
+            rate = rate.append(Content.styled(f", {share:.0%} of schedule", "dim"))
         lines.append(rate)
+        if snapshot.cancelled:
+            lines.append(
+                Content.styled(f"cancelled at stop {snapshot.cancelled:,} (not errors)", "yellow")
+            )
         errors = snapshot.errors_by_class()
         seen = [(name, errors[e]) for e, name in CONNECTION_ERRORS.items() if errors.get(e)]
         if seen:

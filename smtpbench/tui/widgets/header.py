@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from textual.content import Content
 
-from smtpbench.metrics.snapshot import RunState
+from smtpbench.report.progress import run_progress
 from smtpbench.report.summary import STATE_STYLES
 from smtpbench.tui.view import View
 from smtpbench.tui.widgets.pane import Pane
-from smtpbench.units import format_clock
 
 BAR_WIDTH = 16
 
@@ -17,22 +16,17 @@ class RunHeader(Pane):
     def show(self, view: View) -> None:
         snapshot = view.snapshot
         info = snapshot.info
-        elapsed = snapshot.elapsed
-        total = elapsed + view.remaining if view.remaining is not None else None
-        done = min(1.0, elapsed / total) if total else 0.0
-        if snapshot.state in (RunState.DONE, RunState.INTERRUPTED):
-            done = 1.0 if snapshot.state is RunState.DONE else done
+        progress = run_progress(snapshot, view.remaining)
+        done = progress.done
         filled = round(done * BAR_WIDTH)
-        clock = format_clock(elapsed)
-        if total is not None:
-            clock += f" / {format_clock(round(total))}"
+        clock = progress.clock
         left = Content.assemble(
             ("smtpbench  ", "bold"),
             (info.target, "bold cyan"),
             "  scenario: ",
             (info.scenario, "bold"),
             "  ",
-            (snapshot.state.value.upper(), STATE_STYLES[snapshot.state]),
+            (snapshot.state.word, STATE_STYLES[snapshot.state]),
         )
         right = Content.assemble(
             clock,
