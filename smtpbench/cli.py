@@ -150,6 +150,12 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="D",
         help="time from the start before a failing threshold may stop the run (default 10s)",
     )
+    run.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="run on when no session can connect (otherwise the run stops once a few "
+        "connects failed and none succeeded, exit code 4)",
+    )
     add_workers_argument(run)
 
     report = commands.add_parser(
@@ -294,6 +300,7 @@ def _run(args: argparse.Namespace) -> int:
         terminal=stdout_is_terminal(),
         record_sessions=args.record_sessions,
         workers=args.workers or default_workers(scenario),
+        keep_going=args.keep_going,
     )
     if args.tui or (options.terminal and not args.headless):
         from smtpbench.tui.launch import run_dashboard

@@ -22,6 +22,7 @@ from typing import Protocol
 import trio
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 
 from smtpbench import __version__, exitcodes
 from smtpbench.engine.control import RunControl
@@ -38,7 +39,9 @@ from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.sessions import SessionLog
 from smtpbench.metrics.snapshot import RunInfo, Snapshot
 from smtpbench.outcome import RunOutcome, finish_run, print_outcome
+from smtpbench.protocol.steps import Step
 from smtpbench.report.live import live_line, live_panel
+from smtpbench.report.reachability import KEEP_GOING_HINT, unreachable
 from smtpbench.report.thresholds import (
     ThresholdGuard,
     ThresholdResult,
@@ -56,6 +59,7 @@ from smtpbench.thresholds import Threshold, ThresholdSettings
 
 LIVE_REFRESH = 0.25  # seconds between updates of the terminal panel
 THRESHOLD_CHECK_INTERVAL = 1.0  # seconds between live threshold checks (abort-on-fail)
+TARGET_CHECK_INTERVAL = 0.25  # seconds between looks at whether anything connected
 WORKERS_POLL = 0.05  # seconds between looks at whether worker processes are done
 
 
@@ -68,6 +72,7 @@ class RunOptions:
     record_sessions: bool = False  # write every session's record to sessions.ndjson
     replay: ReplayJob | None = None  # replay recordings instead of the scenario's sessions
     workers: int = 1  # engine processes; 1 runs the engine in this process
+    keep_going: bool = False  # run on when no session can connect
 
     @property
     def worker_count(self) -> int:
@@ -153,6 +158,28 @@ async def _watch_signals(control: Steering, console: Console) -> None:
             else:
                 console.print(f"[red]{name}: cutting sessions in flight short[/]")
                 control.abort()
+
+
+async def watch_target(
+    snapshot: Callable[[], Snapshot | None], control: Steering, console: Console
+) -> None:
+    """Stops the run, with a plain sentence, once it is clear that nothing answers at the
+    target: a few connects failed and none succeeded."""
+    while not control.stop_requested:
+        await trio.sleep(TARGET_CHECK_INTERVAL)
+        current = snapshot()
+        if current is None:
+            continue
+        if current.latency_count(Step.CONNECT):
+            return  # something answered: the rest is the run's to measure
+        reason = unreachable(current)
+        if reason is not None:
+            console.print(
+                f"[bold red]{escape(reason)}; stopping the run ({KEEP_GOING_HINT})[/]",
+                highlight=False,
+            )
+            control.interrupt()
+            return
 
 
 class ThresholdWatch:
@@ -258,6 +285,8 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
             nursery.start_soon(_watch_signals, control, console)
             nursery.start_soon(_show_progress, run, resolved.thresholds.checks, options, console)
             nursery.start_soon(watch.watch)
+            if not options.keep_going:
+                nursery.start_soon(watch_target, run.snapshot, control, console)
             try:
                 final = await run.run()
             finally:
@@ -270,6 +299,7 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
         final,
         aborted_by=watch.aborted_by,
         sessions_log=log.path if log is not None else None,
+        keep_going=options.keep_going,
     )
 
 
@@ -309,6 +339,8 @@ async def run_load_workers(options: RunOptions, console: Console) -> RunOutcome:
                     _show_progress_once_started, group, resolved.thresholds.checks, options, console
                 )
                 nursery.start_soon(watch.watch)
+                if not options.keep_going:
+                    nursery.start_soon(watch_target, group.snapshot, steering, console)
                 while not group.done:
                     await trio.sleep(WORKERS_POLL)
                 nursery.cancel_scope.cancel()
@@ -326,6 +358,7 @@ async def run_load_workers(options: RunOptions, console: Console) -> RunOutcome:
         group.final,
         aborted_by=watch.aborted_by,
         sessions_log=log,
+        keep_going=options.keep_going,
     )
 
 

@@ -8,12 +8,14 @@ from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from smtpbench import exitcodes
 from smtpbench.files import OutputError
 from smtpbench.metrics.results import new_results_folder, write_results
 from smtpbench.metrics.sessions import SESSIONS_FILE
 from smtpbench.metrics.snapshot import RunState, Snapshot
+from smtpbench.report.reachability import every_session_failed, unreachable
 from smtpbench.report.summary import summary
 from smtpbench.report.thresholds import (
     ThresholdResult,
@@ -33,6 +35,7 @@ class RunOutcome:
     thresholds: tuple[ThresholdResult, ...] = ()
     aborted_by: ThresholdResult | None = None  # the threshold that stopped the run early
     unwritten: str | None = None  # what could not be written, and why (a full disk)
+    verdict: str | None = None  # why the run failed when no threshold says so
 
 
 def finish_run(
@@ -42,11 +45,14 @@ def finish_run(
     *,
     aborted_by: ThresholdResult | None = None,
     sessions_log: Path | None = None,
+    keep_going: bool = False,
 ) -> RunOutcome:
     """Writes the results folder of a finished run and decides the exit code.
 
     ``scenario`` is the resolved one (with the seed used), so that its
-    ``scenario.toml`` runs the same load again.
+    ``scenario.toml`` runs the same load again. A run that never connected ends with
+    "target unusable" unless ``keep_going``; one where every session failed never
+    exits 0.
     """
     results = tuple(evaluate(scenario.thresholds.checks, final))
     folder = results_base
@@ -62,17 +68,24 @@ def finish_run(
         unwritten = str(err)
     except OSError as err:
         unwritten = f"{err.filename or folder}: could not be written: {err.strerror or err}"
+    verdict = None
     if unwritten is not None:
         code = exitcodes.RESULTS_NOT_WRITTEN
+    elif not keep_going and (reason := unreachable(final, least=1)) is not None:
+        code = exitcodes.TARGET_UNUSABLE
+        verdict = f"{reason}: no session ever connected"
     elif aborted_by is not None:
         code = exitcodes.ABORTED_BY_THRESHOLD
     elif final.state is RunState.INTERRUPTED:
         code = exitcodes.INTERRUPTED
     elif not all_passed(results):
         code = exitcodes.THRESHOLDS_FAILED
+    elif every_session_failed(final):
+        code = exitcodes.THRESHOLDS_FAILED
+        verdict = f"every session failed ({final.server_failed:,} of {final.server_completed:,})"
     else:
         code = exitcodes.OK
-    return RunOutcome(final, folder, code, results, aborted_by, unwritten)
+    return RunOutcome(final, folder, code, results, aborted_by, unwritten, verdict)
 
 
 def print_outcome(console: Console, outcome: RunOutcome) -> None:
@@ -83,6 +96,8 @@ def print_outcome(console: Console, outcome: RunOutcome) -> None:
         console.print(
             f"[bold red]stopped early: {outcome.aborted_by.threshold} failed[/]", highlight=False
         )
+    if outcome.verdict is not None:
+        console.print(f"[bold red]{escape(outcome.verdict)}[/]", highlight=False)
     if outcome.unwritten is not None:
         console.print(
             f"\n[bold red]results not written whole: {outcome.unwritten}[/]; "

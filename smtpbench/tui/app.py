@@ -19,6 +19,7 @@ from textual.widgets import Footer
 
 from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.protocol.steps import Step
+from smtpbench.report.reachability import KEEP_GOING_HINT, unreachable
 from smtpbench.report.thresholds import ThresholdGuard, ThresholdResult, evaluate
 from smtpbench.thresholds import ThresholdSettings
 from smtpbench.tui.screens import HelpScreen, SummaryScreen, TranscriptScreen
@@ -73,8 +74,10 @@ class DashboardApp(App[int]):
         source: EngineSource,
         save: SaveResults | None = None,
         thresholds: ThresholdSettings | None = None,
+        keep_going: bool = False,
     ) -> None:
         super().__init__()
+        self.keep_going = keep_going  # run on when no session can connect
         self.source = source
         self.save = save
         self.guard = ThresholdGuard(thresholds or ThresholdSettings())
@@ -136,6 +139,7 @@ class DashboardApp(App[int]):
             return
         if snapshot is not self._last:
             self._check_thresholds(snapshot)
+            self._check_target(snapshot)
         self._last = snapshot
         self.draw()
 
@@ -150,6 +154,16 @@ class DashboardApp(App[int]):
                 self.stopping = True
                 self.source.interrupt()
                 self.note = f"threshold failed: {failed.threshold}; stopping the run"
+
+    def _check_target(self, snapshot: Snapshot) -> None:
+        """Stops the run, saying why, once a few connects failed and none succeeded."""
+        if self.keep_going or not self.running:
+            return
+        reason = unreachable(snapshot)
+        if reason is not None:
+            self.stopping = True
+            self.source.interrupt()
+            self.note = f"{reason}; stopping the run ({KEEP_GOING_HINT})"
 
     def view(self) -> View | None:
         if self._last is None:

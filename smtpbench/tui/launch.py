@@ -48,7 +48,9 @@ class ResultsWriter:
         scenario: Scenario,
         guard: ThresholdGuard | None = None,
         sessions_log: Path | None = None,
+        keep_going: bool = False,
     ) -> None:
+        self.keep_going = keep_going
         self.base = base
         self.scenario = scenario
         self.guard = guard
@@ -67,6 +69,7 @@ class ResultsWriter:
                 snapshot,
                 aborted_by=self.guard.aborted_by if self.guard is not None else None,
                 sessions_log=self.sessions_log,
+                keep_going=self.keep_going,
             )
             return self.outcome.folder
         at = format_clock(snapshot.elapsed).replace(":", "")
@@ -128,8 +131,10 @@ def run_dashboard(options: RunOptions) -> int:
     )
     workers = options.worker_count
     engine = EngineGroup(job, workers) if workers > 1 else EngineProcess(job)
-    app = DashboardApp(engine, thresholds=resolved.thresholds)
-    writer = ResultsWriter(options.results_base, resolved, app.guard, sessions_log)
+    app = DashboardApp(engine, thresholds=resolved.thresholds, keep_going=options.keep_going)
+    writer = ResultsWriter(
+        options.results_base, resolved, app.guard, sessions_log, keep_going=options.keep_going
+    )
     app.save = writer
     try:
         engine.start()
