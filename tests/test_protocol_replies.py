@@ -128,3 +128,142 @@ def test_reply_meanings_follow_rfc_5321() -> None:
     assert reply_meaning(354).startswith("Start mail input")
     assert reply_meaning(459) == "Transient failure"
     assert reply_meaning(150) == "Not a valid SMTP reply code"
+
+
+# -- the reply code (RFC 5321 4.2): three digits, the first 2 to 5, the second 0 to 5 --------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"25x not a digit\r\n",  # the third digit is a digit too
+        b"25: colon after the digits\r\n",
+        b"25/ slash after the digits\r\n",
+        b"2x0 second\r\n",
+        b"2:0 second\r\n",
+        b"x50 first\r\n",
+        b":50 first\r\n",
+    ],
+)
+def test_every_character_of_the_code_must_be_a_digit(data: bytes) -> None:
+    with pytest.raises(RemoteProtocolError, match="malformed reply line"):
+        parse_all(data)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"050 zero\r\n", b"150 one\r\n", b"650 six\r\n", b"950 nine\r\n", b"260 second six\r\n"],
+)
+def test_a_three_digit_code_outside_2xx_to_5xx_is_out_of_range(data: bytes) -> None:
+    with pytest.raises(RemoteProtocolError, match="reply code out of range"):
+        parse_all(data)
+
+
+@pytest.mark.parametrize("code", [200, 259, 354, 400, 459, 500, 550, 554, 559])
+def test_every_code_in_range_is_read_as_written(code: int) -> None:
+    [reply] = parse_all(f"{code} text\r\n".encode())
+    assert reply.code == code
+
+
+def test_a_server_text_in_latin_1_is_read_not_refused() -> None:
+    [reply] = parse_all(b"250 caf\xe9 ok\r\n")
+    assert reply.code == 250
+    assert reply.text == "caf\ufffd ok"  # the byte that is not UTF-8 replaced, the rest kept
+
+
+def test_str_of_a_reply_without_enhanced_code() -> None:
+    [reply] = parse_all(b"250 ok\r\n")
+    assert reply.enhanced is None
+    assert str(reply) == "250 ok"
+
+
+# -- enhanced status codes (RFC 3463): class.subject.detail, class 2, 4 or 5 -----------
+
+
+@pytest.mark.parametrize(
+    ("data", "enhanced", "text"),
+    [
+        (b"250 2.0.0\r\n", "2.0.0", ""),  # the code alone, nothing after it
+        (b"200 2.0.0 ok\r\n", "2.0.0", "ok"),
+        (b"400 4.3.0 try later\r\n", "4.3.0", "try later"),
+        (b"500 5.5.1 syntax\r\n", "5.5.1", "syntax"),
+        (b"550 5.123.456 longest parts\r\n", "5.123.456", "longest parts"),
+        (b"554 5.7.1\tafter a tab\r\n", "5.7.1", "after a tab"),
+    ],
+)
+def test_enhanced_code_is_taken_from_the_text(data: bytes, enhanced: str, text: str) -> None:
+    [reply] = parse_all(data)
+    assert reply.enhanced == enhanced
+    assert reply.text == text
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"550 5.1.1x unknown\r\n",  # no space after it
+        b"250 2.1.5000 too long a detail\r\n",
+        b"250 2.1000.5 too long a subject\r\n",
+        b"354 3.0.0 class 3 does not exist\r\n",
+        b"250 2.1 two parts\r\n",
+        b"250 2x1.5 no dot\r\n",
+        b"450 5.1.1 class of another reply\r\n",
+    ],
+)
+def test_text_that_is_not_an_enhanced_code_is_left_as_text(data: bytes) -> None:
+    [reply] = parse_all(data)
+    assert reply.enhanced is None
+    assert reply.text == data[4:-2].decode()
+
+
+# -- bounds: a line of max_line_length bytes before its LF, a reply of max_lines lines ---
+
+
+def test_a_line_of_exactly_the_maximum_length_is_accepted() -> None:
+    parser = ReplyParser(max_line_length=100)
+    line = b"250 " + b"x" * 95 + b"\r"  # 100 bytes before the LF, CR included
+    parser.feed(line[:100])  # no LF yet: 100 bytes may still become a line
+    assert parser.next_reply() is None
+    parser.feed(b"\n")
+    reply = parser.next_reply()
+    assert reply is not None and reply.text == "x" * 95
+
+
+def test_a_line_one_byte_over_the_maximum_is_refused() -> None:
+    parser = ReplyParser(max_line_length=100)
+    parser.feed(b"250 " + b"x" * 96 + b"\r\n")  # 101 bytes before the LF
+    with pytest.raises(RemoteProtocolError, match="reply line longer than 100 bytes"):
+        parser.next_reply()
+    waiting = ReplyParser(max_line_length=100)
+    waiting.feed(b"250 " + b"x" * 97)  # 101 bytes and no LF: refused without waiting
+    with pytest.raises(RemoteProtocolError, match="reply line longer than 100 bytes"):
+        waiting.next_reply()
+
+
+def test_a_reply_of_exactly_max_lines_is_accepted_one_more_is_not() -> None:
+    parser = ReplyParser(max_lines=10)
+    parser.feed(b"250-x\r\n" * 9 + b"250 end\r\n")
+    reply = parser.next_reply()
+    assert reply is not None and len(reply.lines) == 10
+    parser.feed(b"250-x\r\n" * 10 + b"250 end\r\n")
+    with pytest.raises(RemoteProtocolError, match="reply longer than 10 lines"):
+        parser.next_reply()
+
+
+@pytest.mark.parametrize("data", [b"\n", b"\r\n", b"250 first\r\n\n"])
+def test_an_empty_line_is_malformed_at_once(data: bytes) -> None:
+    parser = ReplyParser()
+    parser.feed(data)
+    with pytest.raises(RemoteProtocolError, match="malformed reply line b''"):
+        while parser.next_reply() is not None:
+            pass
+
+
+def test_errors_quote_the_line_cut_at_60_bytes() -> None:
+    short = b"y" * 60  # exactly 60: quoted whole, no ellipsis
+    with pytest.raises(RemoteProtocolError) as error:
+        parse_all(short + b"\r\n")
+    assert str(error.value) == f"malformed reply line {short!r}"
+    long = b"z" * 61
+    with pytest.raises(RemoteProtocolError) as error:
+        parse_all(long + b"\r\n")
+    assert str(error.value) == f"malformed reply line {b'z' * 60!r}..."
