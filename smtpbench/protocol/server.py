@@ -269,6 +269,14 @@ class ServerConnection:
         return self._pending_step
 
     @property
+    def mid_command(self) -> bool:
+        """The client has begun a command line, message content or a chunk and not ended
+        it (what a server's command timeout applies to, not its idle timeout)."""
+        return (
+            bool(self._buf) or self._discarding or self._chunk_left > 0 or self.state is State.DATA
+        )
+
+    @property
     def message_size(self) -> int:
         """Octets of the message received so far in this transaction (BDAT chunks summed)."""
         return self._raw_size - self._dots
@@ -599,6 +607,8 @@ def parse_path_argument(argument: str, keyword: str) -> tuple[str, dict[str, str
         address, _, rest = rest.partition(" ")
         if not address or "<" in address or ">" in address:
             return None
+    if any(ord(c) < 32 or ord(c) == 127 for c in address):
+        return None  # NUL and other control characters have no place in an address
     params: dict[str, str | None] = {}
     for item in rest.split():
         if not _PARAMETER.match(item):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import trio
 
 from smtpbench.faults import EMPTY_FAULTS, FaultPlan
+from smtpbench.servers.accepting import connection_limit, serve_quietly
 from smtpbench.servers.sink_faults import FaultInjector
 from smtpbench.servers.sink_session import ReceivedMessage, Session
 
@@ -57,6 +58,13 @@ class SinkConfig:
     # Recipient domains taken; any other gets 554 "Relay access denied". None: every
     # recipient is taken, as an open relay would.
     relay_domains: tuple[str, ...] | None = None
+    # RFC 5321 section 4.5.3.2.7: a server waits at least 5 minutes for the next command
+    # (idle) and for the rest of one it has begun, or of message content (command).
+    idle_timeout: float = 300.0
+    command_timeout: float = 300.0
+    # Connections open at once; one more is answered 421 and closed. None: what the
+    # process's descriptor limit leaves (see connection_limit).
+    max_connections: int | None = None
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -69,6 +77,10 @@ class SinkConfig:
             )
         if not self.hostname or any(c.isspace() for c in self.hostname):
             raise ValueError(f"the host name must be one word, got {self.hostname!r}")
+        if not (self.idle_timeout > 0 and self.command_timeout > 0):
+            raise ValueError("timeouts must be longer than 0 seconds")
+        if self.max_connections is not None and self.max_connections < 1:
+            raise ValueError(f"at least one connection, got {self.max_connections}")
         if self.implicit_tls and self.tls_cert is None:
             raise ValueError("implicit TLS needs a certificate and its key")
         if self.relay_domains is not None:
@@ -117,6 +129,9 @@ class SinkStats:
     replies_by_code: Counter[int] = field(default_factory=Counter)  # replies sent, banner included
     faults_injected: Counter[str] = field(default_factory=Counter)  # "delay.DATA", "shutdown"...
     errors: Counter[str] = field(default_factory=Counter)  # sessions ended by an unexpected error
+    timeouts: int = 0  # sessions ended by the idle or command timeout (421 sent)
+    refused: int = 0  # connections over max_connections (421 sent)
+    accept_errors: Counter[str] = field(default_factory=Counter)  # "EMFILE"...: accept failed
 
     @property
     def active(self) -> int:
@@ -139,6 +154,14 @@ class SinkStats:
         errors = sum(self.errors.values())
         if errors:
             parts.append(f"{errors} session errors")
+        if self.timeouts:
+            parts.append(f"{self.timeouts} timed out")
+        if self.refused:
+            parts.append(f"{self.refused} refused (too many connections)")
+        failed = sum(self.accept_errors.values())
+        if failed:
+            kinds = ", ".join(sorted(self.accept_errors))
+            parts.append(f"{failed} accepts failed ({kinds})")
         return ", ".join(parts)
 
 
@@ -162,6 +185,7 @@ class Sink:
             config.faults, random.Random(config.seed), self.stats.faults_injected
         )
         self.shutting_down = False  # set once shutdown_after connections have come
+        self.max_connections = connection_limit(config.max_connections)
         self._queue_ids = itertools.count(1)
         self._errors_logged: set[str] = set()
 
@@ -179,6 +203,14 @@ class Sink:
         if limit is not None and stats.connections > limit:
             self.shutting_down = True
         session = Session(self, stream)
+        if stats.active > self.max_connections:
+            stats.refused += 1
+            try:
+                await session.refuse_busy()
+            finally:
+                stats.sessions_closed += 1
+                await trio.aclose_forcefully(stream)
+            return
         try:
             if self.config.implicit_tls and not await session.start_implicit_tls():
                 return
@@ -221,4 +253,4 @@ async def serve_sink(
     listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     sink = Sink(config, listeners, ssl_context)
     task_status.started(sink)
-    await trio.serve_listeners(sink.handle, listeners)
+    await serve_quietly(sink.handle, listeners, sink.stats.accept_errors, logger)

@@ -18,7 +18,7 @@ import trio
 
 from smtpbench.faults import KINDS, FaultSpecError, fault_plan_from_flags, parse_fault_flag
 from smtpbench.servers.sink import SinkConfig, make_ssl_context, serve_sink
-from smtpbench.units import parse_size
+from smtpbench.units import parse_duration, parse_size
 
 DEFAULT_LISTEN = "127.0.0.1:2525"
 EXIT_USAGE = 2  # argparse's code for a bad command line
@@ -84,6 +84,19 @@ def _credential(text: str) -> tuple[str, str]:
     if not sep or not user or not password:
         raise ValueError("expected USER:PASSWORD")
     return user, password
+
+
+def _seconds(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise ValueError(f"expected a duration longer than 0 such as 30s or 5m, got {text!r}")
+    return seconds
+
+
+def _positive(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"expected a whole number, 1 or more, got {text!r}")
+    return int(text)
 
 
 def _size(text: str) -> int:
@@ -184,6 +197,29 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
         help="speak LMTP (RFC 2033): LHLO, and one reply per recipient after the data",
     )
     parser.add_argument(
+        "--idle-timeout",
+        type=_argument_type(_seconds),
+        default=SinkConfig.idle_timeout,
+        metavar="DUR",
+        help="close a connection with 421 when no command begins within DUR (default 5m, "
+        "RFC 5321's server timeout)",
+    )
+    parser.add_argument(
+        "--command-timeout",
+        type=_argument_type(_seconds),
+        default=SinkConfig.command_timeout,
+        metavar="DUR",
+        help="close with 421 when a command or message content that has begun makes no "
+        "progress within DUR (default 5m)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_argument_type(_positive),
+        metavar="N",
+        help="connections open at once; more are answered 421 and closed (default: what "
+        "the open files limit allows)",
+    )
+    parser.add_argument(
         "--max-size",
         type=_argument_type(_size),
         default=SinkConfig.max_message_size,
@@ -223,6 +259,9 @@ def config_from_args(args: argparse.Namespace) -> SinkConfig:
             lmtp=args.lmtp,
             implicit_tls=args.implicit_tls,
             relay_domains=tuple(args.relay_domains) if args.relay_domains else None,
+            idle_timeout=args.idle_timeout,
+            command_timeout=args.command_timeout,
+            max_connections=args.max_connections,
         )
     except ValueError as exc:
         flag = "--hostname"

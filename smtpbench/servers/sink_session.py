@@ -41,6 +41,7 @@ RECEIVE_SIZE: Final = 65536
 # sink says 421 and hangs up, as real servers do, so a runaway client cannot spin.
 MAX_ERRORS: Final = 50
 _CLIENT_MISTAKES: Final = frozenset({500, 501, 503})
+LAST_WORD_TIMEOUT: Final = 1.0  # seconds a 421 gets to go out before the connection closes
 
 Answer = tuple[int, str | tuple[str, ...], str | None]
 _LOGIN_USERNAME: Final = "VXNlcm5hbWU6"  # base64 "Username:"
@@ -158,8 +159,14 @@ class Session:
             return
         conn = self.conn
         stats = self.sink.stats
+        config = self.sink.config
         while True:
-            data = await self.stream.receive_some(RECEIVE_SIZE)
+            timeout = config.command_timeout if conn.mid_command else config.idle_timeout
+            with trio.move_on_after(timeout) as waited:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+            if waited.cancelled_caught:
+                await self._timed_out()
+                return
             stats.bytes_received += len(data)
             if self.cut_data and data:
                 return  # the "DATA end" disconnect: drop the client mid-message
@@ -176,10 +183,26 @@ class Session:
         self.conn.tls = True
         return True
 
+    async def refuse_busy(self) -> None:
+        """Over the connection limit: 421 in place of the banner (RFC 5321 section 3.8)."""
+        self._emit(421, f"{self.sink.config.hostname} Too many connections, try later", "4.7.0")
+        with trio.move_on_after(LAST_WORD_TIMEOUT):
+            await self._flush()
+
+    async def _timed_out(self) -> None:
+        """The client said nothing for too long: 421, then the connection closes."""
+        self.sink.stats.timeouts += 1
+        self._emit(421, f"{self.sink.config.hostname} Error: timeout exceeded", "4.4.2")
+        with trio.move_on_after(LAST_WORD_TIMEOUT):
+            await self._flush()
+
     async def _flush(self) -> None:
         if self.out:
             out, self.out = self.out, bytearray()
-            await self.stream.send_all(out)
+            with trio.move_on_after(self.sink.config.command_timeout) as sent:
+                await self.stream.send_all(out)
+            if sent.cancelled_caught:  # the client stopped reading
+                raise trio.BrokenResourceError("the client did not read the replies in time")
 
     def _emit(self, code: int, text: str | tuple[str, ...], enhanced: str | None) -> None:
         self.out += self.conn.reply(code, text, enhanced)
