@@ -21,7 +21,9 @@ def parse_host_port(text: str, default_port: int = 25) -> tuple[str, int]:
     """``host``, ``host:port``, ``[::1]:port`` or ``::1``; raises ValueError saying why."""
     text = text.strip()
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, closed, rest = text[1:].partition("]")
+        if not closed:
+            raise ValueError(f"expected [ADDRESS]:PORT, got {text!r}: the ] is missing")
         port_text = rest[1:] if rest.startswith(":") else ""
         if rest and not rest.startswith(":"):
             raise ValueError(f"expected [ADDRESS]:PORT, got {text!r}")
@@ -249,6 +251,12 @@ def _error(message: str) -> int:
     return exitcodes.BAD_CONFIGURATION
 
 
+def _note(message: str) -> None:
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[yellow]note:[/] {escape(message)}", highlight=False)
+
+
 def _run(args: argparse.Namespace) -> int:
     from smtpbench.headless import RunOptions, run_headless, stdout_is_terminal
     from smtpbench.scenario import ScenarioError, load_scenario, with_overrides
@@ -258,6 +266,11 @@ def _run(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario)
     except ScenarioError as err:
         return _error(str(err))
+    if args.target and not scenario.sink.is_empty:
+        _note(
+            f"{scenario.source or scenario.name}: sink: the faults of [sink] apply to the "
+            f"embedded sink; ignored, since --target sends to {args.target}"
+        )
     try:
         host = port = None
         if args.target:
@@ -286,7 +299,7 @@ def _run(args: argparse.Namespace) -> int:
         scenario = _with_tls(scenario, args)
         preflight(scenario)
     except (ValueError, SessionSetupError) as err:
-        return _error(str(err))
+        return _error(f"{scenario.source}: {err}" if scenario.source else str(err))
     from smtpbench.files import OutputError, check_output_folder
 
     try:
