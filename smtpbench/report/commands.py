@@ -13,6 +13,7 @@ from rich.markup import escape
 from smtpbench import exitcodes
 from smtpbench.metrics.results import SCENARIO_FILE, ResultsError, read_results
 from smtpbench.metrics.snapshot import Snapshot
+from smtpbench.report.output import print_whole
 from smtpbench.report.thresholds import ThresholdResult, all_passed, evaluate
 from smtpbench.thresholds import Threshold, ThresholdError, parse_threshold
 
@@ -106,9 +107,9 @@ def _print_report(snapshot: Snapshot, results: list[ThresholdResult], form: str)
         from smtpbench.report.thresholds import thresholds_table
 
         console = Console()
-        console.print(summary(snapshot))
+        print_whole(console, summary(snapshot))
         if results:
-            console.print(thresholds_table(results))
+            print_whole(console, thresholds_table(results))
         return
     if form == "json":
         from smtpbench.report.exports import report_json
@@ -208,9 +209,18 @@ def run_compare(args: argparse.Namespace) -> int:
         runs = [read_results(folder) for folder in args.results]
     except ResultsError as err:
         return _error(str(err))
+    for rule in rules:
+        if rule.matches_nothing(runs):
+            return _error(
+                f"--fail-if {rule.text!r}: matches nothing in any of the runs (a command "
+                "none of them sent, or a measure none of them has)"
+            )
     results = check_rules(rules, runs)
     for rule in rules:
         if not any(result.rule is rule for result in results):
-            _note(f"[yellow]note:[/] --fail-if {rule.text!r}: no data in the runs to compare")
-    Console().print(comparison(runs, [str(folder) for folder in args.results], results))
+            _note(
+                f"[yellow]note:[/] --fail-if {escape(rule.text)!r}: the baseline has no data "
+                "for it, so there is nothing to hold the other runs to"
+            )
+    print_whole(Console(), comparison(runs, [str(folder) for folder in args.results], results))
     return exitcodes.THRESHOLDS_FAILED if any(r.failed for r in results) else exitcodes.OK

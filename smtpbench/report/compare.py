@@ -7,8 +7,12 @@ by more than the amount, ``-`` when it went down by more. The amount is
 relative to the baseline when it ends in ``%`` (``p99 +10%``), in percentage
 points for rates with ``pp`` (``rate(errors) +0.5pp``), and otherwise in the
 metric's own unit (``p99(DATA) +5ms``, ``throughput -50/s``). A bare
-percentile, ``mean`` or ``max`` applies to every command and measure that both
-runs have data for.
+percentile, ``mean`` or ``max`` applies to every command and measure the baseline
+has data for.
+
+A rule the baseline has data for but a later run does not (every session of it
+refused, say) fails, saying so: a missing figure is not a pass. A rule that
+matches nothing in any run is a mistake in the rule, not a result.
 """
 
 from __future__ import annotations
@@ -66,10 +70,18 @@ class Rule:
     head: str | None = None
 
     def metrics(self, runs: Sequence[Snapshot]) -> list[Metric]:
+        """The metrics the rule covers: the one it names, or for a bare statistic every
+        row the baseline has samples of."""
         if self.metric is not None:
             return [self.metric]
-        rows = [row for row in range(LATENCY_ROWS) if all(run.latency_count(row) for run in runs)]
+        rows = [row for row in range(LATENCY_ROWS) if runs[0].latency_count(row)]
         return [parse_metric(f"{self.head}({row_label(row)})") for row in rows]
+
+    def matches_nothing(self, runs: Sequence[Snapshot]) -> bool:
+        """No run has data for any metric the rule could cover."""
+        if self.metric is not None:
+            return all(measure(self.metric, run) is None for run in runs)
+        return not any(run.latency_count(row) for run in runs for row in range(LATENCY_ROWS))
 
     def fails(self, base: float, value: float) -> bool:
         change = value - base if self.sign == "+" else base - value
@@ -122,25 +134,26 @@ class RuleResult:
     metric: Metric
     run: int  # index of the compared run (1 = the first after the baseline)
     base: float
-    value: float
+    value: float | None  # None: the run has no data where the baseline has some
 
     @property
     def failed(self) -> bool:
-        return self.rule.fails(self.base, self.value)
+        return self.value is None or self.rule.fails(self.base, self.value)
 
 
 def check_rules(rules: Sequence[Rule], runs: Sequence[Snapshot]) -> list[RuleResult]:
-    """Every rule on every metric it covers, for each run against the baseline; metrics
-    without data on either side are left out (there is nothing to compare)."""
+    """Every rule on every metric it covers, for each run against the baseline. A run
+    without data where the baseline has some fails; metrics the baseline has no data for
+    are left out (there is nothing to hold the run to)."""
     results = []
     base_run = runs[0]
     for rule in rules:
         for metric in rule.metrics(runs):
             base = measure(metric, base_run)
+            if base is None:
+                continue
             for index, run in enumerate(runs[1:], start=1):
-                value = measure(metric, run)
-                if base is not None and value is not None:
-                    results.append(RuleResult(rule, metric, index, base, value))
+                results.append(RuleResult(rule, metric, index, base, measure(metric, run)))
     return results
 
 
@@ -299,13 +312,16 @@ def rules_table(results: Sequence[RuleResult], names: Sequence[str]) -> Table:
     for column in ("rule", "metric", "run", "baseline", "value", "change", "result"):
         table.add_column(column, justify="right" if column in ("baseline", "value") else "left")
     for r in results:
+        missing = r.value is None
         table.add_row(
             r.rule.text,
             str(r.metric),
             names[r.run],
             format_value(r.metric.kind, r.base),
-            format_value(r.metric.kind, r.value),
-            change_text(r.metric, r.base, r.value),
+            "no data" if r.value is None else format_value(r.metric.kind, r.value),
+            Text(f"{names[r.run]} has none", style="bold red")
+            if missing
+            else change_text(r.metric, r.base, r.value),
             Text("FAIL", style="bold red") if r.failed else Text("pass", style="green"),
         )
     return table
