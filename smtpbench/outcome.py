@@ -15,6 +15,7 @@ from smtpbench.files import OutputError
 from smtpbench.metrics.results import new_results_folder, write_results
 from smtpbench.metrics.sessions import SESSIONS_FILE
 from smtpbench.metrics.snapshot import RunState, Snapshot
+from smtpbench.report.output import print_whole
 from smtpbench.report.reachability import every_session_failed, unreachable
 from smtpbench.report.summary import summary
 from smtpbench.report.thresholds import (
@@ -89,9 +90,9 @@ def finish_run(
 
 
 def print_outcome(console: Console, outcome: RunOutcome) -> None:
-    console.print(summary(outcome.snapshot))
+    print_whole(console, summary(outcome.snapshot))
     if outcome.thresholds:
-        console.print(thresholds_table(outcome.thresholds))
+        print_whole(console, thresholds_table(outcome.thresholds))
     if outcome.aborted_by is not None:
         console.print(
             f"[bold red]stopped early: {outcome.aborted_by.threshold} failed[/]", highlight=False
