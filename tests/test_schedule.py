@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pytest
@@ -92,3 +93,120 @@ def test_a_count_at_the_end_of_a_ramp_to_zero_is_found() -> None:
     profile = RateProfile(1.15, ((1.0, 1.0), (2.0, 0.0)))
     count = profile.cumulative(3.0)
     assert profile.time_of(count) == pytest.approx(3.0)
+
+
+def _reference_due(rate: float, changes: list[tuple[float, float]], n: int) -> float:
+    """When the n-th session (from 0) is due at a constant ``rate`` whose factor becomes
+    ``factor`` at each ``(at, factor)``: where the integral of the rate reaches n."""
+    starts = [0.0] + [at for at, _ in changes]
+    factors = [1.0] + [factor for _, factor in changes]
+    reached = 0.0
+    for i, (start, factor) in enumerate(zip(starts, factors, strict=True)):
+        end = starts[i + 1] if i + 1 < len(starts) else math.inf
+        in_segment = rate * factor * (end - start)
+        if n <= reached + in_segment:
+            return start + (n - reached) / (rate * factor)
+        reached += in_segment
+    raise AssertionError("unreachable: the last segment is endless")
+
+
+def _take_until(pacer: Pacer, until: float, into: list[float]) -> None:
+    while pacer.peek() < until:
+        into.append(pacer.next_due())
+
+
+def test_two_rate_changes_in_a_row_keep_the_schedule_continuous() -> None:
+    # 10/s; doubled at 1 s (sessions 10..29 at 20/s), doubled again at 2 s (then 40/s).
+    pacer = Pacer(RateProfile.constant(10))
+    times: list[float] = []
+    _take_until(pacer, 1.0, times)
+    pacer.set_factor(2.0, at=1.0)
+    _take_until(pacer, 2.0, times)
+    pacer.set_factor(4.0, at=2.0)
+    _take_until(pacer, 3.0, times)
+    assert len(times) == 10 + 20 + 40
+    assert times[10:12] == pytest.approx([1.0, 1.05])
+    assert times[29:32] == pytest.approx([1.95, 2.0, 2.025])  # no gap, no burst at 2 s
+    assert times[-1] == pytest.approx(2.975)
+    assert pacer.factor == 4.0
+
+
+@given(
+    rate=st.floats(1.0, 200.0),
+    changes=st.lists(st.tuples(st.floats(0.05, 2.0), st.floats(0.1, 5.0)), min_size=1, max_size=4),
+)
+def test_due_times_follow_the_integral_of_the_rate_through_every_change(
+    rate: float, changes: list[tuple[float, float]]
+) -> None:
+    """Any sequence of live rate changes: the n-th session is due where the integral of
+    the rate actually in force reaches n, worked out here segment by segment."""
+    at = 0.0
+    absolute: list[tuple[float, float]] = []
+    for gap, factor in changes:
+        at += gap
+        absolute.append((at, factor))
+    pacer = Pacer(RateProfile.constant(rate))
+    times: list[float] = []
+    for when, factor in absolute:
+        _take_until(pacer, when, times)
+        pacer.set_factor(factor, at=when)
+    _take_until(pacer, at + 1.0, times)
+    expected = [_reference_due(rate, absolute, n) for n in range(len(times))]
+    assert times == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    assert _reference_due(rate, absolute, len(times)) >= at + 1.0 - 1e-9  # none left out
+
+
+def test_a_negative_rate_factor_is_refused() -> None:
+    pacer = Pacer(RateProfile.constant(10))
+    with pytest.raises(ValueError, match=r"^a rate factor cannot be negative$"):
+        pacer.set_factor(-1.0, at=0.0)
+
+
+def test_poisson_arrivals_are_running_sums_of_unit_exponential_gaps() -> None:
+    # The first arrival is one gap in, not at 0: the process has no memory of the start.
+    reference = random.Random(11)
+    arrivals = np.cumsum([reference.expovariate(1.0) for _ in range(50)]) / 40.0
+    pacer = Pacer(RateProfile.constant(40), "poisson", seed=11)
+    times = [pacer.next_due() for _ in range(50)]
+    assert times[0] > 0
+    assert times == pytest.approx(list(arrivals), rel=1e-12)
+
+
+def test_uniform_is_the_default_and_starts_at_zero() -> None:
+    pacer = Pacer(RateProfile.constant(4), seed=1)
+    assert [pacer.next_due() for _ in range(3)] == [0.0, 0.25, 0.5]
+
+
+@pytest.mark.parametrize("rate", [0.4, 0.5, 0.9])
+def test_a_rate_below_one_per_second_spaces_sessions_seconds_apart(rate: float) -> None:
+    times = due_times(Pacer(RateProfile.constant(rate)), 10)
+    gap = 1 / rate
+    assert times == pytest.approx([k * gap for k in range(len(times))])
+    assert len(times) == math.ceil(10 * rate)
+
+
+def test_a_ramp_from_zero_starts_its_first_session_at_once() -> None:
+    # 0 -> 100/s over 10 s: n sessions by t = 5 t^2, so session n is due at sqrt(n / 5).
+    times = due_times(Pacer(RateProfile(0.0, ((10.0, 100.0),))), 10)
+    assert times[0] == 0.0
+    assert times[1:4] == pytest.approx([math.sqrt(k / 5) for k in (1, 2, 3)])
+
+
+def test_rate_at_follows_each_ramp_and_holds_after_the_last() -> None:
+    # 0 -> 100/s over 10 s, then 100 -> 200/s over 10 s, then 200/s for ever.
+    profile = RateProfile(0.0, ((10.0, 100.0), (10.0, 200.0)))
+    assert profile.rate_at(0.5) == pytest.approx(5.0)
+    assert profile.rate_at(5.0) == pytest.approx(50.0)
+    assert profile.rate_at(10.0) == pytest.approx(100.0)
+    assert profile.rate_at(15.0) == pytest.approx(150.0)
+    assert profile.rate_at(25.0) == pytest.approx(200.0)
+    assert profile.rate_at(math.inf) == 200.0
+    assert RateProfile.constant(7.0).rate_at(math.inf) == 7.0
+    assert RateProfile.constant(7.0).stages == ()
+
+
+def test_a_large_count_at_the_end_of_a_ramp_to_zero_is_found() -> None:
+    # The boundary's tolerance is relative: at ~650,000 arrivals, rounding is far above 1e-9.
+    profile = RateProfile(1988.79, ((600.93, 70.29), (937.58, 0.0)))
+    count = profile.cumulative(600.93 + 937.58)
+    assert profile.time_of(count) == pytest.approx(1538.51)
