@@ -205,6 +205,22 @@ def test_rate_at_follows_each_ramp_and_holds_after_the_last() -> None:
     assert RateProfile.constant(7.0).stages == ()
 
 
+def test_a_stage_of_no_duration_is_a_step_in_the_rate() -> None:
+    # 10/s for 5 s, then at once 50/s: 50 sessions by 5 s, 250 more by 10 s.
+    profile = RateProfile(10.0, ((5.0, 10.0), (0.0, 50.0)))
+    assert profile.rate_at(4.0) == pytest.approx(10.0)
+    assert profile.rate_at(6.0) == pytest.approx(50.0)
+    assert profile.cumulative(10.0) == pytest.approx(300.0)
+    assert profile.time_of(300.0) == pytest.approx(10.0)
+    pacer = Pacer(profile)
+    times: list[float] = []
+    _take_until(pacer, 8.0, times)
+    pacer.set_factor(2.0, at=8.0)  # 50 + 150 sessions by 8 s, then 100/s
+    _take_until(pacer, 9.0, times)
+    assert len(times) == 200 + 100
+    assert times[200] == pytest.approx(8.0)
+
+
 def test_a_large_count_at_the_end_of_a_ramp_to_zero_is_found() -> None:
     # The boundary's tolerance is relative: at ~650,000 arrivals, rounding is far above 1e-9.
     profile = RateProfile(1988.79, ((600.93, 70.29), (937.58, 0.0)))

@@ -64,9 +64,10 @@ class RateProfile:
         """Expected arrivals in [0, t]."""
         total = 0.0
         for start, duration, rate, slope in self._pieces():
-            span = min(t - start, duration)
-            if span <= 0:
+            if t <= start:
                 break
+            # A stage of no duration (a step in the rate) adds nothing; those after it do.
+            span = min(t - start, duration)
             total += rate * span + slope * span * span / 2
         return total
 
