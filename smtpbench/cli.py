@@ -123,8 +123,9 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="EXPR",
         action="append",
         default=[],
-        help='a pass/fail criterion such as "p99(DATA) < 250ms" or "rate(4xx) < 1%%" '
-        "(repeatable; added to the scenario's [thresholds])",
+        help='a pass/fail criterion such as "p99(DATA end) < 250ms" or "rate(4xx) < 1%%" '
+        "(repeatable; added to the scenario's [thresholds]). DATA end is the message's "
+        "acceptance (final dot to reply); DATA is only the DATA command's 354 go-ahead",
     )
     run.add_argument(
         "--record-sessions",

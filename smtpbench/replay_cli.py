@@ -81,7 +81,8 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="EXPR",
         action="append",
         default=[],
-        help='a pass/fail criterion such as "p99(DATA) < 250ms" (repeatable)',
+        help='a pass/fail criterion such as "p99(DATA end) < 250ms" (repeatable; DATA end is '
+        "the message's acceptance, DATA only the 354 go-ahead)",
     )
     parser.add_argument(
         "--abort-on-fail", action="store_true", help="stop as soon as a threshold fails for good"

@@ -91,6 +91,24 @@ _MORE_IS_BETTER: Final = (
     "bytes_sent",
 )
 _AGGREGATES: Final = ("mean", "min", "max")
+_STEP_MEANINGS: Final = {
+    Step.CONNECT: "TCP connect",
+    Step.BANNER: "connect to the server's greeting",
+    Step.DATA: "the DATA command's 354 go-ahead, not the message's acceptance (DATA end)",
+    Step.DATA_END: "the message's acceptance: final dot to the server's reply",
+    Step.TLS: "the TLS handshake",
+    Step.AUTH: "the whole AUTH exchange",
+}
+_INTENDED_MEANINGS: Final = {
+    START_LAG_ROW: "intended to actual start of a session",
+    MESSAGE_ROW: "intended start to each message's final reply",
+    SESSION_ROW: "intended start to the end of a session",
+}
+_RATE_MEANINGS: Final = {
+    "errors": "failed sessions over those that ended on their own",
+    "dropped": "dropped sessions over scheduled ones",
+}
+_COUNTER_MEANINGS: Final = {"throughput": "per second over the whole run"}
 REPLY_CLASSES: Final = ("2xx", "3xx", "4xx", "5xx")
 
 
@@ -151,6 +169,19 @@ class Metric:
             return self.name in _MORE_IS_BETTER
         return False
 
+    @property
+    def meaning(self) -> str:
+        """What the figure is, in a mail admin's words; DATA is said apart from DATA end,
+        since people who write p99(DATA) usually mean the message's acceptance."""
+        if self.name == "rate":
+            where = f"{self.step.label} replies" if self.step is not None else "all replies"
+            return _RATE_MEANINGS.get(self.subject or "", f"share of {where}")
+        if self.row is None:
+            return _COUNTER_MEANINGS.get(self.name, "")
+        if self.row < STEP_COUNT:
+            return _STEP_MEANINGS.get(self.row, f"{row_label(self.row)}: sent to reply")
+        return _INTENDED_MEANINGS[self.row]
+
     def __str__(self) -> str:
         if self.row is not None:
             head = f"p{self.q:g}" if self.name == "percentile" else self.name
@@ -175,7 +206,7 @@ _SPLIT: Final = re.compile(r"^(?P<metric>.*?)\s*(?P<op><=|>=|==|!=|<|>|=)\s*(?P<
 _PERCENTILE: Final = re.compile(r"^p\(?\s*(\d+(?:\.\d+)?)\s*\)?$", re.IGNORECASE)
 _CALL: Final = re.compile(r"^(?P<head>[A-Za-z0-9_.()]+?)\s*\((?P<args>[^()]*)\)$")
 _CODE: Final = re.compile(r"^[2-5]\d\d$")
-EXAMPLES: Final = "p99(DATA) < 250ms, rate(4xx) < 1%, throughput > 800/s or dropped == 0"
+EXAMPLES: Final = "p99(DATA end) < 250ms, rate(4xx) < 1%, throughput > 800/s or dropped == 0"
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,3 +119,14 @@ async def test_sessions_cut_at_a_stop_are_not_the_servers_errors() -> None:
     assert progress.clock.endswith(" / 00:00:05")
     assert progress.done < 0.6
     assert "stopped" in live_line(snapshot, 0.0)
+
+
+def test_the_thresholds_table_says_data_is_not_the_messages_acceptance() -> None:
+    from smtpbench.report.thresholds import ThresholdResult, thresholds_table
+
+    data = parse_threshold("p99(DATA) < 250ms")
+    end = parse_threshold("p99(DATA end) < 250ms")
+    table = thresholds_table([ThresholdResult(data, 0.001), ThresholdResult(end, 0.002)])
+    text = text_of(table)
+    assert "DATA command's 354 go-ahead, not the message's acceptance (DATA end)" in text
+    assert "the message's acceptance: final dot to the server's reply" in text

@@ -99,11 +99,13 @@ def thresholds_table(results: Sequence[ThresholdResult]) -> RenderableType:
     table.add_column("threshold")
     table.add_column("measured", justify="right")
     table.add_column("result")
+    table.add_column("what it measures", style="dim")
     for result in results:
         table.add_row(
             str(result.threshold),
             result.measured_text,
             Text(result.outcome_text, style=_style(result)),
+            result.threshold.metric.meaning,
         )
     return table
 
