@@ -31,8 +31,7 @@ from smtpbench.engine.group import EngineGroup
 from smtpbench.engine.process import EngineJob
 from smtpbench.engine.replay import ReplayJob
 from smtpbench.engine.runner import LoadRun
-from smtpbench.engine.session import run_session
-from smtpbench.engine.session_records import partial_log_path, recording_runner
+from smtpbench.engine.session_records import partial_log_path, records_to
 from smtpbench.engine.shares import worker_count
 from smtpbench.engine.transport import Address, TargetError, resolve
 from smtpbench.metrics.recorder import Recorder
@@ -271,11 +270,13 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
         log = (
             SessionLog(partial_log_path(options.results_base)) if options.record_sessions else None
         )
-        runner = run_session if log is None else recording_runner(log)
+        events_for = records_to(log, recorder) if log is not None else None
         if replay is None:
-            run = LoadRun(resolved, address, factory, recorder, control, session_runner=runner)
+            run = LoadRun(resolved, address, factory, recorder, control, events_for=events_for)
         else:
-            run = replay.load_run(resolved, address, factory.seed, recorder, control)
+            run = replay.load_run(
+                resolved, address, factory.seed, recorder, control, events_for=events_for
+            )
         console.print(
             f"[bold]smtpbench[/] {scenario.name}: {recorder.info.load} against {target_label}",
             highlight=False,

@@ -189,8 +189,7 @@ def engine_main(conn: Connection, job: EngineJob) -> None:
     """Child side entry point."""
     # The parent owns Ctrl-C and turns it into an "interrupt" word.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from smtpbench.engine.session import run_session
-    from smtpbench.engine.session_records import recording_runner
+    from smtpbench.engine.session_records import records_to
     from smtpbench.metrics.sessions import SessionLog
     from smtpbench.scenario import MessageFactory, parse_scenario
 
@@ -200,19 +199,25 @@ def engine_main(conn: Connection, job: EngineJob) -> None:
     factory = MessageFactory(scenario, seed=job.seed)
     recorder = Recorder(job.info, live_intervals=job.share is not None)
     log = SessionLog(Path(job.sessions_log)) if job.sessions_log else None
+    events_for = records_to(log, recorder) if log is not None else None
     if job.replay is not None:
         run = job.replay.load_run(
-            scenario, job.address, job.seed, recorder, RunControl(), share=job.share
+            scenario,
+            job.address,
+            job.seed,
+            recorder,
+            RunControl(),
+            share=job.share,
+            events_for=events_for,
         )
     else:
-        runner = run_session if log is None else recording_runner(log)
         run = LoadRun(
             scenario,
             job.address,
             factory,
             recorder,
             RunControl(),
-            session_runner=runner,
+            events_for=events_for,
             share=job.share,
         )
     try:

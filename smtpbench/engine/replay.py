@@ -10,13 +10,15 @@ it crosses into the engine process as it is; ``load_run`` turns it into a
   (the dashboard's + and -) scales the speed from where it changes.
 - ``ReplayPlanner``: the n-th session to replay, its steps rewritten per pass
   when ``unique`` is on.
-- ``ReplaySession``: a ``Session`` (same timing, counting, failure handling and
-  transcripts) whose conversation comes from the recording instead of a plan:
-  each pipelined group goes out in one write, message content dot-stuffed,
-  BDAT chunks as recorded; the pause the client took before each group is
-  kept (divided by the speed, capped by ``max_gap``), measured from the reply
-  that came before it. Every reply is compared with the recorded one: the
-  recorder counts, per step, replies compared and codes that differed.
+- ``ReplayConversation``: what a replayed ``Session`` says (the same machine,
+  timing, counting, failure handling and transcripts as generated traffic;
+  replies read through the same ``ClientConnection``, the commands sent as
+  recorded with ``send_raw``): each pipelined group goes out in one write,
+  message content dot-stuffed, BDAT chunks as recorded; the pause the client
+  took before each group is kept (divided by the speed, capped by
+  ``max_gap``), measured from the reply that came before it, and slept in the
+  reactor. Every reply is compared with the recorded one: the metrics count,
+  per step, replies compared and codes that differed.
 
 The session follows the server it talks to, not the recording, where the two
 part ways: content goes only after a 354, a 354 the recording did not get is
@@ -29,13 +31,12 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import trio
-
+from smtpbench.engine.reactor import Machine, Request
 from smtpbench.engine.replay_plan import (
     Timeline,
     make_unique,
@@ -44,17 +45,11 @@ from smtpbench.engine.replay_plan import (
     rate_around,
     stand_in_content,
 )
-from smtpbench.engine.runner import LoadRun
-from smtpbench.engine.session import (
-    RECEIVE_SIZE,
-    Session,
-    SessionSettings,
-    Shown,
-    _ServerClosed,
-)
-from smtpbench.engine.transport import connect
+from smtpbench.engine.runner import LoadRun, SessionMaker
+from smtpbench.engine.session import Session, SessionSettings, Shown, Talk
+from smtpbench.metrics.events import SessionEvents
 from smtpbench.protocol.message import dot_stuff
-from smtpbench.protocol.replies import Reply, ReplyParser
+from smtpbench.protocol.replies import Reply
 from smtpbench.protocol.steps import Step
 from smtpbench.recording.model import (
     RecordedReply,
@@ -67,11 +62,12 @@ from smtpbench.recording.reader import read_recording
 
 if TYPE_CHECKING:
     from smtpbench.engine.control import RunControl
+    from smtpbench.engine.runner import EventsFor
     from smtpbench.engine.shares import Share
     from smtpbench.engine.transport import Address
     from smtpbench.metrics.recorder import Recorder
     from smtpbench.metrics.snapshot import RunInfo
-    from smtpbench.scenario import MessageFactory, Scenario, SessionPlan
+    from smtpbench.scenario import MessageFactory, Scenario
 
 _NOT_RECORDED = RecordedReply(None, ("(not in the recording)",))  # awaited, not compared
 UNKNOWN_TIMEOUT = 300.0  # seconds to wait for the reply to a command smtpbench has no step for
@@ -169,6 +165,7 @@ class ReplayJob:
         control: RunControl | None = None,
         timeline: Timeline | None = None,
         share: Share | None = None,
+        events_for: EventsFor | None = None,
     ) -> LoadRun:
         """The run: reads the recordings (unless their ``timeline`` is given); with a
         ``share``, one worker's part of it."""
@@ -176,14 +173,15 @@ class ReplayJob:
         planner = ReplayPlanner(self, timeline, seed)
         # With a rate the offsets are real seconds already, and think_scale is 1.
         schedule = ReplaySchedule(offsets(timeline, self.loop, self.rate), self.think_scale)
-        runner = replay_runner(planner, address.host)
+        settings = SessionSettings.from_scenario(scenario, address)
         return LoadRun(
             scenario,
             address,
             cast("MessageFactory", planner),
             recorder,
             control,
-            session_runner=runner,
+            make_session=replayed_sessions(planner, settings),
+            events_for=events_for,
             schedule=schedule,
             share=share,
         )
@@ -206,8 +204,11 @@ class PreparedReplay:
         seed: int,
         recorder: Recorder,
         control: RunControl | None = None,
+        events_for: EventsFor | None = None,
     ) -> LoadRun:
-        return self.job.load_run(scenario, address, seed, recorder, control, self.timeline)
+        return self.job.load_run(
+            scenario, address, seed, recorder, control, self.timeline, events_for=events_for
+        )
 
 
 def replay_scenario(
@@ -403,178 +404,156 @@ def _shown(step: RecordedStep) -> Shown:
     return step.line
 
 
-class ReplaySession(Session):
-    """One recorded session replayed over a socket; ``run`` (from ``Session``) never
-    raises but ``trio.Cancelled``."""
+class ReplayConversation:
+    """What one replayed session says, over a ``Session``."""
 
-    __slots__ = ("auth_began", "last_reply", "lmtp", "parser", "recipients", "replay")
+    __slots__ = ("auth_began", "in_chunks", "last_reply", "plan", "planner")
 
-    def __init__(
-        self,
-        settings: SessionSettings,
-        recorder: Recorder,
-        planner: ReplayPlanner,
-        plan: ReplayPlan,
-        intended: float,
-    ) -> None:
-        super().__init__(
-            settings, recorder, cast("MessageFactory", None), cast("SessionPlan", plan), intended
-        )
-        self.replay = planner
-        self.parser = ReplyParser()
+    def __init__(self, planner: ReplayPlanner, plan: ReplayPlan) -> None:
+        self.planner = planner
+        self.plan = plan
         self.last_reply = 0.0  # when the latest reply arrived (the clock)
         self.auth_began: float | None = None
-        self.lmtp = False
-        self.recipients = 0  # accepted in the current transaction (for LMTP)
+        self.in_chunks = False  # BDAT chunks of a message went out, not yet its last
 
-    async def _talk(self) -> None:
-        settings = self.settings
-        plan = cast(ReplayPlan, self.plan)
-        with trio.fail_after(settings.timeouts[Step.CONNECT]):
-            self.stream = await connect(settings.address)
-        ready = trio.current_time()
-        self.recorder.latency(Step.CONNECT, ready - self.start)
+    @property
+    def number(self) -> int:
+        return self.plan.number
+
+    def talk(self, s: Session) -> Talk:
+        ready = yield from s.open()
         self.last_reply = ready
-        steps = list(plan.steps)
+        steps = list(self.plan.steps)
         index = 0
         recorded_last = 0.0  # when the reply before the next step came, in the recording
         while index < len(steps):
             step = steps[index]
-            if step.kind == "unasked":
+            if step.kind in ("unasked", "tls"):
+                # Unasked replies are read with the next step; a handshake the server did
+                # not ask for in this replay is skipped.
                 index += 1
                 continue
-            if step.kind == "tls":
-                index += 1
-                continue  # a handshake the server did not ask for in this replay: skip
             group = [step]
             index += 1
             while (
                 index < len(steps)
                 and steps[index].pipelined
-                and steps[index].kind
-                in (
-                    "command",
-                    "data",
-                    "sasl",
-                )
+                and steps[index].kind in ("command", "data", "sasl")
             ):
                 group.append(steps[index])
                 index += 1
-            await self._think(group[0].at - recorded_last)
-            replies = await self._group(group, ready)
+            yield from self._think(s, group[0].at - recorded_last)
+            replies = yield from self._group(s, group, ready)
             recorded_last = max(
-                [recorded_last, *(r.at for s in group for r in s.replies)], default=recorded_last
+                [recorded_last, *(r.at for g in group for r in g.replies)], default=recorded_last
             )
-            index = await self._follow(steps, index, group, replies)
+            index = yield from self._follow(s, steps, index, group, replies)
 
-    async def _think(self, recorded: float) -> None:
+    def _think(self, s: Session, recorded: float) -> Talk:
         if recorded <= 0:
             return
-        gap = recorded if self.replay.max_gap is None else min(recorded, self.replay.max_gap)
-        await trio.sleep_until(self.last_reply + gap / self.replay.think_scale)
+        planner = self.planner
+        gap = recorded if planner.max_gap is None else min(recorded, planner.max_gap)
+        until = self.last_reply + gap / planner.think_scale
+        if until > s.now():
+            s.deadline = math.inf  # a pause of the recorded client's, not a step
+            yield until
 
-    async def _group(self, group: list[RecordedStep], ready: float) -> list[list[Reply]]:
+    def _group(
+        self, s: Session, group: list[RecordedStep], ready: float
+    ) -> Generator[Request, Any, list[list[Reply]]]:
         """Sends the group in one write and reads the replies owed, each timed."""
-        stream = self.stream
-        assert stream is not None
-        plan = cast(ReplayPlan, self.plan)
-        data = b"".join(wire_bytes(step, plan.number) for step in group if step.kind != "banner")
-        first = step_of(group[0])
-        began = ready if group[0].kind == "banner" else trio.current_time()
-        if data:
-            self.step = first if first is not None else Step.NOOP
-            timeout = self.settings.timeouts[first] if first is not None else UNKNOWN_TIMEOUT
-            with trio.fail_after(timeout):
-                await stream.send_all(data)
-            self.recorder.bytes_sent += len(data)
-        written = trio.current_time()
+        conn = s.conn
+        number = self.plan.number
+        parts = []
         for step in group:
-            self.unanswered.append(_shown(step) if step.kind != "banner" else None)
+            if step.kind == "banner":
+                continue  # owed from the start: the connection's first reply
+            which = step_of(step)
+            verb = step.verb if step.kind == "command" else None
+            if verb == "DATA" or (verb == "BDAT" and not self.in_chunks):
+                s.message_begun()  # a message is begun once its content is on its way
+            if verb == "BDAT":
+                self.in_chunks = not is_message_end(step)
+            owed = 1 if step.replies else 0
+            parts.append(conn.send_raw(which or Step.NOOP, wire_bytes(step, number), owed))
+        first = step_of(group[0])
+        began = ready if group[0].kind == "banner" else s.now()
+        written = began
+        if parts:
+            s.step = first if first is not None else Step.NOOP
+            timeout = s.timeouts[first] if first is not None else UNKNOWN_TIMEOUT
+            s.deadline = began + timeout
+            written = s.written_since(s.write(b"".join(parts)))
+        for step in group:
+            s.unanswered.append(_shown(step) if step.kind != "banner" else None)
         out: list[list[Reply]] = []
         for step in group:
-            out.append(await self._replies_of(step, began, written))
+            out.append((yield from self._replies_of(s, step, began, written)))
         return out
 
-    async def _replies_of(self, step: RecordedStep, began: float, written: float) -> list[Reply]:
-        shown = self.unanswered[0]
+    def _replies_of(
+        self, s: Session, step: RecordedStep, began: float, written: float
+    ) -> Generator[Request, Any, list[Reply]]:
+        shown = s.unanswered[0]
         if not step.replies and step.kind != "banner":
-            self.unanswered.popleft()
-            self.transcript.append((shown, None))
+            s.unanswered.popleft()
+            s.transcript.append((shown, None))
             return []  # the recorded client did not wait for an answer: neither do we
         which = step_of(step)
         owed = 1
-        if self.lmtp and which is Step.DATA_END:
-            owed = max(1, self.recipients)
+        if s.conn.lmtp and which is Step.DATA_END:
+            owed = max(1, s.conn.accepted_recipients)
+            s.conn.expect(Step.DATA_END, owed - 1)
         replies: list[Reply] = []
         for number in range(owed):
-            self.step = which if which is not None else self.step
-            timeout = self.settings.timeouts[which] if which is not None else UNKNOWN_TIMEOUT
-            with trio.fail_after(timeout):
-                reply = await self._next_reply()
+            if which is not None:
+                s.step = which
+            timeout = s.timeouts[which] if which is not None else UNKNOWN_TIMEOUT
+            s.deadline = s.now() + timeout
+            reply = (yield from s.read_reply()).reply
+            self.last_reply = s.arrival
             replies.append(reply)
-            self._compare(which, step, number, reply)
+            self._compare(s, which, step, number, reply)
             since = written if which is Step.DATA_END else began
-            self._account(which, step, reply)
+            if which is Step.RCPT:
+                s.metrics.recipient(200 <= reply.code < 300)
             if which is None:
-                self.transcript.append((shown, reply))
+                s.transcript.append((shown, reply))
             elif which is Step.AUTH and reply.code == 334:
                 if self.auth_began is None:
                     self.auth_began = began
-                self.transcript.append((shown, reply))
+                s.transcript.append((shown, reply))
             else:
                 if which is Step.AUTH and self.auth_began is not None:
                     since, self.auth_began = self.auth_began, None
-                self._count(which, shown, reply, self.arrival - since)
-        self.unanswered.popleft()
+                s.count(which, shown, reply, s.arrival - since)
+        s.unanswered.popleft()
         return replies
 
-    async def _next_reply(self) -> Reply:
-        stream = self.stream
-        assert stream is not None
-        while True:
-            reply = self.parser.next_reply()
-            if reply is not None:
-                self.last_reply = self.arrival
-                return reply
-            data = await stream.receive_some(RECEIVE_SIZE)
-            self.arrival = trio.current_time()
-            if not data:
-                raise _ServerClosed(f"server closed the connection awaiting {self.step.label}")
-            self.parser.feed(data)
-
-    def _compare(self, which: Step | None, step: RecordedStep, number: int, reply: Reply) -> None:
+    def _compare(
+        self, s: Session, which: Step | None, step: RecordedStep, number: int, reply: Reply
+    ) -> None:
         if which is None or number >= len(step.replies):
             return
         recorded = step.replies[number].code
         if recorded is not None:
-            self.recorder.diverged(which, reply.code != recorded)
+            s.metrics.diverged(which, reply.code != recorded)
 
-    def _account(self, which: Step | None, step: RecordedStep, reply: Reply) -> None:
-        positive = 200 <= reply.code < 300
-        if which is Step.LHLO:
-            self.lmtp = True
-        elif which is Step.MAIL:
-            self.recipients = 0
-        elif which is Step.RCPT:
-            self._count_recipient(reply)
-            if positive:
-                self.recipients += 1
-
-    async def _follow(
+    def _follow(
         self,
+        s: Session,
         steps: list[RecordedStep],
         index: int,
         group: list[RecordedStep],
         replies: list[list[Reply]],
-    ) -> int:
+    ) -> Generator[Request, Any, int]:
         """Where the server's replies lead, where they part from the recording: the index of
         the next recorded step to replay."""
         for step, got in zip(group, replies, strict=True):
             which = step_of(step)
-            if which is Step.DATA_END:
-                self._message_done(got)
-                self.messages_done += 1
-                self.recipients = 0
+            if which is Step.DATA_END and step.replies:
+                s.message_done(got)
             code = got[-1].code if got else None
             if code == 221 and which is Step.QUIT:
                 return len(steps)
@@ -584,24 +563,22 @@ class ReplaySession(Session):
         verb = last.verb
         if verb == "DATA":
             if code == 354 and (next_step is None or next_step.kind != "data"):
-                await self._lone_dot()
-            elif code != 354:
+                yield from self._lone_dot(s)
+            elif code != 354 and last.replies:
+                s.message_refused()
                 while index < len(steps) and steps[index].kind == "data":
-                    self.recorder.messages_rejected += 1
-                    self.messages_done += 1
                     index += 1
         elif verb == "AUTH" or last.kind == "sasl":
             if code == 334 and (next_step is None or next_step.kind != "sasl"):
                 cancel = RecordedStep("sasl", line=b"*", replies=(_NOT_RECORDED,))
-                await self._group([cancel], 0.0)
+                yield from self._group(s, [cancel], 0.0)
             elif code != 334:
                 while index < len(steps) and steps[index].kind == "sasl":
                     index += 1
         elif verb == "STARTTLS":
             if code == 220:
-                await self._handshake()
-                self.parser = ReplyParser()
-                self.lmtp = False
+                yield from s.handshake()
+                s.conn.tls_established()
                 if next_step is not None and next_step.kind == "tls":
                     index += 1
             else:
@@ -609,18 +586,17 @@ class ReplaySession(Session):
                     index += 1
         return index
 
-    async def _lone_dot(self) -> None:
+    def _lone_dot(self, s: Session) -> Talk:
         """A 354 the recording did not get: end the data at once (RFC 2920 section 3.1)."""
-        stream = self.stream
-        assert stream is not None
-        self.unanswered.append(0)
-        with trio.fail_after(self.settings.timeouts[Step.DATA_END]):
-            await stream.send_all(b".\r\n")
-            written = trio.current_time()
-            reply = await self._next_reply()
-        self.unanswered.popleft()
-        self._count(Step.DATA_END, 0, reply, self.arrival - written)
-        self.recorder.messages_rejected += 1
+        s.unanswered.append(0)
+        began = s.now()
+        s.arm(Step.DATA_END, began)
+        written = s.written_since(s.write(s.conn.send_raw(Step.DATA_END, b".\r\n")))
+        reply = (yield from s.read_reply()).reply
+        self.last_reply = s.arrival
+        s.unanswered.popleft()
+        s.count(Step.DATA_END, 0, reply, s.arrival - written)
+        s.message_refused()
 
 
 def _client_context() -> ssl.SSLContext:
@@ -632,50 +608,27 @@ def _client_context() -> ssl.SSLContext:
     return context
 
 
-@dataclass
-class _Settings:
-    """The run's settings with a TLS context added, made once (before the first session,
-    so that no session's start waits for it)."""
-
-    host: str
-    context: ssl.SSLContext | None
-    made: dict[int, SessionSettings] = field(default_factory=dict)
-
-    def of(self, settings: SessionSettings) -> SessionSettings:
-        found = self.made.get(id(settings))
-        if found is None:
-            found = replace(
-                settings,
-                ssl_context=settings.ssl_context or self.context,
-                server_hostname=settings.server_hostname or self.host,
-            )
-            self.made[id(settings)] = found
-        return found
-
-
-def replay_runner(
-    planner: ReplayPlanner, host: str
-) -> Callable[[SessionSettings, Recorder, Any, Any, float], Awaitable[None]]:
-    """The runner's ``session_runner`` for a replay."""
+def replayed_sessions(planner: ReplayPlanner, settings: SessionSettings) -> SessionMaker:
+    """The maker of replayed sessions; a TLS context (made once, before the first session,
+    so that no session's start waits for it) when the recordings use STARTTLS."""
     uses_tls = any(
         step.verb == "STARTTLS"
         for timed in planner.timeline.sessions
         for step in timed.session.steps
     )
-    cache = _Settings(host, _client_context() if uses_tls else None)
+    if uses_tls:
+        settings = replace(
+            settings,
+            ssl_context=settings.ssl_context or _client_context(),
+            server_hostname=settings.server_hostname or settings.address.host,
+        )
 
-    async def run(
-        settings: SessionSettings,
-        recorder: Recorder,
-        factory: Any,
-        plan: Any,
-        intended: float,
-    ) -> None:
-        del factory
-        session = ReplaySession(cache.of(settings), recorder, planner, plan, intended)
-        await session.run()
+    def make(
+        plan: Any, intended: float, events: SessionEvents, clock: Callable[[], float]
+    ) -> Machine:
+        return Session(settings, events, ReplayConversation(planner, plan), intended, clock)
 
-    return run
+    return make
 
 
-__all__ = ["ReplayJob", "ReplayPlanner", "ReplaySchedule", "ReplaySession"]
+__all__ = ["ReplayConversation", "ReplayJob", "ReplayPlanner", "ReplaySchedule"]

@@ -1,18 +1,27 @@
 """A load run: the schedule, the sessions under a cap, the drain, the periodic flush.
 
+Every session of a run is driven by one ``Reactor`` (``reactor.py``); this
+module is what feeds it: which sessions start, when, and what happens to
+those that cannot start yet.
+
 Open model (arrival rate): sessions start when the schedule says, whatever the
 server is doing. A session due while ``max_concurrency`` sessions are in flight
 waits in a bounded backlog and starts as soon as a slot frees, late; its
 lateness is its start lag and counts in its latency from intended start. A
 session due when the backlog is full too is dropped and counted, never
-silently skipped, so memory stays bounded however slow the server is.
+silently skipped, so memory stays bounded however slow the server is. The
+reactor asks for due sessions every turn; at most ``ARRIVALS_PER_TURN`` are
+handled per turn, so sockets, control and signals keep their turn at any rate
+asked for, and a rate the machine cannot keep up with shows as start lag and
+dropped sessions, never as a hang.
 
-Closed model (concurrency): N loops each start their next session when the
-last one ends; there is no schedule to fall behind, so no lag or drops.
+Closed model (concurrency): N slots each start their next session as soon as
+the last one ends; there is no schedule to fall behind, so no lag or drops.
 
 Stopping: scheduling stops at the end of the duration, the session count, or a
 ``stop()``; sessions in flight and waiting then get the grace period to finish,
-after which they are cancelled and counted as cancelled.
+after which they are cancelled and counted as cancelled (waiting ones as
+dropped). ``abort()`` cancels at once.
 
 Workers: with a ``Share``, the run is one of several processes that split one
 load (``shares.py``): it starts only its share of the schedule's arrivals,
@@ -22,21 +31,25 @@ numbers its sessions as the whole run would, and keeps its part of the limits.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from smtpbench.engine.control import RunControl
+from smtpbench.engine.conversation import PlannedConversation
+from smtpbench.engine.reactor import Machine, Reactor
 from smtpbench.engine.schedule import Pacer, RateProfile
-from smtpbench.engine.session import SessionSettings, run_session
+from smtpbench.engine.session import Session, SessionSettings
 from smtpbench.engine.shares import Share
+from smtpbench.metrics.events import SessionEvents
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import RunState, Snapshot
 
 if TYPE_CHECKING:
     from smtpbench.engine.transport import Address
-    from smtpbench.scenario import Scenario, SessionPlan
+    from smtpbench.scenario import MessageFactory, Scenario
 
 
 class Planner(Protocol):
@@ -62,8 +75,16 @@ class Schedule(Protocol):
     def set_factor(self, factor: float, at: float) -> None: ...
 
 
-SessionRunner = Callable[[SessionSettings, Recorder, Any, Any, float], Awaitable[None]]
+# Builds a session: its plan, its intended start (trio time), what it reports to, the
+# clock; the default makes a ``Session`` of the scenario's plan, a replay one of a
+# recorded session, tests a stand-in that only takes time.
+SessionMaker = Callable[[Any, float, SessionEvents, Callable[[], float]], Machine]
+# What one session reports to: the recorder, or a per-session record in front of it.
+EventsFor = Callable[[int, float], SessionEvents]
+
 FLUSH_INTERVAL = 1.0  # seconds: one row of the time series each
+ARRIVALS_PER_TURN = 64  # sessions started, queued or dropped before the sockets' turn
+MAX_SWEEP = 0.05  # seconds between timeout sweeps at most
 
 
 def rate_profile(scenario: Scenario) -> RateProfile:
@@ -73,9 +94,20 @@ def rate_profile(scenario: Scenario) -> RateProfile:
     return RateProfile.constant(load.rate)
 
 
+def planned_sessions(settings: SessionSettings, factory: MessageFactory) -> SessionMaker:
+    """The maker of sessions that follow the scenario's plan."""
+
+    def make(
+        plan: Any, intended: float, events: SessionEvents, clock: Callable[[], float]
+    ) -> Machine:
+        return Session(settings, events, PlannedConversation(factory, plan), intended, clock)
+
+    return make
+
+
 class LoadRun:
     """Runs one scenario against one address; views read it through ``snapshot()`` and
-    steer it through ``control``."""
+    steer it through ``control``. It is the reactor's ``Feeder``."""
 
     def __init__(
         self,
@@ -84,7 +116,9 @@ class LoadRun:
         factory: Planner,
         recorder: Recorder,
         control: RunControl | None = None,
-        session_runner: SessionRunner = run_session,
+        *,
+        make_session: SessionMaker | None = None,
+        events_for: EventsFor | None = None,
         schedule: Schedule | None = None,
         share: Share | None = None,
     ) -> None:
@@ -95,23 +129,32 @@ class LoadRun:
         self.factory = factory
         self.recorder = recorder
         self.control = control or RunControl()
-        self._run_session = session_runner  # tests put a timed stand-in here
+        self._make_session = make_session or planned_sessions(
+            self.settings,
+            factory,  # type: ignore[arg-type]
+        )
+        self._events_for = events_for
         self.pacer: Schedule = self.share.schedule(
             schedule or Pacer(rate_profile(scenario), self.load.arrivals, seed=factory.seed)
         )
-        cap = self.load.max_concurrency if self.load.mode == "rate" else self.load.concurrency
-        self.limiter = trio.CapacityLimiter(cap)
+        open_model = self.load.mode == "rate"
+        self._open_model = open_model
+        self._cap = self.load.max_concurrency if open_model else self.load.concurrency
+        self._backlog: deque[tuple[Any, float]] = deque()  # (plan, intended start)
+        self._running = 0  # sessions started and not ended
+        self._sweep = min(MAX_SWEEP, min(scenario.timeouts) / 20)
+        self._clock: Callable[[], float] = trio.current_time
+        self._reactor: Reactor | None = None
         self._t0 = 0.0
         self._begun = False
         self._paused_total = 0.0
         self._paused_since: float | None = None
         self._scheduling = False
         self._ended_at: float | None = None
+        self._next_at = math.inf  # when start_due next has something to do
         self._next_number = 0  # sessions this run scheduled; share.number() names them
-        self._loops = 0
-        self._loops_ended = trio.Event()
 
-    # -- clocks -----------------------------------------------------------
+    # -- clocks -----------------------------------------------------------------------
 
     def elapsed(self) -> float:
         if not self._begun:
@@ -137,46 +180,39 @@ class LoadRun:
             return 0.0
         return max(0.0, self.load.duration - self.schedule_time())
 
-    # -- views ------------------------------------------------------------
+    # -- views ------------------------------------------------------------------------
 
     def snapshot(self, *, live: bool = False) -> Snapshot:
         """The latest figures (``live``: sharing the recorder's arrays, see ``Recorder``)."""
         self.recorder.flush(self.schedule_time(), series=False)
         return self.recorder.snapshot(self.elapsed(), live=live)
 
-    # -- the run ----------------------------------------------------------
+    # -- the run ----------------------------------------------------------------------
 
     async def run(self, start_at: float | None = None) -> Snapshot:
         """Runs to the end; ``start_at`` (trio time) lets workers share one start, so that
         their schedules and per-second intervals line up."""
         recorder = self.recorder
+        self._clock = trio.lowlevel.current_clock().current_time
+        reactor = self._reactor = Reactor(self, sweep_interval=self._sweep)
         if start_at is not None:
             await trio.sleep_until(start_at)
         self._t0 = recorder.clock_start = start_at if start_at is not None else trio.current_time()
         self._begun = True
         recorder.state = RunState.RUNNING
         self._scheduling = True
+        self._next_at = self._t0
+        self._apply_control()
         self._update_target_rate()
         async with trio.open_nursery() as background:
             background.start_soon(self._flush_periodically)
-            async with trio.open_nursery() as sessions:
-                background.start_soon(self._abort_on_request, sessions.cancel_scope)
-                if self.load.mode == "rate":
-                    await self._schedule_arrivals(sessions)
-                else:
-                    await self._run_loops(sessions)
-                self._scheduling = False
-                recorder.state = RunState.DRAINING
-                sessions.cancel_scope.deadline = trio.current_time() + self.load.grace
+            background.start_soon(self._follow_control)
+            await reactor.run()
             self._ended_at = trio.current_time()
             background.cancel_scope.cancel()
         recorder.flush(self._ended_at - self._t0)
         recorder.state = RunState.INTERRUPTED if self.control.interrupted else RunState.DONE
         return recorder.snapshot(self.elapsed())
-
-    async def _abort_on_request(self, scope: trio.CancelScope) -> None:
-        await self.control.aborted.wait()
-        scope.cancel()
 
     async def _flush_periodically(self) -> None:
         tick = 1
@@ -186,9 +222,99 @@ class LoadRun:
             self.recorder.flush(tick * FLUSH_INTERVAL)
             tick += 1
 
+    async def _follow_control(self) -> None:
+        while True:
+            await self.control.wait_changed()
+            self._apply_control()
+            assert self._reactor is not None
+            self._reactor.wake()
+
+    def _apply_control(self) -> None:
+        """Pause, resume, a new rate factor, stop or abort, as the control now says."""
+        control = self.control
+        now = trio.current_time()
+        if control.paused and self._paused_since is None and self._scheduling:
+            self._paused_since = now
+            self.recorder.state = RunState.PAUSED
+        elif not control.paused and self._paused_since is not None:
+            self._paused_total += now - self._paused_since
+            self._paused_since = None
+            if self._scheduling:
+                self.recorder.state = RunState.RUNNING
+        factor = control.rate_factor
+        if factor != self.pacer.factor:
+            self.pacer.set_factor(factor, at=max(0.0, self.schedule_time()))
+            self._update_target_rate()
+        if control.stop_requested and self._scheduling:
+            self._end_scheduling(now)
+        if control.abort_requested and self._reactor is not None:
+            self._reactor.cancel_at = now
+        self._next_at = now  # look again at what is due
+
     def _update_target_rate(self) -> None:
-        if self.load.mode == "rate":
+        if self._open_model:
             self.recorder.target_rate = self.pacer.rate_at(max(0.0, self.schedule_time()))
+
+    def _end_scheduling(self, now: float) -> None:
+        if not self._scheduling:
+            return
+        self._scheduling = False
+        if self._paused_since is not None:
+            self._paused_total += now - self._paused_since
+            self._paused_since = None
+        self.recorder.state = RunState.DRAINING
+        assert self._reactor is not None
+        self._reactor.cancel_at = min(self._reactor.cancel_at, now + self.load.grace)
+
+    # -- the reactor's feeder ---------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return not self._scheduling and not self._backlog
+
+    def due_at(self) -> float:
+        return self._next_at
+
+    def start_due(self, now: float) -> None:
+        self._next_at = math.inf
+        started = 0
+        backlog = self._backlog
+        while backlog and self._running < self._cap and started < ARRIVALS_PER_TURN:
+            plan, intended = backlog.popleft()
+            self.recorder.waiting -= 1
+            self._start(plan, intended)
+            started += 1
+        if started >= ARRIVALS_PER_TURN:
+            self._next_at = now
+            return
+        if not self._scheduling or self._paused_since is not None:
+            return
+        if self._open_model:
+            self._arrivals(now)
+        else:
+            self._fill_slots(now)
+
+    def session_ended(self) -> None:
+        self._running -= 1
+        if self._backlog or not self._open_model:
+            self._next_at = -math.inf  # a slot is free: start what waits, next turn
+
+    def cut(self) -> None:
+        now = trio.current_time()
+        self._end_scheduling(now)
+        recorder = self.recorder
+        # Due, but the run ended before a slot freed: they never started.
+        recorder.dropped += len(self._backlog)
+        recorder.waiting -= len(self._backlog)
+        self._backlog.clear()
+
+    def _start(self, plan: Any, intended: float) -> None:
+        self._running += 1
+        events: SessionEvents = self.recorder
+        if self._events_for is not None:
+            events = self._events_for(plan.number, intended - self._t0)
+        assert self._reactor is not None
+        self._reactor.start(self._make_session(plan, intended, events, self._clock))
 
     def _done_scheduling(self, due: float) -> bool:
         load = self.load
@@ -198,142 +324,76 @@ class LoadRun:
             return True
         return load.duration is not None and due >= load.duration
 
-    async def _wait_while_paused(self) -> None:
-        control = self.control
-        if not control.paused:
-            return
-        self._paused_since = trio.current_time()
-        self.recorder.state = RunState.PAUSED
-        while control.paused and not control.stop_requested:
-            await control.wait_changed()
-        self._paused_total += trio.current_time() - self._paused_since
-        self._paused_since = None
-        self.recorder.state = RunState.RUNNING
+    def _next_plan(self) -> Any:
+        number = self.share.number(self._next_number)
+        self._next_number += 1
+        self.recorder.scheduled += 1
+        return number
 
-    def _apply_rate_factor(self) -> None:
-        factor = self.control.rate_factor
-        if factor != self.pacer.factor:
-            self.pacer.set_factor(factor, at=max(0.0, self.schedule_time()))
-            self._update_target_rate()
+    # -- open model -------------------------------------------------------------------
 
-    # -- open model -------------------------------------------------------
-
-    async def _schedule_arrivals(self, nursery: trio.Nursery) -> None:
-        control = self.control
+    def _arrivals(self, now: float) -> None:
+        pacer = self.pacer
         recorder = self.recorder
-        limiter = self.limiter
-        backlog = self.load.backlog
-        while True:
-            await self._wait_while_paused()
-            self._apply_rate_factor()
-            due = self.pacer.peek()
-            if self._done_scheduling(due) or math.isinf(due):
-                if math.isinf(due) and not control.stop_requested and self.load.duration:
-                    # The rate fell to zero: idle until the duration ends or something changes.
-                    with trio.move_on_at(self._t0 + self._paused_total + self.load.duration):
-                        await control.wait_changed()
-                        continue
-                return
-            deadline = self._t0 + self._paused_total + due
-            if trio.current_time() < deadline:
-                with trio.move_on_at(deadline) as waited:
-                    await control.wait_changed()
-                if not waited.cancelled_caught:
-                    continue  # paused, rate changed or stopped: look again
-            self.pacer.next_due()
-            number = self.share.number(self._next_number)
-            self._next_number += 1
-            recorder.scheduled += 1
-            token = object()
-            try:
-                limiter.acquire_on_behalf_of_nowait(token)
-                waiting = False
-            except trio.WouldBlock:
-                if recorder.waiting >= backlog:
-                    recorder.dropped += 1
-                    continue
-                recorder.waiting += 1
-                waiting = True
-            plan = self.factory.plan_session(number)
-            nursery.start_soon(self._session, plan, deadline, token, waiting)
-
-    async def _session(
-        self, plan: SessionPlan, intended: float, token: object, waiting: bool
-    ) -> None:
-        limiter = self.limiter
-        if waiting:
-            try:
-                await limiter.acquire_on_behalf_of(token)
-            except trio.Cancelled:
-                # Due, but the run ended before a slot freed: it never started.
-                self.recorder.waiting -= 1
-                self.recorder.dropped += 1
-                raise
-            self.recorder.waiting -= 1
-        try:
-            await self._run_session(self.settings, self.recorder, self.factory, plan, intended)
-        finally:
-            limiter.release_on_behalf_of(token)
-
-    # -- closed model -----------------------------------------------------
-
-    async def _run_loops(self, nursery: trio.Nursery) -> None:
-        control = self.control
+        base = self._t0 + self._paused_total
         duration = self.load.duration
-        self._loops_ended = trio.Event()
-        while not self._done_scheduling(self.schedule_time()) and not self._loops_ended.is_set():
-            if control.paused:
-                await self._wait_while_paused()
-                continue
-            self._apply_concurrency(nursery)
-            deadline = math.inf if duration is None else self._t0 + self._paused_total + duration
-            with trio.move_on_at(deadline):
-                await _first_of(control.wait_changed, self._loops_ended.wait)
+        for _ in range(ARRIVALS_PER_TURN):
+            due = pacer.peek()
+            idle = math.isinf(due) and duration is not None and not self.control.stop_requested
+            if idle and now < base + duration:  # type: ignore[operator]
+                # The rate fell to zero: idle until the duration ends or something changes.
+                self._next_at = base + duration  # type: ignore[operator]
+                return
+            if self._done_scheduling(due) or math.isinf(due):
+                self._end_scheduling(now)
+                return
+            intended = base + due
+            if intended > now:
+                self._next_at = intended
+                return
+            pacer.next_due()
+            number = self._next_plan()
+            if self._running < self._cap:
+                self._start(self.factory.plan_session(number), intended)
+            elif len(self._backlog) < self.load.backlog:
+                self._backlog.append((self.factory.plan_session(number), intended))
+                recorder.waiting += 1
+            else:
+                recorder.dropped += 1
+        self._next_at = now  # more may be due: after the sockets have had their turn
 
-    def _apply_concurrency(self, nursery: trio.Nursery) -> None:
-        """The live knob of the closed model: the rate factor scales the number of loops
+    # -- closed model -----------------------------------------------------------------
+
+    def _fill_slots(self, now: float) -> None:
+        """The live knob of the closed model: the rate factor scales the number of slots
         (of the whole run; a worker keeps its part of it)."""
         whole = self.scenario.load.concurrency
-        wanted = self.share.concurrency(max(1, round(whole * self.control.rate_factor)))
-        if wanted != self.limiter.total_tokens:
-            self.limiter.total_tokens = wanted
-        while self._loops < wanted:
-            self._loops += 1
-            nursery.start_soon(self._loop)
-
-    async def _loop(self) -> None:
-        try:
-            await self._loop_sessions()
-        finally:
-            self._loops -= 1
-            if self._loops == 0:
-                self._loops_ended.set()
-
-    async def _loop_sessions(self) -> None:
-        control = self.control
-        while not self._done_scheduling(self.schedule_time()):
-            if control.paused:
-                await control.wait_changed()
-                continue
-            async with self.limiter:
-                if control.paused or self._done_scheduling(self.schedule_time()):
-                    continue
-                number = self.share.number(self._next_number)
-                self._next_number += 1
-                self.recorder.scheduled += 1
-                plan = self.factory.plan_session(number)
-                await self._run_session(
-                    self.settings, self.recorder, self.factory, plan, trio.current_time()
-                )
+        self._cap = self.share.concurrency(max(1, round(whole * self.control.rate_factor)))
+        duration = self.load.duration
+        schedule_time = now - self._t0 - self._paused_total
+        started = 0
+        if self._done_scheduling(schedule_time):
+            self._end_scheduling(now)
+            return
+        while self._running < self._cap:
+            if self._done_scheduling(schedule_time):
+                self._end_scheduling(now)
+                return
+            if started >= ARRIVALS_PER_TURN:
+                self._next_at = now
+                return
+            self._start(self.factory.plan_session(self._next_plan()), now)
+            started += 1
+        if duration is not None:
+            self._next_at = self._t0 + self._paused_total + duration
 
 
-async def _first_of(*waits: Callable[[], Awaitable[object]]) -> None:
-    """Returns as soon as any of the waits does."""
-    async with trio.open_nursery() as nursery:
-
-        async def one(wait: Callable[[], Awaitable[object]]) -> None:
-            await wait()
-            nursery.cancel_scope.cancel()
-
-        for wait in waits:
-            nursery.start_soon(one, wait)
+__all__ = [
+    "EventsFor",
+    "LoadRun",
+    "Planner",
+    "Schedule",
+    "SessionMaker",
+    "planned_sessions",
+    "rate_profile",
+]

@@ -1,17 +1,15 @@
-"""Per-session records (``run --record-sessions``): each session runs with a tap in
-place of the recorder, and its record is appended to a log as it ends."""
+"""Per-session records (``run --record-sessions``): each session reports through a
+``SessionRecord`` in front of the recorder, whose line is appended to a log as the
+session ends."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import cast
 
-from smtpbench.engine.runner import SessionRunner
-from smtpbench.engine.session import SessionSettings, run_session
-from smtpbench.metrics.recorder import Recorder
-from smtpbench.metrics.sessions import SessionLog, SessionTap
-from smtpbench.scenario import MessageFactory, SessionPlan
+from smtpbench.engine.runner import EventsFor
+from smtpbench.metrics.events import SessionEvents
+from smtpbench.metrics.sessions import SessionLog, SessionRecord
 
 
 def partial_log_path(results_base: Path) -> Path:
@@ -21,18 +19,10 @@ def partial_log_path(results_base: Path) -> Path:
     return results_base / f".sessions-{os.getpid()}.ndjson.partial"
 
 
-def recording_runner(log: SessionLog) -> SessionRunner:
-    async def run(
-        settings: SessionSettings,
-        recorder: Recorder,
-        factory: MessageFactory,
-        plan: SessionPlan,
-        intended: float,
-    ) -> None:
-        tap = SessionTap(recorder, plan.number, intended - recorder.clock_start)
-        try:
-            await run_session(settings, cast(Recorder, tap), factory, plan, intended)
-        finally:
-            log.write(tap.record())
+def records_to(log: SessionLog, events: SessionEvents) -> EventsFor:
+    """What each session reports to: a record of its own, in front of ``events``."""
 
-    return run
+    def record(number: int, intended: float) -> SessionEvents:
+        return SessionRecord(events, log, number, intended)
+
+    return record

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import trio
 
+from smtpbench.engine.reactor import StepTimeout
 from smtpbench.metrics.kinds import ErrorClass
 from smtpbench.protocol.errors import RemoteProtocolError
 
@@ -128,7 +129,7 @@ async def connect(address: Address) -> PlainStream:
 
 def classify(exc: BaseException) -> ErrorClass:
     """The error class of an exception raised while talking to the server."""
-    if isinstance(exc, trio.TooSlowError):
+    if isinstance(exc, trio.TooSlowError | StepTimeout):
         return ErrorClass.TIMEOUT
     if isinstance(exc, RemoteProtocolError):
         return ErrorClass.PROTOCOL

@@ -12,12 +12,16 @@ from collections import deque
 
 import numpy as np
 
+from smtpbench.metrics.events import SessionFailure
 from smtpbench.metrics.histogram import HistogramSet, IntArray, percentiles_of
 from smtpbench.metrics.intervals import IntervalDelta, IntervalsBuilder
 from smtpbench.metrics.kinds import (
     ERROR_CLASSES,
     LATENCY_ROWS,
     MAX_REPLY_CODE,
+    MESSAGE_LATENCY,
+    SESSION_LATENCY,
+    START_LAG,
     ErrorClass,
 )
 from smtpbench.metrics.series import SERIES_COUNTERS, SeriesBuilder
@@ -38,7 +42,11 @@ _FINAL = (RunState.DONE, RunState.INTERRUPTED)
 
 
 class Recorder:
-    """Collects one run's metrics. Single-threaded: the engine's trio loop owns it."""
+    """Collects one run's metrics. Single-threaded: the engine's trio loop owns it.
+
+    Sessions report through ``SessionEvents`` (``events.py``); the run itself sets
+    ``state``, ``target_rate`` and the scheduling counters (scheduled, dropped,
+    waiting)."""
 
     def __init__(self, info: RunInfo, *, live_intervals: bool = False) -> None:
         """``live_intervals``: keep each closed interval's counts for ``take_intervals``
@@ -84,18 +92,52 @@ class Recorder:
         self._compared = [0] * STEP_COUNT
         self._differed = [0] * STEP_COUNT
 
-    # -- hot path ---------------------------------------------------------
+    # -- hot path: SessionEvents -----------------------------------------
+
+    def session_started(self, lag: float) -> None:
+        self._latency_rows.append(START_LAG)
+        self._latency_values.append(lag)
+        self.started += 1
+        self.in_flight += 1
+
+    def sent(self, size: int) -> None:
+        self.bytes_sent += size
+
+    def timed(self, step: int, seconds: float) -> None:
+        self._latency_rows.append(step)
+        self._latency_values.append(seconds)
+
+    def reply(self, step: int, code: int, seconds: float | None = None) -> None:
+        """``seconds`` None: a code with no service time (stand-ins that make up figures)."""
+        if seconds is not None:
+            self._latency_rows.append(step)
+            self._latency_values.append(seconds)
+        if 0 <= code < MAX_REPLY_CODE:
+            self._replies.append(step * MAX_REPLY_CODE + code)
+
+    def recipient(self, accepted: bool) -> None:
+        if accepted:
+            self.recipients_accepted += 1
+        else:
+            self.recipients_rejected += 1
+
+    def message(self, accepted: bool, latency: float | None) -> None:
+        if latency is not None:
+            self._latency_rows.append(MESSAGE_LATENCY)
+            self._latency_values.append(latency)
+        if accepted:
+            self.messages_accepted += 1
+        else:
+            self.messages_rejected += 1
+
+    def error(self, error: ErrorClass, step: int) -> None:
+        self._errors.append(error * STEP_COUNT + step)
+
+    # Rows and failures as they are, for stand-ins that make up a run's figures.
 
     def latency(self, row: int, seconds: float) -> None:
         self._latency_rows.append(row)
         self._latency_values.append(seconds)
-
-    def reply(self, step: int, code: int) -> None:
-        if 0 <= code < MAX_REPLY_CODE:
-            self._replies.append(step * MAX_REPLY_CODE + code)
-
-    def error(self, error: ErrorClass, step: int) -> None:
-        self._errors.append(error * STEP_COUNT + step)
 
     def failure(self, record: FailureRecord) -> None:
         self._failures.append(record)
@@ -105,6 +147,33 @@ class Recorder:
         self._compared[step] += 1
         if differs:
             self._differed[step] += 1
+
+    def session_ended(
+        self,
+        number: int,
+        end: float,
+        latency: float,
+        aborted: int,
+        failure: SessionFailure | None,
+    ) -> None:
+        self._latency_rows.append(SESSION_LATENCY)
+        self._latency_values.append(latency)
+        self.in_flight -= 1
+        self.completed += 1
+        self.messages_aborted += aborted
+        if failure is None:
+            return
+        self.failed += 1
+        self._failures.append(
+            FailureRecord(
+                time=end - self.clock_start,
+                session=number,
+                step=failure.step.label,
+                error=failure.error.label,
+                detail=failure.detail,
+                transcript=failure.transcript,
+            )
+        )
 
     # -- periodic ---------------------------------------------------------
 

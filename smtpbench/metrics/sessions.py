@@ -1,11 +1,11 @@
 """Per-session records, one JSON object a line (NDJSON), for people and tools that want
 the raw sessions rather than histograms.
 
-``SessionTap`` stands in for the run's ``Recorder`` while one session runs:
-it passes every call and counter change on unchanged, and notes what this
-session did. The session runner hands each session a tap instead of the
-recorder (``LoadRun``'s ``session_runner``) and writes the tap's record when
-the session ends. A line looks like::
+``SessionRecord`` is what one session reports to (``SessionEvents``) when
+records are asked for: it passes every call on to the run's ``Recorder``
+unchanged, notes what this session did, and writes its line to the log when
+the session ends (``LoadRun``'s ``events_for`` gives each session one). A line
+looks like::
 
     {"session": 17, "intended": 0.85, "start_lag": 0.0004, "duration": 0.0031,
      "outcome": "failed", "error": "unexpected reply", "error_step": "RCPT",
@@ -24,86 +24,93 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
-from smtpbench.metrics.kinds import MESSAGE_LATENCY, SESSION_LATENCY, START_LAG, ErrorClass
-from smtpbench.metrics.recorder import Recorder
-from smtpbench.metrics.snapshot import FailureRecord
-from smtpbench.protocol.steps import STEP_COUNT, Step
+from smtpbench.metrics.events import SessionEvents, SessionFailure
+from smtpbench.metrics.kinds import ErrorClass
+from smtpbench.protocol.steps import Step
 
 SESSIONS_FILE = "sessions.ndjson"
-_COUNTED = ("messages_accepted", "messages_rejected", "messages_aborted")
 
 
-class SessionTap:
-    """Looks like the recorder to one session; records what that session did."""
+class SessionRecord:
+    """One session's line: ``SessionEvents`` noted, and passed on to ``events``."""
 
-    def __init__(self, recorder: Recorder, number: int, intended: float) -> None:
-        state = {
-            "_recorder": recorder,
-            "_record": {
-                "session": number,
-                "intended": round(intended, 6),
-                "start_lag": None,
-                "duration": None,
-                "outcome": "ok",
-                "error": None,
-                "error_step": None,
-                "detail": None,
-                **dict.fromkeys(_COUNTED, 0),
-                "message_latency": [],
-                "steps": [],
-            },
+    __slots__ = ("_events", "_log", "_record")
+
+    def __init__(
+        self, events: SessionEvents, log: SessionLog, number: int, intended: float
+    ) -> None:
+        self._events = events
+        self._log = log
+        self._record: dict[str, Any] = {
+            "session": number,
+            "intended": round(intended, 6),
+            "start_lag": None,
+            "duration": None,
+            "outcome": "ok",
+            "error": None,
+            "error_step": None,
+            "detail": None,
+            "messages_accepted": 0,
+            "messages_rejected": 0,
+            "messages_aborted": 0,
+            "message_latency": [],
+            "steps": [],
         }
-        for name, value in state.items():
-            object.__setattr__(self, name, value)
 
-    # Counters and anything else the session reads or bumps go to the recorder.
+    def session_started(self, lag: float) -> None:
+        self._events.session_started(lag)
+        self._record["start_lag"] = round(lag, 9)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._recorder, name)
+    def sent(self, size: int) -> None:
+        self._events.sent(size)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _COUNTED:
-            self._record[name] += value - getattr(self._recorder, name)
-        setattr(self._recorder, name, value)
+    def timed(self, step: Step, seconds: float) -> None:
+        self._events.timed(step, seconds)
+        self._record["steps"].append([Step(step).label, round(seconds, 9), None])
 
-    # The hot-path calls, passed on and noted.
+    def reply(self, step: Step, code: int, seconds: float | None = None) -> None:
+        self._events.reply(step, code, seconds)
+        rounded = round(seconds, 9) if seconds is not None else None
+        self._record["steps"].append([Step(step).label, rounded, code])
 
-    def latency(self, row: int, seconds: float) -> None:
-        self._recorder.latency(row, seconds)
+    def recipient(self, accepted: bool) -> None:
+        self._events.recipient(accepted)
+
+    def message(self, accepted: bool, latency: float | None) -> None:
+        self._events.message(accepted, latency)
         record = self._record
-        if row < STEP_COUNT:
-            record["steps"].append([Step(row).label, round(seconds, 9), None])
-        elif row == START_LAG:
-            record["start_lag"] = round(seconds, 9)
-        elif row == MESSAGE_LATENCY:
-            record["message_latency"].append(round(seconds, 9))
-        elif row == SESSION_LATENCY:
-            lag = record["start_lag"] or 0.0
-            record["duration"] = round(seconds - lag, 9)
+        record["messages_accepted" if accepted else "messages_rejected"] += 1
+        if latency is not None:
+            record["message_latency"].append(round(latency, 9))
 
-    def reply(self, step: int, code: int) -> None:
-        self._recorder.reply(step, code)
-        steps = self._record["steps"]
-        label = Step(step).label
-        if steps and steps[-1][0] == label and steps[-1][2] is None:
-            steps[-1][2] = code
-        else:
-            steps.append([label, None, code])
-
-    def error(self, error: ErrorClass, step: int) -> None:
-        self._recorder.error(error, step)
+    def error(self, error: ErrorClass, step: Step) -> None:
+        self._events.error(error, step)
         record = self._record
         if record["error"] is None:
             record["error"] = error.label
             record["error_step"] = Step(step).label
 
-    def failure(self, failure: FailureRecord) -> None:
-        self._recorder.failure(failure)
+    def diverged(self, step: Step, differs: bool) -> None:
+        self._events.diverged(step, differs)
+
+    def session_ended(
+        self,
+        number: int,
+        end: float,
+        latency: float,
+        aborted: int,
+        failure: SessionFailure | None,
+    ) -> None:
+        self._events.session_ended(number, end, latency, aborted, failure)
         record = self._record
-        record["outcome"] = "failed"
-        record["error"] = failure.error
-        record["error_step"] = failure.step
-        record["detail"] = failure.detail
+        record["duration"] = round(latency - (record["start_lag"] or 0.0), 9)
+        record["messages_aborted"] = aborted
+        if failure is not None:
+            record["outcome"] = "failed"
+            record["error"] = failure.error.label
+            record["error_step"] = failure.step.label
+            record["detail"] = failure.detail
+        self._log.write(record)
 
     def record(self) -> dict[str, Any]:
         """The session's record; its outcome is ``failed`` when the session failed."""

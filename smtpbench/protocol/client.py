@@ -31,6 +31,11 @@ moves to AUTH, where ``auth_response(line)`` answers it; 235 or an error
 reply ends the exchange in READY. Every reply of the exchange is a ``Response``
 at ``Step.AUTH``.
 
+Recorded commands (``send_raw``): a replay sends what a real client sent, in
+its order, whether or not the rules above allow it; its replies are matched in
+order all the same, and what they confirm updates the state, so a replay reads
+the server's replies through the same machine as generated traffic.
+
 LMTP (RFC 2033): after LHLO, the final dot (or the last BDAT chunk) gets one
 reply per accepted recipient, each a ``Response`` at ``Step.DATA_END``; so the
 last BDAT chunk may only go once every RCPT reply is in.
@@ -311,6 +316,23 @@ class ClientConnection:
 
     def quit(self) -> bytes:
         return self._send(Step.QUIT, commands.quit_())
+
+    def send_raw(self, step: Step, data: bytes, replies: int = 1) -> bytes:
+        """``data`` sent as a recorded client sent it, outside the rules above: no state
+        or pipelining check. ``replies`` are owed to ``step`` (0 when the recorded
+        client did not wait for one; an unknown verb is owed its reply as ``NOOP``)."""
+        if replies:
+            self._pending.extend([step] * replies)
+            self._last_sent = step
+            self.state = _SENT_STATE.get(step, self.state)
+        if step is Step.LHLO:
+            self._lmtp = True
+        return data
+
+    def expect(self, step: Step, replies: int) -> None:
+        """``replies`` more are owed to ``step``: in LMTP a recorded end of data is owed
+        one per accepted recipient, known once the RCPT replies are in."""
+        self._pending.extend([step] * replies)
 
     def tls_established(self) -> None:
         """The TLS handshake after STARTTLS succeeded: the session starts over (RFC 3207)."""

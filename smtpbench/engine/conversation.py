@@ -1,0 +1,329 @@
+"""What a generated session says: the scenario's plan, over a ``Session``.
+
+Connect; with implicit TLS, the TLS handshake; the banner; EHLO (HELO if EHLO
+is refused and the scenario asks for no extension; LHLO for LMTP); with
+STARTTLS, STARTTLS, the handshake and EHLO again; the check that the server
+advertises every extension the scenario asks for; AUTH; then each
+transaction; then QUIT.
+
+The session goes on the way a real client would where the server refuses: a
+refused recipient is skipped, a refused transaction moves on to the next
+message (RSET when every recipient was refused), a 421 ends the session. An
+extension the scenario asks for that the server does not advertise ends the
+session as a ``protocol error`` at the greeting, naming the extension and the
+scenario key that asked for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from smtpbench.engine.reactor import Request
+from smtpbench.engine.session import Command, Session, Shown, Talk
+from smtpbench.metrics.kinds import ErrorClass
+from smtpbench.protocol import sasl
+from smtpbench.protocol.commands import orcpt, xtext
+from smtpbench.protocol.errors import RemoteProtocolError
+from smtpbench.protocol.replies import Reply
+from smtpbench.protocol.steps import Step
+
+if TYPE_CHECKING:
+    from smtpbench.scenario import MessageFactory, MessagePlan, SessionPlan
+
+MAX_AUTH_ROUNDS = 5  # challenges in one AUTH exchange; LOGIN needs 2
+# The scenario key that asks for each extension, for the error when one is missing.
+_ASKED_BY = {
+    "8BITMIME": 'session.body = "8bitmime"',
+    "SMTPUTF8": "session.smtputf8",
+    "CHUNKING": "session.chunking",
+    "DSN": "session.dsn",
+    "STARTTLS": 'tls.mode = "starttls"',
+}
+Ask = Generator[Request, Any, bool]
+
+
+class PlannedConversation:
+    """One session of the scenario's plan."""
+
+    __slots__ = ("factory", "plan")
+
+    def __init__(self, factory: MessageFactory, plan: SessionPlan) -> None:
+        self.factory = factory
+        self.plan = plan
+
+    @property
+    def number(self) -> int:
+        return self.plan.number
+
+    def talk(self, s: Session) -> Talk:
+        ready = yield from s.open()
+        banner = yield from s.banner(ready)
+        if banner.code // 100 == 2 and (yield from self._open(s)):
+            for number, message in enumerate(self.plan.messages):
+                yield from self._transaction(s, number, message)
+        yield from s.exchange(Step.QUIT, s.conn.quit())
+
+    # -- opening --------------------------------------------------------------------
+
+    def _open(self, s: Session) -> Ask:
+        """Greeting, STARTTLS, the extension check and AUTH; False to quit at once."""
+        settings = s.settings
+        if not (yield from self._greet(s)):
+            return False
+        if settings.tls_mode == "starttls":
+            if not self._has_extensions(s, ("STARTTLS",)):
+                return False
+            if (yield from s.exchange(Step.STARTTLS, s.conn.starttls())).code != 220:
+                return False
+            yield from s.handshake()
+            s.conn.tls_established()
+            if not (yield from self._greet(s, fallback=False)):
+                return False
+        required = settings.required
+        if settings.tls_mode != "none":
+            required = tuple(word for word in required if word != "STARTTLS")
+        if not self._has_extensions(s, required):
+            return False
+        return settings.auth_mechanism is None or (yield from self._authenticate(s))
+
+    def _greet(self, s: Session, *, fallback: bool = True) -> Ask:
+        name = self.plan.helo_name
+        conn = s.conn
+        settings = s.settings
+        greeting = settings.greeting
+        if greeting == "HELO":
+            return (yield from s.exchange(Step.HELO, conn.helo(name))).code // 100 == 2
+        if greeting == "LHLO":
+            return (yield from s.exchange(Step.LHLO, conn.lhlo(name))).code // 100 == 2
+        if (yield from s.exchange(Step.EHLO, conn.ehlo(name))).code // 100 == 2:
+            return True
+        if not fallback or settings.required or settings.tls_mode == "starttls":
+            return False
+        if settings.auth_mechanism is not None:
+            return False
+        # Servers that do not know EHLO still take HELO (RFC 5321 section 3.2).
+        return (yield from s.exchange(Step.HELO, conn.helo(name))).code // 100 == 2
+
+    def _has_extensions(self, s: Session, keywords: tuple[str, ...]) -> bool:
+        capabilities = s.conn.capabilities
+        missing = [word for word in keywords if not capabilities.has(word)]
+        if not missing:
+            return True
+        step = Step.LHLO if s.settings.greeting == "LHLO" else Step.EHLO
+        asked = " or ".join(
+            f"{word} ({_ASKED_BY.get(word, 'session.require')})" for word in missing
+        )
+        detail = f"the server does not advertise {asked}, which the scenario asks for"
+        s.fail(ErrorClass.PROTOCOL, step, detail)
+        return False
+
+    def _authenticate(self, s: Session) -> Ask:
+        settings = s.settings
+        conn = s.conn
+        name = settings.auth_mechanism
+        assert name is not None
+        step = Step.LHLO if settings.greeting == "LHLO" else Step.EHLO
+        if name not in conn.capabilities.auth:
+            offered = " ".join(sorted(conn.capabilities.auth)) or "no AUTH at all"
+            tls = " (before TLS)" if settings.tls_mode == "none" else ""
+            s.fail(
+                ErrorClass.PROTOCOL,
+                step,
+                f"the server does not offer AUTH {name}{tls}, which auth.mechanism asks for; "
+                f"it offers {offered}",
+            )
+            return False
+        mechanism = sasl.client_mechanism(name, settings.auth_username, settings.auth_secret)
+        line = sasl.auth_command(mechanism)
+        shown: Shown = sasl.redact_auth_line(line)
+        s.unanswered.append(shown)
+        began = s.now()
+        s.arm(Step.AUTH, began)
+        s.write(conn.auth(line))
+        for _ in range(MAX_AUTH_ROUNDS):
+            reply = (yield from s.read_reply()).reply
+            if reply.code != 334:
+                break
+            s.transcript.append((shown, reply))
+            challenge = reply.lines[0].strip() if reply.lines else ""
+            response = conn.auth_response(mechanism.respond(challenge))
+            shown = s.unanswered[0] = sasl.redact_auth_line(response)
+            s.write(response)
+        else:
+            raise RemoteProtocolError(f"AUTH {name}: more than {MAX_AUTH_ROUNDS} challenges")
+        s.unanswered.popleft()
+        s.count(Step.AUTH, shown, reply, s.arrival - began)
+        return reply.code in settings.success[Step.AUTH]
+
+    # -- a transaction --------------------------------------------------------------
+
+    def _transaction(self, s: Session, number: int, message: MessagePlan) -> Talk:
+        conn = s.conn
+        settings = s.settings
+        content = self.factory.message_bytes(self.plan, number)
+        rset = message.rset_before and number > 0
+        s.message_begun()
+        if not (settings.pipelining and conn.capabilities.pipelining):
+            yield from self._one_by_one(s, message, content, rset)
+            return
+
+        group: list[Command] = []
+        if rset:
+            group.append(_command(Step.RSET, conn.rset()))
+        if message.noop_before:
+            group.append(_command(Step.NOOP, conn.noop()))
+            yield from s.send_group(group)
+            group = []
+        group.append(
+            _command(Step.MAIL, conn.mail(message.mail_from, self._mail(s, content, message)))
+        )
+        for recipient in message.recipients:
+            group.append(_command(Step.RCPT, conn.rcpt(recipient, self._rcpt(s, recipient))))
+        chunked_together = settings.chunking and not conn.lmtp
+        if chunked_together:
+            group += self._chunk_commands(s, content)
+        elif not settings.chunking:
+            group.append(_command(Step.DATA, conn.data()))
+        responses = yield from s.send_group(group)
+        mail_ok = True
+        data_reply: Reply | None = None
+        finals: list[Reply] = []
+        for response in responses:
+            step = response.step
+            if step is Step.MAIL:
+                mail_ok = response.reply.code // 100 == 2
+            elif step is Step.RCPT:
+                s.metrics.recipient(response.reply.code // 100 == 2)
+            elif step is Step.DATA:
+                data_reply = response.reply
+            elif step is Step.DATA_END:
+                finals.append(response.reply)
+        if chunked_together:
+            s.message_done(finals)
+            return
+        if not mail_ok:
+            s.message_refused()
+            return
+        if settings.chunking:  # LMTP: the last chunk waits for the RCPT replies
+            if conn.accepted_recipients == 0:
+                s.message_refused()
+                yield from s.exchange(Step.RSET, conn.rset())
+                return
+            yield from self._chunks(s, content, pipelined=True)
+            return
+        if data_reply is None or data_reply.code != 354:
+            s.message_refused()
+            return
+        if conn.accepted_recipients == 0:
+            # A 354 after every RCPT was refused: the lone dot (RFC 2920 section 3.1).
+            yield from s.send_group([(Step.DATA_END, conn.message(b""), 0)])
+            s.message_refused()
+            return
+        if not conn.lmtp:
+            line = conn.message(content)
+            s.deferred = (Step.DATA_END, line, len(line))
+            return
+        yield from self._content(s, content)
+
+    def _one_by_one(self, s: Session, message: MessagePlan, content: bytes, rset: bool) -> Talk:
+        conn = s.conn
+        if rset:
+            yield from s.exchange(Step.RSET, conn.rset())
+        if message.noop_before:
+            yield from s.exchange(Step.NOOP, conn.noop())
+        mail = yield from s.exchange(
+            Step.MAIL, conn.mail(message.mail_from, self._mail(s, content, message))
+        )
+        if mail.code // 100 != 2:
+            s.message_refused()
+            return
+        for recipient in message.recipients:
+            reply = yield from s.exchange(Step.RCPT, conn.rcpt(recipient, self._rcpt(s, recipient)))
+            s.metrics.recipient(reply.code // 100 == 2)
+        if conn.accepted_recipients == 0:
+            s.message_refused()
+            yield from s.exchange(Step.RSET, conn.rset())
+            return
+        if s.settings.chunking:
+            yield from self._chunks(s, content, pipelined=False)
+            return
+        if (yield from s.exchange(Step.DATA, conn.data())).code != 354:
+            s.message_refused()
+            return
+        yield from self._content(s, content)
+
+    def _mail(
+        self, s: Session, content: bytes, message: MessagePlan
+    ) -> dict[str, str | None] | None:
+        settings = s.settings
+        capabilities = s.conn.capabilities
+        params: dict[str, str | None] = {}
+        if capabilities.size is not None:
+            params["SIZE"] = str(len(content))
+        if settings.body == "8bitmime" or (settings.smtputf8 and capabilities.eightbitmime):
+            params["BODY"] = "8BITMIME"
+        if settings.smtputf8:
+            params["SMTPUTF8"] = None
+        dsn = settings.dsn
+        if dsn.ret is not None:
+            params["RET"] = dsn.ret
+        if message.envid is not None:
+            params["ENVID"] = xtext(message.envid)
+        return params or None
+
+    def _rcpt(self, s: Session, recipient: str) -> dict[str, str | None] | None:
+        dsn = s.settings.dsn
+        if dsn.is_empty:
+            return None
+        params: dict[str, str | None] = {}
+        if dsn.notify:
+            params["NOTIFY"] = ",".join(dsn.notify)
+        if dsn.orcpt:
+            params["ORCPT"] = orcpt(recipient)
+        return params or None
+
+    def _content(self, s: Session, content: bytes) -> Talk:
+        line = s.conn.message(content)
+        responses = yield from s.send_group([(Step.DATA_END, line, len(line))])
+        s.message_done([response.reply for response in responses])
+
+    def _chunk_commands(self, s: Session, content: bytes) -> list[Command]:
+        size = s.settings.chunk_size
+        commands = []
+        for begin in range(0, len(content), size):
+            chunk = content[begin : begin + size]
+            last = begin + size >= len(content)
+            line = s.conn.bdat(chunk, last)
+            commands.append((Step.DATA_END if last else Step.BDAT, line, _chunk_shown(chunk, last)))
+        return commands
+
+    def _chunks(self, s: Session, content: bytes, *, pipelined: bool) -> Talk:
+        """The message in BDAT chunks: in one write, or each chunk after the last one's reply."""
+        if pipelined:
+            responses = yield from s.send_group(self._chunk_commands(s, content))
+            s.message_done([r.reply for r in responses if r.step is Step.DATA_END])
+            return
+        size = s.settings.chunk_size
+        for begin in range(0, len(content), size):
+            chunk = content[begin : begin + size]
+            last = begin + size >= len(content)
+            line = s.conn.bdat(chunk, last)
+            step = Step.DATA_END if last else Step.BDAT
+            responses = yield from s.send_group([(step, line, _chunk_shown(chunk, last))])
+            if last:
+                s.message_done([r.reply for r in responses])
+            elif responses[0].reply.code // 100 != 2:
+                s.message_refused()
+                return
+
+
+def _chunk_shown(chunk: bytes, last: bool) -> str:
+    return f"BDAT {len(chunk)}{' LAST' if last else ''} (and {len(chunk)} bytes of message)"
+
+
+def _command(step: Step, line: bytes) -> Command:
+    return step, line, line
+
+
+__all__ = ["PlannedConversation"]

@@ -1,0 +1,526 @@
+"""The reactor: one trio task per engine process owns every session's socket.
+
+Why not a trio task per session: every reply of every session would then cost
+a trip through trio's scheduler (epoll, reschedule, context switch, cancel
+scope), which set the engine's ceiling at a fraction of what the protocol work
+costs. Sessions are sans-IO machines (``session.py``), so they need no task of
+their own:
+
+- A session is a generator. It yields what it waits for: ``CONNECT`` (the
+  reactor opens a non-blocking connection and resumes it with its ``Link``),
+  ``READ`` (resumed with the bytes read, ``b""`` at end of file) or a time to
+  sleep until (a replay's recorded pause). It writes through its ``Link``,
+  which sends at once and keeps only what the kernel would not take yet,
+  watching for writability until that is gone. Errors reach the session as
+  exceptions thrown into it where it waits: the ``OSError`` of a failed
+  connect, read or write, ``StepTimeout`` past its ``deadline``,
+  ``SessionCancelled`` at the end of the grace period.
+- One epoll set (a ``selectors`` selector elsewhere) holds every socket; the
+  reactor waits on its descriptor through trio (``wait_readable``), so trio
+  still runs the process (control, publishing, signals) beside it. Each
+  wake-up drains every ready socket and advances each ready session as far as
+  it can go without waiting, synchronously.
+- The ``Feeder`` (the run) is asked each turn what is due: new sessions start
+  inside this loop, so arrivals, the cap, the backlog and start lag need no
+  task either. The wait is until the next due session, sleeper or timeout
+  sweep, whichever is first. trio's timers round up to the millisecond, so the
+  last stretch before something due is waited in ``select`` with microsecond
+  resolution (never under a mock clock), which keeps start lag well under a
+  millisecond. A busy reactor yields to trio at least every
+  ``YIELD_EVERY`` seconds.
+- Step timeouts are checked by a sweep over the sessions every
+  ``sweep_interval`` (a twentieth of the shortest timeout, 50 ms at most):
+  a timeout ends a session within that margin, and no heap operation is paid
+  per command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import heapq
+import math
+import os
+import select
+import selectors
+import socket
+from collections.abc import Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import trio
+
+if TYPE_CHECKING:
+    from smtpbench.engine.transport import Address
+
+RECEIVE_SIZE = 65536
+YIELD_EVERY = 0.001  # seconds of work between trips through trio's scheduler
+FINE_WAIT = 0.002  # seconds: waits shorter than this are done in select, not in trio
+EVENTS_PER_TURN = 256  # ready sockets handled before the feeder and timers are looked at
+_SELECT_LIMIT = 1024  # select() takes descriptors below FD_SETSIZE only
+
+
+class _Request:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+CONNECT: Final = _Request("CONNECT")  # resumed with the Link once connected
+READ: Final = _Request("READ")  # resumed with bytes (b"" at end of file)
+Request = _Request | float  # a float: sleep until that time (trio's clock)
+
+
+class StepTimeout(Exception):
+    """Thrown into a session whose ``deadline`` passed."""
+
+
+class SessionCancelled(Exception):
+    """Thrown into a session still running when the run's grace period ends."""
+
+
+class Machine(Protocol):
+    """What the reactor drives: ``run()`` gives the generator; ``deadline`` is when the
+    step under way times out (trio's clock; ``inf`` for never)."""
+
+    deadline: float
+    address: Address
+
+    def run(self) -> Generator[Request, Any, None]: ...
+
+
+class Feeder(Protocol):
+    """Where new sessions come from: the run. ``due_at`` is when ``start_due`` next has
+    something to do (``inf``: nothing until a session ends or the feeder is woken);
+    ``session_ended`` frees a slot; ``finished`` once nothing more will start."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    def due_at(self) -> float: ...
+    def start_due(self, now: float) -> None: ...
+    def session_ended(self) -> None: ...
+    def cut(self) -> None:
+        """The run is being cut short: start nothing more; whatever waits is dropped."""
+
+
+class Link:
+    """One session's connection, as the reactor keeps it."""
+
+    __slots__ = (
+        "fd",
+        "gen",
+        "inbox",
+        "machine",
+        "pending",
+        "reactor",
+        "sock",
+        "waiting",
+        "written_at",
+    )
+
+    def __init__(self, reactor: Reactor, machine: Machine) -> None:
+        self.reactor = reactor
+        self.machine = machine
+        self.gen = machine.run()
+        self.sock: socket.socket | None = None
+        self.fd = -1
+        self.waiting: _Request | None = None
+        self.inbox: list[bytes] = []  # read while the session was not waiting to read
+        self.pending = b""  # written, not yet taken by the kernel
+        self.written_at = 0.0  # when the last write was wholly handed to the kernel
+
+    def write(self, data: bytes) -> bool:
+        """Sends ``data``; what the kernel does not take now is sent as it makes room.
+        True when all of it went at once. ``OSError`` when the connection is broken."""
+        if self.pending:
+            self.pending += data
+            return False
+        sock = self.sock
+        assert sock is not None
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(data):
+            return True
+        self.pending = data[sent:]
+        self.reactor._want_write(self, True)
+        return False
+
+    @property
+    def draining(self) -> bool:
+        """Bytes are still waiting for room in the kernel's buffer."""
+        return bool(self.pending)
+
+    def _flush(self) -> None:
+        sock = self.sock
+        assert sock is not None
+        try:
+            sent = sock.send(self.pending)
+        except BlockingIOError:
+            return
+        self.pending = self.pending[sent:]
+        if not self.pending:
+            self.written_at = self.reactor.now()
+            self.reactor._want_write(self, False)
+
+
+class _Poller(Protocol):
+    def fileno(self) -> int: ...
+    def register(self, fd: int, mask: int) -> None: ...
+    def modify(self, fd: int, mask: int) -> None: ...
+    def unregister(self, fd: int) -> None: ...
+    def ready(self) -> Iterable[tuple[int, int]]: ...
+    def close(self) -> None: ...
+
+
+IN, OUT, ERR = 1, 4, 8  # our own event bits; epoll's EPOLLIN, EPOLLOUT, EPOLLERR
+
+
+class _Epoll:
+    """Linux: one epoll set, level-triggered."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+
+    def fileno(self) -> int:
+        return self._epoll.fileno()
+
+    def register(self, fd: int, mask: int) -> None:
+        self._epoll.register(fd, mask)
+
+    def modify(self, fd: int, mask: int) -> None:
+        self._epoll.modify(fd, mask)
+
+    def unregister(self, fd: int) -> None:
+        self._epoll.unregister(fd)
+
+    def ready(self) -> list[tuple[int, int]]:
+        return self._epoll.poll(0, EVENTS_PER_TURN)
+
+    def close(self) -> None:
+        self._epoll.close()
+
+
+class _Selector:
+    """Elsewhere: the platform's best ``selectors`` selector."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+
+    def fileno(self) -> int:
+        return self._selector.fileno() if hasattr(self._selector, "fileno") else -1
+
+    @staticmethod
+    def _events(mask: int) -> int:
+        return (selectors.EVENT_READ if mask & IN else 0) | (
+            selectors.EVENT_WRITE if mask & OUT else 0
+        )
+
+    def register(self, fd: int, mask: int) -> None:
+        self._selector.register(fd, self._events(mask))
+
+    def modify(self, fd: int, mask: int) -> None:
+        self._selector.modify(fd, self._events(mask))
+
+    def unregister(self, fd: int) -> None:
+        self._selector.unregister(fd)
+
+    def ready(self) -> list[tuple[int, int]]:
+        return [
+            (key.fd, (IN if events & selectors.EVENT_READ else 0) | (OUT if events & 2 else 0))
+            for key, events in self._selector.select(0)
+        ]
+
+    def close(self) -> None:
+        self._selector.close()
+
+
+def _poller(prefer_epoll: bool) -> _Poller:
+    if prefer_epoll and hasattr(select, "epoll"):
+        return _Epoll()
+    return _Selector()
+
+
+class Reactor:
+    """Drives sessions over their sockets until the feeder is finished and every
+    session has ended (or been cancelled at ``cancel_at``)."""
+
+    def __init__(
+        self,
+        feeder: Feeder,
+        *,
+        sweep_interval: float = 0.05,
+        use_epoll: bool = True,
+    ) -> None:
+        self.feeder = feeder
+        self.links: dict[int, Link] = {}  # by descriptor: sessions with a socket
+        self.running: set[Link] = set()  # every session not ended, with a socket or not
+        self.cancel_at = math.inf  # the grace period's end: sessions still running are cut
+        self.sweep_interval = sweep_interval
+        self._poller = _poller(use_epoll)
+        self._sleepers: list[tuple[float, int, Link]] = []
+        self._sleep_seq = 0
+        self._next_sweep = 0.0
+        self._wake: trio.CancelScope | None = None
+        self._woken = False
+        clock = trio.lowlevel.current_clock()
+        self.now: Callable[[], float] = clock.current_time
+        # Waiting in select below trio's millisecond is only right on the real clock.
+        self._fine = type(clock).__name__ == "SystemClock"
+
+    # -- sessions -----------------------------------------------------------------
+
+    def start(self, machine: Machine) -> None:
+        """Starts a session now: runs it until it first waits."""
+        link = Link(self, machine)
+        self.running.add(link)
+        self._advance(link, None)
+
+    def wake(self) -> None:
+        """Something changed outside (control, the feeder): look again at once."""
+        self._woken = True
+        if self._wake is not None:
+            self._wake.cancel()
+
+    def _advance(self, link: Link, value: Any, error: BaseException | None = None) -> None:
+        """Resumes the session with ``value`` (or throws ``error`` into it) and serves
+        what it asks for until it has to wait."""
+        gen = link.gen
+        while True:
+            try:
+                request = gen.send(value) if error is None else gen.throw(error)
+            except StopIteration:
+                self._ended(link)
+                return
+            error = None
+            if request is READ:
+                if link.inbox:
+                    value = link.inbox.pop(0)
+                    continue
+                link.waiting = READ
+                return
+            if request is CONNECT:
+                error = self._connect(link)
+                if error is None:
+                    link.waiting = CONNECT
+                    return
+                value = None
+                continue
+            # A time to sleep until.
+            link.waiting = None
+            self._sleep_seq += 1
+            heapq.heappush(self._sleepers, (float(request), self._sleep_seq, link))
+            return
+
+    def _connect(self, link: Link) -> OSError | None:
+        address = link.machine.address
+        sock = socket.socket(address.family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            # Commands are small and each waits for its reply: Nagle would only delay them.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            code = sock.connect_ex(address.sockaddr)
+            if code not in (0, errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
+                raise OSError(code, os.strerror(code))  # errno picks the subclass
+            fd = sock.fileno()
+            self._poller.register(fd, OUT)
+        except OSError as err:
+            sock.close()
+            return err
+        link.sock = sock
+        link.fd = fd
+        self.links[fd] = link
+        return None
+
+    def _connected(self, link: Link) -> None:
+        sock = link.sock
+        assert sock is not None
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self._advance(link, None, OSError(code, os.strerror(code)))
+            return
+        self._poller.modify(link.fd, IN)
+        link.waiting = None
+        self._advance(link, link)
+
+    def _want_write(self, link: Link, on: bool) -> None:
+        if link.fd >= 0 and link.waiting is not CONNECT:
+            self._poller.modify(link.fd, IN | OUT if on else IN)
+
+    def _ended(self, link: Link) -> None:
+        self.running.discard(link)
+        link.waiting = None
+        sock = link.sock
+        if sock is not None:
+            del self.links[link.fd]
+            with contextlib.suppress(KeyError, OSError, ValueError):
+                self._poller.unregister(link.fd)
+            sock.close()
+            link.sock = None
+            link.fd = -1
+        self.feeder.session_ended()
+
+    def _readable(self, link: Link) -> None:
+        sock = link.sock
+        assert sock is not None
+        try:
+            data = sock.recv(RECEIVE_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as err:
+            if link.waiting is READ:
+                link.waiting = None
+                self._advance(link, None, err)
+            else:
+                self._stop_reading(link)
+                link.inbox.append(b"")
+            return
+        if link.waiting is READ:
+            link.waiting = None
+            self._advance(link, data)
+            return
+        # Bytes for a session that is busy or asleep: kept until it reads.
+        link.inbox.append(data)
+        if not data:
+            self._stop_reading(link)
+
+    def _stop_reading(self, link: Link) -> None:
+        """End of file seen: level-triggered readability would repeat it forever."""
+        self._poller.modify(link.fd, OUT if link.pending else 0)
+
+    def _cancel_all(self) -> None:
+        self.feeder.cut()
+        for link in list(self.running):
+            try:
+                link.gen.throw(SessionCancelled())
+            except StopIteration:
+                pass
+            else:
+                link.gen.close()
+            if link in self.running:
+                self._ended(link)
+        self._sleepers.clear()
+
+    def _sweep(self, now: float) -> None:
+        """Throws ``StepTimeout`` into every session past its step's deadline."""
+        late = [link for link in self.running if link.machine.deadline <= now]
+        for link in late:
+            if link in self.running:
+                link.waiting = None
+                self._advance(link, None, StepTimeout())
+
+    def _wake_sleepers(self, now: float) -> None:
+        sleepers = self._sleepers
+        while sleepers and sleepers[0][0] <= now:
+            _, _, link = heapq.heappop(sleepers)
+            if link in self.running:
+                self._advance(link, None)
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serves sessions until the feeder is finished and none is left."""
+        feeder = self.feeder
+        poller = self._poller
+        links = self.links
+        now = self.now
+        last_yield = now()
+        self._next_sweep = last_yield + self.sweep_interval
+        try:
+            while True:
+                self._woken = False
+                t = now()
+                if t >= self.cancel_at:
+                    self._cancel_all()
+                if feeder.due_at() <= t:
+                    feeder.start_due(t)
+                if self._sleepers and self._sleepers[0][0] <= t:
+                    self._wake_sleepers(t)
+                if t >= self._next_sweep:
+                    self._sweep(t)
+                    self._next_sweep = t + self.sweep_interval
+                if feeder.finished and not self.running:
+                    return
+                events = poller.ready()
+                for fd, mask in events:
+                    link = links.get(fd)
+                    if link is None:
+                        continue
+                    if mask & OUT or (mask & ERR and link.waiting is CONNECT):
+                        if link.waiting is CONNECT:
+                            self._connected(link)
+                            continue
+                        try:
+                            link._flush()
+                        except OSError as err:
+                            self._failed_write(link, err)
+                            continue
+                    if mask & ~OUT and link.sock is not None:
+                        self._readable(link)
+                if events:
+                    if now() - last_yield >= YIELD_EVERY:
+                        await trio.lowlevel.checkpoint()
+                        last_yield = now()
+                    continue
+                if self._woken:
+                    continue
+                await self._wait(self._next_wake(t))
+                last_yield = now()
+        finally:
+            self._cancel_all()
+            poller.close()
+
+    def _failed_write(self, link: Link, err: OSError) -> None:
+        link.pending = b""
+        if link.waiting is READ:
+            link.waiting = None
+            self._advance(link, None, err)
+        else:
+            link.inbox.append(b"")
+
+    def _next_wake(self, t: float) -> float:
+        wake = min(self.feeder.due_at(), self._next_sweep, self.cancel_at)
+        if self._sleepers:
+            wake = min(wake, self._sleepers[0][0])
+        return wake
+
+    async def _wait(self, until: float) -> None:
+        """Until a socket is ready, ``until`` passes, or ``wake()`` is called."""
+        fd = self._poller.fileno()
+        left = until - self.now()
+        if self._fine and left < FINE_WAIT:
+            if left > 0 and 0 <= fd < _SELECT_LIMIT:
+                select.select([fd], [], [], left)
+            await trio.lowlevel.checkpoint()
+            return
+        # trio's timers round up to the millisecond: wake a little early, then finish the
+        # wait above with microsecond resolution.
+        with trio.CancelScope(deadline=until - FINE_WAIT / 2 if self._fine else until) as scope:
+            self._wake = scope
+            try:
+                if self._woken:
+                    return
+                if fd >= 0:
+                    await trio.lowlevel.wait_readable(fd)
+                else:
+                    await trio.sleep(min(0.001, max(0.0, until - self.now())))
+            finally:
+                self._wake = None
+
+
+__all__ = [
+    "CONNECT",
+    "READ",
+    "Feeder",
+    "Link",
+    "Machine",
+    "Reactor",
+    "Request",
+    "SessionCancelled",
+    "StepTimeout",
+]
