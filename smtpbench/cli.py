@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -367,9 +369,21 @@ def _report(args: argparse.Namespace) -> int:
     return run_report(args)
 
 
+def negative_values_joined(argv: Sequence[str]) -> list[str]:
+    """``--duration -5s`` as ``--duration=-5s``: argparse takes ``-5s`` for an option and
+    says "expected one argument"; joined, the flag's own check says what is wrong."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and re.match(r"^-\d", arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(negative_values_joined(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return exitcodes.OK

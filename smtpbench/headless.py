@@ -55,6 +55,7 @@ from smtpbench.scenario import (
     summarize_load,
 )
 from smtpbench.thresholds import Threshold, ThresholdSettings
+from smtpbench.units import format_clock
 
 LIVE_REFRESH = 0.25  # seconds between updates of the terminal panel
 THRESHOLD_CHECK_INTERVAL = 1.0  # seconds between live threshold checks (abort-on-fail)
@@ -213,8 +214,9 @@ class ThresholdWatch:
             if failed is not None:
                 if self.console is not None:
                     self.console.print(
-                        f"[red]threshold failed: {failed.threshold} "
-                        f"(measured {failed.measured_text}); stopping the run[/]",
+                        f"[red]threshold failed at {format_clock(snapshot.elapsed)}: "
+                        f"{failed.threshold} (measured {failed.measured_text} then; the "
+                        "thresholds table measures the whole run); stopping the run[/]",
                         highlight=False,
                     )
                 self.control.interrupt()

@@ -39,6 +39,14 @@ class RunOutcome:
     verdict: str | None = None  # why the run failed when no threshold says so
 
 
+def run_started(snapshot: Snapshot) -> datetime:
+    """When the run started: results folders are named by it, not by when they were written."""
+    try:
+        return datetime.fromisoformat(snapshot.info.started_at)
+    except ValueError:
+        return datetime.now()
+
+
 def finish_run(
     results_base: Path,
     scenario: Scenario,
@@ -59,7 +67,7 @@ def finish_run(
     folder = results_base
     unwritten = None
     try:
-        folder = new_results_folder(results_base, datetime.now(), scenario.name)
+        folder = new_results_folder(results_base, run_started(final), scenario.name)
         write_results(folder, final, scenario_to_toml(scenario))
         if sessions_log is not None and sessions_log.exists():
             sessions_log.replace(folder / SESSIONS_FILE)
@@ -95,7 +103,9 @@ def print_outcome(console: Console, outcome: RunOutcome) -> None:
         print_whole(console, thresholds_table(outcome.thresholds))
     if outcome.aborted_by is not None:
         console.print(
-            f"[bold red]stopped early: {outcome.aborted_by.threshold} failed[/]", highlight=False
+            f"[bold red]stopped early: {outcome.aborted_by.threshold} failed (measured "
+            f"{outcome.aborted_by.measured_text} when it stopped the run)[/]",
+            highlight=False,
         )
     if outcome.verdict is not None:
         console.print(f"[bold red]{escape(outcome.verdict)}[/]", highlight=False)

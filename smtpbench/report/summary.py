@@ -243,12 +243,12 @@ def errors_table(snapshot: Snapshot) -> Table | None:
 def failures_table(snapshot: Snapshot, limit: int = 5) -> Table | None:
     if not snapshot.failures:
         return None
-    table = Table(title="Recent failures", title_justify="left")
+    table = Table(title="Recent failures (newest first)", title_justify="left")
     table.add_column("time", justify="right")
     table.add_column("session", justify="right")
     table.add_column("step")
     table.add_column("what happened")
-    for failure in snapshot.failures[-limit:]:
+    for failure in reversed(snapshot.failures[-limit:]):
         table.add_row(
             format_clock(failure.time),
             f"#{failure.session}",

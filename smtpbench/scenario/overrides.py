@@ -78,13 +78,31 @@ def with_overrides(
         )
     if seed is not None:
         _at_least("seed", seed, 0)
+    given = {
+        "--target": f"{target}" if host is not None or port is not None else None,
+        "--rate": rate,
+        "--concurrency": concurrency,
+        "--duration": duration,
+        "--sessions": sessions,
+        "--max-concurrency": max_concurrency,
+    }
+    changed = ", ".join(f"{flag} {value}" for flag, value in given.items() if value is not None)
     return replace(
         scenario,
+        description=_described(scenario.description, changed),
         target=target,
         load=load,
         seed=seed if seed is not None else scenario.seed,
         sink=sink,
     )
+
+
+def _described(description: str, changed: str) -> str:
+    """The description, saying what the command line changed: the scenario file's words
+    may no longer describe what ran ("300/s against the embedded sink")."""
+    if not changed or not description:
+        return description
+    return f"{description} (as run, changed on the command line: {changed})"
 
 
 def _at_least(name: str, value: int, least: int) -> None:
