@@ -7,6 +7,14 @@ import pytest
 from tests.servers import postfix_binary
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "end_to_end: runs the engine or the command against a server; left out of mutation "
+        "testing (bench/mutation.py), which wants each module's fast tests",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Postfix tests are skipped on a machine without Postfix, but not in CI, whose script
     installs it: there a missing Postfix fails those tests instead of hiding them."""
