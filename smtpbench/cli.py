@@ -90,7 +90,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "scenario",
         nargs="?",
         default="default",
-        help="a scenario file, or the name of one in ./scenarios (default: default)",
+        help="a scenario file, or the name of one in ./scenarios or of an example that "
+        "ships with smtpbench: default, newsletter-burst, steady-relay, slow-trickle "
+        "(`smtpbench scenarios` lists them; default: default)",
     )
     run.add_argument(
         "--target", metavar="HOST:PORT", help="the server to load (port 25 if omitted)"
@@ -213,6 +215,16 @@ def _build_parser() -> argparse.ArgumentParser:
             "embedded sink: each session's commands, pipelined groups and content, at the "
             "recorded times divided by --speed or at a fixed --rate. Writes a results folder "
             "like any run, with per-command divergence from the recorded replies.",
+        )
+    )
+    from smtpbench.scenario_cli import add_scenarios_arguments
+
+    add_scenarios_arguments(
+        commands.add_parser(
+            "scenarios",
+            help="list the scenarios run finds by name (the examples ship with smtpbench)",
+            description="List the scenarios `smtpbench run NAME` finds: ./scenarios, then "
+            "the examples that ship with smtpbench.",
         )
     )
     from smtpbench.servers.proxy_cli import add_record_arguments
@@ -407,6 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from smtpbench.replay_cli import run_replay
 
         return run_replay(args)
+    if args.command == "scenarios":
+        from smtpbench.scenario_cli import run_scenarios
+
+        return run_scenarios(args)
     if args.command == "record":
         from smtpbench.servers.proxy_cli import run_record
 

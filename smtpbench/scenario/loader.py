@@ -60,7 +60,10 @@ from smtpbench.scenario.templates import check_template
 from smtpbench.thresholds import ThresholdError, ThresholdSettings, parse_threshold
 from smtpbench.units import parse_duration, parse_rate, parse_share, parse_size
 
-DEFAULT_SEARCH_DIRS: Final = (Path("scenarios"),)
+# The example scenarios ship with the package, so that `smtpbench run newsletter-burst`
+# works anywhere; a ./scenarios folder comes first and can hold its own.
+EXAMPLES_DIR: Final = Path(__file__).resolve().parent.parent / "examples"
+DEFAULT_SEARCH_DIRS: Final = (Path("scenarios"), EXAMPLES_DIR)
 
 _DURATION = numeric(parse_duration, "a duration such as 500ms, 10s or 5m")
 _RATE = numeric(parse_rate, "a rate such as 300/s or 1200/m")
