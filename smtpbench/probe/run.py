@@ -251,7 +251,12 @@ class Prober:
             if isinstance(cause, ssl.SSLCertVerificationError) and record:
                 self.refused = cause.verify_message or str(cause.reason)
                 raise _CertificateRefused from None
-            self._add("tls", title or "TLS", "fail", f"the TLS handshake failed: {cause or exc}")
+            self._add(
+                "tls",
+                title or "TLS",
+                "fail",
+                f"the TLS handshake failed: {_tls_failure(cause or exc)}",
+            )
             raise _Stop from None
         seconds = time.perf_counter() - began
         self.tls_active = True
@@ -308,6 +313,16 @@ class Prober:
             exchange,
             details={"greeting": caps.greeting, "extensions": listed},
         )
+        if caps.has("XCLIENT") and not any(check.key == "xclient" for check in self.checks):
+            self._add(
+                "xclient",
+                "XCLIENT",
+                "warn",
+                "offered to this client: it may claim any client address, host name and "
+                "HELO, and the server's checks on them (access lists, RBLs, rate limits) "
+                "trust the claim; offer it to trusted proxies only (Postfix: "
+                "smtpd_authorized_xclient_hosts)",
+            )
 
     def _certificate(
         self, stream: trio.SSLStream[Any], title: str, seconds: float, *, verified: bool
@@ -329,7 +344,11 @@ class Prober:
         if self.refused is not None:
             status = "fail"
             details["verify_error"] = self.refused
-            notes.insert(0, f"not accepted: {self.refused}")
+            notes.insert(
+                0,
+                f"not accepted: {self.refused} (--ca-file PEM trusts its CA; --insecure "
+                "looks past it)",
+            )
         elif not verified:
             status = "fail" if status == "fail" else "warn"
             notes.append("not verified (--insecure)")
@@ -477,7 +496,7 @@ class Prober:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, _Closed) as exc:
             cause = exc.__cause__
             if isinstance(cause, ssl.SSLError):
-                why = f"TLS failed: {cause.reason or cause}"
+                why = f"TLS failed: {_tls_failure(cause)}"
             else:
                 why = "the server closed the connection before its banner"
             self._add("banner", "Banner", "fail", why)
@@ -510,6 +529,19 @@ class Prober:
         details: dict[str, Any] | None = None,
     ) -> None:
         self.checks.append(Check(key, title, status, summary, tuple(exchanges), details or {}))
+
+
+def _tls_failure(cause: BaseException) -> str:
+    """A TLS failure in plain words, the library's own after them."""
+    reason = getattr(cause, "reason", None)
+    if reason in ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE"):
+        return (
+            "the server answered in plain text, not TLS: this port speaks plain SMTP "
+            "(drop --implicit-tls; STARTTLS is tried on plain ports)"
+        )
+    if isinstance(cause, ssl.SSLError) and reason:
+        return f"{reason.replace('_', ' ').lower()} ({cause})"
+    return str(cause)
 
 
 class _Closed(Exception):

@@ -26,6 +26,14 @@ EXTENSION_MEANINGS: Mapping[str, str] = MappingProxyType(
         "ETRN": "Starts a queue run on request (RFC 1985)",
         "HELP": "Answers HELP",
         "REQUIRETLS": "Can require TLS for onward delivery (RFC 8689)",
+        "EXPN": "Expands mailing lists into their members",
+        "DELIVERBY": "Takes a deadline for delivery (RFC 2852)",
+        "MT-PRIORITY": "Takes a message priority (RFC 6710)",
+        "LIMITS": "Declares its limits on recipients and transactions (RFC 9422)",
+        "XCLIENT": "Postfix: lets this client claim another client's address, name and HELO, "
+        "which the server's checks then trust (meant for trusted proxies only)",
+        "XFORWARD": "Postfix: lets this client pass the original client's name and address "
+        "for logging (meant for trusted content filters)",
     }
 )
 
