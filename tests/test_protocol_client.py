@@ -229,3 +229,50 @@ def test_dot_stuffing_round_trips(content: bytes) -> None:
     assert b"\r\n.\r\n" not in b"\r\n" + body
     expected = content if content.endswith(b"\r\n") or not content else content + b"\r\n"
     assert dot_unstuff(body) == expected
+
+
+# -- RFC 5321 3.3: what each reply confirms ----------------------------------------------
+
+
+def test_a_refused_mail_from_leaves_no_transaction_open() -> None:
+    conn = greeted()
+    conn.mail("a@x.test")
+    assert conn.state is State.MAIL  # committed by sending, until the reply
+    [refused] = answer(conn, b"550 5.7.1 not you\r\n")
+    assert refused.step is Step.MAIL and conn.state is State.READY
+    with pytest.raises(LocalProtocolError, match="cannot send RCPT in state READY"):
+        conn.rcpt("b@y.test")
+    assert conn.mail("other@x.test") == b"MAIL FROM:<other@x.test>\r\n"
+
+
+def test_a_refused_starttls_keeps_the_plain_session() -> None:
+    conn = greeted(b"250-sink\r\n250 STARTTLS\r\n")
+    conn.starttls()
+    answer(conn, b"454 4.7.0 TLS not available\r\n")
+    assert conn.state is State.READY
+    with pytest.raises(LocalProtocolError, match="no STARTTLS to complete in state READY"):
+        conn.tls_established()
+    assert conn.capabilities.starttls  # nothing started over
+    conn.mail("a@x.test")
+
+
+def test_eof_with_nothing_pending_closes_and_names_no_command() -> None:
+    conn = greeted()
+    conn.quit()
+    answer(conn, b"221 bye\r\n")
+    conn.receive_data(b"")
+    assert conn.next_event() == ConnectionClosed(None)
+    assert conn.state is State.CLOSED
+    idle = greeted()  # the server hangs up between transactions
+    idle.receive_data(b"")
+    assert idle.next_event() == ConnectionClosed(None)
+    assert idle.state is State.CLOSED and idle.pending == ()
+
+
+def test_eof_after_a_partial_reply_still_reports_the_command() -> None:
+    conn = greeted()
+    conn.mail("a@x.test")
+    conn.receive_data(b"250-first line of two\r\n")
+    assert conn.next_event() is NEED_DATA
+    conn.receive_data(b"")
+    assert conn.next_event() == ConnectionClosed(Step.MAIL)
