@@ -90,6 +90,15 @@ class PostfixSink:
         """Messages smtp-sink dumped: one file per accepted transaction."""
         return sum(1 for path in self.dump_dir.rglob("*") if path.is_file())
 
+    def delivered_once(self, expected: int, timeout: float = 10.0) -> int:
+        """``delivered()`` once smtp-sink has dumped ``expected`` messages (it writes each
+        file after replying, so a run can end before the last one is there), or once
+        ``timeout`` is over: then the count falls short and the test says so."""
+        deadline = time.monotonic() + timeout
+        while (count := self.delivered()) < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return count
+
 
 @contextmanager
 def postfix_smtp_sink(extra: tuple[str, ...] = ()) -> Iterator[PostfixSink]:
