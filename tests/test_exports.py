@@ -24,8 +24,10 @@ from smtpbench.metrics.kinds import LATENCY_ROWS, MESSAGE_LATENCY, latency_label
 from smtpbench.metrics.results import read_results, write_results
 from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.protocol.steps import Step
+from smtpbench.report.exports import latency_csv, report_json
 from smtpbench.report.hlog import new_histogram, tag_of, write_hlog
 from smtpbench.report.plots import PANEL_TITLES, build_figure
+from tests.known_snapshot import snapshot_of
 from tests.runs import run_against, scenario_for
 from tests.test_cli import smtpbench
 
@@ -211,3 +213,26 @@ def test_a_plot_needs_a_png_or_html_name(folder: Path) -> None:
     result = smtpbench("report", str(folder), "--plot", "run.jpg", cwd=folder.parent)
     assert result.returncode == exitcodes.BAD_CONFIGURATION
     assert ".png or an .html" in result.stderr
+
+
+def test_csv_and_json_figures_are_those_of_the_samples() -> None:
+    # Worked out from the samples, not read back from the histograms that made the export.
+    data_end = np.random.default_rng(23).lognormal(np.log(0.030), 0.7, 1_000)
+    mail = [0.001, 0.002, 0.003, 0.010]  # mean 4 ms, by hand
+    snapshot = snapshot_of({Step.DATA_END: data_end, Step.MAIL: mail}, elapsed=4.0)
+    rows = {row["command"]: row for row in csv.DictReader(io.StringIO(latency_csv(snapshot)))}
+    assert list(rows) == ["MAIL", "DATA end"]
+    assert float(rows["MAIL"]["mean_s"]) == pytest.approx(0.004, abs=1e-9)
+    assert float(rows["MAIL"]["min_s"]) == 0.001 and float(rows["MAIL"]["max_s"]) == 0.01
+    assert float(rows["MAIL"]["rate_per_s"]) == 1.0  # 4 samples in 4 s
+    line = rows["DATA end"]
+    assert int(line["count"]) == 1_000
+    assert float(line["mean_s"]) == pytest.approx(float(np.mean(data_end)), abs=1e-9)
+    assert float(line["min_s"]) == pytest.approx(float(data_end.min()), abs=1e-9)
+    assert float(line["max_s"]) == pytest.approx(float(data_end.max()), abs=1e-9)
+    for q in (50, 90, 99):
+        exact = float(np.percentile(data_end, q, method="inverted_cdf"))
+        assert float(line[f"p{q}_s"]) == pytest.approx(exact, rel=0.01)
+    summary = json.loads(report_json(snapshot))["latency"]
+    assert summary["MAIL"]["mean"] == pytest.approx(0.004, abs=1e-9)
+    assert summary["DATA end"]["mean"] == pytest.approx(float(np.mean(data_end)), abs=1e-9)
