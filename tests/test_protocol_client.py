@@ -276,3 +276,127 @@ def test_eof_after_a_partial_reply_still_reports_the_command() -> None:
     assert conn.next_event() is NEED_DATA
     conn.receive_data(b"")
     assert conn.next_event() == ConnectionClosed(Step.MAIL)
+
+
+# -- the state table at the top of client.py, command by command -----------------------
+
+CHUNKING_EHLO = b"250-sink\r\n250-CHUNKING\r\n250 STARTTLS\r\n"
+
+
+def _in_state(state: State) -> ClientConnection:
+    """A connection in ``state`` with no reply owed, reached as a real client would."""
+    conn = ClientConnection()
+    if state is State.BANNER:
+        return conn
+    if state is State.REJECTED:
+        answer(conn, b"554 no\r\n")
+        return conn
+    answer(conn, b"220 hi\r\n")
+    if state is State.GREETED:
+        return conn
+    conn.ehlo("c")
+    answer(conn, CHUNKING_EHLO)
+    steps = {
+        State.READY: [],
+        State.MAIL: [(conn.mail, ("a@x.test",), b"250 ok\r\n")],
+        State.RCPT: [
+            (conn.mail, ("a@x.test",), b"250 ok\r\n"),
+            (conn.rcpt, ("b@y.test",), b"250 ok\r\n"),
+        ],
+        State.DATA: [
+            (conn.mail, ("a@x.test",), b"250 ok\r\n"),
+            (conn.rcpt, ("b@y.test",), b"250 ok\r\n"),
+            (conn.data, (), None),
+        ],
+        State.CONTENT: [
+            (conn.mail, ("a@x.test",), b"250 ok\r\n"),
+            (conn.rcpt, ("b@y.test",), b"250 ok\r\n"),
+            (conn.data, (), b"354 go\r\n"),
+        ],
+        State.BDAT: [
+            (conn.mail, ("a@x.test",), b"250 ok\r\n"),
+            (conn.rcpt, ("b@y.test",), b"250 ok\r\n"),
+            (conn.bdat, (b"abc", False), b"250 ok\r\n"),
+        ],
+        State.TLS: [(conn.starttls, (), b"220 go\r\n")],
+        State.AUTH: [(conn.auth, (b"AUTH LOGIN\r\n",), b"334 VXNlcm5hbWU6\r\n")],
+        State.CLOSED: [(conn.quit, (), b"221 bye\r\n")],
+    }[state]
+    for send, args, reply in steps:
+        send(*args)
+        if reply is not None:
+            answer(conn, reply)
+    assert conn.state is state
+    return conn
+
+
+COMMANDS = {
+    "HELO": lambda c: c.helo("c"),
+    "EHLO": lambda c: c.ehlo("c"),
+    "LHLO": lambda c: c.lhlo("c"),
+    "MAIL": lambda c: c.mail("a@x.test"),
+    "RCPT": lambda c: c.rcpt("b@y.test"),
+    "DATA": lambda c: c.data(),
+    "BDAT": lambda c: c.bdat(b"x", last=False),
+    "RSET": lambda c: c.rset(),
+    "NOOP": lambda c: c.noop(),
+    "VRFY": lambda c: c.vrfy("postmaster"),
+    "EXPN": lambda c: c.expn("list"),
+    "STARTTLS": lambda c: c.starttls(),
+    "AUTH": lambda c: c.auth(b"AUTH PLAIN AGEAYg==\r\n"),
+    "QUIT": lambda c: c.quit(),
+    "content": lambda c: c.message(b"x"),
+    "SASL response": lambda c: c.auth_response("dXNlcg=="),
+}
+MAY_SEND = {
+    State.BANNER: set(),
+    State.GREETED: {"HELO", "EHLO", "LHLO", "NOOP", "RSET", "VRFY", "EXPN", "QUIT"},
+    State.READY: {
+        *("MAIL", "HELO", "EHLO", "LHLO", "STARTTLS", "AUTH"),
+        *("RSET", "NOOP", "VRFY", "EXPN", "QUIT"),
+    },
+    State.MAIL: {"RCPT", "RSET", "NOOP", "QUIT"},
+    State.RCPT: {"RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT"},
+    State.DATA: set(),
+    State.CONTENT: {"content"},
+    State.BDAT: {"BDAT", "RSET", "QUIT"},
+    State.TLS: set(),
+    State.AUTH: {"SASL response"},
+    State.REJECTED: {"QUIT"},
+    State.CLOSED: set(),
+}
+
+
+@pytest.mark.parametrize("state", list(State), ids=lambda s: s.name)
+def test_each_state_allows_exactly_the_commands_of_the_table(state: State) -> None:
+    allowed = set()
+    for name, send in COMMANDS.items():
+        conn = _in_state(state)
+        try:
+            send(conn)
+        except LocalProtocolError:
+            continue
+        allowed.add(name)
+    assert allowed == MAY_SEND[state]
+
+
+@pytest.mark.parametrize(
+    ("send", "wire", "step"),
+    [
+        (lambda c: c.vrfy("postmaster"), b"VRFY postmaster\r\n", Step.VRFY),
+        (lambda c: c.expn("staff"), b"EXPN staff\r\n", Step.EXPN),
+        (lambda c: c.noop(), b"NOOP\r\n", Step.NOOP),
+        (lambda c: c.rset(), b"RSET\r\n", Step.RSET),
+        (lambda c: c.helo("me"), b"HELO me\r\n", Step.HELO),
+        (lambda c: c.lhlo("me"), b"LHLO me\r\n", Step.LHLO),
+        (lambda c: c.starttls(), b"STARTTLS\r\n", Step.STARTTLS),
+        (lambda c: c.quit(), b"QUIT\r\n", Step.QUIT),
+    ],
+)
+def test_commands_go_out_as_written_and_wait_for_their_reply(
+    send: object, wire: bytes, step: Step
+) -> None:
+    conn = greeted()
+    assert conn.outstanding == 0 and conn.next_reply is None and conn.pending == ()
+    assert send(conn) == wire  # type: ignore[operator]
+    assert conn.outstanding == 1 and conn.next_reply is step and conn.pending == (step,)
