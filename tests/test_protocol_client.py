@@ -400,3 +400,276 @@ def test_commands_go_out_as_written_and_wait_for_their_reply(
     assert conn.outstanding == 0 and conn.next_reply is None and conn.pending == ()
     assert send(conn) == wire  # type: ignore[operator]
     assert conn.outstanding == 1 and conn.next_reply is step and conn.pending == (step,)
+
+
+# -- RFC 2920: which commands end a pipelined group -------------------------------------
+
+GROUP_ENDERS = {
+    "EHLO": lambda c: c.ehlo("c"),
+    "HELO": lambda c: c.helo("c"),
+    "LHLO": lambda c: c.lhlo("c"),
+    "NOOP": lambda c: c.noop(),
+    "VRFY": lambda c: c.vrfy("x"),
+    "EXPN": lambda c: c.expn("x"),
+    "STARTTLS": lambda c: c.starttls(),
+    "AUTH": lambda c: c.auth(b"AUTH PLAIN AGEAYg==\r\n"),
+    "QUIT": lambda c: c.quit(),
+}
+
+
+@pytest.mark.parametrize("name", list(GROUP_ENDERS))
+def test_nothing_may_follow_a_group_ender_before_its_reply(name: str) -> None:
+    conn = greeted(PIPELINING_EHLO)
+    GROUP_ENDERS[name](conn)
+    conn.state = State.READY  # as if the state allowed RSET: the group rule alone refuses
+    with pytest.raises(LocalProtocolError) as caught:
+        conn.rset()
+    assert str(caught.value) == (
+        f"cannot send RSET before the reply to {name}: {name} ends a pipelined group"
+    )
+
+
+def test_data_ends_a_group_even_with_pipelining() -> None:
+    conn = greeted(PIPELINING_EHLO)
+    conn.mail("a@x.test")
+    conn.rcpt("b@y.test")
+    conn.data()
+    conn.state = State.RCPT  # as if allowed: the group rule alone must refuse
+    with pytest.raises(LocalProtocolError, match="DATA ends a pipelined group"):
+        conn.rset()
+
+
+def test_mail_rcpt_and_rset_may_be_pipelined() -> None:
+    conn = greeted(PIPELINING_EHLO)
+    wire = conn.rset() + conn.mail("a@x.test") + conn.rcpt("b@y.test") + conn.rset()
+    assert wire == b"RSET\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nRSET\r\n"
+    assert conn.outstanding == 4
+
+
+def test_without_pipelining_every_command_waits() -> None:
+    conn = greeted()
+    conn.rset()
+    with pytest.raises(LocalProtocolError) as caught:
+        conn.mail("a@x.test")
+    assert str(caught.value) == (
+        "cannot send MAIL before the reply to RSET: the server did not advertise PIPELINING"
+    )
+
+
+# -- what each reply confirms --------------------------------------------------------------
+
+
+def test_helo_accepted_learns_no_extensions() -> None:
+    conn = ClientConnection()
+    answer(conn, b"220 hi\r\n")
+    conn.helo("c")
+    answer(conn, b"250-mx\r\n250 PIPELINING\r\n")
+    assert conn.state is State.READY and not conn.capabilities.pipelining
+
+
+def test_lhlo_learns_extensions_and_marks_lmtp() -> None:
+    conn = ClientConnection()
+    answer(conn, b"220 hi\r\n")
+    assert not conn.lmtp
+    conn.lhlo("c")
+    assert conn.lmtp
+    answer(conn, b"250-mx\r\n250 PIPELINING\r\n")
+    assert conn.state is State.READY and conn.capabilities.pipelining
+
+
+def test_rset_accepted_ends_the_transaction() -> None:
+    conn = greeted()
+    conn.mail("a@x.test")
+    answer(conn, b"250 ok\r\n")
+    conn.rcpt("b@y.test")
+    answer(conn, b"250 ok\r\n")
+    conn.rset()
+    answer(conn, b"250 flushed\r\n")
+    assert conn.state is State.READY
+    with pytest.raises(LocalProtocolError, match="cannot send DATA in state READY"):
+        conn.data()
+
+
+def test_rset_before_ehlo_does_not_skip_the_greeting() -> None:
+    conn = ClientConnection()
+    answer(conn, b"220 hi\r\n")
+    conn.rset()
+    answer(conn, b"250 ok\r\n")
+    assert conn.state is State.GREETED  # RSET does not say hello
+
+
+def test_a_refused_rset_keeps_the_transaction() -> None:
+    conn = greeted()
+    conn.mail("a@x.test")
+    answer(conn, b"250 ok\r\n")
+    conn.rset()
+    answer(conn, b"500 no\r\n")
+    assert conn.state is State.MAIL
+
+
+def test_a_refused_recipient_is_not_counted_and_opens_nothing() -> None:
+    conn = greeted()
+    conn.mail("a@x.test")
+    answer(conn, b"250 ok\r\n")
+    conn.rcpt("b@y.test")
+    answer(conn, b"550 no such user\r\n")
+    assert conn.state is State.MAIL and conn.accepted_recipients == 0
+    with pytest.raises(LocalProtocolError, match="cannot send DATA in state MAIL"):
+        conn.data()
+    conn.rcpt("c@y.test")
+    answer(conn, b"251 will forward\r\n")
+    assert conn.state is State.RCPT and conn.accepted_recipients == 1
+
+
+def test_a_recipient_accepted_after_mail_was_refused_counts_for_nothing() -> None:
+    conn = greeted(PIPELINING_EHLO)
+    conn.mail("a@x.test")
+    conn.rcpt("b@y.test")
+    answer(conn, b"550 no\r\n250 ok\r\n")  # a confused server
+    assert conn.state is State.READY and conn.accepted_recipients == 0
+
+
+def test_a_new_mail_from_starts_the_recipient_count_again() -> None:
+    conn = greeted(PIPELINING_EHLO)
+    conn.mail("a@x.test")
+    conn.rcpt("b@y.test")
+    conn.rset()
+    conn.mail("a@x.test")
+    answer(conn, b"250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n")
+    assert conn.accepted_recipients == 0 and conn.state is State.MAIL
+
+
+def test_data_refused_returns_to_ready() -> None:
+    conn = greeted()
+    conn.mail("a@x.test")
+    answer(conn, b"250 ok\r\n")
+    conn.rcpt("b@y.test")
+    answer(conn, b"250 ok\r\n")
+    conn.data()
+    [refused] = answer(conn, b"554 no data for you\r\n")
+    assert refused.step is Step.DATA and conn.state is State.READY
+    with pytest.raises(LocalProtocolError, match="cannot send message content in state READY"):
+        conn.message(b"x")
+
+
+def test_data_answered_250_is_not_an_invitation_to_send() -> None:
+    conn = greeted()
+    conn.mail("a@x.test")
+    answer(conn, b"250 ok\r\n")
+    conn.rcpt("b@y.test")
+    answer(conn, b"250 ok\r\n")
+    conn.data()
+    answer(conn, b"250 odd\r\n")  # only 354 opens the content
+    assert conn.state is State.READY
+
+
+def test_a_refused_bdat_chunk_ends_the_transaction() -> None:
+    conn = greeted(CHUNKING_EHLO)
+    conn.mail("a@x.test")
+    answer(conn, b"250 ok\r\n")
+    conn.rcpt("b@y.test")
+    answer(conn, b"250 ok\r\n")
+    conn.bdat(b"abc", last=False)
+    assert conn.state is State.BDAT
+    [refused] = answer(conn, b"552 too big\r\n")
+    assert refused.step is Step.BDAT and conn.state is State.READY
+
+
+def test_the_last_bdat_chunk_is_the_end_of_data() -> None:
+    conn = greeted(CHUNKING_EHLO)
+    conn.mail("a@x.test")
+    answer(conn, b"250 ok\r\n")
+    conn.rcpt("b@y.test")
+    answer(conn, b"250 ok\r\n")
+    assert conn.bdat(b"whole", last=True) == b"BDAT 5 LAST\r\nwhole"
+    assert conn.state is State.READY and conn.pending == (Step.DATA_END,)
+    [end] = answer(conn, b"250 queued\r\n")
+    assert end.step is Step.DATA_END and conn.state is State.READY
+
+
+def test_the_message_is_dot_stuffed_and_its_reply_ends_the_transaction() -> None:
+    conn = _in_state(State.CONTENT)
+    assert conn.message(b".a\r\nb") == b"..a\r\nb\r\n.\r\n"
+    assert conn.pending == (Step.DATA_END,) and conn.state is State.READY
+    [end] = answer(conn, b"451 try later\r\n")
+    assert end.step is Step.DATA_END and conn.state is State.READY
+
+
+def test_quit_is_closed_whatever_the_reply() -> None:
+    conn = greeted()
+    conn.quit()
+    assert conn.state is State.CLOSED
+    answer(conn, b"500 what\r\n")
+    assert conn.state is State.CLOSED
+
+
+def test_an_unsolicited_421_is_the_answer_to_the_last_command() -> None:
+    conn = greeted()
+    [event] = answer(conn, b"421 closing\r\n")
+    assert event.step is Step.EHLO and event.reply.code == 421
+
+
+def test_421_in_a_pipelined_group_drops_every_other_reply_owed() -> None:
+    conn = greeted(PIPELINING_EHLO)
+    conn.mail("a@x.test")
+    conn.rcpt("b@y.test")
+    conn.rcpt("c@y.test")
+    [event] = answer(conn, b"421 shutting down\r\n")
+    assert event.step is Step.MAIL and conn.pending == () and conn.state is State.CLOSED
+
+
+def test_a_long_reply_line_is_refused_at_the_clients_limit() -> None:
+    conn = ClientConnection(max_line_length=20)
+    conn.receive_data(b"220 " + b"x" * 30 + b"\r\n")
+    with pytest.raises(RemoteProtocolError, match="longer than 20 bytes"):
+        conn.next_event()
+
+
+def test_starttls_cannot_complete_while_replies_are_owed() -> None:
+    conn = _in_state(State.TLS)
+    conn.tls_established()
+    assert conn.state is State.GREETED
+    with pytest.raises(LocalProtocolError, match="no STARTTLS to complete in state GREETED"):
+        conn.tls_established()
+
+
+# -- RFC 4954: AUTH -----------------------------------------------------------------------
+
+
+def test_auth_challenges_and_answers_until_235() -> None:
+    conn = greeted()
+    assert conn.auth(b"AUTH LOGIN\r\n") == b"AUTH LOGIN\r\n"
+    [challenge] = answer(conn, b"334 VXNlcm5hbWU6\r\n")
+    assert challenge.step is Step.AUTH and conn.state is State.AUTH
+    assert conn.auth_response("dXNlcg==") == b"dXNlcg==\r\n"
+    answer(conn, b"334 UGFzc3dvcmQ6\r\n")
+    assert conn.auth_response("cGFzcw==") == b"cGFzcw==\r\n"
+    [done] = answer(conn, b"235 2.7.0 ok\r\n")
+    assert done.step is Step.AUTH and conn.state is State.READY
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        (b"PLAIN AGEAYg==\r\n", "starts with AUTH and ends with CRLF"),
+        (b"AUTH PLAIN AGEAYg==", "starts with AUTH and ends with CRLF"),
+        (b"AUTHPLAIN\r\n", "starts with AUTH and ends with CRLF"),
+    ],
+)
+def test_an_auth_line_must_be_a_whole_auth_command(line: bytes, says: str) -> None:
+    with pytest.raises(LocalProtocolError, match=says):
+        greeted().auth(line)
+    assert greeted().auth(b"auth plain AGEAYg==\r\n") == b"auth plain AGEAYg==\r\n"
+
+
+def test_sasl_responses_are_one_line_and_only_in_an_exchange() -> None:
+    conn = greeted()
+    with pytest.raises(LocalProtocolError, match="no AUTH challenge to answer in state READY"):
+        conn.auth_response("x")
+    conn.auth(b"AUTH LOGIN\r\n")
+    answer(conn, b"334 VXNlcm5hbWU6\r\n")
+    with pytest.raises(LocalProtocolError, match="cannot start AUTH again"):
+        conn.auth(b"AUTH LOGIN\r\n")
+    for bad in ("a\rb", "a\nb"):
+        with pytest.raises(LocalProtocolError, match="a SASL response is one line"):
+            conn.auth_response(bad)
