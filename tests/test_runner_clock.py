@@ -4,6 +4,8 @@ stand-in session that only takes time: fast and exact."""
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Generator
 
 import pytest
 import trio
@@ -11,9 +13,10 @@ import trio.testing
 
 from smtpbench.engine.control import RunControl
 from smtpbench.engine.runner import LoadRun
-from smtpbench.engine.session import SessionSettings
+from smtpbench.engine.reactor import SessionCancelled
 from smtpbench.engine.transport import Address
 from smtpbench.headless import run_info
+from smtpbench.metrics.events import SessionEvents
 from smtpbench.metrics.kinds import MESSAGE_LATENCY, START_LAG
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import RunState
@@ -27,35 +30,47 @@ def scenario(**load: object) -> Scenario:
     return dataclasses.replace(base, load=dataclasses.replace(base.load, **load))
 
 
-def timed_session(service: float, stall_at: int | None = None, stall: float = 0.0):
-    """A stand-in session: counts like the real one and takes ``service`` seconds
-    (``stall`` seconds for session number ``stall_at``)."""
+class TimedSession:
+    """A stand-in session: reports like the real one and only takes time."""
 
-    async def run(
-        settings: SessionSettings,
-        recorder: Recorder,
-        factory: MessageFactory,
-        plan: SessionPlan,
-        intended: float,
+    def __init__(
+        self, service: float, events: SessionEvents, number: int, intended: float, clock
     ) -> None:
-        start = trio.current_time()
-        recorder.latency(START_LAG, start - intended)
-        recorder.started += 1
-        recorder.in_flight += 1
-        try:
-            await trio.sleep(stall if plan.number == stall_at else service)
-            recorder.latency(MESSAGE_LATENCY, trio.current_time() - intended)
-        finally:
-            recorder.in_flight -= 1
-            recorder.completed += 1
+        self.address = ADDRESS
+        self.deadline = math.inf
+        self.service = service
+        self.events = events
+        self.number = number
+        self.intended = intended
+        self.clock = clock
 
-    return run
+    def run(self) -> Generator[float, None, None]:
+        start = self.clock()
+        self.events.session_started(start - self.intended)
+        try:
+            yield start + self.service
+            self.events.message(True, self.clock() - self.intended)
+        except SessionCancelled:
+            pass
+        end = self.clock()
+        self.events.session_ended(self.number, end, end - self.intended, 0, None)
+
+
+def timed_session(service: float, stall_at: int | None = None, stall: float = 0.0):
+    """Stand-in sessions of ``service`` seconds (``stall`` seconds for session number
+    ``stall_at``)."""
+
+    def make(plan: SessionPlan, intended: float, events: SessionEvents, clock) -> TimedSession:
+        took = stall if plan.number == stall_at else service
+        return TimedSession(took, events, plan.number, intended, clock)
+
+    return make
 
 
 def make_run(s: Scenario, session, control: RunControl | None = None) -> LoadRun:
     factory = MessageFactory(s, seed=1)
     recorder = Recorder(run_info(s, str(ADDRESS), 1))
-    return LoadRun(s, ADDRESS, factory, recorder, control, session_runner=session)
+    return LoadRun(s, ADDRESS, factory, recorder, control, make_session=session)
 
 
 @pytest.fixture

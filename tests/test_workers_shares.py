@@ -118,11 +118,11 @@ def intended_recorder(intended: list[tuple[int, float]], service: float):
     """A stand-in session that notes its number and intended start."""
     inner = timed_session(service)
 
-    async def run(settings, recorder: Recorder, factory, plan: SessionPlan, at: float) -> None:
-        intended.append((plan.number, at - recorder.clock_start))
-        await inner(settings, recorder, factory, plan, at)
+    def make(plan: SessionPlan, at: float, events, clock):
+        intended.append((plan.number, at - events.clock_start))
+        return inner(plan, at, events, clock)
 
-    return run
+    return make
 
 
 async def run_workers(
@@ -137,7 +137,7 @@ async def run_workers(
         factory = MessageFactory(s, seed=1)
         recorder = Recorder(run_info(s, str(ADDRESS), 1))
         runner = intended_recorder(intended, service)
-        run = LoadRun(s, ADDRESS, factory, recorder, control, session_runner=runner, share=share)
+        run = LoadRun(s, ADDRESS, factory, recorder, control, make_session=runner, share=share)
         snapshots.append(await run.run(start_at=start))
 
     async with trio.open_nursery() as nursery:

@@ -152,6 +152,7 @@ class LoadRun:
         self._scheduling = False
         self._ended_at: float | None = None
         self._next_at = math.inf  # when start_due next has something to do
+        self._next_flush = math.inf  # when the next second of the series closes
         self._next_number = 0  # sessions this run scheduled; share.number() names them
 
     # -- clocks -----------------------------------------------------------------------
@@ -204,8 +205,8 @@ class LoadRun:
         self._next_at = self._t0
         self._apply_control()
         self._update_target_rate()
+        self._next_flush = self._t0 + FLUSH_INTERVAL
         async with trio.open_nursery() as background:
-            background.start_soon(self._flush_periodically)
             background.start_soon(self._follow_control)
             await reactor.run()
             self._ended_at = trio.current_time()
@@ -214,13 +215,14 @@ class LoadRun:
         recorder.state = RunState.INTERRUPTED if self.control.interrupted else RunState.DONE
         return recorder.snapshot(self.elapsed())
 
-    async def _flush_periodically(self) -> None:
-        tick = 1
-        while True:
-            await trio.sleep_until(self._t0 + tick * FLUSH_INTERVAL)
+    def _flush(self, now: float) -> None:
+        """Closes every whole second passed: one row of the series each. Done in the
+        reactor's turn before that second's arrivals, so a session due on the second
+        counts in the second it starts."""
+        while self._next_flush <= now:
             self._update_target_rate()
-            self.recorder.flush(tick * FLUSH_INTERVAL)
-            tick += 1
+            self.recorder.flush(self._next_flush - self._t0)
+            self._next_flush += FLUSH_INTERVAL
 
     async def _follow_control(self) -> None:
         while True:
@@ -273,9 +275,13 @@ class LoadRun:
         return not self._scheduling and not self._backlog
 
     def due_at(self) -> float:
-        return self._next_at
+        return min(self._next_at, self._next_flush)
 
     def start_due(self, now: float) -> None:
+        if now >= self._next_flush:
+            self._flush(now)
+        if now < self._next_at:
+            return
         self._next_at = math.inf
         started = 0
         backlog = self._backlog
