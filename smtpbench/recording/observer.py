@@ -29,6 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
+from smtpbench.protocol.replies import DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_LINES
 from smtpbench.recording.model import (
     Content,
     RecordedReply,
@@ -37,11 +38,22 @@ from smtpbench.recording.model import (
     StepKind,
 )
 
-MAX_LINE: Final = 65536  # a command or reply line longer than this is cut there
+MAX_LINE: Final = 65536  # a command line longer than this is cut there
+# A reply past these limits (the client's own, protocol/replies.py) is a protocol error:
+# the conversation stops reading the server (``protocol_error``), so memory stays bounded.
+MAX_REPLY_LINE: Final = DEFAULT_MAX_LINE_LENGTH
+MAX_REPLY_LINES: Final = DEFAULT_MAX_LINES
 _REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])([ -]|$)")
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
 _BDAT = re.compile(rb"^BDAT\s+([0-9]{1,18})(\s+LAST)?\s*$", re.IGNORECASE)
 _TERMINATOR: Final = b"\r\n.\r\n"
+
+
+def _verb(line: bytes) -> bytes:
+    """A command line's verb as a server reads it: the first word, split on any white
+    space (a tab too: ``AUTH<TAB>PLAIN<TAB>...`` is AUTH to Postfix), upper case."""
+    words = line.split(None, 1)
+    return words[0].upper() if words else b""
 
 
 @dataclass
@@ -60,7 +72,7 @@ class _Step:
     def verb(self) -> str:
         if self.kind != "command" or self.line is None:
             return ""
-        return self.line.split(b" ", 1)[0].decode("ascii", "replace").upper()
+        return _verb(self.line).decode("ascii", "replace")
 
     def freeze(self) -> RecordedStep:
         return RecordedStep(
@@ -148,6 +160,7 @@ class Conversation:
         self.redact_auth = redact_auth
         self.closed_by = ""
         self.encrypted = False  # TLS began and this side cannot read it
+        self.protocol_error: str | None = None  # the server broke the reply limits
         self._steps: list[_Step] = [_Step("banner", 0.0)]
         self._awaiting: deque[_Step] = deque(self._steps)
         # client side
@@ -221,23 +234,30 @@ class Conversation:
 
     def server_data(self, at: float, data: bytes) -> None:
         self._last_time = max(self._last_time, at)
-        if self.encrypted or not data:
+        if self.encrypted or self.protocol_error or not data:
             return
         self._sbuf += data
         buf = self._sbuf
-        while True:
+        while not self.protocol_error:
             end = buf.find(b"\n")
             if end < 0:
-                if len(buf) > MAX_LINE:
-                    self._reply_line(at, bytes(buf[:MAX_LINE]))
-                    del buf[:]
+                if len(buf) > MAX_REPLY_LINE:
+                    self.give_up(f"reply line longer than {MAX_REPLY_LINE} bytes")
                 return
-            line = bytes(buf[: min(end, MAX_LINE)])
+            if end > MAX_REPLY_LINE:
+                self.give_up(f"reply line longer than {MAX_REPLY_LINE} bytes")
+                return
+            line = bytes(buf[:end])
             del buf[: end + 1]
             self._reply_line(at, line[:-1] if line.endswith(b"\r") else line)
             if self._mode == "tls":
                 del buf[:]  # anything after the 220 is TLS, or nothing
                 return
+
+    def give_up(self, why: str) -> None:
+        """The server broke the reply limits: stop reading it; the session ends."""
+        self.protocol_error = why
+        del self._sbuf[:]
 
     def tls_started(self, at: float) -> None:
         """Both sides finished the TLS handshake after STARTTLS: the session starts over,
@@ -341,9 +361,10 @@ class Conversation:
             self._add(step)
             self._wait(step)
             return
-        verb = line.split(b" ", 1)[0].upper()
+        verb = _verb(line)
         step = _Step("command", at - self.start, line, bare_lf, pipelined)
         if verb == b"AUTH":
+            # Whatever follows the mechanism is an initial response, however it is spaced.
             words = line.split()
             if self.redact_auth and len(words) > 2:
                 step.line = b" ".join(words[:2])
@@ -432,6 +453,9 @@ class Conversation:
         code = int(match.group(1))
         if self._reply_lines and code != self._reply_code:
             self._close_reply(at)
+        if len(self._reply_lines) >= MAX_REPLY_LINES:
+            self.give_up(f"reply longer than {MAX_REPLY_LINES} lines")
+            return
         self._reply_code = code
         self._reply_lines.append(line[4:].decode("utf-8", "replace"))
         if match.group(2) != b"-":

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from smtpbench import exitcodes
+from smtpbench.files import OutputError, check_new_file
 from smtpbench.recording.pcap import CaptureError, import_pcap
 from smtpbench.recording.writer import write_recording
 
@@ -41,10 +42,18 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     pcap.add_argument(
         "--keep-auth", action="store_true", help="keep AUTH credentials (redacted by default)"
     )
+    pcap.add_argument(
+        "--force", action="store_true", help="replace the recording --out names if it exists"
+    )
 
 
 def run_import(args: argparse.Namespace) -> int:
     out: Path = args.out or args.capture.with_suffix(".jsonl")
+    try:
+        check_new_file(out, force=args.force)
+    except OutputError as err:
+        print(f"smtpbench import pcap: error: --out {err}", file=sys.stderr)
+        return exitcodes.BAD_CONFIGURATION
     try:
         result = import_pcap(
             args.capture,
@@ -65,7 +74,11 @@ def run_import(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return exitcodes.BAD_CONFIGURATION
-    write_recording(out, result.recording)
+    try:
+        write_recording(out, result.recording)
+    except OutputError as err:
+        print(f"smtpbench import pcap: error: {err}", file=sys.stderr)
+        return exitcodes.RESULTS_NOT_WRITTEN
     left_out = sum(1 for problem in result.problems if ": left out: " in problem)
     print(
         f"{len(sessions)} sessions from {result.packets} packets written to {out}"

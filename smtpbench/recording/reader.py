@@ -42,6 +42,8 @@ def _parse(path: str, number: int, raw: bytes, complete: bool) -> object:
         raise RecordingError(path, number, f"not UTF-8 (byte {err.start + 1})") from None
     try:
         return json.loads(text)
+    except RecursionError:
+        raise RecordingError(path, number, "not valid JSON: nested too deeply") from None
     except json.JSONDecodeError as err:
         if not complete:
             raise RecordingError(

@@ -3,10 +3,12 @@ once so that a recording cut short (a crash, a kill) loses at most the line bein
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import IO, Any
 
+from smtpbench.files import OutputError, temporary_name
 from smtpbench.recording.codec import encode_header, encode_session
 from smtpbench.recording.model import RecordedSession, Recording, RecordingHeader
 
@@ -41,6 +43,16 @@ class RecordingWriter:
 
 
 def write_recording(path: str | Path, recording: Recording) -> None:
-    with RecordingWriter(path, recording.header) as writer:
-        for session in recording.sessions:
-            writer.write(session)
+    """A whole recording at once (an import): written under a temporary name and renamed,
+    so ``path`` holds the whole of it or what it held before (``OutputError``)."""
+    path = Path(path)
+    temporary = temporary_name(path)
+    try:
+        with RecordingWriter(temporary, recording.header) as writer:
+            for session in recording.sessions:
+                writer.write(session)
+        temporary.replace(path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise OutputError(f"{path}: could not be written: {err.strerror or err}") from None
