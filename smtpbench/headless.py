@@ -1,6 +1,6 @@
 """A run without the dashboard: embedded sink or target, engine, live lines, summary,
-results folder. Ctrl-C or SIGTERM stops scheduling and still writes what ran; a
-second one cuts sessions in flight short.
+results folder. Ctrl-C, SIGTERM or SIGHUP (a closed terminal) stops scheduling and
+still writes what ran; a second one cuts sessions in flight short.
 
 With one worker the engine runs in this process's trio loop. With several, it
 runs in worker processes (``EngineGroup``) that this loop polls for the merged
@@ -145,7 +145,7 @@ def run_info(scenario: Scenario, target: str, seed: int) -> RunInfo:
 
 
 async def _watch_signals(control: Steering, console: Console) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             name = signal.Signals(signum).name
             if not control.stop_requested:

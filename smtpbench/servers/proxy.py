@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import socket
 import ssl
 import time
 from collections import Counter
@@ -39,7 +40,7 @@ import trio
 
 from smtpbench import __version__
 from smtpbench.recording import Conversation, RecordingHeader, RecordingWriter
-from smtpbench.recording.observer import MAX_LINE
+from smtpbench.recording.observer import MAX_REPLY_LINE, MAX_REPLY_LINES
 
 logger = logging.getLogger("smtpbench.record")
 
@@ -178,8 +179,13 @@ class RecordingProxy:
             stats.errors[name] += 1
             logger.warning("recording proxy session ended by %s", name, exc_info=exc)
         finally:
-            await trio.aclose_forcefully(relay.client)
-            await trio.aclose_forcefully(relay.upstream)
+            # Shielded: when the proxy stops (SIGTERM, Ctrl-C) the sessions still open are
+            # written too, closed_by "proxy".
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(relay.client)
+                await trio.aclose_forcefully(relay.upstream)
+            if conversation.protocol_error:
+                stats.errors["protocol error"] += 1
             session = conversation.finish(self.clock(), epoch=self.started)
             self.writer.write(session)
             stats.sessions_recorded += 1
@@ -223,6 +229,27 @@ class _Relay:
     async def _wait_until(self, ready: Callable[[], bool]) -> None:
         while not ready():
             await self._changed.wait()
+
+    async def _wait_for_server(self, ready: Callable[[], bool]) -> None:
+        """Waits for the server's replies while not reading the client; a client that
+        leaves meanwhile (before a silent server's banner) ends the wait, and the session."""
+        if ready():
+            return
+        left = False
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal left
+                await client_left(self.client)
+                left = True
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            await self._wait_until(ready)
+            nursery.cancel_scope.cancel()
+        if left:
+            self.conv.client_closed(self.proxy.clock())
+            raise trio.BrokenResourceError("the client left")
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -274,7 +301,7 @@ class _Relay:
                 await self._refuse_starttls(end)
             else:
                 await self._forward(max(0, end - self._forwarded))
-                await self._wait_until(lambda: not conv.awaiting_starttls)
+                await self._wait_for_server(lambda: not conv.awaiting_starttls)
                 if self.tls:  # clear text sent after STARTTLS is dropped (RFC 3207)
                     self._forwarded += len(self._unsent)
                     del self._unsent[:]
@@ -303,7 +330,7 @@ class _Relay:
         drop = max(0, end - self._forwarded)
         del self._unsent[:drop]
         self._forwarded += drop
-        await self._wait_until(lambda: conv.outstanding <= 1)
+        await self._wait_for_server(lambda: conv.outstanding <= 1)
         async with self.to_client:
             await self.client.send_all(REFUSE_REPLY)
             conv.server_data(self.proxy.clock(), REFUSE_REPLY)
@@ -340,6 +367,8 @@ class _Relay:
                     await self.client.send_all(data)
                     conv.server_data(at, data)
             self._poke()
+            if conv.protocol_error:
+                return  # an endless reply: the session ends here
             if conv.tls_due:
                 await self._start_tls()
                 self._poke()
@@ -349,16 +378,20 @@ class _Relay:
         pending = self._partial
         pending += data
         out: list[bytes] = []
-        while True:
+        while not self.conv.protocol_error:
             end = pending.find(b"\n")
             if end < 0:
-                if len(pending) > MAX_LINE:
-                    out.append(bytes(pending))
-                    del pending[:]
+                if len(pending) > MAX_REPLY_LINE:
+                    self.conv.give_up(f"reply line longer than {MAX_REPLY_LINE} bytes")
                 break
             line = bytes(pending[: end + 1])
             del pending[: end + 1]
             if self._hello or self.conv.answering_hello:
+                if len(self._hello) >= MAX_REPLY_LINES or len(line) > MAX_REPLY_LINE + 2:
+                    self.conv.give_up(
+                        f"EHLO reply past {MAX_REPLY_LINES} lines of at most {MAX_REPLY_LINE} bytes"
+                    )
+                    break
                 self._hello.append(line)
                 if line[3:4] == b"-":
                     continue  # the EHLO reply goes on
@@ -392,6 +425,23 @@ class _Relay:
         await client.do_handshake()
         self.tls = True
         self.conv.tls_started(proxy.clock())
+
+
+CLIENT_POLL = 0.5  # seconds between looks at a client that sent more while it waits
+
+
+async def client_left(stream: trio.abc.Stream) -> None:
+    """Returns once the client has closed its side or reset, without taking its bytes
+    (they stay for the relay to read)."""
+    if not isinstance(stream, trio.SocketStream):
+        await trio.sleep_forever()  # TLS: only STARTTLS waits, and that is in clear text
+    while True:
+        try:
+            if await stream.socket.recv(1, socket.MSG_PEEK) == b"":
+                return
+        except OSError:
+            return  # reset
+        await trio.sleep(CLIENT_POLL)  # bytes wait to be read: look again later
 
 
 def _without_starttls(lines: list[bytes]) -> bytes:

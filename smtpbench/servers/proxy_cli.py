@@ -1,7 +1,7 @@
 """``smtpbench record``: the recording proxy on its own.
 
 The first line on stdout is ``smtpbench record listening on HOST:PORT, recording
-to FILE`` (flushed at once, so a script can read the port). SIGINT or SIGTERM
+to FILE`` (flushed at once, so a script can read the port). SIGINT, SIGTERM or SIGHUP
 stops it; the sessions still open are written as they were, a one-line summary
 follows, and the exit code is 0. A bad flag gives a message naming it and exit
 code 2; an address that cannot be bound, exit code 1.
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import trio
 
+from smtpbench.files import OutputError, check_new_file
 from smtpbench.servers.proxy import ProxyConfig, serve_proxy
 from smtpbench.servers.sink_cli import format_address, parse_listen
 
@@ -49,6 +50,9 @@ def add_record_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--out", type=Path, required=True, metavar="FILE", help="the recording to write"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace the recording --out names if it exists"
     )
     parser.add_argument(
         "--no-content",
@@ -87,8 +91,10 @@ def run_record(args: argparse.Namespace) -> int:
     upstream_host, upstream_port = args.upstream
     if upstream_port == 0:
         return _error("--upstream", "the server's port cannot be 0")
-    if not args.out.parent.is_dir():
-        return _error("--out", f"no such folder: {args.out.parent}")
+    try:
+        check_new_file(args.out, force=args.force)
+    except OutputError as err:
+        return _error("--out", str(err))
     config = ProxyConfig(
         upstream_host=upstream_host,
         upstream_port=upstream_port,
@@ -114,7 +120,7 @@ def run_record(args: argparse.Namespace) -> int:
 
 
 async def _serve_until_signalled(config: ProxyConfig) -> int:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             try:
                 proxy = await nursery.start(serve_proxy, config)

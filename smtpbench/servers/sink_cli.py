@@ -2,7 +2,7 @@
 
 The first line on stdout is ``smtpbench sink listening on HOST:PORT`` (IPv6 in
 brackets), flushed at once so that another process can read the port from it.
-SIGINT or SIGTERM stops the sink; a one-line summary follows and the exit code
+SIGINT, SIGTERM or SIGHUP stops the sink; a one-line summary follows and the exit code
 is 0. A bad flag gives a message naming it and exit code 2.
 """
 
@@ -286,7 +286,7 @@ def run_sink(args: argparse.Namespace) -> int:
 
 
 async def _serve_until_signalled(config: SinkConfig) -> int:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             try:
                 sink = await nursery.start(serve_sink, config)
