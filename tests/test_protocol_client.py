@@ -673,3 +673,49 @@ def test_sasl_responses_are_one_line_and_only_in_an_exchange() -> None:
     for bad in ("a\rb", "a\nb"):
         with pytest.raises(LocalProtocolError, match="a SASL response is one line"):
             conn.auth_response(bad)
+
+
+# -- RFC 2033: LMTP's end of data gets one reply per accepted recipient ------------------
+
+
+def _lmtp_with_recipients(accepted: int, refused: int) -> ClientConnection:
+    conn = ClientConnection()
+    answer(conn, b"220 hi\r\n")
+    conn.lhlo("c")
+    answer(conn, b"250-x\r\n250 CHUNKING\r\n")
+    conn.mail("a@x.test")
+    answer(conn, b"250 ok\r\n")
+    for _ in range(accepted):
+        conn.rcpt("b@y.test")
+        answer(conn, b"250 ok\r\n")
+    for _ in range(refused):
+        conn.rcpt("c@y.test")
+        answer(conn, b"550 no\r\n")
+    return conn
+
+
+def test_lmtp_last_chunk_is_answered_once_per_accepted_recipient() -> None:
+    conn = _lmtp_with_recipients(accepted=3, refused=1)
+    conn.bdat(b"hi\r\n", last=True)
+    assert conn.pending == (Step.DATA_END,) * 3
+    events = answer(conn, b"250 a\r\n250 b\r\n452 c\r\n")
+    assert [e.step for e in events] == [Step.DATA_END] * 3 and conn.state is State.READY
+
+
+def test_lmtp_message_with_one_recipient_gets_one_reply() -> None:
+    conn = _lmtp_with_recipients(accepted=1, refused=0)
+    conn.data()
+    answer(conn, b"354 go\r\n")
+    conn.message(b"hi\r\n")
+    assert conn.pending == (Step.DATA_END,)
+
+
+def test_esmtp_end_of_data_gets_one_reply_whatever_the_recipients() -> None:
+    conn = greeted(CHUNKING_EHLO)
+    conn.mail("a@x.test")
+    answer(conn, b"250 ok\r\n")
+    for _ in range(3):
+        conn.rcpt("b@y.test")
+        answer(conn, b"250 ok\r\n")
+    conn.bdat(b"hi\r\n", last=True)
+    assert conn.pending == (Step.DATA_END,)
