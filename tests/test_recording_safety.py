@@ -19,6 +19,7 @@ from smtpbench import exitcodes
 from smtpbench.recording import read_recording
 from smtpbench.recording.reader import RecordingError, read_header
 from smtpbench.servers.proxy import ProxyConfig, serve_proxy
+from smtpbench.servers.proxy_cli import is_loopback
 from tests.commands import TRACEBACK, read_until, smtpbench, start_smtpbench
 from tests.servers import LOOPBACK
 from tests.test_pcap_import import TappedFlow, packets, write_capture
@@ -210,3 +211,33 @@ async def test_a_client_leaving_before_a_silent_servers_banner_is_recorded(
     sessions = read_recording(out).sessions
     assert [s.closed_by for s in sessions] == ["client"] * 4
     assert json.loads(out.read_text().splitlines()[0])["source"] == "proxy"
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:0", "[::1]:0"])
+def test_record_on_loopback_gives_no_warning(tmp_path: Path, listen: str) -> None:
+    record = start_smtpbench(
+        "record", "--listen", listen, "--upstream", "127.0.0.1:9", "--out", str(tmp_path / "r")
+    )
+    try:
+        read_until(record, "listening on")
+    finally:
+        record.terminate()
+        _, errors = record.communicate(timeout=TIMEOUT)
+    assert errors == ""
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.3.2.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.0.2.7", False),
+        ("mx.test.lan", False),
+    ],
+)
+def test_what_counts_as_loopback_for_the_warning(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback

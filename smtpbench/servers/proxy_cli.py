@@ -10,6 +10,7 @@ code 2; an address that cannot be bound, exit code 1.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import signal
 import ssl
 import sys
@@ -78,6 +79,16 @@ def add_record_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (``localhost`` or a loopback address)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
 def _error(flag: str, message: str, code: int = EXIT_USAGE) -> int:
     print(f"smtpbench record: error: {flag}: {message}", file=sys.stderr)
     return code
@@ -133,6 +144,14 @@ async def _serve_until_signalled(config: ProxyConfig) -> int:
                 f"recording to {config.out}",
                 flush=True,
             )
+            if not is_loopback(config.host):
+                print(
+                    f"smtpbench record: warning: {format_address(config.host, proxy.address[1])} "
+                    "is not a loopback address: every host that reaches it can send mail "
+                    f"through the proxy to {config.upstream_host}:{config.upstream_port}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             async for _ in signals:
                 nursery.cancel_scope.cancel()
                 break
