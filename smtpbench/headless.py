@@ -355,7 +355,7 @@ async def run_load_workers(options: RunOptions, console: Console) -> RunOutcome:
         raise EngineFailedError(group.error or "the engine processes did not finish")
     if group.error:
         console.print(f"[red]{group.error}; the results hold what ran[/]", highlight=False)
-    return finish_run(
+    outcome = finish_run(
         options.results_base,
         resolved,
         group.final,
@@ -363,6 +363,9 @@ async def run_load_workers(options: RunOptions, console: Console) -> RunOutcome:
         sessions_log=log,
         keep_going=options.keep_going,
     )
+    if group.lost_workers and outcome.unwritten is None:
+        outcome = dataclasses.replace(outcome, exit_code=exitcodes.WORKER_LOST)
+    return outcome
 
 
 def run_headless(options: RunOptions, console: Console | None = None) -> int:
@@ -374,7 +377,7 @@ def run_headless(options: RunOptions, console: Console | None = None) -> int:
         return exitcodes.TARGET_UNUSABLE
     except EngineFailedError as err:
         Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False)
-        return exitcodes.INTERRUPTED
+        return exitcodes.WORKER_LOST
     print_outcome(console, outcome)
     return outcome.exit_code
 

@@ -3,6 +3,7 @@ and the sink's work never shows up in the load engine's timing."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -43,11 +44,21 @@ class EmbeddedSink:
     ) -> EmbeddedSink:
         """Starts the sink and waits for its "listening on" line (blocking)."""
         listen = f"[{host}]:0" if ":" in host else f"{host}:0"
-        command = [sys.executable, "-m", "smtpbench", "sink", "--listen", listen, *fault_argv]
+        command = [
+            sys.executable, "-m", "smtpbench", "sink", "--listen", listen, "--exit-with-stdin",
+            *fault_argv,
+        ]  # fmt: skip
         # stderr goes to a file: a pipe nobody reads could fill up and stall the sink.
+        # stdin is a pipe this process never writes to: when it dies, however it dies, the
+        # pipe closes and the sink stops. A session of its own: a Ctrl-C or a closed
+        # terminal reaches this process, which stops the sink when the run is over.
         with tempfile.TemporaryFile() as errors:
             process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL
+                command,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                stdin=subprocess.PIPE,
+                start_new_session=True,
             )
             assert process.stdout is not None
             first = _read_first_line(process.stdout, timeout)
@@ -92,6 +103,9 @@ def _drain(stream: IO[bytes]) -> None:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.stdin is not None:
+        with contextlib.suppress(OSError):
+            process.stdin.close()  # the sink stops on this alone; SIGTERM makes sure
     if process.poll() is None:
         process.terminate()
         try:

@@ -43,6 +43,7 @@ class EngineGroup:
         self._merge = WorkerMerge(job.info, workers)
         self._final: Snapshot | None = None
         self._error: str | None = None
+        self.lost_workers: list[int] = []  # those that died without their final snapshot
         self._done = threading.Event()
         self.engines = [
             EngineProcess(
@@ -151,6 +152,7 @@ class EngineGroup:
             if kind == "lost":
                 error = self.engines[index].error or "it ended without results"
                 self._error = f"worker {index + 1} of {self.workers}: {error}"
+                self.lost_workers.append(index)
                 self._merge.lost(index)
                 # The run cannot be whole any more: the others stop too, keeping what ran.
                 for i, engine in enumerate(self.engines):

@@ -34,6 +34,7 @@ from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.shares import Share
 from smtpbench.engine.snapshot_wire import Packer, Unpacker
 from smtpbench.engine.transport import Address
+from smtpbench.lifeline import die_with_parent
 from smtpbench.metrics.intervals import IntervalDelta
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import RunInfo, Snapshot
@@ -158,6 +159,29 @@ class EngineProcess:
             self._process.join(5)
         self._conn.close()
 
+    def _lost(self) -> str:
+        """What to say of a child that ended without its final snapshot: its process id,
+        how it ended, and what its last snapshot had started."""
+        self._process.join(2)  # the pipe closes as it dies: a moment for its exit status
+        code = self._process.exitcode
+        if code is None:
+            how = "closed its pipe"
+        elif code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        said = f"engine process {self._process.pid} {how}"
+        latest = self._latest
+        if latest is None:
+            return f"{said} before its first snapshot"
+        return (
+            f"{said}; it had started {latest.counters.started:,} sessions by its last "
+            f"snapshot, {latest.elapsed:.1f}s in; what it did after that is missing"
+        )
+
     # -- the reader thread --------------------------------------------------
 
     def _read(self) -> None:
@@ -177,8 +201,8 @@ class EngineProcess:
                     break
                 self._latest = snapshot
                 self._remaining = remaining
-        except (EOFError, OSError) as err:
-            self._error = f"the engine process ended without results ({err or 'EOF'})"
+        except (EOFError, OSError):
+            self._error = self._lost()
             if self._listener is not None:
                 self._listener("lost", None, [])
         finally:
@@ -187,8 +211,13 @@ class EngineProcess:
 
 def engine_main(conn: Connection, job: EngineJob) -> None:
     """Child side entry point."""
-    # The parent owns Ctrl-C and turns it into an "interrupt" word.
+    # The parent owns Ctrl-C and a closed terminal, and turns them into an "interrupt" word;
+    # when the parent dies, so does this process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        die_with_parent(parent.pid)
     from smtpbench.engine.session_records import records_to
     from smtpbench.metrics.sessions import SessionLog
     from smtpbench.scenario import MessageFactory, parse_scenario

@@ -9,6 +9,8 @@ is 0. A bad flag gives a message naming it and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import ssl
 import sys
@@ -220,6 +222,11 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
         "the open files limit allows)",
     )
     parser.add_argument(
+        "--exit-with-stdin",
+        action="store_true",
+        help="stop when standard input closes (how `run` ties the embedded sink to itself)",
+    )
+    parser.add_argument(
         "--max-size",
         type=_argument_type(_size),
         default=SinkConfig.max_message_size,
@@ -282,12 +289,29 @@ def run_sink(args: argparse.Namespace) -> int:
         make_ssl_context(config)  # read the files now, to blame the right flag
     except (OSError, ssl.SSLError) as exc:
         return _error("--tls-cert", f"cannot load the certificate and key: {exc}")
-    return trio.run(_serve_until_signalled, config)
+    return trio.run(_serve_until_signalled, config, args.exit_with_stdin)
 
 
-async def _serve_until_signalled(config: SinkConfig) -> int:
+async def _stdin_closed() -> None:
+    """Returns when standard input reaches its end (the process holding it is gone)."""
+    stream = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    async with stream:
+        with contextlib.suppress(trio.BrokenResourceError, OSError):
+            while await stream.receive_some(4096):
+                pass
+
+
+async def _serve_until_signalled(config: SinkConfig, exit_with_stdin: bool = False) -> int:
+    sink = None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
+            if exit_with_stdin:
+
+                async def watch() -> None:
+                    await _stdin_closed()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(watch)
             try:
                 sink = await nursery.start(serve_sink, config)
             except OSError as exc:  # the address is taken, not ours, or not a host
@@ -298,7 +322,8 @@ async def _serve_until_signalled(config: SinkConfig) -> int:
             async for _ in signals:
                 nursery.cancel_scope.cancel()
                 break
-    print(f"smtpbench sink stopped: {sink.stats.summary()}", flush=True)
+    if sink is not None:
+        print(f"smtpbench sink stopped: {sink.stats.summary()}", flush=True)
     return 0
 
 

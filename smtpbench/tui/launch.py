@@ -154,7 +154,10 @@ def run_dashboard(options: RunOptions) -> int:
             sink.stop()
     if writer.outcome is None:
         print(f"error: {engine.error or 'the engine did not finish'}")
-        return exitcodes.INTERRUPTED
+        return exitcodes.WORKER_LOST if engine.error else exitcodes.INTERRUPTED
     # The final screen is gone with the app: leave the summary in the terminal.
     print_outcome(Console(), writer.outcome)
+    if engine.error and writer.outcome.unwritten is None:
+        print(f"{engine.error}; the results hold what ran")
+        return exitcodes.WORKER_LOST
     return writer.outcome.exit_code
