@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -141,6 +142,7 @@ def run_info(scenario: Scenario, target: str, seed: int) -> RunInfo:
         seed=seed,
         started_at=datetime.now().astimezone().isoformat(timespec="seconds"),
         version=__version__,
+        run_id=uuid.uuid4().hex,
     )
 
 

@@ -45,7 +45,15 @@ def merged_info(infos: Sequence[RunInfo]) -> RunInfo:
         seed=first.seed,
         started_at=min(i.started_at for i in infos),
         version=first.version,
+        run_id="+".join(sorted(set().union(*(run_ids(i) for i in infos))))
+        if all(i.run_id for i in infos)
+        else "",
     )
+
+
+def run_ids(info: RunInfo) -> frozenset[str]:
+    """The runs a result holds: its own, or those a merge added up."""
+    return frozenset(info.run_id.split("+")) if info.run_id else frozenset()
 
 
 def merge_snapshots(snapshots: Sequence[Snapshot]) -> Snapshot:

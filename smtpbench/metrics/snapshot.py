@@ -49,6 +49,9 @@ class RunInfo:
     seed: int
     started_at: str  # ISO 8601 wall-clock time
     version: str
+    # A fresh id for each run ("a+b" for a merge of runs a and b): merge refuses a run
+    # twice. Empty in results written before there were ids.
+    run_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

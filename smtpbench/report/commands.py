@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from smtpbench import exitcodes
+from smtpbench.files import OutputError
 from smtpbench.metrics.results import SCENARIO_FILE, ResultsError, read_results
 from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.report.output import print_whole
@@ -141,6 +142,12 @@ def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="the merged results folder to write (new, or empty)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="merge runs even when their scenarios, load models, targets or kinds differ, "
+        "or they did not overlap in time (never the same run twice)",
+    )
 
 
 def run_merge(args: argparse.Namespace) -> int:
@@ -156,12 +163,28 @@ def run_merge(args: argparse.Namespace) -> int:
         snapshots = [read_results(folder) for folder in args.results]
     except ResultsError as err:
         return _error(str(err))
+    from smtpbench.metrics.merge_checks import check_merge
+
+    check = check_merge(snapshots, [str(folder) for folder in args.results])
+    if check.twice is not None:
+        return _error(check.twice)
+    if check.differences and not args.force:
+        return _error(
+            "these runs do not look like one load split up: "
+            + "; ".join(check.differences)
+            + " (--force merges them anyway)"
+        )
+    for difference in check.differences:
+        _note(f"[yellow]note:[/] merged with --force although {difference}")
     merged = merge_snapshots(snapshots)
     first = args.results[0] / SCENARIO_FILE
     scenario = first.read_text(encoding="utf-8") if first.exists() else ""
     names = ", ".join(str(folder) for folder in args.results)
     header = f"# {len(snapshots)} runs merged ({names}); the scenario of the first one:\n"
-    write_results(out, merged, header + scenario)
+    try:
+        write_results(out, merged, header + scenario)
+    except OutputError as err:
+        return _error(str(err))
     if merged.intervals is None:
         _note(
             "[yellow]note:[/] a run's intervals were paired to save memory: the merged run "
