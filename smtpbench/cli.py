@@ -65,6 +65,25 @@ def add_workers_argument(parser: argparse.ArgumentParser) -> None:
         "here, one fewer when the embedded sink runs here too); never more than the "
         "sessions allowed in flight",
     )
+    parser.add_argument(
+        "--ignore-limits",
+        action="store_true",
+        help="run even when the load asks more of this machine than it has (open files "
+        "for --concurrency, cores and memory for --workers)",
+    )
+
+
+def check_limits(scenario: Scenario, workers: int, ignore: bool) -> str | None:
+    """Why the run cannot run on this machine (``--ignore-limits`` runs it anyway), or
+    None; lifts the soft open files limit as far as the run needs and the hard one allows."""
+    from smtpbench.limits import check_run, open_files_needed, raise_open_files, this_machine
+
+    embedded = scenario.target.host is None
+    raise_open_files(open_files_needed(scenario.load, workers, embedded))
+    problems = check_run(scenario.load, workers, embedded, this_machine())
+    if not problems or ignore:
+        return None
+    return "; ".join(problems) + " (--ignore-limits runs it anyway)"
 
 
 def default_workers(scenario: Scenario) -> int:
@@ -330,6 +349,9 @@ def _run(args: argparse.Namespace) -> int:
         workers=args.workers or default_workers(scenario),
         keep_going=args.keep_going,
     )
+    refused = check_limits(options.scenario, options.worker_count, args.ignore_limits)
+    if refused is not None:
+        return _error(refused)
     if args.tui or (options.terminal and not args.headless):
         from smtpbench.tui.launch import run_dashboard
 

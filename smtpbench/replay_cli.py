@@ -178,6 +178,11 @@ def run_replay(args: argparse.Namespace) -> int:
         replay=job,
         workers=args.workers or default_workers(scenario),
     )
+    from smtpbench.cli import check_limits
+
+    refused = check_limits(options.scenario, options.worker_count, args.ignore_limits)
+    if refused is not None:
+        return _error(refused)
     if args.tui or (options.terminal and not args.headless):
         from smtpbench.tui.launch import run_dashboard
 
