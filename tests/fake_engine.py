@@ -50,6 +50,7 @@ def synthetic_snapshot(seconds: int = 72, rate: int = 300) -> Snapshot:
         # Ramp up over the first 20 s, then hold; the server slows down near the end.
         started = min(rate, rate * second // 20)
         slow = 1.0 + max(0, second - 50) / 10
+        recorder.scheduled += started
         recorder.started += started
         recorder.completed += started - 2
         recorder.messages_accepted += started - 3

@@ -24,7 +24,7 @@ from smtpbench.report.thresholds import ThresholdGuard, ThresholdResult, evaluat
 from smtpbench.thresholds import ThresholdSettings
 from smtpbench.tui.screens import HelpScreen, SummaryScreen, TranscriptScreen
 from smtpbench.tui.source import EngineSource
-from smtpbench.tui.view import WINDOWS, View
+from smtpbench.tui.view import INTENDED, SERVICE, WINDOWS, View, format_window
 from smtpbench.tui.widgets.charts import LatencyChart, RateChart
 from smtpbench.tui.widgets.commands import CommandTable, listed_steps
 from smtpbench.tui.widgets.counters import RunCounters
@@ -49,25 +49,31 @@ class PaneWidget(Protocol):
 class DashboardApp(App[int]):
     CSS_PATH = "dashboard.tcss"
     TITLE = "smtpbench"
+    # The footer is for the keys: no palette hint taking the place of "? Help".
+    ENABLE_COMMAND_PALETTE = False
+    # In the footer in this order, so that a narrow terminal cuts the least needed last:
+    # stop and help always show.
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "stop", "Stop"),
+        Binding("ctrl+c", "stop", "Stop", show=False, priority=True),
+        Binding("question_mark", "help", "Help", key_display="?"),
         Binding("p", "pause", "Pause"),
-        Binding("plus,equals_sign", "rate(1)", "Rate +10%", key_display="+"),
-        Binding("minus", "rate(-1)", "Rate -10%", key_display="-"),
-        Binding("up", "focus_step(-1)", "Focus", key_display="up/down"),
+        Binding("plus,equals_sign", "rate(1)", "Rate ±10%", key_display="+/-"),
+        Binding("minus", "rate(-1)", "Rate -10%", show=False),
+        Binding("up", "focus_step(-1)", "Focus", key_display="↑↓"),
         Binding("down", "focus_step(1)", "Focus", show=False),
+        Binding("l", "latency_view", "Latency"),
         Binding("left_square_bracket", "window(-1)", "Window", key_display="[ ]"),
         Binding("right_square_bracket", "window(1)", "Window", show=False),
         Binding("t", "transcripts", "Failures"),
         Binding("r", "summary", "Summary"),
         Binding("s", "save", "Snapshot"),
-        Binding("q", "stop", "Stop"),
-        Binding("ctrl+c", "stop", "Stop", show=False, priority=True),
-        Binding("question_mark", "help", "Help", key_display="?"),
         *(Binding(str(n), f"pick({n})", show=False) for n in range(1, 10)),
     ]
 
     focus_step: reactive[Step] = reactive(Step.DATA_END)
     window: reactive[int] = reactive(60)
+    latency: reactive[str] = reactive(SERVICE)
 
     def __init__(
         self,
@@ -169,7 +175,15 @@ class DashboardApp(App[int]):
         if self._last is None:
             return None
         remaining = self.source.remaining() if self.source.final is None else 0.0
-        return View(self._last, remaining, self.focus_step, self.window, self.note, self.thresholds)
+        return View(
+            self._last,
+            remaining,
+            self.focus_step,
+            self.window,
+            self.note,
+            self.thresholds,
+            self.latency,
+        )
 
     def draw(self) -> None:
         view = self.view()
@@ -198,6 +212,9 @@ class DashboardApp(App[int]):
         self.draw()
 
     def watch_window(self) -> None:
+        self.draw()
+
+    def watch_latency(self) -> None:
         self.draw()
 
     def _say(self, note: str) -> None:
@@ -244,7 +261,19 @@ class DashboardApp(App[int]):
 
     def action_window(self, delta: int) -> None:
         index = WINDOWS.index(self.window) if self.window in WINDOWS else 1
-        self.window = WINDOWS[max(0, min(len(WINDOWS) - 1, index + delta))]
+        wanted = index + delta
+        self.window = WINDOWS[max(0, min(len(WINDOWS) - 1, wanted))]
+        edge = (
+            " (the shortest)" if wanted < 0 else " (the longest)" if wanted >= len(WINDOWS) else ""
+        )
+        self._say(f"charts show the last {format_window(self.window)}{edge}; [ and ] change it")
+
+    def action_latency_view(self) -> None:
+        self.latency = INTENDED if self.latency == SERVICE else SERVICE
+        if self.latency == SERVICE:
+            self._say("latency chart: service time of the command in focus; l switches")
+        else:
+            self._say("latency chart: message latency from intended start; l switches")
 
     def action_save(self) -> None:
         if self._last is None or self.save is None:

@@ -13,6 +13,17 @@ from smtpbench.report.thresholds import ThresholdResult
 
 WINDOWS = (30, 60, 120, 300, 900, 3600)  # seconds of history the charts show
 RECENT = 5  # seconds the "rate/s" of a command is averaged over
+SERVICE = "service"  # the latency chart's views: service time of the command in focus,
+INTENDED = "intended"  # or the message latency from intended start
+
+
+def format_window(seconds: int) -> str:
+    """``60 s``, ``5 min``, ``1 h``."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    if seconds >= 120 and seconds % 60 == 0:
+        return f"{seconds // 60} min"
+    return f"{seconds} s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +34,7 @@ class View:
     window: int
     note: str = ""  # a line for the header: where results went, what a key did
     thresholds: tuple[ThresholdResult, ...] = ()  # measured on this snapshot
+    latency: str = SERVICE  # what the latency chart shows
 
     def window_slice(self) -> slice:
         """The series rows inside the chart window."""

@@ -1,97 +1,205 @@
-"""Rate and latency over time, drawn with plotext: axes carry units, x is seconds
-before now."""
+"""Rate and latency over time, drawn with plotext. Every line is named in a legend on
+the pane's border, off the data; axes carry their unit and round ticks; x is seconds
+before now. Service time and latency from intended start never share an axis: the
+latency chart shows one or the other (``l`` switches)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 from smtpbench.metrics.histogram import FloatArray
 from smtpbench.metrics.kinds import MESSAGE_LATENCY
-from smtpbench.tui.view import View
+from smtpbench.tui.view import SERVICE, View, format_window
+
+# Colours a terminal of 16 tells apart: target white on top, failed red, dropped yellow.
+RATE_LINES = (
+    ("started", "cyan"),
+    ("failed", "red"),
+    ("dropped", "yellow"),
+)
+TARGET_COLOUR = "white"
+P50_COLOUR, P99_COLOUR = "green", "magenta"
+AXIS_ROWS = 3  # rows of the chart that are not plot: the frame's top, the x axis, its ticks
 
 
-def _line(chart: PlotextPlot, x: FloatArray, y: FloatArray, label: str, color: str) -> float:
+def nice_step(span: float, most: int) -> float:
+    """The smallest of 1, 2, 2.5 or 5 times a power of ten that cuts ``span`` into at most
+    ``most`` steps."""
+    if span <= 0 or most < 1:
+        return 1.0
+    raw = span / most
+    power = 10.0 ** math.floor(math.log10(raw))
+    for factor in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if factor * power >= raw:
+            return factor * power
+    return 10.0 * power
+
+
+def y_ticks(top: float, rows: int) -> tuple[float, list[float], list[str]]:
+    """The axis top and the round ticks from 0 up to it, one label every other row at most
+    so that each label sits on its own row. A chart of a few rows gets 0 and a round top
+    close above the data (150, not 200, for 102)."""
+    top = top if top > 0 else 1.0
+    steps = min(4, rows // 2)
+    step = nice_top(top) if steps < 2 else nice_step(top, steps)
+    count = max(1, math.ceil(top / step - 1e-9))
+    ticks = [step * i for i in range(count + 1)]
+    return ticks[-1], ticks, [_tick_label(value, step) for value in ticks]
+
+
+def nice_top(value: float) -> float:
+    """The smallest of 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 or 10 times a power of ten at or
+    above ``value``."""
+    power = 10.0 ** math.floor(math.log10(value))
+    for factor in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0):
+        if factor * power >= value * (1 - 1e-9):
+            return factor * power
+    return 10.0 * power
+
+
+def _tick_label(value: float, step: float) -> str:
+    if step >= 1 and float(step).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:g}"
+
+
+TIME_STEPS = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600)
+
+
+def x_ticks(span: float) -> tuple[list[float], list[str]]:
+    """``-60s  -45s  -30s  -15s  now``, ``-5m ... now``: at most five steps over the
+    window, in steps a clock has."""
+    most = 5 if span > 20 else 2
+    step = next((s for s in TIME_STEPS if span / s <= most + 1e-9), TIME_STEPS[-1])
+    ticks = [-float(step * i) for i in range(int(span // step + 1e-9), -1, -1)]
+    return ticks, [_seconds_label(value, step) for value in ticks]
+
+
+def _seconds_label(value: float, step: int) -> str:
+    if value == 0:
+        return "now"
+    if step >= 60:
+        return f"{value / 60:g}m"
+    return f"{value:g}s"
+
+
+def legend(*entries: tuple[str, str]) -> str:
+    """Textual markup for the border: ``━started`` in the line's colour."""
+    return " ".join(f"[{colour}]━{name}[/]" for name, colour in entries)
+
+
+def _line(chart: PlotextPlot, x: FloatArray, y: FloatArray, color: str) -> float:
     """Plots the finite points of a line; returns their maximum (0 when none)."""
     keep = np.isfinite(y)
     if not keep.any():
         return 0.0
-    chart.plt.plot(x[keep].tolist(), y[keep].tolist(), label=label, color=color, marker="braille")
+    chart.plt.plot(x[keep].tolist(), y[keep].tolist(), color=color, marker="braille")
     return float(y[keep].max())
-
-
-def _frame(chart: PlotextPlot, view: View, title: str, top: float) -> None:
-    # Title and units go in the border, so every row inside is for the plot itself.
-    chart.border_title = title
-    chart.border_subtitle = "seconds before now"
-    plt = chart.plt
-    # Early in a run the window shrinks to what there is, so lines do not hug the edge.
-    plt.xlim(-min(view.window, max(view.snapshot.elapsed, 10.0)), 0)
-    plt.ylim(0, top * 1.15 if top > 0 else 1)
 
 
 class SeriesChart(PlotextPlot):
     """A chart of per-second rows: there is nothing new to draw until a row is added
-    or the focus, window or size change, so it redraws about once a second however
-    often the dashboard refreshes, which leaves the CPU to the load."""
+    or the focus, window, view or size change, so it redraws about once a second
+    however often the dashboard refreshes, which leaves the CPU to the load."""
 
     _drawn: tuple[object, ...] | None = None
+    _top = 0.0  # the highest value plotted, for the y axis
+    _ticked_for: tuple[int, float] | None = None  # the height and top the ticks fit
+
+    def render(self) -> RenderResult:
+        # The y ticks depend on the rows the plot has: set them for the size drawn at,
+        # so that a resize between two snapshots never leaves a label on the wrong row.
+        key = (self.size.height, self._top)
+        if key != self._ticked_for:
+            self._ticked_for = key
+            rows = max(2, self.size.height - AXIS_ROWS)
+            axis_top, ticks, labels = y_ticks(self._top * 1.1, rows)
+            self.plt.ylim(0, axis_top)
+            self.plt.yticks(ticks, labels)
+        return super().render()
 
     def show(self, view: View) -> None:
-        key = (len(view.snapshot.series), view.focus, view.window, self.size)
+        key = (len(view.snapshot.series), view.focus, view.window, view.latency, self.size)
         if key != self._drawn:
             self._drawn = key
+            self.plt.clear_data()
+            self.plt.clear_figure()
             self.plot_view(view)
+            self.refresh()
 
     def plot_view(self, view: View) -> None:
         raise NotImplementedError
 
+    def frame(self, view: View, title: str, key: str, top: float) -> None:
+        """Title and legend go on the border, so every row inside is for the plot."""
+        self.border_title = title
+        self.border_subtitle = key
+        plt = self.plt
+        # Early in a run the window shrinks to what there is, so lines do not hug the edge.
+        span = min(view.window, max(view.snapshot.elapsed, 10.0))
+        plt.xlim(-span, 0)
+        plt.xticks(*x_ticks(span))
+        self._top = top
+        self._ticked_for = None  # the figure was cleared: ticks again when rendered
+
 
 class RateChart(SeriesChart):
-    """Target rate against sessions started, completed, failed and dropped per second."""
+    """Sessions started, failed and dropped per second, and the target on top of them."""
 
     def plot_view(self, view: View) -> None:
         series = view.snapshot.series
         rows = view.window_slice()
         x = view.seconds_ago()
-        self.plt.clear_data()
-        self.plt.clear_figure()
         top = 0.0
+        entries = []
         if len(x):
-            top = max(
-                _line(self, x, series.target_rate[rows], "target", "gray"),
-                _line(self, x, series.rate("started")[rows], "started", "cyan"),
-                _line(self, x, series.rate("completed")[rows], "completed", "green"),
-                _line(self, x, series.rate("failed")[rows], "failed", "red"),
-                _line(self, x, series.rate("dropped")[rows], "dropped", "magenta"),
-            )
-        _frame(self, view, "Rate (sessions/s)", top)
-        self.refresh()
+            for column, colour in RATE_LINES:
+                top = max(top, _line(self, x, series.rate(column)[rows], colour))
+            # Last, so that it is drawn over the lines that meet it.
+            top = max(top, _line(self, x, series.target_rate[rows], TARGET_COLOUR))
+        if not np.isnan(series.target_rate).all():
+            entries.append(("target", TARGET_COLOUR))
+        entries += RATE_LINES
+        self.frame(view, f"Sessions/s, last {format_window(view.window)}", legend(*entries), top)
 
 
 class LatencyChart(SeriesChart):
-    """Service time p50 and p99 of the command in focus, and the message latency p99
-    from intended start, which is what shows a server or a tool falling behind."""
+    """p50 and p99 of the command in focus (service time), or of the message latency
+    from intended start, which is what shows a server or the tool falling behind."""
 
     def plot_view(self, view: View) -> None:
         series = view.snapshot.series
         rows = view.window_slice()
         x = view.seconds_ago()
-        row = int(view.focus)
-        self.plt.clear_data()
-        self.plt.clear_figure()
+        service = view.latency == SERVICE
+        row = int(view.focus) if service else MESSAGE_LATENCY
+        p50 = series.p50[rows, row]
+        p99 = series.p99[rows, row]
+        finite = p99[np.isfinite(p99)]
+        scale, unit = _time_unit(float(finite.max()) if len(finite) else 0.0)
         top = 0.0
         if len(x):
             top = max(
-                _line(self, x, series.p50[rows, row] * 1e3, "p50 service", "green"),
-                _line(self, x, series.p99[rows, row] * 1e3, "p99 service", "yellow"),
-                _line(
-                    self,
-                    x,
-                    series.p99[rows, MESSAGE_LATENCY] * 1e3,
-                    "p99 message, from intended start",
-                    "red",
-                ),
+                _line(self, x, p50 * scale, P50_COLOUR),
+                _line(self, x, p99 * scale, P99_COLOUR),
             )
-        _frame(self, view, f"Latency, {view.focus.label} (ms)", top)
-        self.refresh()
+        if service:
+            title = f"{view.focus.label} service time ({unit})"
+        else:
+            title = f"message from intended start ({unit})"
+        key = legend(("p50", P50_COLOUR), ("p99", P99_COLOUR))
+        key += f" [dim]last {format_window(view.window)}[/]"
+        self.frame(view, title, key, top)
+
+
+def _time_unit(top: float) -> tuple[float, str]:
+    """The scale and unit in which ``top`` seconds reads as a plain number."""
+    if top < 1e-3:
+        return 1e6, "us"
+    if top < 1.0:
+        return 1e3, "ms"
+    return 1.0, "s"

@@ -51,10 +51,16 @@ class RunCounters(Pane):
         rate = Content.styled(f"achieved {achieved:,.1f}/s", "bold")
         if target is not None:
             rate = rate.append(f" of {target:,.1f}/s")
+        lines.append(rate)
         share = snapshot.schedule_share
         if target is not None and share is not None and not snapshot.is_replay:
-            rate = rate.append(Content.styled(f", {share:.0%} of schedule", "dim"))
-        lines.append(rate)
+            # What started against what the schedule asked for so far, pauses excluded.
+            schedule = Content.styled(f"{share:.0%} of schedule started", "dim")
+            width = self.content_size.width
+            if width == 0 or rate.cell_length + 2 + schedule.cell_length <= width:
+                lines[-1] = Content.assemble(rate, ", ", schedule)
+            else:
+                lines.append(schedule)
         if snapshot.cancelled:
             lines.append(
                 Content.styled(f"cancelled at stop {snapshot.cancelled:,} (not errors)", "yellow")
@@ -63,7 +69,9 @@ class RunCounters(Pane):
         seen = [(name, errors[e]) for e, name in CONNECTION_ERRORS.items() if errors.get(e)]
         if seen:
             listed = ", ".join(f"{name} {n:,}" for name, n in seen)
-            lines.append(Content.assemble(("conn errors: ", "dim"), (listed, "red")))
+            width = self.content_size.width
+            label = "conn errors: " if width == 0 or len(listed) + 13 <= width else "conn: "
+            lines.append(Content.assemble((label, "dim"), (listed, "red")))
         else:
             lines.append(Content.styled("conn errors: none", "dim"))
         if view.thresholds:

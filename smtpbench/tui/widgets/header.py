@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from textual.content import Content
 
 from smtpbench.report.progress import run_progress
@@ -35,14 +37,14 @@ class RunHeader(Pane):
             ("." * (BAR_WIDTH - filled), "dim"),
             f"] {done:4.0%}",
         )
-        note = Content.styled(view.note, "italic")
         width = self.content_size.width
         if width and left.cell_length + right.cell_length + 2 > width:
             # Too narrow for one line: time and progress go on a second one.
-            lines = [left, Content.assemble(right, "  ", note)]
+            lines = [left, right]
         else:
             gap = max(2, width - left.cell_length - right.cell_length)
             lines = [Content.assemble(left, " " * gap, right)]
-            if view.note:
-                lines.append(note)
+        # The note (where the results went, what a key did) is never cut: it wraps.
+        wrapped = textwrap.wrap(view.note, width, break_on_hyphens=False) if width else [view.note]
+        lines += [Content.styled(line, "italic") for line in wrapped if line]
         self.put(lines, (left.plain, right.plain, view.note, width))

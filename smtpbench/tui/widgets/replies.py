@@ -27,6 +27,12 @@ class ReplyCodes(Pane):
         if not rows:
             self.put([Content.styled(" no replies yet", "dim")], "none")
             return
+        room = self.room()
+        hidden = 0
+        if room is not None and len(rows) > room:
+            # Trouble and the focus sort first; say that more exist and where to see them.
+            hidden = len(rows) - (room - 1)
+            rows = rows[: room - 1]
         # The meaning needs room; a narrow pane shows command, code and count only.
         width = self.content_size.width
         meanings = width == 0 or width >= MEANING_WIDTH
@@ -44,4 +50,14 @@ class ReplyCodes(Pane):
                 row.append(reply_meaning(code))
             row.append(f"{count:,}")
             cells.append(row)
-        self.put(aligned(columns, cells, width), (tuple(rows), width))
+        lines = aligned(columns, cells, width)
+        if hidden:
+            lines.append(Content.styled(f"+{hidden} more: r lists all", "dim"))
+        self.put(lines, (tuple(rows), width, hidden))
+
+    def room(self) -> int | None:
+        """Rows the pane may show inside its border (its CSS max-height), if limited."""
+        limit = self.styles.max_height
+        if limit is None or not limit.is_cells:
+            return None
+        return max(1, int(limit.value) - self.styles.gutter.height)
