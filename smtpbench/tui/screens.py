@@ -22,11 +22,15 @@ HELP = """\
   p        pause or resume the schedule (sessions in flight finish)
   + / -    raise or lower the target rate by 10% (concurrency in the closed model)
   up/down  choose the command in focus; 1-9 pick one from the table
-  [ / ]    shorten or lengthen the charts' time window
+  l        latency chart: service time of the command in focus, or message
+           latency from intended start (never both on one axis)
+  [ / ]    shorten or lengthen the charts' time window (30 s to 1 h)
   t        transcripts of the recent failing sessions
   r        the full summary (as `smtpbench report` prints it)
   s        save a results snapshot now
   q        stop: drain, write results, keep the final screen; q again to leave
+           (the run then reads STOPPED; sessions cut short by a second q are
+           "cancelled at stop", not the server's errors)
   ?        this help
 
 [b]Reading it[/b]
@@ -34,6 +38,8 @@ HELP = """\
   From intended start: from when the schedule said a session should start, so a
   server or a tool falling behind shows there instead of being hidden.
   Dropped: sessions due while the cap and the backlog were full; never started.
+  % of schedule: sessions started against those the schedule asked for so far
+  (the integral of the rate, pauses excluded), not against the current rate.
   Reply codes: 2xx green, 4xx yellow, 5xx and connection errors red.
 """
 
