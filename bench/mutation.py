@@ -44,6 +44,9 @@ class Module:
     name: str  # short name for --module
     path: str  # the file mutated, from the repository root
     tests: tuple[str, ...]  # pytest arguments selecting its own tests
+    # Mutants of code run at import (module-level tables) only take effect when each
+    # mutant's tests import the module afresh: a fork server that preloads nothing.
+    fresh_import: bool = False
 
 
 MODULES = (
@@ -57,7 +60,12 @@ MODULES = (
         ),
     ),
     Module("replies", "smtpbench/protocol/replies.py", ("tests/test_protocol_replies.py",)),
-    Module("histogram", "smtpbench/metrics/histogram.py", ("tests/test_histogram.py",)),
+    Module(
+        "histogram",
+        "smtpbench/metrics/histogram.py",
+        ("tests/test_histogram.py",),
+        fresh_import=True,
+    ),
     Module("schedule", "smtpbench/engine/schedule.py", ("tests/test_schedule.py",)),
     Module(
         "thresholds",
@@ -107,6 +115,9 @@ def prepare(module: Module) -> Path:
         "use_git_change_detection = false\n"
         "track_dependencies = false\n"
     )
+    if module.fresh_import:
+        config += 'process_isolation = "forkserver"\nforkserver_warmup = "none"\n'
+
     (where / "pyproject.toml").write_text(config)
     return where
 

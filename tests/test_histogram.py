@@ -204,3 +204,27 @@ def test_rows_of_a_set_get_their_percentiles_at_once() -> None:
     np.testing.assert_allclose(got[0], [0.002, 0.003], rtol=RESOLUTION)
     assert np.all(np.isnan(got[1]))
     np.testing.assert_allclose(got[2], [0.7, 0.7], rtol=RESOLUTION)
+
+
+def test_counts_are_64_bit_integers_so_merges_stay_exact() -> None:
+    assert Histogram.of([0.001, 0.002]).counts.dtype == np.int64
+    assert Histogram.of([]).counts.dtype == np.int64
+    hset = HistogramSet(2)
+    assert hset.counts.dtype == np.int64
+    hset.add_samples(np.array([1]), np.array([0.5]))
+    assert hset.counts.dtype == np.int64 and hset.histogram(1).counts.dtype == np.int64
+
+
+def test_a_percentile_in_the_top_bucket_is_its_middle_when_the_samples_span_it() -> None:
+    # The top bucket runs from 2^41 * (1 + 127/128) us to 2^42 us (about 51 days).
+    middle = (2.0**41 * (1 + 127 / 128) + 2.0**42) / 2 * 1e-6
+    histogram = Histogram.of([1.0, 1e9])
+    assert histogram.percentile(100) == pytest.approx(middle, rel=1e-12)
+    assert histogram.percentile(50) == pytest.approx(1.0, rel=RESOLUTION)
+
+
+def test_the_first_bucket_runs_from_zero_to_one_microsecond() -> None:
+    assert BUCKET_LOWER[0] == 0.0 and BUCKET_UPPER[0] == 1e-6
+    # Its middle, half a microsecond, stands for the values in it (within min and max).
+    histogram = Histogram.of([0.0, 0.0, 0.0, 0.9e-6])
+    assert histogram.percentile(50) == pytest.approx(0.5e-6, rel=1e-12)
