@@ -719,3 +719,72 @@ def test_esmtp_end_of_data_gets_one_reply_whatever_the_recipients() -> None:
         answer(conn, b"250 ok\r\n")
     conn.bdat(b"hi\r\n", last=True)
     assert conn.pending == (Step.DATA_END,)
+
+
+# -- details a driver relies on --------------------------------------------------------------
+
+
+def test_a_new_connection_owes_only_the_banner() -> None:
+    conn = ClientConnection()
+    assert conn.pending == (Step.BANNER,) and conn.next_reply is Step.BANNER
+    assert conn.accepted_recipients == 0
+    assert conn.lmtp is False
+    assert conn.next_event() is NEED_DATA and repr(NEED_DATA) == "NEED_DATA"
+
+
+def test_a_421_right_after_the_greeting_answers_the_banner() -> None:
+    conn = ClientConnection()
+    answer(conn, b"220 hi\r\n")
+    [event] = answer(conn, b"421 changed my mind\r\n")
+    assert event.step is Step.BANNER and conn.state is State.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("code", "positive"), [(200, True), (259, True), (300, False), (354, False)]
+)
+def test_only_2yz_replies_confirm_a_command(code: int, positive: bool) -> None:
+    conn = greeted()
+    conn.mail("a@x.test")
+    answer(conn, f"{code} text\r\n".encode())
+    assert conn.state is (State.MAIL if positive else State.READY)
+
+
+def test_recipient_parameters_go_out_with_the_address() -> None:
+    conn = greeted()
+    conn.mail("a@x.test")
+    answer(conn, b"250 ok\r\n")
+    assert conn.rcpt("b@y.test", {"NOTIFY": "NEVER"}) == b"RCPT TO:<b@y.test> NOTIFY=NEVER\r\n"
+
+
+def _message_of(call: object) -> str:
+    with pytest.raises(LocalProtocolError) as caught:
+        call()  # type: ignore[operator]
+    return str(caught.value)
+
+
+def test_local_errors_say_what_was_refused_and_why() -> None:
+    conn = greeted()
+    assert _message_of(lambda: conn.auth(b"PLAIN x\r\n")) == (
+        "an AUTH command line starts with AUTH and ends with CRLF"
+    )
+    conn.auth(b"AUTH LOGIN\r\n")
+    answer(conn, b"334 VXNlcm5hbWU6\r\n")
+    assert _message_of(lambda: conn.auth(b"AUTH LOGIN\r\n")) == (
+        "cannot start AUTH again in the middle of an AUTH exchange"
+    )
+    assert _message_of(lambda: conn.auth_response("a\nb")) == "a SASL response is one line"
+    plain = _in_state(State.RCPT)
+    plain.capabilities = greeted().capabilities  # no CHUNKING
+    assert _message_of(lambda: plain.bdat(b"x", last=True)) == (
+        "cannot send BDAT: the server did not advertise CHUNKING"
+    )
+    lmtp = ClientConnection()
+    answer(lmtp, b"220 hi\r\n")
+    lmtp.lhlo("c")
+    answer(lmtp, b"250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
+    lmtp.mail("a@x.test")
+    lmtp.rcpt("b@y.test")
+    assert _message_of(lambda: lmtp.bdat(b"x", last=True)) == (
+        "cannot send the last BDAT chunk before every RCPT reply: in LMTP it gets "
+        "one reply per accepted recipient"
+    )
