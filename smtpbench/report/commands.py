@@ -184,7 +184,8 @@ def run_merge(args: argparse.Namespace) -> int:
     try:
         write_results(out, merged, header + scenario)
     except OutputError as err:
-        return _error(str(err))
+        _error(str(err))
+        return exitcodes.RESULTS_NOT_WRITTEN
     if merged.intervals is None:
         _note(
             "[yellow]note:[/] a run's intervals were paired to save memory: the merged run "
