@@ -3,6 +3,7 @@
     pip install -e '.[test,mutation]'
     python bench/mutation.py                       # every core module, one after the other
     python bench/mutation.py --module schedule     # one of them
+    python bench/mutation.py --rev HEAD            # the last commit, not the work tree
 
 For each module, mutmut (3.x) mutates that module alone and runs against it only
 the module's own test files (never the slow end-to-end tests), with one worker
@@ -87,6 +88,7 @@ class Outcome:
     statuses: dict[str, str] = field(default_factory=dict)  # mutant name -> status
     diffs: dict[str, str] = field(default_factory=dict)  # survivor -> its diff
     seconds: float = 0.0
+    source: str = "the work tree"  # or "commit 1a2b3c4"
 
     def count(self, *statuses: str) -> int:
         return sum(1 for s in self.statuses.values() if s in statuses)
@@ -96,16 +98,27 @@ def _toml_list(items: list[str] | tuple[str, ...]) -> str:
     return "[" + ", ".join(f'"{item}"' for item in items) + "]"
 
 
-def prepare(module: Module) -> Path:
-    """A fresh copy of the package and the tests, with mutmut told what to do."""
+def prepare(module: Module, rev: str | None) -> Path:
+    """A fresh copy of the package and the tests (of the work tree, or of commit ``rev``),
+    with mutmut told what to do."""
     where = WORK / module.name
     if where.exists():
         shutil.rmtree(where)
     where.mkdir(parents=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
-    shutil.copytree(ROOT / "smtpbench", where / "smtpbench", ignore=ignore)
-    shutil.copytree(ROOT / "tests", where / "tests", ignore=ignore)
-    config = (ROOT / "pyproject.toml").read_text()
+    if rev is None:
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+        shutil.copytree(ROOT / "smtpbench", where / "smtpbench", ignore=ignore)
+        shutil.copytree(ROOT / "tests", where / "tests", ignore=ignore)
+        shutil.copy2(ROOT / "pyproject.toml", where / "pyproject.toml")
+    else:
+        archive = subprocess.run(
+            ["git", "archive", rev, "smtpbench", "tests", "pyproject.toml"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    config = (where / "pyproject.toml").read_text()
     config += (
         "\n[tool.mutmut]\n"
         'source_paths = ["smtpbench"]\n'
@@ -122,14 +135,14 @@ def prepare(module: Module) -> Path:
     return where
 
 
-def run(module: Module) -> Outcome:
-    where = prepare(module)
+def run(module: Module, rev: str | None) -> Outcome:
+    where = prepare(module, rev)
     started = time.monotonic()
     print(f"== {module.path}: mutmut in {where.relative_to(ROOT)}", flush=True)
     subprocess.run(
         [sys.executable, "-m", "mutmut", "run", "--max-children", "1"], cwd=where, check=False
     )
-    outcome = Outcome(module, seconds=time.monotonic() - started)
+    outcome = Outcome(module, seconds=time.monotonic() - started, source=_source(rev))
     listing = subprocess.run(
         [sys.executable, "-m", "mutmut", "results", "--all", "true"],
         cwd=where,
@@ -181,6 +194,7 @@ def save(outcome: Outcome) -> None:
         "statuses": outcome.statuses,
         "diffs": outcome.diffs,
         "seconds": round(outcome.seconds, 1),
+        "source": outcome.source,
     }
     DATA.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
@@ -188,7 +202,13 @@ def save(outcome: Outcome) -> None:
 def saved() -> list[Outcome]:
     data = json.loads(DATA.read_text()) if DATA.exists() else {}
     return [
-        Outcome(m, data[m.name]["statuses"], data[m.name]["diffs"], data[m.name]["seconds"])
+        Outcome(
+            m,
+            data[m.name]["statuses"],
+            data[m.name]["diffs"],
+            data[m.name]["seconds"],
+            data[m.name].get("source", "the work tree"),
+        )
         for m in MODULES
         if m.name in data
     ]
@@ -209,8 +229,8 @@ def write_report(outcomes: list[Outcome], command: str) -> None:
         "",
         f"Machine: {platform.machine()}, Python {platform.python_version()}, one worker.",
         "",
-        "| module | tests | mutants | killed | survived | other | kill rate | time |",
-        "|---|---|---|---|---|---|---|---|",
+        "| module | tests | mutants | killed | survived | other | kill rate | time | code of |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         total = len(o.statuses)
@@ -221,7 +241,7 @@ def write_report(outcomes: list[Outcome], command: str) -> None:
         tests = ", ".join(f"`{t}`" for t in o.module.tests if t.startswith("tests/"))
         lines.append(
             f"| `{o.module.path}` | {tests} | {total} | {killed} | {survived} | {other} "
-            f"| {rate} | {o.seconds:.0f} s |"
+            f"| {rate} | {o.seconds:.0f} s | {o.source} |"
         )
     lines += [
         "",
@@ -249,6 +269,15 @@ def write_report(outcomes: list[Outcome], command: str) -> None:
     OUT.write_text("\n".join(lines).rstrip() + "\n")
 
 
+def _source(rev: str | None) -> str:
+    if rev is None:
+        return "the work tree"
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return f"commit {commit}"
+
+
 def _number(name: str) -> tuple[str, int]:
     base, _, number = name.rpartition("_")
     return base, int(number) if number.isdigit() else 0
@@ -262,16 +291,20 @@ def main() -> None:
         choices=[m.name for m in MODULES],
         help="only this module (repeatable); default: all five",
     )
+    parser.add_argument(
+        "--rev",
+        help="mutate this commit's package and tests (git archive) instead of the work tree",
+    )
     args = parser.parse_args()
     chosen = [m for m in MODULES if not args.module or m.name in args.module]
     for module in chosen:
-        save(run(module))
+        save(run(module, args.rev))
     outcomes = saved()
     for o in outcomes:
         total = len(o.statuses)
         killed = o.count("killed", "caught by type check", "timeout")
         print(f"{o.module.path}: {killed}/{total} killed, {o.count('survived')} survived")
-    write_report(outcomes, "python bench/mutation.py")
+    write_report(outcomes, "python bench/mutation.py --rev HEAD")
     print(f"written {OUT.relative_to(ROOT)}")
 
 
