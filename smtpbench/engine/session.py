@@ -66,7 +66,7 @@ from smtpbench.engine.transport import Address, classify
 from smtpbench.metrics.events import SessionEvents, SessionFailure
 from smtpbench.metrics.kinds import ErrorClass
 from smtpbench.metrics.snapshot import TranscriptLine
-from smtpbench.protocol.client import NEED_DATA, ClientConnection, Response
+from smtpbench.protocol.client import NEED_DATA, ClientConnection, Event, Response
 from smtpbench.protocol.errors import ProtocolError
 from smtpbench.protocol.replies import Reply
 from smtpbench.protocol.steps import Step
@@ -334,13 +334,20 @@ class Session:
         of ``send_group``, kept lean: it runs for every command not pipelined)."""
         if self.deferred is not None:  # the earlier message's content goes first
             return (yield from self.send_group([(step, line, shown or line)]))[0].reply
-        self.unanswered.append(shown or line)
+        shown = shown or line
+        self.unanswered.append(shown)
+        self.step = step
         began = self.now()
-        self.arm(step, began)
+        self.deadline = began + self.timeouts[step]
         self.write(line)
-        response = yield from self.read_reply()
+        # read_reply, inlined: this is the path of every command.
+        conn = self.conn
+        event = NEED_DATA if conn.idle else conn.next_event()
+        while event is NEED_DATA:
+            event = self._received((yield READ))
+        response = self._response(event)
         self.unanswered.popleft()
-        self.count(response.step, shown or line, response.reply, self.arrival - began)
+        self.count(response.step, shown, response.reply, self.arrival - began)
         return response.reply
 
     def send_group(self, commands: list[Command]) -> Generator[Request, Any, list[Response]]:
@@ -387,29 +394,33 @@ class Session:
 
     def read_reply(self) -> Generator[Request, Any, Response]:
         conn = self.conn
-        while True:
-            event = conn.next_event()
-            if event is NEED_DATA:
-                data = yield READ
-                self.arrival = self.now()
-                tls = self.tls
-                if tls is not None:
-                    tls.received(data)
-                    plain = tls.read()
-                    if plain is None:
-                        continue
-                    data = plain
-                conn.receive_data(data)
-            elif type(event) is Response:
-                self.fresh_tls = False
-                return event
-            elif self.fresh_tls:
-                raise _ClosedAfterHandshake(
-                    f"the server closed the connection right after the TLS handshake, "
-                    f"awaiting {self.step.label} (did it refuse the client certificate?)"
-                )
-            else:
-                raise ServerClosed(f"server closed the connection awaiting {self.step.label}")
+        event = NEED_DATA if conn.idle else conn.next_event()
+        while event is NEED_DATA:
+            event = self._received((yield READ))
+        return self._response(event)
+
+    def _received(self, data: bytes) -> Event:
+        """What a read brings: the next event (``NEED_DATA`` when TLS needs more)."""
+        self.arrival = self.now()
+        tls = self.tls
+        if tls is not None:
+            tls.received(data)
+            plain = tls.read()
+            if plain is None:
+                return NEED_DATA
+            data = plain
+        return self.conn.received(data)
+
+    def _response(self, event: Event) -> Response:
+        if type(event) is Response:
+            self.fresh_tls = False
+            return event
+        if self.fresh_tls:
+            raise _ClosedAfterHandshake(
+                f"the server closed the connection right after the TLS handshake, "
+                f"awaiting {self.step.label} (did it refuse the client certificate?)"
+            )
+        raise ServerClosed(f"server closed the connection awaiting {self.step.label}")
 
     def count(self, step: Step, sent: Shown, reply: Reply, seconds: float) -> None:
         """A reply to ``step``: its time and code, in the transcript; a reply the scenario

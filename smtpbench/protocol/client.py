@@ -46,7 +46,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum, auto
-from typing import Final
+from typing import Final, NamedTuple
 
 from smtpbench.protocol import commands
 from smtpbench.protocol.capabilities import NO_CAPABILITIES, Capabilities, parse_ehlo
@@ -71,9 +71,8 @@ class State(Enum):
     CLOSED = auto()
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    """A reply matched to the command it answers."""
+class Response(NamedTuple):
+    """A reply matched to the command it answers (a tuple: one is made per reply)."""
 
     step: Step
     reply: Reply
@@ -350,6 +349,19 @@ class ClientConnection:
         else:
             self._saw_eof = True
 
+    def received(self, data: bytes) -> Event:
+        """``receive_data`` then ``next_event``: what a driver does with every read."""
+        if data:
+            self._parser.feed(data)
+        else:
+            self._saw_eof = True
+        return self.next_event()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing read is waiting to be taken: ``next_event`` would say ``NEED_DATA``."""
+        return not self._parser.buffered and not self._saw_eof
+
     def next_event(self) -> Event:
         reply = self._parser.next_reply()
         if reply is None:
@@ -376,14 +388,8 @@ class ClientConnection:
             self._pending.clear()
             return
         confirmed = self._confirmed
-        if step is Step.BANNER:
-            confirmed = State.GREETED if positive else State.REJECTED
-        elif step in (Step.EHLO, Step.HELO, Step.LHLO):
-            if positive:
-                confirmed = State.READY
-                if step is not Step.HELO:
-                    self.capabilities = parse_ehlo(reply)
-        elif step is Step.MAIL:
+        # The steps of a transaction first: they are most of every session.
+        if step is Step.MAIL:
             self._accepted_recipients = 0
             confirmed = State.MAIL if positive else State.READY
         elif step is Step.RCPT:
@@ -394,10 +400,17 @@ class ClientConnection:
             # A 354 after every RCPT was refused happens with pipelining (RFC 2920
             # section 3.1): the client must then send the lone terminating dot.
             confirmed = State.CONTENT if code == 354 else State.READY
-        elif step is Step.BDAT:
-            confirmed = State.BDAT if positive else State.READY
         elif step is Step.DATA_END:
             confirmed = State.READY
+        elif step is Step.BANNER:
+            confirmed = State.GREETED if positive else State.REJECTED
+        elif step in (Step.EHLO, Step.HELO, Step.LHLO):
+            if positive:
+                confirmed = State.READY
+                if step is not Step.HELO:
+                    self.capabilities = parse_ehlo(reply)
+        elif step is Step.BDAT:
+            confirmed = State.BDAT if positive else State.READY
         elif step is Step.RSET:
             if positive and confirmed not in (State.BANNER, State.GREETED, State.REJECTED):
                 confirmed = State.READY

@@ -63,6 +63,12 @@ def _enhanced_code(code: int, text: str) -> str | None:
     return f"{match.group(1)}.{match.group(2)}.{match.group(3)}"
 
 
+# One-line replies already parsed, by their bytes as received: servers repeat a handful of
+# lines ("250 2.1.0 Ok") all run long, and a Reply is immutable, so each is parsed once.
+_SEEN: dict[bytes, Reply] = {}
+_SEEN_LIMIT = 4096  # forgotten whole when full, so a server of unique lines costs nothing
+
+
 class ReplyParser:
     """Feed bytes in, take whole replies out; keeps partial lines between feeds."""
 
@@ -73,20 +79,26 @@ class ReplyParser:
         max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
         max_lines: int = DEFAULT_MAX_LINES,
     ) -> None:
-        self._buffer = bytearray()
+        self._buffer = b""
         self._scan_from = 0  # where to resume looking for LF: avoids rescanning a long line
         self._code = 0
         self._lines: list[str] = []
         self.max_line_length = max_line_length
         self.max_lines = max_lines
 
+    @property
+    def buffered(self) -> bool:
+        """Bytes are waiting: a reply, or part of one."""
+        return bool(self._buffer)
+
     def feed(self, data: bytes) -> None:
-        self._buffer += data
+        # Most reads hold exactly what is needed: keep them as they are, uncopied.
+        self._buffer = self._buffer + data if self._buffer else bytes(data)
 
     def next_reply(self) -> Reply | None:
         """The next complete reply, or None until more bytes arrive."""
-        buffer = self._buffer
         while True:
+            buffer = self._buffer
             end = buffer.find(b"\n", self._scan_from)
             if end < 0:
                 if len(buffer) > self.max_line_length:
@@ -97,11 +109,24 @@ class ReplyParser:
                 return None
             if end > self.max_line_length:
                 raise RemoteProtocolError(f"reply line longer than {self.max_line_length} bytes")
-            line = bytes(buffer[:end])
-            del buffer[: end + 1]
+            if end + 1 == len(buffer):
+                raw = buffer
+                self._buffer = b""
+            else:
+                raw = buffer[: end + 1]
+                self._buffer = buffer[end + 1 :]
             self._scan_from = 0
-            reply = self._take_line(line[:-1] if line.endswith(b"\r") else line)
+            if not self._lines:
+                seen = _SEEN.get(raw)
+                if seen is not None:
+                    return seen
+            line = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+            reply = self._take_line(line)
             if reply is not None:
+                if len(reply.lines) == 1:
+                    if len(_SEEN) >= _SEEN_LIMIT:
+                        _SEEN.clear()
+                    _SEEN[raw] = reply
                 return reply
 
     def _take_line(self, line: bytes) -> Reply | None:
