@@ -1,0 +1,88 @@
+"""The reactor's own edges, against the embedded sink in its own process: the selector it
+falls back to where epoll is missing, writes the kernel cannot take at once, many
+sessions in flight, and sessions cut at the end of the grace period."""
+
+from __future__ import annotations
+
+import dataclasses
+import select
+
+import pytest
+import trio
+
+from smtpbench.engine import reactor
+from smtpbench.engine.embedded import embedded_sink
+from smtpbench.faults import parse_fault_table
+from smtpbench.metrics.kinds import ErrorClass
+from smtpbench.metrics.snapshot import Snapshot
+from smtpbench.protocol.steps import Step
+from smtpbench.scenario import Scenario, parse_scenario
+from tests.runs import run_against, scenario_for
+
+
+async def run_with_sink(scenario_of, faults: dict[str, object] | None = None) -> Snapshot:
+    plan = parse_fault_table(faults or {})
+    async with embedded_sink(plan.to_argv()) as (_, port):
+        with trio.fail_after(120):
+            return await run_against(scenario_of(port))
+
+
+def closed(port: int, body: str) -> Scenario:
+    scenario = parse_scenario(f'name = "reactor"\n{body}')
+    return dataclasses.replace(
+        scenario, target=dataclasses.replace(scenario.target, host="127.0.0.1", port=port)
+    )
+
+
+async def test_the_selector_fallback_runs_a_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As on a platform without epoll: the selectors module's best selector instead.
+    monkeypatch.delattr(select, "epoll")
+    assert isinstance(reactor._poller(True), reactor._Selector)
+    snapshot = await run_with_sink(lambda port: scenario_for(port, rate=100, duration=1))
+    c = snapshot.counters
+    assert c.started == 100
+    assert c.messages_accepted == 100
+    assert c.failed == 0
+
+
+async def test_a_message_larger_than_the_socket_buffer_goes_out_whole() -> None:
+    # 8 MiB cannot go in one send: the rest leaves as the kernel makes room.
+    snapshot = await run_with_sink(
+        lambda port: closed(
+            port,
+            '[load]\nconcurrency = 2\nsessions = 4\n[session]\nsize = "8MiB"\nmessages = 2\n',
+        )
+    )
+    c = snapshot.counters
+    assert c.messages_accepted == 8
+    assert c.failed == 0
+    assert c.bytes_sent > 8 * 8 * 1024 * 1024
+    assert snapshot.histogram(Step.DATA_END).count == 8
+
+
+async def test_many_sessions_in_flight_at_once() -> None:
+    snapshot = await run_with_sink(
+        lambda port: closed(port, "[load]\nconcurrency = 300\nsessions = 900\n")
+    )
+    c = snapshot.counters
+    assert c.started == 900
+    assert c.completed == 900
+    assert c.failed == 0
+    assert c.messages_accepted >= 900
+    assert c.in_flight == 0
+
+
+async def test_sessions_still_running_at_the_end_of_grace_are_cancelled() -> None:
+    def stalled(port: int) -> Scenario:
+        scenario = scenario_for(port, rate=20, duration=0.5)
+        return dataclasses.replace(scenario, load=dataclasses.replace(scenario.load, grace=0.5))
+
+    with trio.fail_after(30):
+        snapshot = await run_with_sink(stalled, {"delay": {"MAIL": "30s"}})
+    c = snapshot.counters
+    assert c.started == 10
+    assert c.completed == 10
+    assert c.in_flight == 0
+    assert snapshot.errors_by_class() == {ErrorClass.CANCELLED: 10}
+    assert snapshot.failures[-1].step == "MAIL"
+    assert snapshot.elapsed < 5  # cut at the grace period, not at the 30 s stall
