@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import pytest
 from textual.widgets._footer import FooterKey
 
 from smtpbench.metrics.snapshot import RunState
@@ -26,12 +27,22 @@ def run(scenario) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_ticks_are_round_and_start_at_zero() -> None:
-    top, _, labels = y_ticks(60.5, 8)
+    top, _, labels = y_ticks(60.5, 9)
     assert (top, labels) == (80.0, ["0", "20", "40", "60", "80"])
     assert y_ticks(102, 2)[2] == ["0", "150"]  # two rows: zero and a round top
-    assert y_ticks(0.3, 6)[2] == ["0", "0.1", "0.2", "0.3"]
+    assert y_ticks(0.3, 7)[2] == ["0", "0.1", "0.2", "0.3"]
     assert x_ticks(60)[1] == ["-60s", "-45s", "-30s", "-15s", "now"]
     assert x_ticks(300)[1] == ["-5m", "-4m", "-3m", "-2m", "-1m", "now"]
+
+
+@pytest.mark.parametrize("rows", range(2, 30))
+@pytest.mark.parametrize("top", [0.0, 0.004, 0.3, 2.2, 9.9, 55.0, 60.5, 102.0, 330.0, 616.0, 5e4])
+def test_every_tick_sits_on_a_row_of_its_own(top: float, rows: int) -> None:
+    axis_top, ticks, labels = y_ticks(top, rows)
+    assert axis_top >= top and ticks[0] == 0 and len(labels) == len(ticks)
+    positions = [tick / axis_top * (rows - 1) for tick in ticks]
+    assert all(abs(p - round(p)) < 1e-6 for p in positions), positions
+    assert len({round(p) for p in positions}) == len(ticks)
 
 
 def test_every_chart_line_is_named_on_the_border() -> None:

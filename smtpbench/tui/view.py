@@ -13,6 +13,7 @@ from smtpbench.report.thresholds import ThresholdResult
 
 WINDOWS = (30, 60, 120, 300, 900, 3600)  # seconds of history the charts show
 RECENT = 5  # seconds the "rate/s" of a command is averaged over
+SLIVER = 0.5  # a last interval shorter than this (seconds) is left off the charts
 SERVICE = "service"  # the latency chart's views: service time of the command in focus,
 INTENDED = "intended"  # or the message latency from intended start
 
@@ -37,10 +38,14 @@ class View:
     latency: str = SERVICE  # what the latency chart shows
 
     def window_slice(self) -> slice:
-        """The series rows inside the chart window."""
+        """The series rows inside the chart window, without a last interval that is only a
+        sliver (the run ended a fraction of a second into it): a rate over 0.04 s is noise."""
         times = self.snapshot.series.time
         start = int(np.searchsorted(times, self.snapshot.elapsed - self.window, side="left"))
-        return slice(start, len(times))
+        end = len(times)
+        if end - start >= 2 and times[-1] - times[-2] < SLIVER:
+            end -= 1
+        return slice(start, end)
 
     def seconds_ago(self) -> FloatArray:
         """The x axis: each row's end time relative to now (negative seconds)."""

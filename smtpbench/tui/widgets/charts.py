@@ -23,6 +23,7 @@ RATE_LINES = (
 )
 TARGET_COLOUR = "white"
 P50_COLOUR, P99_COLOUR = "green", "magenta"
+TIGHT = 4 / 3  # an axis ending this far above the data leaves no row idle for nothing
 AXIS_ROWS = 3  # rows of the chart that are not plot: the frame's top, the x axis, its ticks
 
 
@@ -40,15 +41,40 @@ def nice_step(span: float, most: int) -> float:
 
 
 def y_ticks(top: float, rows: int) -> tuple[float, list[float], list[str]]:
-    """The axis top and the round ticks from 0 up to it, one label every other row at most
-    so that each label sits on its own row. A chart of a few rows gets 0 and a round top
-    close above the data (150, not 200, for 102)."""
+    """The axis top and round ticks from 0, each exactly on a row: the plot's rows are
+    evenly spaced from 0 to the axis top, so the axis top is chosen for the ticks to
+    fall on rows (``step`` every ``r`` rows; the top row itself may go unlabelled).
+    Of the round steps with one to four labels above 0, at most one every other row
+    where there is room, the one with the most labels among those whose axis ends
+    within a third above the data, else the one that ends closest above it."""
     top = top if top > 0 else 1.0
-    steps = min(4, rows // 2)
-    step = nice_top(top) if steps < 2 else nice_step(top, steps)
-    count = max(1, math.ceil(top / step - 1e-9))
+    gaps = max(1, rows - 1)  # rows between the bottom row and the top row
+    least = 2 if gaps >= 4 else 1  # rows between two labels
+    found: list[tuple[float, float, int]] = []  # (axis top, step, labels)
+    power = 10.0 ** math.floor(math.log10(top))
+    for e in (power / 10, power):
+        for m in (1.0, 2.0, 2.5, 5.0):
+            step = m * e
+            if not top / 8 <= step <= top:
+                continue
+            # The most rows per step whose axis still holds the data.
+            per = min(gaps, math.floor(step * gaps / top + 1e-9))
+            if per < least:
+                continue
+            labels = gaps // per
+            if not 1 <= labels <= 4:
+                continue
+            found.append((step * gaps / per, step, labels))
+    tight = [f for f in found if f[0] <= TIGHT * top]
+    if tight:
+        axis_top, step, _ = max(tight, key=lambda f: (f[2], -f[0]))
+    elif found:
+        axis_top, step, _ = min(found)
+    else:
+        axis_top = step = nice_top(top)
+    count = math.floor(axis_top / step + 1e-9)
     ticks = [step * i for i in range(count + 1)]
-    return ticks[-1], ticks, [_tick_label(value, step) for value in ticks]
+    return axis_top, ticks, [_tick_label(value, step) for value in ticks]
 
 
 def nice_top(value: float) -> float:

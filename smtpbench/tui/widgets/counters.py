@@ -62,9 +62,12 @@ class RunCounters(Pane):
             else:
                 lines.append(schedule)
         if snapshot.cancelled:
-            lines.append(
-                Content.styled(f"cancelled at stop {snapshot.cancelled:,} (not errors)", "yellow")
-            )
+            # Sessions smtpbench cut short at a stop: not the server's errors.
+            text = f"cancelled at stop {snapshot.cancelled:,}"
+            width = self.content_size.width
+            if width == 0 or len(text) + 13 <= width:
+                text += " (not errors)"
+            lines.append(Content.styled(text, "yellow"))
         errors = snapshot.errors_by_class()
         seen = [(name, errors[e]) for e, name in CONNECTION_ERRORS.items() if errors.get(e)]
         if seen:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.content import Content
 
+from smtpbench.metrics.kinds import ErrorClass
 from smtpbench.metrics.snapshot import FailureRecord
 from smtpbench.tui.view import View
 from smtpbench.tui.widgets.columns import Cell, Column, aligned
@@ -46,7 +47,10 @@ class RecentFailures(Pane):
                 format_clock(failure.time),
                 f"#{failure.session}",
                 failure.step,
-                f"{failure.error}: {failure.detail}",
+                # Cut short by smtpbench at a stop: the tool's doing, not the server's.
+                Content.styled(f"{failure.error}: {failure.detail}", "yellow")
+                if failure.error == ErrorClass.CANCELLED.label
+                else f"{failure.error}: {failure.detail}",
                 f"({short_transcript(failure)})",
             ]
             for failure in reversed(failures)

@@ -37,13 +37,26 @@ class RunHeader(Pane):
             ("." * (BAR_WIDTH - filled), "dim"),
             f"] {done:4.0%}",
         )
+        # Narrower: the words "smtpbench" and "scenario:" and the bar go first, so that
+        # the line stays one and leaves a row to the panes.
+        short_left = Content.assemble(
+            (info.target, "bold cyan"),
+            "  ",
+            (info.scenario, "bold"),
+            "  ",
+            (snapshot.state.word, STATE_STYLES[snapshot.state]),
+        )
+        short_right = Content(f"{clock}  {done:4.0%}")
         width = self.content_size.width
-        if width and left.cell_length + right.cell_length + 2 > width:
+        lines = []
+        for one, other in ((left, right), (short_left, short_right)):
+            if not width or one.cell_length + other.cell_length + 2 <= width:
+                gap = max(2, width - one.cell_length - other.cell_length)
+                lines = [Content.assemble(one, " " * gap, other)]
+                break
+        if not lines:
             # Too narrow for one line: time and progress go on a second one.
             lines = [left, right]
-        else:
-            gap = max(2, width - left.cell_length - right.cell_length)
-            lines = [Content.assemble(left, " " * gap, right)]
         # The note (where the results went, what a key did) is never cut: it wraps.
         wrapped = textwrap.wrap(view.note, width, break_on_hyphens=False) if width else [view.note]
         lines += [Content.styled(line, "italic") for line in wrapped if line]
