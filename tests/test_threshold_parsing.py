@@ -401,3 +401,47 @@ def test_settings_validate_the_grace_and_add_checks() -> None:
     for bad in (-1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="abort_grace must be 0 or more seconds"):
             ThresholdSettings(abort_grace=bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "rate(4xx, NOPE) < 1%",
+            "'rate(4xx, NOPE) < 1%': unknown SMTP step 'NOPE'; known steps: connect, banner, "
+            "HELO, EHLO, LHLO, STARTTLS, TLS handshake, AUTH, MAIL, RCPT, DATA, DATA end, BDAT, "
+            "RSET, NOOP, VRFY, EXPN, QUIT",
+        ),
+        (
+            "rate(4xx, A, B) < 1%",
+            "'rate(4xx, A, B) < 1%': expected rate(WHAT) or rate(CODES, COMMAND)",
+        ),
+        ("p99() < 1s", "'p99() < 1s': name a command or measure, such as DATA or message"),
+        (
+            "p99(DATA, sideways) < 1s",
+            "'p99(DATA, sideways) < 1s': unknown view 'sideways': 'service' (commands) or "
+            "'intended' (message, session, start lag)",
+        ),
+        ("p99(DATA) <", "'p99(DATA) <': the value to compare with is missing"),
+        (
+            "throughput(x) > 1/s",
+            "'throughput(x) > 1/s': throughput counts messages or sessions: throughput(sessions)",
+        ),
+        ("p99(DATA) < 1E3", "'p99(DATA) < 1E3': 1E3 has no unit: write 1E3ms or 1E3s"),
+    ],
+)
+def test_error_messages_in_full(text: str, message: str) -> None:
+    with pytest.raises(ThresholdError) as caught:
+        parse_threshold(text)
+    assert str(caught.value) == message
+
+
+def test_throughput_of_messages_written_out() -> None:
+    metric = parse_threshold("throughput(Messages) > 1/s").metric
+    assert metric == Metric("throughput", subject="messages")
+    assert str(metric) == "throughput"
+
+
+def test_a_threshold_is_optional_only_when_marked() -> None:
+    assert parse_threshold("dropped == 0").optional is False
+    assert parse_threshold("dropped? == 0").optional is True
