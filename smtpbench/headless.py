@@ -216,8 +216,8 @@ class ThresholdWatch:
             if failed is not None:
                 if self.console is not None:
                     self.console.print(
-                        f"[red]threshold failed at {format_clock(snapshot.elapsed)}: "
-                        f"{failed.threshold} (measured {failed.measured_text} then; the "
+                        f"[red]threshold failed: {failed.threshold} (measured "
+                        f"{failed.measured_text} at {format_clock(snapshot.elapsed)}; the "
                         "thresholds table measures the whole run); stopping the run[/]",
                         highlight=False,
                     )
