@@ -4,6 +4,7 @@
     python bench/mutation.py                       # every core module, one after the other
     python bench/mutation.py --module schedule     # one of them
     python bench/mutation.py --rev HEAD            # the last commit, not the work tree
+    python bench/mutation.py --hand-only           # only the mistakes made by hand
 
 For each module, mutmut (3.x) mutates that module alone and runs against it only
 the module's own test files (never the slow end-to-end tests), with one worker
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import shutil
@@ -82,6 +84,153 @@ MODULES = (
 )
 
 
+@dataclass(frozen=True)
+class HandMutant:
+    """A mistake made by hand (one text replaced in one module) that the module's own
+    tests must notice: the real mistakes the mutation tool does not write by itself."""
+
+    module: str  # Module.name
+    what: str
+    old: str
+    new: str
+
+
+HAND_MUTANTS = (
+    HandMutant(
+        "schedule",
+        "a live rate change counts the sessions since the last one dividing by the old factor",
+        "(self.profile.cumulative(at) - base) * self._factor",
+        "(self.profile.cumulative(at) - base) / self._factor",
+    ),
+    HandMutant(
+        "schedule",
+        "the first Poisson arrival at time 0",
+        'self._next_count = self._gap() if arrivals == "poisson" else 0.0',
+        "self._next_count = 0.0",
+    ),
+    HandMutant(
+        "thresholds",
+        "a share shown ten times too large (1% as 10%)",
+        'f"{value * 100:.3g}%"',
+        'f"{value * 1000:.3g}%"',
+    ),
+    HandMutant(
+        "replies",
+        "the reply text decoded strictly (a server's Latin-1 text refused)",
+        'line[4:].decode("utf-8", "replace")',
+        'line[4:].decode("utf-8")',
+    ),
+    HandMutant(
+        "replies",
+        "enhanced status code checked with `and` instead of `or`",
+        "if match is None or int(match.group(1)) != code // 100:",
+        "if match is None and int(match.group(1)) != code // 100:",
+    ),
+    HandMutant(
+        "replies",
+        "enhanced status code of class 3 accepted",
+        r"[245])\.(\d{1,3})",
+        r"[2-5])\.(\d{1,3})",
+    ),
+    HandMutant(
+        "replies",
+        "enhanced status code with parts longer than three digits accepted",
+        r"\.(\d{1,3})\.(\d{1,3})(?:",
+        r"\.(\d+)\.(\d+)(?:",
+    ),
+    HandMutant(
+        "replies",
+        "a complete line of exactly the maximum length refused",
+        "if end > self.max_line_length:",
+        "if end >= self.max_line_length:",
+    ),
+    HandMutant(
+        "replies",
+        "a partial line of exactly the maximum length refused",
+        "if len(buffer) > self.max_line_length:",
+        "if len(buffer) >= self.max_line_length:",
+    ),
+    HandMutant(
+        "replies",
+        "a reply of one line more than the maximum accepted",
+        "if len(self._lines) >= self.max_lines:",
+        "if len(self._lines) > self.max_lines:",
+    ),
+    HandMutant(
+        "replies",
+        "the third digit of a reply code never checked",
+        "0 <= second <= 9 and 0 <= third <= 9",
+        "0 <= second <= 9",
+    ),
+    HandMutant(
+        "client",
+        "the client left at MAIL after the server refused MAIL",
+        "confirmed = State.MAIL if positive else State.READY",
+        "confirmed = State.MAIL",
+    ),
+    HandMutant(
+        "client",
+        "a refused STARTTLS moves the client to TLS",
+        "confirmed = State.TLS if code == 220 else confirmed",
+        "confirmed = State.TLS",
+    ),
+    HandMutant(
+        "client",
+        "end of file with nothing pending is not reported",
+        "if self._saw_eof:",
+        "if self._saw_eof and self._pending:",
+    ),
+    HandMutant(
+        "histogram",
+        "an empty histogram's maximum is 0 instead of none",
+        "return cls(counts, 0.0, np.inf, -np.inf)",
+        "return cls(counts, 0.0, np.inf, 0.0)",
+    ),
+    HandMutant(
+        "histogram",
+        "no clamp at the top bucket",
+        "    np.minimum(index, BUCKETS - 1, out=index)\n    return index",
+        "    return index",
+    ),
+    HandMutant(
+        "histogram",
+        "half the precision (64 buckets per power of two)",
+        "SUB_BUCKETS = 128",
+        "SUB_BUCKETS = 64",
+    ),
+    HandMutant(
+        "histogram",
+        "every mean 1 s (the sum of a set's samples is their count)",
+        "np.bincount(rows, weights=seconds, minlength=self.rows)",
+        "np.bincount(rows, minlength=self.rows).astype(np.float64)",
+    ),
+)
+
+
+def run_hand(module: Module, rev: str | None) -> dict[str, str]:
+    """Each hand mutant of the module applied alone: ``killed`` or ``SURVIVED``."""
+    where = prepare(module, rev, f"{module.name}-by-hand")
+    source = where / module.path
+    original = source.read_text()
+    results = {}
+    for mutant in (m for m in HAND_MUTANTS if m.module == module.name):
+        if original.count(mutant.old) != 1:
+            results[mutant.what] = "not applied: the text is not in the module once"
+            continue
+        source.write_text(original.replace(mutant.old, mutant.new))
+        tests = subprocess.run(
+            [sys.executable, "-m", "pytest", *PYTEST_ARGS, *module.tests],
+            cwd=where,
+            env={**os.environ, "PYTHONPATH": str(where)},
+            capture_output=True,
+            check=False,
+        )
+        results[mutant.what] = "killed" if tests.returncode != 0 else "SURVIVED"
+        print(f"  {results[mutant.what]}: {mutant.what}", flush=True)
+    source.write_text(original)
+    return results
+
+
 @dataclass
 class Outcome:
     module: Module
@@ -89,6 +238,7 @@ class Outcome:
     diffs: dict[str, str] = field(default_factory=dict)  # survivor -> its diff
     seconds: float = 0.0
     source: str = "the work tree"  # or "commit 1a2b3c4"
+    hand: dict[str, str] = field(default_factory=dict)  # hand mutant -> killed or SURVIVED
 
     def count(self, *statuses: str) -> int:
         return sum(1 for s in self.statuses.values() if s in statuses)
@@ -98,10 +248,10 @@ def _toml_list(items: list[str] | tuple[str, ...]) -> str:
     return "[" + ", ".join(f'"{item}"' for item in items) + "]"
 
 
-def prepare(module: Module, rev: str | None) -> Path:
+def prepare(module: Module, rev: str | None, folder: str = "") -> Path:
     """A fresh copy of the package and the tests (of the work tree, or of commit ``rev``),
     with mutmut told what to do."""
-    where = WORK / module.name
+    where = WORK / (folder or module.name)
     if where.exists():
         shutil.rmtree(where)
     where.mkdir(parents=True)
@@ -109,10 +259,11 @@ def prepare(module: Module, rev: str | None) -> Path:
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
         shutil.copytree(ROOT / "smtpbench", where / "smtpbench", ignore=ignore)
         shutil.copytree(ROOT / "tests", where / "tests", ignore=ignore)
+        shutil.copytree(ROOT / "docs", where / "docs", ignore=ignore)  # some tests read it
         shutil.copy2(ROOT / "pyproject.toml", where / "pyproject.toml")
     else:
         archive = subprocess.run(
-            ["git", "archive", rev, "smtpbench", "tests", "pyproject.toml"],
+            ["git", "archive", rev, "smtpbench", "tests", "docs", "pyproject.toml"],
             cwd=ROOT,
             capture_output=True,
             check=True,
@@ -122,6 +273,7 @@ def prepare(module: Module, rev: str | None) -> Path:
     config += (
         "\n[tool.mutmut]\n"
         'source_paths = ["smtpbench"]\n'
+        'also_copy = ["docs"]\n'
         f'only_mutate = ["{module.path}"]\n'
         f"pytest_add_cli_args_test_selection = {_toml_list(module.tests)}\n"
         f"pytest_add_cli_args = {_toml_list(PYTEST_ARGS)}\n"
@@ -195,6 +347,7 @@ def save(outcome: Outcome) -> None:
         "diffs": outcome.diffs,
         "seconds": round(outcome.seconds, 1),
         "source": outcome.source,
+        "hand": outcome.hand,
     }
     DATA.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
@@ -208,6 +361,7 @@ def saved() -> list[Outcome]:
             data[m.name]["diffs"],
             data[m.name]["seconds"],
             data[m.name].get("source", "the work tree"),
+            data[m.name].get("hand", {}),
         )
         for m in MODULES
         if m.name in data
@@ -248,6 +402,19 @@ def write_report(outcomes: list[Outcome], command: str) -> None:
         '"other" counts mutants no selected test reaches and any mutmut could not judge;',
         "they count against the kill rate. Timeouts count as killed (a mutant that loops).",
     ]
+    lines += [
+        "",
+        "## Mistakes made by hand",
+        "",
+        "Real mistakes the tool does not write by itself, each applied alone to its module",
+        "and run against the same tests (`HAND_MUTANTS` in `bench/mutation.py`).",
+        "",
+        "| module | mistake | result |",
+        "|---|---|---|",
+    ]
+    for o in outcomes:
+        for what, result in o.hand.items():
+            lines.append(f"| `{o.module.path}` | {what} | {result} |")
     for o in outcomes:
         lines += ["", f"## Survivors in `{o.module.path}`", ""]
         if not o.diffs:
@@ -295,10 +462,22 @@ def main() -> None:
         "--rev",
         help="mutate this commit's package and tests (git archive) instead of the work tree",
     )
+    parser.add_argument(
+        "--hand-only",
+        action="store_true",
+        help="only the mistakes made by hand (seconds); keep mutmut's last figures",
+    )
     args = parser.parse_args()
     chosen = [m for m in MODULES if not args.module or m.name in args.module]
     for module in chosen:
-        save(run(module, args.rev))
+        earlier = {o.module.name: o for o in saved()}
+        if args.hand_only:
+            outcome = earlier.get(module.name, Outcome(module))
+        else:
+            outcome = run(module, args.rev)
+        print(f"== {module.path}: mistakes made by hand", flush=True)
+        outcome.hand = run_hand(module, args.rev)
+        save(outcome)
     outcomes = saved()
     for o in outcomes:
         total = len(o.statuses)
