@@ -788,3 +788,73 @@ def test_local_errors_say_what_was_refused_and_why() -> None:
         "cannot send the last BDAT chunk before every RCPT reply: in LMTP it gets "
         "one reply per accepted recipient"
     )
+
+
+# -- replaying a recorded client: commands as they were sent, outside the rules ----------
+
+
+def test_send_raw_sends_as_recorded_and_owes_the_replies_said() -> None:
+    conn = ClientConnection()  # the banner not even in: no rule is checked
+    assert conn.send_raw(Step.MAIL, b"MAIL FROM:<a@x.test>\r\n") == b"MAIL FROM:<a@x.test>\r\n"
+    assert conn.pending == (Step.BANNER, Step.MAIL) and conn.state is State.MAIL
+    conn.send_raw(Step.RCPT, b"RCPT TO:<b@y.test>\r\n", replies=2)
+    assert conn.pending == (Step.BANNER, Step.MAIL, Step.RCPT, Step.RCPT)
+    assert conn.state is State.RCPT
+
+
+def test_send_raw_of_an_unknown_verb_is_owed_as_noop_and_moves_nothing() -> None:
+    conn = greeted()
+    conn.send_raw(Step.NOOP, b"XYZZY\r\n")
+    assert conn.pending == (Step.NOOP,) and conn.state is State.READY
+    [event] = answer(conn, b"502 what\r\n")
+    assert event.step is Step.NOOP and conn.state is State.READY
+
+
+def test_send_raw_without_a_reply_owes_nothing() -> None:
+    conn = greeted()
+    conn.send_raw(Step.MAIL, b"MAIL FROM:<a@x.test>\r\n", replies=0)
+    assert conn.pending == () and conn.state is State.READY
+    [event] = answer(conn, b"421 bye\r\n")  # unasked: it answers the last command owed one
+    assert event.step is Step.EHLO
+
+
+def test_send_raw_of_lhlo_means_lmtp_even_unanswered() -> None:
+    conn = ClientConnection()
+    answer(conn, b"220 hi\r\n")
+    conn.send_raw(Step.LHLO, b"LHLO c\r\n", replies=0)
+    assert conn.lmtp is True
+    other = ClientConnection()
+    other.send_raw(Step.EHLO, b"EHLO c\r\n")
+    assert other.lmtp is False
+
+
+def test_expect_owes_more_replies_to_a_step() -> None:
+    conn = greeted()
+    conn.expect(Step.DATA_END, 2)
+    assert conn.pending == (Step.DATA_END, Step.DATA_END)
+    conn.expect(Step.DATA_END, 0)
+    assert conn.outstanding == 2
+
+
+def test_received_is_receive_data_then_next_event() -> None:
+    conn = ClientConnection()
+    assert conn.received(b"220 ") is NEED_DATA
+    event = conn.received(b"hi\r\n")
+    assert isinstance(event, Response) and event.step is Step.BANNER
+    assert conn.state is State.GREETED
+    assert conn.received(b"") == ConnectionClosed(None)
+    assert conn.state is State.CLOSED
+
+
+def test_idle_until_bytes_or_the_end_are_waiting() -> None:
+    conn = ClientConnection()
+    assert conn.idle
+    conn.receive_data(b"220 hi\r\n250 extra")
+    assert not conn.idle  # a whole reply waits to be taken
+    conn.next_event()
+    assert not conn.idle  # part of another
+    closed = ClientConnection()
+    closed.receive_data(b"")
+    assert not closed.idle  # the end waits to be reported
+    fresh = greeted()
+    assert fresh.idle

@@ -267,3 +267,15 @@ def test_errors_quote_the_line_cut_at_60_bytes() -> None:
     with pytest.raises(RemoteProtocolError) as error:
         parse_all(long + b"\r\n")
     assert str(error.value) == f"malformed reply line {b'z' * 60!r}..."
+
+
+def test_buffered_says_whether_bytes_wait_to_be_taken() -> None:
+    parser = ReplyParser()
+    assert not parser.buffered
+    parser.feed(b"250 ok\r\n25")
+    assert parser.buffered
+    assert parser.next_reply() is not None
+    assert parser.buffered  # the start of the next reply
+    parser.feed(b"0 two\r\n")
+    assert parser.next_reply() is not None
+    assert not parser.buffered
