@@ -393,6 +393,8 @@ def write_report(outcomes: list[Outcome], command: str) -> None:
         other = total - killed - survived
         rate = f"{100 * killed / total:.1f}%" if total else "-"
         tests = ", ".join(f"`{t}`" for t in o.module.tests if t.startswith("tests/"))
+        if "-m" in o.module.tests:
+            tests += f" (`-m {o.module.tests[o.module.tests.index('-m') + 1]}`)"
         lines.append(
             f"| `{o.module.path}` | {tests} | {total} | {killed} | {survived} | {other} "
             f"| {rate} | {o.seconds:.0f} s | {o.source} |"
