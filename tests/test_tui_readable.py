@@ -172,3 +172,50 @@ def test_sessions_cut_at_a_stop_are_not_counted_as_errors() -> None:
             assert "cancelled at stop 40" in shown(app.query_one("#counters", Pane))
 
     run(scenario)
+
+
+def refused_everywhere() -> object:
+    """A run whose every connect was refused: no connection ever opened."""
+    from smtpbench.metrics.kinds import ErrorClass
+    from smtpbench.metrics.recorder import Recorder
+    from smtpbench.protocol.steps import Step
+    from tests.fake_engine import INFO
+
+    recorder = Recorder(dataclasses.replace(INFO, target="127.0.0.1:1"))
+    recorder.state = RunState.RUNNING
+    for _ in range(4):
+        recorder.started += 1
+        recorder.completed += 1
+        recorder.failed += 1
+        recorder.error(ErrorClass.REFUSED, Step.CONNECT)
+    recorder.flush(1.0)
+    return recorder.snapshot(1.0)
+
+
+def test_nothing_listening_stops_the_dashboards_run_and_says_so() -> None:
+    async def scenario() -> None:
+        engine = FakeEngine(refused_everywhere())  # type: ignore[arg-type]
+        app = DashboardApp(engine)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            app.pull()
+            await pilot.pause()
+            assert engine.calls == [("interrupt", ())]
+            assert "nothing is listening on 127.0.0.1:1" in app.note
+            assert "--keep-going" in app.note
+            assert "nothing is listening" in shown(app.query_one(RunHeader))
+
+    run(scenario)
+
+
+def test_keep_going_lets_the_dashboards_run_go_on() -> None:
+    async def scenario() -> None:
+        engine = FakeEngine(refused_everywhere())  # type: ignore[arg-type]
+        app = DashboardApp(engine, keep_going=True)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            app.pull()
+            await pilot.pause()
+            assert engine.calls == []
+
+    run(scenario)
