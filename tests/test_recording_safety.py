@@ -241,3 +241,13 @@ def test_record_on_loopback_gives_no_warning(tmp_path: Path, listen: str) -> Non
 )
 def test_what_counts_as_loopback_for_the_warning(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+def test_record_names_out_when_the_recording_cannot_be_created() -> None:
+    done = smtpbench(
+        "record", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9", "--out",
+        "/proc/recording.jsonl",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("smtpbench record: error: --out: cannot write /proc/")
+    assert TRACEBACK not in done.stderr

@@ -41,6 +41,7 @@ import trio
 from smtpbench import __version__
 from smtpbench.recording import Conversation, RecordingHeader, RecordingWriter
 from smtpbench.recording.observer import MAX_REPLY_LINE, MAX_REPLY_LINES
+from smtpbench.servers.accepting import serve_quietly
 
 logger = logging.getLogger("smtpbench.record")
 
@@ -83,6 +84,7 @@ class ProxyStats:
     upstream_failures: int = 0  # the server could not be reached
     tls_sessions: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # sessions ended by an error, by kind
+    accept_errors: Counter[str] = field(default_factory=Counter)  # "EMFILE"...: accept failed
 
     def summary(self) -> str:
         parts = [
@@ -96,6 +98,9 @@ class ProxyStats:
         errors = sum(self.errors.values())
         if errors:
             parts.append(f"{errors} ended by errors")
+        failed = sum(self.accept_errors.values())
+        if failed:
+            parts.append(f"{failed} accepts failed ({', '.join(sorted(self.accept_errors))})")
         return ", ".join(parts)
 
 
@@ -483,6 +488,6 @@ async def serve_proxy(
     try:
         proxy = RecordingProxy(config, listeners, writer, trio.current_time())
         task_status.started(proxy)
-        await trio.serve_listeners(proxy.handle, listeners)
+        await serve_quietly(proxy.handle, listeners, proxy.stats.accept_errors, logger)
     finally:
         writer.close()

@@ -136,8 +136,10 @@ async def _serve_until_signalled(config: ProxyConfig) -> int:
             try:
                 proxy = await nursery.start(serve_proxy, config)
             except OSError as err:
-                where = format_address(config.host, config.port)
                 reason = err.strerror or str(err)
+                if err.filename is not None and Path(err.filename) == config.out:
+                    return _error("--out", f"cannot write {config.out}: {reason}", EXIT_RUNTIME)
+                where = format_address(config.host, config.port)
                 return _error("--listen", f"cannot listen on {where}: {reason}", EXIT_RUNTIME)
             print(
                 f"smtpbench record listening on {format_address(*proxy.address)}, "
