@@ -130,3 +130,16 @@ def test_the_thresholds_table_says_data_is_not_the_messages_acceptance() -> None
     text = text_of(table)
     assert "DATA command's 354 go-ahead, not the message's acceptance (DATA end)" in text
     assert "the message's acceptance: final dot to the server's reply" in text
+
+
+def test_a_stop_is_not_a_burst_of_failures_per_second() -> None:
+    from smtpbench.metrics.kinds import ErrorClass
+    from tests.fake_engine import synthetic_snapshot
+
+    snapshot = synthetic_snapshot(seconds=5)  # 2 failures a second
+    errors = snapshot.errors.copy()
+    errors[ErrorClass.CANCELLED, Step.DATA_END] = 3
+    snapshot.series.column("failed")[-1] += 3  # cancelled in the last second, as failed
+    cut = dataclasses.replace(snapshot, errors=errors)
+    assert list(cut.series.rate("failed")) == [2.0, 2.0, 2.0, 2.0, 5.0]
+    assert list(cut.server_failed_rate()) == [2.0] * 5

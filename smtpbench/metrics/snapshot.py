@@ -152,6 +152,23 @@ class Snapshot:
         """Sessions that ended on their own, whatever the outcome."""
         return max(0, self.counters.completed - self.cancelled)
 
+    def server_failed_rate(self) -> FloatArray:
+        """Failed sessions per second of each series row, less those smtpbench cancelled
+        at the stop. It cancels them all at once at the end of the run, so they are taken
+        from the last rows: a stop no longer shows as a burst of failures."""
+        series = self.series
+        failed = series.column("failed").astype(np.float64)
+        left = float(self.cancelled)
+        for row in range(len(failed) - 1, -1, -1):
+            if left <= 0:
+                break
+            taken = min(left, failed[row])
+            failed[row] -= taken
+            left -= taken
+        widths = np.diff(series.time, prepend=0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(widths > 0, failed / widths, 0.0)
+
     @property
     def schedule_share(self) -> float | None:
         """Sessions started against sessions the schedule asked for over the time that

@@ -99,7 +99,8 @@ def _throughput(ax: Axes, snapshot: Snapshot) -> None:
     accepted = series.rate("messages_accepted")[keep]
     ax.stairs(accepted, edges, color="tab:green", lw=1.5, baseline=None, label="messages accepted")
     for name, colour in (("failed", "tab:red"), ("dropped", "tab:purple")):
-        values = series.rate(name)[keep]
+        # Failed: the server's; sessions smtpbench cut short at a stop are not.
+        values = (snapshot.server_failed_rate() if name == "failed" else series.rate(name))[keep]
         if values.any():
             ax.stairs(values, edges, color=colour, lw=1.5, baseline=None, label=f"sessions {name}")
     ax.set_xlim(0, max(float(t[-1]), 1.0) if len(t) else 1.0)

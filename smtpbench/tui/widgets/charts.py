@@ -184,7 +184,12 @@ class RateChart(SeriesChart):
         entries = []
         if len(x):
             for column, colour in RATE_LINES:
-                top = max(top, _line(self, x, series.rate(column)[rows], colour))
+                # Failed: the server's; sessions cut short at a stop are not.
+                if column == "failed":
+                    values = view.snapshot.server_failed_rate()
+                else:
+                    values = series.rate(column)
+                top = max(top, _line(self, x, values[rows], colour))
             # Last, so that it is drawn over the lines that meet it.
             top = max(top, _line(self, x, series.target_rate[rows], TARGET_COLOUR))
         if not np.isnan(series.target_rate).all():
