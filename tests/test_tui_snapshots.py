@@ -31,9 +31,7 @@ def test_dashboard_stopped_with_results_at_80x24(snap_compare: SnapCompare) -> N
     async def stop(pilot: object) -> None:
         app = pilot.app  # type: ignore[attr-defined]
         app.source.finish()
-        app.save = lambda snapshot, final: Path(
-            "results/20261130-090000-newsletter-burst"
-        )
+        app.save = lambda snapshot, final: Path("results/20261130-090000-newsletter-burst")
         app.pull()
         await pilot.pause()  # type: ignore[attr-defined]
 
