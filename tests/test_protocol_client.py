@@ -858,3 +858,11 @@ def test_idle_until_bytes_or_the_end_are_waiting() -> None:
     assert not closed.idle  # the end waits to be reported
     fresh = greeted()
     assert fresh.idle
+
+
+def test_an_unasked_421_after_a_raw_command_answers_that_command() -> None:
+    conn = greeted()
+    conn.send_raw(Step.MAIL, b"MAIL FROM:<a@x.test>\r\n")
+    answer(conn, b"250 ok\r\n")
+    [event] = answer(conn, b"421 bye\r\n")
+    assert event.step is Step.MAIL

@@ -279,3 +279,42 @@ def test_buffered_says_whether_bytes_wait_to_be_taken() -> None:
     parser.feed(b"0 two\r\n")
     assert parser.next_reply() is not None
     assert not parser.buffered
+
+
+# -- one-line replies are parsed once per distinct line and reused ------------------------
+
+
+def test_a_new_parser_has_no_reply_and_nothing_buffered() -> None:
+    parser = ReplyParser()
+    assert parser.next_reply() is None and not parser.buffered
+
+
+def test_a_line_seen_alone_is_read_afresh_inside_a_multi_line_reply() -> None:
+    assert [r.lines for r in parse_all(b"250 same line\r\n")] == [("same line",)]
+    [reply] = parse_all(b"250-first\r\n250 same line\r\n")
+    assert reply.lines == ("first", "same line")
+    again = ReplyParser()
+    again.feed(b"250-first\r\n")
+    assert again.next_reply() is None
+    again.feed(b"250 same line\r\n")
+    reply = again.next_reply()
+    assert reply is not None and reply.lines == ("first", "same line")
+
+
+def test_the_last_line_of_a_multi_line_reply_read_alone_later_is_one_line() -> None:
+    [long] = parse_all(b"250-one\r\n250-two\r\n250 last of several\r\n")
+    assert long.lines == ("one", "two", "last of several")
+    [short] = parse_all(b"250 last of several\r\n")
+    assert short.lines == ("last of several",)
+    [pair] = parse_all(b"250-one\r\n250 last of two\r\n")
+    [alone] = parse_all(b"250 last of two\r\n")
+    assert pair.lines == ("one", "last of two") and alone.lines == ("last of two",)
+
+
+@pytest.mark.parametrize(
+    ("data", "text"), [(b"221 bye\n", "bye"), (b"221 bye\r\n", "bye"), (b"221 b\r\r\n", "b\r")]
+)
+def test_line_ends_crlf_or_bare_lf_are_cut_once(data: bytes, text: str) -> None:
+    for _ in range(2):  # the second read of the same line too
+        [reply] = parse_all(data)
+        assert reply.lines == (text,)
