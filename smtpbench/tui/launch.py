@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import signal
 import socket
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -97,6 +99,35 @@ def yield_cpu() -> None:
                 os.setpriority(os.PRIO_PROCESS, tid, 19)
 
 
+class HangUp:
+    """SIGHUP, a closed terminal: the run stops as with q, and its results are written.
+
+    The handler only points the standard streams at /dev/null (writes to a terminal
+    that is gone fail, and the app would wait for its writer forever) and wakes a
+    thread, which stops the engine and the app: a signal handler must not wait on
+    locks the interrupted code may hold.
+    """
+
+    def __init__(self, app: DashboardApp, engine: EngineProcess | EngineGroup) -> None:
+        self.app = app
+        self.engine = engine
+        self.heard = threading.Event()
+        threading.Thread(target=self._stop, name="smtpbench-hang-up", daemon=True).start()
+
+    def __call__(self, signum: int, frame: object) -> None:
+        nowhere = os.open(os.devnull, os.O_RDWR)
+        for stream in (0, 1, 2):
+            os.dup2(nowhere, stream)
+        os.close(nowhere)
+        self.heard.set()
+
+    def _stop(self) -> None:
+        self.heard.wait()
+        self.engine.interrupt()
+        with contextlib.suppress(Exception):  # the app may be gone already
+            self.app.call_from_thread(self.app.exit)
+
+
 def run_dashboard(options: RunOptions) -> int:
     scenario = options.scenario
     sink: EmbeddedSink | None = None
@@ -142,6 +173,7 @@ def run_dashboard(options: RunOptions) -> int:
         # the screen runs only when they leave a CPU idle (SCHED_IDLE, or the lowest
         # nice value where that policy is missing), so it cannot delay a session.
         yield_cpu()
+        signal.signal(signal.SIGHUP, HangUp(app, engine))
         app.run()
         if engine.final is None and not engine.error:
             engine.interrupt()  # the app was left early: finish and keep the results
@@ -155,8 +187,10 @@ def run_dashboard(options: RunOptions) -> int:
     if writer.outcome is None:
         print(f"error: {engine.error or 'the engine did not finish'}")
         return exitcodes.WORKER_LOST if engine.error else exitcodes.INTERRUPTED
-    # The final screen is gone with the app: leave the summary in the terminal.
-    print_outcome(Console(), writer.outcome)
+    # The final screen is gone with the app: leave the summary in the terminal (if there
+    # still is one: after SIGHUP it is gone, and the results folder is what remains).
+    with contextlib.suppress(OSError):
+        print_outcome(Console(), writer.outcome)
     if engine.error and writer.outcome.unwritten is None:
         print(f"{engine.error}; the results hold what ran")
         return exitcodes.WORKER_LOST
