@@ -251,3 +251,39 @@ def test_record_names_out_when_the_recording_cannot_be_created() -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("smtpbench record: error: --out: cannot write /proc/")
     assert TRACEBACK not in done.stderr
+
+
+async def test_a_client_leaving_while_the_server_does_not_answer_the_connect(
+    tmp_path: Path,
+) -> None:
+    """An upstream whose accept queue is full drops SYNs: the proxy's connect hangs. The
+    client that leaves meanwhile is noticed and recorded, not held for the 30 s timeout."""
+    full = socket.socket()
+    full.bind((LOOPBACK, 0))
+    full.listen(0)
+    upstream = full.getsockname()[1]
+    queued = []
+    for _ in range(3):  # fill the accept queue; later SYNs go unanswered
+        waiting = socket.socket()
+        waiting.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            waiting.connect((LOOPBACK, upstream))
+        queued.append(waiting)
+    out = tmp_path / "unanswered.jsonl"
+    try:
+        async with trio.open_nursery() as nursery:
+            proxy = await nursery.start(serve_proxy, ProxyConfig(LOOPBACK, upstream, out))
+            client = await trio.open_tcp_stream(*proxy.address)
+            await trio.sleep(0.3)
+            await client.aclose()
+            with trio.fail_after(10):
+                while proxy.stats.sessions_recorded < 1:
+                    await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+    finally:
+        for waiting in queued:
+            waiting.close()
+        full.close()
+    [session] = read_recording(out).sessions
+    assert session.closed_by == "client"
+    assert proxy.stats.upstream_failures == 0

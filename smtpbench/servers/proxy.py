@@ -164,10 +164,7 @@ class RecordingProxy:
             redact_auth=self.config.redact_auth,
         )
         try:
-            with trio.fail_after(self.config.connect_timeout):
-                upstream = await trio.open_tcp_stream(
-                    self.config.upstream_host, self.config.upstream_port
-                )
+            upstream = await self._connect(client)
         except (OSError, trio.TooSlowError) as exc:
             stats.upstream_failures += 1
             logger.warning("cannot reach %s: %s", self._upstream(), exc)
@@ -175,6 +172,12 @@ class RecordingProxy:
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                     await client.send_all(UNREACHABLE_REPLY)
             await trio.aclose_forcefully(client)
+            return
+        if upstream is None:  # the client left while the server had not answered the connect
+            await trio.aclose_forcefully(client)
+            conversation.client_closed(self.clock())
+            self.writer.write(conversation.finish(self.clock(), epoch=self.started))
+            stats.sessions_recorded += 1
             return
         relay = _Relay(self, conversation, client, upstream)
         try:
@@ -196,6 +199,30 @@ class RecordingProxy:
             stats.sessions_recorded += 1
             if relay.tls:
                 stats.tls_sessions += 1
+
+    async def _connect(self, client: trio.SocketStream) -> trio.SocketStream | None:
+        """The connection to the server; None when the client leaves first (a server that
+        does not answer the connect holds it for up to ``connect_timeout``)."""
+        upstream: trio.SocketStream | None = None
+        failed: OSError | trio.TooSlowError | None = None
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                await client_left(client)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(watch)
+            try:
+                with trio.fail_after(self.config.connect_timeout):
+                    upstream = await trio.open_tcp_stream(
+                        self.config.upstream_host, self.config.upstream_port
+                    )
+            except (OSError, trio.TooSlowError) as exc:
+                failed = exc
+            nursery.cancel_scope.cancel()
+        if failed is not None:
+            raise failed
+        return upstream
 
     def _upstream(self) -> str:
         host = self.config.upstream_host
