@@ -334,12 +334,6 @@ def _run(args: argparse.Namespace) -> int:
         preflight(scenario)
     except (ValueError, SessionSetupError) as err:
         return _error(f"{scenario.source}: {err}" if scenario.source else str(err))
-    from smtpbench.files import OutputError, check_output_folder
-
-    try:
-        check_output_folder(args.out)
-    except OutputError as err:
-        return _error(f"--out {err}")
     options = RunOptions(
         scenario=scenario,
         results_base=args.out,
@@ -352,6 +346,12 @@ def _run(args: argparse.Namespace) -> int:
     refused = check_limits(options.scenario, options.worker_count, args.ignore_limits)
     if refused is not None:
         return _error(refused)
+    from smtpbench.files import OutputError, check_output_folder
+
+    try:
+        check_output_folder(args.out)
+    except OutputError as err:
+        return _error(f"--out {err}")
     if args.tui or (options.terminal and not args.headless):
         from smtpbench.tui.launch import run_dashboard
 

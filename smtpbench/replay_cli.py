@@ -164,12 +164,6 @@ def run_replay(args: argparse.Namespace) -> int:
         scenario = _with_thresholds(scenario, args)
     except ValueError as err:
         return _error(str(err))
-    from smtpbench.files import OutputError, check_output_folder
-
-    try:
-        check_output_folder(args.out)
-    except OutputError as err:
-        return _error(f"--out {err}")
     options = RunOptions(
         scenario=scenario,
         results_base=args.out,
@@ -183,6 +177,12 @@ def run_replay(args: argparse.Namespace) -> int:
     refused = check_limits(options.scenario, options.worker_count, args.ignore_limits)
     if refused is not None:
         return _error(refused)
+    from smtpbench.files import OutputError, check_output_folder
+
+    try:
+        check_output_folder(args.out)
+    except OutputError as err:
+        return _error(f"--out {err}")
     if args.tui or (options.terminal and not args.headless):
         from smtpbench.tui.launch import run_dashboard
 
