@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from smtpbench.files import write_atomically
+from smtpbench.files import OutputError, write_atomically
 from smtpbench.metrics.histogram import BUCKETS, OCTAVES, SUB_BUCKETS, UNIT, HistogramSet
 from smtpbench.metrics.intervals import Intervals
 from smtpbench.metrics.kinds import (
@@ -157,7 +157,10 @@ def write_results(folder: Path, snapshot: Snapshot, scenario_toml: str) -> None:
     """Writes all three files, each under a temporary name renamed into place (a file is
     whole or absent); metrics first, so a summary never points at missing data.
     ``OutputError`` names the file that could not be written (a full disk)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{folder}: cannot create the folder: {err.strerror or err}") from None
     series = snapshot.series
     metrics = io.BytesIO()
     np.savez_compressed(

@@ -17,6 +17,7 @@ from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.widgets import Footer
 
+from smtpbench.files import OutputError
 from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.protocol.steps import Step
 from smtpbench.report.reachability import KEEP_GOING_HINT, unreachable
@@ -278,7 +279,11 @@ class DashboardApp(App[int]):
     def action_save(self) -> None:
         if self._last is None or self.save is None:
             return
-        folder = self.save(self._last, False)
+        try:
+            folder = self.save(self._last, False)
+        except OutputError as err:  # a full disk: the run goes on, unsaved
+            self._say(f"snapshot not saved: {err}")
+            return
         self._say(f"snapshot saved to {folder}")
 
     def action_stop(self) -> None:

@@ -20,6 +20,7 @@ from smtpbench.engine.group import EngineGroup
 from smtpbench.engine.process import EngineJob, EngineProcess
 from smtpbench.engine.session_records import partial_log_path
 from smtpbench.engine.transport import Address, TargetError
+from smtpbench.files import OutputError
 from smtpbench.headless import RunOptions, run_info
 from smtpbench.metrics.results import new_results_folder, write_results
 from smtpbench.metrics.snapshot import Snapshot
@@ -75,7 +76,10 @@ class ResultsWriter:
             )
             return self.outcome.folder
         at = format_clock(snapshot.elapsed).replace(":", "")
-        folder = new_results_folder(self.base, datetime.now(), f"{self.scenario.name}-at-{at}")
+        try:
+            folder = new_results_folder(self.base, datetime.now(), f"{self.scenario.name}-at-{at}")
+        except OSError as err:
+            raise OutputError(f"{self.base}: cannot make a folder in it: {err.strerror}") from None
         write_results(folder, snapshot, scenario_to_toml(self.scenario))
         return folder
 
