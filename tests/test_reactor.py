@@ -6,18 +6,27 @@ from __future__ import annotations
 
 import dataclasses
 import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import trio
 
+from smtpbench import exitcodes
 from smtpbench.engine import reactor
 from smtpbench.engine.embedded import embedded_sink
 from smtpbench.faults import parse_fault_table
 from smtpbench.metrics.kinds import ErrorClass
+from smtpbench.metrics.results import read_results
 from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.protocol.steps import Step
 from smtpbench.scenario import Scenario, parse_scenario
 from tests.runs import run_against, scenario_for
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def run_with_sink(scenario_of, faults: dict[str, object] | None = None) -> Snapshot:
@@ -86,3 +95,74 @@ async def test_sessions_still_running_at_the_end_of_grace_are_cancelled() -> Non
     assert snapshot.errors_by_class() == {ErrorClass.CANCELLED: 10}
     assert snapshot.failures[-1].step == "MAIL"
     assert snapshot.elapsed < 5  # cut at the grace period, not at the 30 s stall
+
+
+async def test_a_rate_beyond_any_machine_ends_on_time() -> None:
+    # A billion sessions a second against a server that takes 0.2 s per session: what
+    # cannot start is counted as dropped in bulk, and the run ends at its duration
+    # instead of stepping through each arrival (real clock: that is where time passes
+    # while the engine works).
+    from tests.test_runner_clock import make_run, scenario, timed_session
+
+    s = scenario(rate=1e9, duration=1.0, max_concurrency=10, backlog=20, grace=1.0)
+    with trio.fail_after(30):
+        snapshot = await make_run(s, timed_session(0.2)).run()
+    c = snapshot.counters
+    assert c.scheduled == pytest.approx(1e9, rel=0.01)
+    assert c.started + c.dropped == c.scheduled
+    assert 30 <= c.started <= 80  # 10 slots of 0.2 s over 1 s, and the backlog
+    assert snapshot.elapsed < 3.0
+
+
+@pytest.mark.parametrize("arrivals", ["uniform", "poisson"])
+async def test_a_worker_share_of_a_hopeless_rate_ends_on_time(arrivals: str) -> None:
+    from smtpbench.engine.runner import LoadRun
+    from smtpbench.engine.shares import Share
+    from smtpbench.headless import run_info
+    from smtpbench.metrics.recorder import Recorder
+    from smtpbench.scenario import MessageFactory
+    from tests.test_runner_clock import ADDRESS, scenario, timed_session
+
+    s = scenario(rate=1e8, duration=1.0, max_concurrency=4, backlog=4, arrivals=arrivals)
+    recorder = Recorder(run_info(s, str(ADDRESS), 1))
+    run = LoadRun(
+        s,
+        ADDRESS,
+        MessageFactory(s, seed=1),
+        recorder,
+        make_session=timed_session(0.25),
+        share=Share(1, 2),
+    )
+    with trio.fail_after(30):
+        snapshot = await run.run()
+    c = snapshot.counters
+    assert c.scheduled == pytest.approx(5e7, rel=0.02)
+    assert c.started + c.dropped == c.scheduled
+
+
+def test_ctrl_c_at_a_hopeless_rate_stops_and_keeps_the_results(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "smtpbench", "run", "--headless", "--workers", "1"]
+    command += ["--rate", "1e9", "--duration", "60s", "--progress-interval", "0.5s"]
+    process = subprocess.Popen(
+        [*command, "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the run is under way
+        if "achieved" in process.stdout.readline():
+            break
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == exitcodes.INTERRUPTED, stderr
+    assert "Traceback" not in stderr
+    folders = [path for path in out.iterdir() if path.is_dir()]
+    assert len(folders) == 1
+    snapshot = read_results(folders[0])
+    c = snapshot.counters
+    assert c.dropped > 1_000_000  # far more asked for than any machine starts
+    assert c.started + c.dropped == c.scheduled

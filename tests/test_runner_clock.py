@@ -12,8 +12,8 @@ import trio
 import trio.testing
 
 from smtpbench.engine.control import RunControl
-from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.reactor import SessionCancelled
+from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.transport import Address
 from smtpbench.headless import run_info
 from smtpbench.metrics.events import SessionEvents

@@ -29,6 +29,7 @@ recording got no reply to is sent without waiting for one.
 
 from __future__ import annotations
 
+import bisect
 import math
 import ssl
 from collections.abc import Callable, Generator
@@ -299,6 +300,17 @@ class ReplaySchedule:
         recorded = self._anchor_offset + (t - self._anchor_time) * rate
         # The recorded window one real second covers, then its count per real second.
         return rate_around(self._due, recorded, rate) * rate if self._due else 0.0
+
+    def skip_before(self, t: float) -> int:
+        """Takes at once every recorded session due before schedule time ``t``."""
+        rate = self._rate()
+        if rate <= 0 or self.peek() >= t:
+            return 0
+        recorded = self._anchor_offset + (t - self._anchor_time) * rate
+        after = max(self._next + 1, bisect.bisect_left(self._due, recorded, lo=self._next))
+        count = after - self._next
+        self._next = after
+        return count
 
     def set_factor(self, factor: float, at: float) -> None:
         if factor < 0:

@@ -71,6 +71,7 @@ class Schedule(Protocol):
 
     def peek(self) -> float: ...
     def next_due(self) -> float: ...
+    def skip_before(self, t: float) -> int: ...
     def rate_at(self, t: float) -> float: ...
     def set_factor(self, factor: float, at: float) -> None: ...
 
@@ -366,7 +367,21 @@ class LoadRun:
                 recorder.waiting += 1
             else:
                 recorder.dropped += 1
+                self._drop_the_rest_due(now - base)
         self._next_at = now  # more may be due: after the sockets have had their turn
+
+    def _drop_the_rest_due(self, schedule_now: float) -> None:
+        """Every other session due by now would be dropped too (no slot, no room to
+        wait): counted in one step, so that no rate, however far beyond the machine,
+        keeps the run stepping through arrivals it will never start."""
+        load = self.load
+        until = schedule_now if load.duration is None else min(schedule_now, load.duration)
+        skipped = self.pacer.skip_before(until)
+        if load.sessions is not None:
+            skipped = min(skipped, load.sessions - self._next_number)
+        self._next_number += skipped
+        self.recorder.scheduled += skipped
+        self.recorder.dropped += skipped
 
     # -- closed model -----------------------------------------------------------------
 

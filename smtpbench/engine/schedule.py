@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 
 @dataclass(frozen=True, slots=True)
 class RateProfile:
@@ -155,6 +157,26 @@ class Pacer:
         due = self.peek()
         self._next_count += self._gap()
         return due
+
+    def skip_before(self, t: float) -> int:
+        """Takes at once every due time before schedule time ``t``: how many there were.
+        For a run too far behind to start them (they are dropped), at any rate: the
+        count is worked out, not stepped through. Poisson arrivals in that span are a
+        Poisson number, and the process starts afresh after it (it has no memory)."""
+        if self.peek() >= t or self._factor <= 0:
+            return 0
+        base = self.profile.cumulative(self._anchor_time)
+        target = self._anchor_count + (self.profile.cumulative(t) - base) * self._factor
+        if self._arrivals == "poisson":
+            seed = self._rng.getrandbits(64)
+            count = 1 + int(
+                np.random.default_rng(seed).poisson(max(0.0, target - self._next_count))
+            )
+            self._next_count = target + self._gap()
+            return count
+        count = max(1, math.ceil(target - self._next_count))
+        self._next_count += count
+        return count
 
     def set_factor(self, factor: float, at: float) -> None:
         """From schedule time ``at`` on, the rate is the profile's times ``factor``."""

@@ -117,5 +117,17 @@ class ShareSchedule:
     def rate_at(self, t: float) -> float:
         return self._inner.rate_at(t) / self._count
 
+    def skip_before(self, t: float) -> int:
+        """The arrivals of this share among those the schedule skips, then on to the next
+        of its own (workers that skip at different moments may part ways there: only
+        when they are all far behind, dropping)."""
+        skipped = self._inner.skip_before(t)
+        if skipped == 0:
+            return 0
+        behind = skipped % self._count
+        for _ in range((self._count - behind) % self._count):
+            self._inner.next_due()
+        return -(-skipped // self._count)
+
     def set_factor(self, factor: float, at: float) -> None:
         self._inner.set_factor(factor, at)
