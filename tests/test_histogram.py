@@ -18,6 +18,7 @@ from smtpbench.metrics.histogram import (
     UNIT,
     Histogram,
     HistogramSet,
+    _bucket_bounds,
     bucket_of,
 )
 
@@ -228,3 +229,17 @@ def test_the_first_bucket_runs_from_zero_to_one_microsecond() -> None:
     # Its middle, half a microsecond, stands for the values in it (within min and max).
     histogram = Histogram.of([0.0, 0.0, 0.0, 0.9e-6])
     assert histogram.percentile(50) == pytest.approx(0.5e-6, rel=1e-12)
+
+
+def test_the_bucket_table_as_built() -> None:
+    # Built once at import; built again here so that a change to how it is built shows.
+    lower, upper = _bucket_bounds()
+    assert np.array_equal(lower, BUCKET_LOWER) and np.array_equal(upper, BUCKET_UPPER)
+    assert lower.shape == upper.shape == (BUCKETS,)
+    assert lower[0] == 0.0 and upper[0] == 1e-6
+    # Bucket 1 + 128 k + j covers [2^k (1 + j/128), 2^k (1 + (j+1)/128)) microseconds.
+    for k, j in [(0, 0), (0, 127), (1, 0), (10, 64), (41, 127)]:
+        index = 1 + 128 * k + j
+        assert lower[index] == pytest.approx(2.0**k * (1 + j / 128) * 1e-6, rel=1e-15)
+        assert upper[index] == pytest.approx(2.0**k * (1 + (j + 1) / 128) * 1e-6, rel=1e-15)
+    assert np.all(lower[1:] == upper[:-1])
