@@ -79,7 +79,9 @@ async def test_no_secret_in_anything_a_run_writes(tmp_path: Path, mechanism: str
         for literal in (False, True):
             scenario = scenario_file(tmp_path, port, mechanism, literal=literal)
             code, output = await smtpbench_run(scenario, out, None if literal else PASSWORD)
-            assert code == 0, output.decode(errors="replace")
+            # Every AUTH refused: every session failed, which a run does not pass.
+            assert code == 1, output.decode(errors="replace")
+            assert b"every session failed" in output
             outputs.append(output)
     async with embedded_sink(["--user", f"{USER}:{PASSWORD}"]) as (_, port):
         scenario = scenario_file(tmp_path, port, mechanism, literal=False)

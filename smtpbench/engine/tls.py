@@ -1,8 +1,8 @@
 """The client side of TLS: one context per run, the name to check, and what a failure means.
 
 A context is built once per run (loading CA files is slow) and shared by every
-session; each session then makes its own ``trio.SSLStream``, so every session
-pays a full handshake, as independent senders do.
+session; each session then makes its own TLS session over it (``tls_channel.py``),
+so every session pays a full handshake, as independent senders do.
 """
 
 from __future__ import annotations
