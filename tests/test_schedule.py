@@ -227,3 +227,55 @@ def test_a_large_count_at_the_end_of_a_ramp_to_zero_is_found() -> None:
     profile = RateProfile(1988.79, ((600.93, 70.29), (937.58, 0.0)))
     count = profile.cumulative(600.93 + 937.58)
     assert profile.time_of(count) == pytest.approx(1538.51)
+
+
+# -- skipping what a run too far behind cannot start --------------------------------------
+
+
+def test_skip_before_takes_every_due_time_before_the_moment_at_once() -> None:
+    pacer = Pacer(RateProfile.constant(10))
+    assert pacer.skip_before(1.0) == 10  # 0, 0.1, ..., 0.9
+    assert pacer.next_due() == pytest.approx(1.0)
+    taken = [pacer.next_due() for _ in range(3)]
+    assert taken == pytest.approx([1.1, 1.2, 1.3])
+    assert pacer.skip_before(1.65) == 3  # 1.4, 1.5, 1.6
+    assert pacer.next_due() == pytest.approx(1.7)
+
+
+def test_skip_before_follows_ramps_and_rate_changes() -> None:
+    # 0 -> 100/s over 10 s: session n is due at sqrt(n / 5), so 80 fall before 4 s.
+    ramp = Pacer(RateProfile(0.0, ((10.0, 100.0),)))
+    assert ramp.skip_before(4.0) == 80
+    assert ramp.next_due() == pytest.approx(4.0)
+    doubled = Pacer(RateProfile.constant(10))
+    assert doubled.skip_before(1.0) == 10
+    doubled.set_factor(2.0, at=1.0)
+    assert doubled.skip_before(2.0) == 20
+    assert doubled.next_due() == pytest.approx(2.0)
+
+
+def test_skip_before_skips_nothing_when_nothing_is_due() -> None:
+    pacer = Pacer(RateProfile.constant(10))
+    assert pacer.skip_before(0.0) == 0  # the first is due at 0, not before it
+    assert pacer.next_due() == 0.0
+    pacer.set_factor(0.0, at=0.05)
+    assert pacer.skip_before(100.0) == 0
+    poisson = Pacer(RateProfile.constant(10), "poisson", seed=4)
+    first = poisson.peek()
+    assert poisson.skip_before(first) == 0
+    assert poisson.next_due() == first
+
+
+def test_poisson_skips_a_poisson_number_and_starts_afresh() -> None:
+    counts = []
+    for seed in range(300):
+        pacer = Pacer(RateProfile.constant(50), "poisson", seed=seed)
+        counts.append(pacer.skip_before(10.0))
+        after = pacer.next_due()
+        assert after >= 10.0
+        assert after < 10.0 + 1.0  # one exponential gap of mean 20 ms later, not seconds
+    assert min(counts) >= 1
+    assert np.mean(counts) == pytest.approx(500, rel=0.02)  # 50/s for 10 s
+    assert np.std(counts) == pytest.approx(np.sqrt(500), rel=0.25)  # Poisson: sd = sqrt(mean)
+    again = Pacer(RateProfile.constant(50), "poisson", seed=7)
+    assert again.skip_before(10.0) == counts[7]
