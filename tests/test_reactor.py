@@ -5,6 +5,8 @@ sessions in flight, and sessions cut at the end of the grace period."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import resource
 import select
 import signal
 import subprocess
@@ -166,3 +168,49 @@ def test_ctrl_c_at_a_hopeless_rate_stops_and_keeps_the_results(tmp_path: Path) -
     c = snapshot.counters
     assert c.dropped > 1_000_000  # far more asked for than any machine starts
     assert c.started + c.dropped == c.scheduled
+
+
+async def test_only_messages_begun_and_never_ended_are_aborted() -> None:
+    # Nothing listening: no message was ever begun, so none was aborted.
+    from tests.servers import free_port
+
+    with trio.fail_after(60):
+        refused = await run_against(scenario_for(free_port(), rate=20, duration=0.5))
+    c = refused.counters
+    assert c.started == 10 and c.failed == 10
+    assert refused.errors_by_class() == {ErrorClass.REFUSED: 10}
+    assert c.messages_aborted == 0
+    # Cut after the content went out: that message was begun and never ended.
+    cut = await run_with_sink(
+        lambda port: closed(
+            port, "[load]\nconcurrency = 1\nsessions = 3\n[session]\nmessages = 4\n"
+        ),
+        {"disconnect": {"DATA end": "100%"}},
+    )
+    assert cut.counters.messages_aborted == 3
+    assert cut.counters.messages_accepted == 0
+
+
+async def test_running_out_of_file_descriptors_is_named(tmp_path: Path) -> None:
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    async with embedded_sink([]) as (_, port):  # not limited: only the client is
+        command = [sys.executable, "-m", "smtpbench", "run", "--headless", "--workers", "1"]
+        command += ["--target", f"127.0.0.1:{port}", "--concurrency", "200"]
+        command += ["--sessions", "400", "--ignore-limits", "--out", str(tmp_path / "results")]
+        with trio.fail_after(120):
+            done = await trio.run_process(
+                command,
+                cwd=ROOT,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                preexec_fn=few_descriptors,
+                env={**os.environ, "COLUMNS": "200"},
+            )
+    assert b"Traceback" not in done.stderr
+    snapshot = read_results(next(path for path in (tmp_path / "results").iterdir()))
+    assert snapshot.counters.started == 400
+    assert snapshot.errors_by_class()[ErrorClass.NETWORK] > 0
+    assert "ran out of file descriptors (limit 40)" in snapshot.failures[0].detail

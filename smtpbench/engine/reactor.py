@@ -319,7 +319,10 @@ class Reactor:
 
     def _connect(self, link: Link) -> OSError | None:
         address = link.machine.address
-        sock = socket.socket(address.family, socket.SOCK_STREAM)
+        try:
+            sock = socket.socket(address.family, socket.SOCK_STREAM)
+        except OSError as err:  # out of descriptors, most often
+            return err
         try:
             sock.setblocking(False)
             # Commands are small and each waits for its reply: Nagle would only delay them.
