@@ -426,7 +426,7 @@ class Session:
         """A reply to ``step``: its time and code, in the transcript; a reply the scenario
         does not count as success is an error at that step, and a 421 ends the session."""
         code = reply.code
-        self.metrics.reply(step, code, seconds)
+        self.metrics.reply(step, code, seconds, reply.enhanced)
         self.transcript.append((sent, reply))
         if code not in self.settings.success[step]:
             self.metrics.error(ErrorClass.REPLY, step)

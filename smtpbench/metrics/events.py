@@ -40,8 +40,10 @@ class SessionEvents(Protocol):
     def timed(self, step: Step, seconds: float) -> None:
         """A step with no reply of its own took ``seconds``: connect, TLS handshake."""
 
-    def reply(self, step: Step, code: int, seconds: float) -> None:
-        """The reply to ``step`` came with ``code`` after ``seconds`` of service time."""
+    def reply(self, step: Step, code: int, seconds: float, enhanced: str | None = None) -> None:
+        """The reply to ``step`` came with ``code`` (and the enhanced status code
+        ``enhanced``, "4.7.1", when the server gave one) after ``seconds`` of service
+        time."""
 
     def recipient(self, accepted: bool) -> None:
         """A recipient was accepted or refused."""

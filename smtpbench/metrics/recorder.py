@@ -88,6 +88,9 @@ class Recorder:
         self._series = SeriesBuilder(LATENCY_ROWS)
         self._series_last = [0] * len(SERIES_COUNTERS)
         self._failures: deque[FailureRecord] = deque(maxlen=RECENT_FAILURES)
+        # Enhanced status codes (RFC 3463) per step, as the server gave them: a few
+        # distinct ones per run, so counted by name rather than in an array.
+        self._enhanced: dict[tuple[int, str], int] = {}
         # Replays: per step, replies compared with the recording, and codes that differed.
         self._compared = [0] * STEP_COUNT
         self._differed = [0] * STEP_COUNT
@@ -107,13 +110,19 @@ class Recorder:
         self._latency_rows.append(step)
         self._latency_values.append(seconds)
 
-    def reply(self, step: int, code: int, seconds: float | None = None) -> None:
+    def reply(
+        self, step: int, code: int, seconds: float | None = None, enhanced: str | None = None
+    ) -> None:
         """``seconds`` None: a code with no service time (stand-ins that make up figures)."""
         if seconds is not None:
             self._latency_rows.append(step)
             self._latency_values.append(seconds)
         if 0 <= code < MAX_REPLY_CODE:
             self._replies.append(step * MAX_REPLY_CODE + code)
+        if enhanced is not None:
+            key = (step, enhanced)
+            counts = self._enhanced
+            counts[key] = counts.get(key, 0) + 1
 
     def recipient(self, accepted: bool) -> None:
         if accepted:
@@ -216,6 +225,10 @@ class Recorder:
         self._intervals.append(now, counts, self._interval_replies)
         counts[:] = 0
         self._interval_replies[:] = 0
+
+    def enhanced_counts(self) -> dict[tuple[int, str], int]:
+        """Replies per (step, enhanced status code) so far (a copy)."""
+        return dict(self._enhanced)
 
     def take_intervals(self) -> list[IntervalDelta]:
         """The intervals closed since the last call: end, sparse latency and reply counts."""

@@ -68,8 +68,10 @@ class SessionRecord:
         self._events.timed(step, seconds)
         self._record["steps"].append([Step(step).label, round(seconds, 9), None])
 
-    def reply(self, step: Step, code: int, seconds: float | None = None) -> None:
-        self._events.reply(step, code, seconds)
+    def reply(
+        self, step: Step, code: int, seconds: float | None = None, enhanced: str | None = None
+    ) -> None:
+        self._events.reply(step, code, seconds, enhanced)
         rounded = round(seconds, 9) if seconds is not None else None
         self._record["steps"].append([Step(step).label, rounded, code])
 
