@@ -23,7 +23,9 @@ from smtpbench.metrics.snapshot import Snapshot
 class PackedSnapshot:
     """A snapshot without its dense histograms, and their non-zero buckets."""
 
-    rest: Snapshot  # an empty histogram set in place of its own, and only the new series rows
+    # An empty histogram set in place of its own, and only the new series rows; the
+    # enhanced status code counts cross as they are (a short tuple, already a copy).
+    rest: Snapshot
     index: np.ndarray  # flat indices of the non-zero buckets
     counts: np.ndarray
     total: np.ndarray

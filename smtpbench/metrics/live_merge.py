@@ -2,8 +2,8 @@
 
 Each worker sends, with every snapshot, the one-second intervals it closed
 since its last one: their end and their own sparse latency and reply counts.
-Counters, histograms, reply codes, errors and failures add up from the
-workers' latest snapshots (``merge_snapshots``). The per-second p50 and p99 do
+Counters, histograms, reply codes (enhanced ones too), errors and failures
+add up from the workers' latest snapshots (``merge_snapshots``). The per-second p50 and p99 do
 not add up, so they are computed here from the added interval counts: second i
 is merged once every worker still running has sent its second i (the workers
 share one start time, so their seconds line up by index), and never again.

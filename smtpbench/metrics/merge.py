@@ -1,7 +1,7 @@
 """Several runs as one: the runs of several machines or processes that split one load
 between them, added together exactly.
 
-Histograms, reply codes, errors and counters add up, so every percentile of
+Histograms, reply codes (enhanced ones too), errors and counters add up, so every percentile of
 the merged run is the one a single run recording all the samples would report.
 The per-second series and the per-interval counts are added interval by
 interval, by position from each run's start (the runs are expected to have
@@ -23,7 +23,7 @@ from smtpbench.metrics.intervals import Intervals, sparse
 from smtpbench.metrics.kinds import LATENCY_ROWS
 from smtpbench.metrics.recorder import RECENT_FAILURES
 from smtpbench.metrics.series import Series
-from smtpbench.metrics.snapshot import Counters, RunInfo, RunState, Snapshot
+from smtpbench.metrics.snapshot import Counters, RunInfo, RunState, Snapshot, add_enhanced
 
 
 def _unique(values: Sequence[str]) -> list[str]:
@@ -86,6 +86,7 @@ def merge_snapshots(snapshots: Sequence[Snapshot]) -> Snapshot:
         failures=tuple(failures[-RECENT_FAILURES:]),
         intervals=intervals,
         divergence=_merge_divergence(snapshots),
+        enhanced=add_enhanced(s.enhanced for s in snapshots),
     )
 
 

@@ -32,6 +32,7 @@ from smtpbench.metrics.snapshot import (
     RunInfo,
     RunState,
     Snapshot,
+    enhanced_counts,
 )
 from smtpbench.protocol.steps import STEP_COUNT
 
@@ -263,6 +264,7 @@ class Recorder:
             divergence=np.array([self._compared, self._differed], dtype=np.int64)
             if self.info.mode == "replay" or any(self._compared)
             else None,
+            enhanced=enhanced_counts(self._enhanced),
         )
 
 

@@ -10,8 +10,10 @@
 ``interrupted``), ``elapsed`` seconds, ``counters``, ``rates``, ``latency``
 (per row: ``view`` = ``service`` or ``from intended start``, ``count``, ``mean``,
 ``min``, ``p50``, ``p90``, ``p99``, ``p99.9``, ``max``, all in seconds),
-``replies`` (step -> code -> count), ``errors`` (class -> step -> count) and
-``recent_failures``. ``docs/results.md`` describes every field.
+``replies`` (step -> code -> count), ``enhanced`` (step -> enhanced status code
+-> count; added within version 1, so older folders without it read as none),
+``errors`` (class -> step -> count) and ``recent_failures``. ``docs/results.md``
+describes every field.
 
 ``metrics.npz`` holds the exact counts; the summary is derived from it, so the
 two always agree, and histograms of several runs add up exactly.
@@ -45,11 +47,13 @@ from smtpbench.metrics.series import Series
 from smtpbench.metrics.snapshot import (
     SUMMARY_PERCENTILES,
     Counters,
+    EnhancedCounts,
     FailureRecord,
     RunInfo,
     RunState,
     Snapshot,
     TranscriptLine,
+    enhanced_counts,
 )
 from smtpbench.protocol.codes import reply_meaning
 from smtpbench.protocol.steps import STEP_COUNT, Step
@@ -113,6 +117,11 @@ def summary_dict(snapshot: Snapshot) -> dict[str, Any]:
         for step in range(STEP_COUNT)
         if snapshot.replies[step].any()
     }
+    enhanced = {
+        Step(step).label: dict(sorted(codes.items()))
+        for step in range(STEP_COUNT)
+        if (codes := snapshot.enhanced_codes(Step(step)))
+    }
     errors: dict[str, dict[str, int]] = {}
     for error in ErrorClass:
         row = snapshot.errors[error]
@@ -133,6 +142,7 @@ def summary_dict(snapshot: Snapshot) -> dict[str, Any]:
         },
         "latency": latency,
         "replies": replies,
+        "enhanced": enhanced,
         "errors": errors,
         "recent_failures": [asdict(f) for f in snapshot.failures],
         **({"divergence": divergence_dict(snapshot)} if snapshot.divergence is not None else {}),
@@ -291,7 +301,23 @@ def _snapshot_from(summary: dict[str, Any], arrays: dict[str, np.ndarray]) -> Sn
         failures=failures,
         intervals=Intervals.from_arrays(arrays),
         divergence=_divergence(arrays.get("divergence")),
+        enhanced=_enhanced(summary.get("enhanced", {})),
     )
+
+
+_ENHANCED_CODE = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
+
+
+def _enhanced(table: Any) -> EnhancedCounts:
+    """``enhanced`` of summary.json: step label -> code -> count (absent in older folders)."""
+    counts: dict[tuple[int, str], int] = {}
+    for label, codes in table.items():
+        step = Step.from_label(label)
+        for code, n in codes.items():
+            if not _ENHANCED_CODE.match(code) or type(n) is not int or n < 0:
+                raise ValueError(f"enhanced.{label}.{code}")
+            counts[int(step), code] = n
+    return enhanced_counts(counts)
 
 
 def _divergence(array: np.ndarray | None) -> np.ndarray | None:

@@ -3,6 +3,7 @@ the results files and the reports all read."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -15,6 +16,23 @@ from smtpbench.metrics.series import Series
 from smtpbench.protocol.steps import STEP_COUNT, Step
 
 SUMMARY_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+# Enhanced status codes (RFC 3463) per step: (step, "4.7.1", count), sorted, each pair once.
+EnhancedCounts = tuple[tuple[int, str, int], ...]
+
+
+def enhanced_counts(counts: Mapping[tuple[int, str], int]) -> EnhancedCounts:
+    """The frozen form of counts by (step, enhanced code); zero counts left out."""
+    return tuple(sorted((step, code, n) for (step, code), n in counts.items() if n))
+
+
+def add_enhanced(parts: Iterable[EnhancedCounts]) -> EnhancedCounts:
+    """Several runs' or workers' enhanced counts added up."""
+    total: dict[tuple[int, str], int] = {}
+    for part in parts:
+        for step, code, n in part:
+            total[step, code] = total.get((step, code), 0) + n
+    return enhanced_counts(total)
 
 
 class RunState(Enum):
@@ -102,6 +120,8 @@ class Snapshot:
     intervals: Intervals | None = None  # each interval's own counts; final snapshots only
     # Replays only: (2, steps): replies compared with the recording, and codes that differed.
     divergence: IntArray | None = None
+    # Replies per step and enhanced status code, for the replies that carried one.
+    enhanced: EnhancedCounts = ()
     _percentiles: dict[tuple[float, ...], FloatArray] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -123,6 +143,14 @@ class Snapshot:
         row = self.replies[step]
         codes = np.nonzero(row)[0]
         return {int(code): int(row[code]) for code in codes}
+
+    def enhanced_codes(self, step: Step) -> dict[str, int]:
+        """The enhanced status codes of ``step``'s replies and how many carried each."""
+        return {code: n for s, code, n in self.enhanced if s == step}
+
+    def enhanced_count(self, code: str, step: Step | None = None) -> int:
+        """Replies (to ``step``, or to every command) that carried ``code``."""
+        return sum(n for s, c, n in self.enhanced if c == code and (step is None or s == step))
 
     def errors_by_class(self) -> dict[ErrorClass, int]:
         totals = self.errors.sum(axis=1)
