@@ -279,3 +279,24 @@ def test_poisson_skips_a_poisson_number_and_starts_afresh() -> None:
     assert np.std(counts) == pytest.approx(np.sqrt(500), rel=0.25)  # Poisson: sd = sqrt(mean)
     again = Pacer(RateProfile.constant(50), "poisson", seed=7)
     assert again.skip_before(10.0) == counts[7]
+
+
+def test_skipping_just_past_the_next_due_time_skips_that_one() -> None:
+    uniform = Pacer(RateProfile.constant(10))
+    assert uniform.skip_before(0.05) == 1  # only the one at 0
+    assert uniform.next_due() == pytest.approx(0.1)
+    for seed in range(20):
+        poisson = Pacer(RateProfile.constant(10), "poisson", seed=seed)
+        first = poisson.peek()
+        assert poisson.skip_before(first + 1e-9) == 1
+        assert poisson.next_due() > first + 1e-9
+
+
+def test_poisson_skips_only_what_is_left_before_the_moment() -> None:
+    counts = []
+    for seed in range(300):
+        pacer = Pacer(RateProfile.constant(50), "poisson", seed=seed)
+        while pacer.peek() < 5.0:  # 5 s taken one by one, 5 s more skipped
+            pacer.next_due()
+        counts.append(pacer.skip_before(10.0))
+    assert np.mean(counts) == pytest.approx(250, rel=0.03)
