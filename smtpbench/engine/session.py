@@ -374,11 +374,18 @@ class Session:
             self.unanswered.append("(the same message, for the next recipient)")
         responses = []
         timeouts = self.timeouts
+        unanswered = self.unanswered
+        waiting_since = began
         while (step := conn.next_reply) is not None:
+            # Each reply is owed within its step's timeout of the last one's arrival.
             self.step = step
-            self.deadline = self.now() + timeouts[step]
-            response = yield from self.read_reply()
-            shown = self.unanswered.popleft()
+            self.deadline = waiting_since + timeouts[step]
+            event = NEED_DATA if conn.idle else conn.next_event()
+            while event is NEED_DATA:
+                event = self._received((yield READ))
+            response = self._response(event)
+            waiting_since = self.arrival
+            shown = unanswered.popleft()
             if response.step is Step.DATA_END:
                 if written is None:
                     written = self.written_since(False)
