@@ -11,6 +11,8 @@ fails. The forms:
     mean(DATA end) < 20ms          also min(...) and max(...)
     rate(4xx) < 1%                 share of all replies in a class (2xx..5xx) or one code
     rate(5xx, RCPT) < 0.1%         ... of one command's replies
+    rate(4.7.1) < 1%               share of replies with an enhanced status code (RFC 3463)
+    rate(5.1.1, RCPT) < 0.5%       ... of one command's replies
     rate(errors) < 0.1%            failed sessions over completed ones
     rate(dropped) == 0             dropped sessions over scheduled ones
     throughput > 800/s             messages accepted per second of the run
@@ -139,7 +141,7 @@ class Metric:
     name: str
     row: int | None = None  # latency row (a Step, or START_LAG_ROW..SESSION_ROW)
     q: float | None = None  # percentile
-    subject: str | None = None  # rate: "4xx", "421", "errors", "dropped"; throughput: what
+    subject: str | None = None  # rate: "4xx", "421", "4.7.1", "errors", "dropped"; throughput
     step: Step | None = None  # rate of one command's replies
 
     @property
@@ -175,12 +177,19 @@ class Metric:
         since people who write p99(DATA) usually mean the message's acceptance."""
         if self.name == "rate":
             where = f"{self.step.label} replies" if self.step is not None else "all replies"
+            if self.is_enhanced:
+                return f"share of {where} with enhanced code {self.subject}"
             return _RATE_MEANINGS.get(self.subject or "", f"share of {where}")
         if self.row is None:
             return _COUNTER_MEANINGS.get(self.name, "")
         if self.row < STEP_COUNT:
             return _STEP_MEANINGS.get(self.row, f"{row_label(self.row)}: sent to reply")
         return _INTENDED_MEANINGS[self.row]
+
+    @property
+    def is_enhanced(self) -> bool:
+        """A rate of replies with an enhanced status code (``4.7.1``), not a basic one."""
+        return self.name == "rate" and ENHANCED_CODE.match(self.subject or "") is not None
 
     def __str__(self) -> str:
         if self.row is not None:
@@ -206,6 +215,9 @@ _SPLIT: Final = re.compile(r"^(?P<metric>.*?)\s*(?P<op><=|>=|==|!=|<|>|=)\s*(?P<
 _PERCENTILE: Final = re.compile(r"^p\(?\s*(\d+(?:\.\d+)?)\s*\)?$", re.IGNORECASE)
 _CALL: Final = re.compile(r"^(?P<head>[A-Za-z0-9_.()]+?)\s*\((?P<args>[^()]*)\)$")
 _CODE: Final = re.compile(r"^[2-5]\d\d$")
+# RFC 3463: class (2, 4 or 5), subject and detail of up to three digits each.
+ENHANCED_CODE: Final = re.compile(r"^[245]\.(?:0|[1-9]\d{0,2})\.(?:0|[1-9]\d{0,2})$")
+_DOTTED: Final = re.compile(r"^\d+(?:\.\d+)+$")
 EXAMPLES: Final = "p99(DATA end) < 250ms, rate(4xx) < 1%, throughput > 800/s or dropped == 0"
 
 
@@ -345,9 +357,17 @@ def _rate(args: list[str]) -> Metric:
             raise ThresholdError(str(error)) from None
     if subject in ("errors", "dropped") or subject in REPLY_CLASSES or _CODE.match(subject):
         return Metric("rate", subject=subject, step=step)
+    if ENHANCED_CODE.match(subject):
+        return Metric("rate", subject=subject, step=step)
+    if _DOTTED.match(subject):
+        raise ThresholdError(
+            f"rate of {args[0]!r}: an enhanced status code is CLASS.SUBJECT.DETAIL "
+            "(RFC 3463), its class 2, 4 or 5, such as 4.7.1 or 5.1.1"
+        )
     raise ThresholdError(
         f"rate of {args[0]!r}: expected a reply class (2xx, 3xx, 4xx, 5xx), a reply code "
-        "such as 421, errors (failed sessions) or dropped (dropped sessions)"
+        "such as 421, errors (failed sessions) or dropped (dropped sessions); or an "
+        "enhanced status code such as 4.7.1"
     )
 
 

@@ -1,5 +1,6 @@
-"""The value of one metric (``p99(DATA)``, ``rate(4xx)``, ``throughput`` ...) on a run's
-snapshot: what thresholds and comparisons both read. ``None`` means no data."""
+"""The value of one metric (``p99(DATA)``, ``rate(4xx)``, ``rate(4.7.1)``, ``throughput``
+...) on a run's snapshot: what thresholds and comparisons both read. ``None`` means no
+data."""
 
 from __future__ import annotations
 
@@ -62,6 +63,9 @@ def _rate(metric: Metric, snapshot: Snapshot) -> float | None:
     if total == 0:
         return None
     assert subject is not None
+    if metric.is_enhanced:
+        # Of every reply (to that command), those that carried this enhanced code.
+        return snapshot.enhanced_count(subject, metric.step) / total
     if subject in REPLY_CLASSES:
         first = int(subject[0]) * 100
         hits = int(replies[:, first : first + 100].sum())
