@@ -143,3 +143,27 @@ def test_soak_runs_end_to_end(tmp_path: Path) -> None:
     assert max(int(row["sink_rss_kib"]) for row in rows) > 0
     table = markdown.split("| seconds |", 1)[1]
     assert len(re.findall(r"^\| \d+ \| [\d.]+ \|", table, re.M)) == len(rows)
+
+
+def test_the_mutation_tool_still_fits_the_core_modules() -> None:
+    """bench/mutation.py is not run here (it takes minutes), but what it relies on is
+    checked: every mistake made by hand still applies to its module, once, and every
+    recorded reason names a function and a line and says why."""
+    import tomllib
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import mutation
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    modules = {m.name: m for m in mutation.MODULES}
+    assert {h.module for h in mutation.HAND_MUTANTS} == set(modules)
+    for hand in mutation.HAND_MUTANTS:
+        source = (ROOT / modules[hand.module].path).read_text()
+        assert source.count(hand.old) == 1, hand.what
+        assert hand.new != hand.old
+    for module in modules.values():
+        assert all((ROOT / t).exists() for t in module.tests if t.startswith("tests/"))
+    reasons = tomllib.loads((ROOT / "bench" / "mutation_equivalent.toml").read_text())
+    for entry in reasons["equivalent"]:
+        assert entry["function"].startswith("x") and entry["line"] and len(entry["reason"]) > 20
