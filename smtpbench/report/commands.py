@@ -18,7 +18,7 @@ from smtpbench.report.output import print_whole
 from smtpbench.report.thresholds import ThresholdResult, all_passed, evaluate
 from smtpbench.thresholds import Threshold, ThresholdError, parse_threshold
 
-FORMATS = ("table", "json", "csv", "markdown")
+FORMATS = ("table", "json", "csv", "replies-csv", "markdown")
 
 
 def _error(message: str) -> int:
@@ -40,7 +40,8 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         choices=FORMATS,
         default="table",
         help="table (default), json (summary.json plus thresholds), csv (latency per command, "
-        "in seconds) or markdown (for a pull request)",
+        "in seconds), replies-csv (reply codes per command, enhanced status codes under "
+        "their class) or markdown (for a pull request)",
     )
     parser.add_argument(
         "--threshold",
@@ -120,6 +121,10 @@ def _print_report(snapshot: Snapshot, results: list[ThresholdResult], form: str)
         from smtpbench.report.exports import latency_csv
 
         text = latency_csv(snapshot)
+    elif form == "replies-csv":
+        from smtpbench.report.exports import replies_csv
+
+        text = replies_csv(snapshot)
     else:
         from smtpbench.report.markdown import markdown_report
 

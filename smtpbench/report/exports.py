@@ -3,7 +3,9 @@
 JSON is the ``summary.json`` document (see docs/results.md) with a
 ``thresholds`` list added when thresholds were checked. CSV is the latency
 table: one line per command (service time) and per measure from intended
-start, every duration in seconds.
+start, every duration in seconds. The replies CSV is the reply-codes table: one
+line per command and code, the enhanced status codes under the basic codes of
+their class.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from smtpbench.metrics.kinds import LATENCY_ROWS, latency_label
 from smtpbench.metrics.results import summary_dict
 from smtpbench.metrics.snapshot import SUMMARY_PERCENTILES, Snapshot
 from smtpbench.protocol.steps import STEP_COUNT
+from smtpbench.report.reply_rows import all_reply_rows
 from smtpbench.report.thresholds import ThresholdResult
 
 CSV_COLUMNS = (
@@ -81,6 +84,22 @@ def latency_csv(snapshot: Snapshot) -> str:
     writer.writeheader()
     for entry in latency_rows(snapshot):
         writer.writerow({key: "" if value is None else value for key, value in entry.items()})
+    return out.getvalue()
+
+
+REPLY_CSV_COLUMNS = ("command", "code", "kind", "meaning", "count", "share")
+
+
+def replies_csv(snapshot: Snapshot) -> str:
+    """``kind`` is ``basic`` (a reply code) or ``enhanced`` (RFC 3463, listed under the basic
+    codes of its class); ``share`` is of every reply to the command, as a fraction."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(REPLY_CSV_COLUMNS)
+    for row in all_reply_rows(snapshot):
+        kind = "enhanced" if row.enhanced else "basic"
+        share = f"{row.share:.6g}"
+        writer.writerow([row.step.label, row.code, kind, row.meaning, row.count, share])
     return out.getvalue()
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from smtpbench.metrics.snapshot import SUMMARY_PERCENTILES, Snapshot
-from smtpbench.protocol.codes import reply_meaning
-from smtpbench.protocol.steps import Step
 from smtpbench.report.exports import latency_rows
+from smtpbench.report.reply_rows import all_reply_rows
 from smtpbench.report.thresholds import ThresholdResult
 from smtpbench.units import format_clock, format_duration
 
@@ -115,14 +114,17 @@ def markdown_report(snapshot: Snapshot, thresholds: Sequence[ThresholdResult] | 
                 line.append(f"{r['errors']:,}")
             body.append(line)
         parts += [f"**{title}**", "", _table(header, align, body), ""]
-    replies = []
-    for step in Step:
-        codes = snapshot.reply_codes(step)
-        total = sum(codes.values())
-        for code, count in sorted(codes.items()):
-            replies.append(
-                [step.label, code, reply_meaning(code), f"{count:,}", f"{count / total:.1%}"]
-            )
+    # Enhanced status codes under the basic codes of their class, in italics.
+    replies = [
+        [
+            row.step.label,
+            f"*{row.code}*" if row.enhanced else row.code,
+            f"*{row.meaning}*" if row.enhanced else row.meaning,
+            f"{row.count:,}",
+            f"{row.share:.1%}",
+        ]
+        for row in all_reply_rows(snapshot)
+    ]
     if replies:
         parts += [
             "**Reply codes per command**",

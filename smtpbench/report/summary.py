@@ -14,8 +14,8 @@ from smtpbench.metrics.kinds import (
     ErrorClass,
 )
 from smtpbench.metrics.snapshot import SUMMARY_PERCENTILES, RunState, Snapshot
-from smtpbench.protocol.codes import reply_meaning
 from smtpbench.protocol.steps import Step
+from smtpbench.report.reply_rows import reply_rows
 from smtpbench.units import format_clock, format_duration
 
 CODE_STYLES = {2: "green", 3: "cyan", 4: "yellow", 5: "red"}
@@ -177,23 +177,25 @@ def intended_table(snapshot: Snapshot) -> Table:
 
 
 def replies_table(snapshot: Snapshot) -> Table:
+    """Each command's codes, and under the codes of each class the enhanced status codes
+    (RFC 3463) its replies carried, their share of all the command's replies."""
     table = Table(title="Reply codes per command", title_justify="left")
     table.add_column("command")
     table.add_column("code", justify="right")
-    table.add_column("meaning (RFC 5321)")
+    table.add_column(
+        "meaning (RFC 5321; enhanced: RFC 3463)" if snapshot.enhanced else "meaning (RFC 5321)"
+    )
     table.add_column("count", justify="right")
     table.add_column("share", justify="right")
     for step in Step:
-        codes = snapshot.reply_codes(step)
-        total = sum(codes.values())
-        for index, (code, count) in enumerate(sorted(codes.items())):
-            style = code_style(code)
+        for index, row in enumerate(reply_rows(snapshot, step)):
+            style = CODE_STYLES.get(row.reply_class, "red")
             table.add_row(
                 step.label if index == 0 else "",
-                Text(str(code), style=style),
-                reply_meaning(code),
-                f"{count:,}",
-                f"{count / total:.1%}",
+                Text(row.code, style=f"{style} italic" if row.enhanced else style),
+                Text(f"  {row.meaning}", style="dim") if row.enhanced else row.meaning,
+                Text(f"{row.count:,}", style="dim") if row.enhanced else f"{row.count:,}",
+                Text(f"{row.share:.1%}", style="dim") if row.enhanced else f"{row.share:.1%}",
             )
     return table
 
