@@ -546,11 +546,20 @@ class ReplayConversation:
     def _compare(
         self, s: Session, which: Step | None, step: RecordedStep, number: int, reply: Reply
     ) -> None:
+        """The reply differs when its code does, or its enhanced status code when both the
+        recording and the reply have one (a server that stopped sending them is not
+        counted as diverging for it)."""
         if which is None or number >= len(step.replies):
             return
-        recorded = step.replies[number].code
-        if recorded is not None:
-            s.metrics.diverged(which, reply.code != recorded)
+        recorded = step.replies[number]
+        if recorded.code is None:
+            return
+        differs = reply.code != recorded.code or (
+            reply.enhanced is not None
+            and recorded.enhanced is not None
+            and reply.enhanced != recorded.enhanced
+        )
+        s.metrics.diverged(which, differs)
 
     def _follow(
         self,

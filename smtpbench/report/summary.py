@@ -205,7 +205,7 @@ def divergence_table(snapshot: Snapshot) -> Table | None:
     if snapshot.divergence is None:
         return None
     table = Table(
-        title="Divergence from the recording (reply code differs from the recorded one)",
+        title="Divergence from the recording (reply code or enhanced code differs)",
         title_justify="left",
     )
     table.add_column("command")
