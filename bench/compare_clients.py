@@ -1,9 +1,12 @@
-"""How fast is smtpbench against other SMTP clients? Measures, in one run and against the
-same Postfix ``smtp-sink`` on loopback: Postfix's ``smtp-source`` (C), a ``smtplib``
-thread pool (``bench/smtplib_pool.py``), the unrelated PyPI package named ``smtpbench``
-(in a virtualenv of its own) and smtpbench itself, with and without PIPELINING. Every
-client keeps 20 sessions in flight with 1 KiB messages, in two modes: a new connection
-per message, and 100 messages per connection.
+"""How fast is smtpbench against other SMTP clients? Measures, in one run on loopback:
+Postfix's ``smtp-source`` (C), a ``smtplib`` thread pool (``bench/smtplib_pool.py``),
+the unrelated PyPI package named ``smtpbench`` (in a virtualenv of its own) and
+smtpbench itself (``--workers 1``), with and without PIPELINING. Every client keeps 20
+sessions in flight with 1 KiB messages, in three modes: a new connection per message and
+2,000 messages per connection, both against Postfix's ``smtp-sink``; and STARTTLS on a
+new connection per message, against smtpbench's own sink (``smtpbench sink``, with a
+``trustme`` certificate), since smtp-sink has no STARTTLS. A tool that cannot do a mode
+says so in its cell.
 
     python bench/compare_clients.py --repeats 3 --messages 200000
     python bench/compare_clients.py --quick --skip pypi-smtpbench --out /tmp/bench
@@ -11,11 +14,13 @@ per message, and 100 messages per connection.
 The tools alternate (round-robin, the starting tool rotating each round) and each is
 measured ``--repeats`` times; the table gives medians of messages per second from wall
 time (process start included, for every tool alike), the ratio to ``smtp-source`` in the
-same mode, and the client's CPU seconds per message (the child process's resource usage).
-On two or more cores the sink is pinned to one core and every client to another with
-``taskset``. Writes ``compare_clients.md`` (table, machine, every command) and
-``compare_clients.json`` (every measurement) to ``--out`` (default results/benchmarks).
-Loopback only; needs Postfix's smtp-sink and smtp-source (Debian package postfix).
+same mode (to the smtplib pool with STARTTLS, which smtp-source cannot do), and the
+client's CPU seconds per message (the child process's resource usage); then whether the
+engine's targets are met, from those medians. On two or more cores the sinks are pinned
+to one core and every client to another with ``taskset``. Writes ``compare_clients.md``
+(tables, targets, machine, every command) and ``compare_clients.json`` (every
+measurement) to ``--out`` (default results/benchmarks). Loopback only; needs Postfix's
+smtp-sink and smtp-source (Debian package postfix), and ``trustme`` for STARTTLS.
 """
 
 from __future__ import annotations
@@ -27,11 +32,13 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import shlex
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -58,7 +65,17 @@ LABELS = {
     "smtpbench": "smtpbench",
     "smtpbench-pipelining": "smtpbench, PIPELINING",
 }
-MODES = ("new", "reuse")
+MODES = ("new", "reuse", "starttls")
+# What the ratio column divides by: smtp-source cannot do STARTTLS, so the smtplib pool.
+REFERENCE = {"new": "smtp-source", "reuse": "smtp-source", "starttls": "smtplib-pool"}
+# The engine's targets: (tool, mode, reference tool, at least this times its msg/s).
+TARGETS = (
+    ("smtpbench", "reuse", "smtp-source", 0.9),
+    ("smtpbench", "new", "smtp-source", 0.9),
+    ("smtpbench-pipelining", "reuse", "smtp-source", 1.3),
+    ("smtpbench", "new", "smtplib-pool", 2.5),
+    ("smtpbench", "reuse", "smtplib-pool", 2.5),
+)
 
 
 # Child processes ----------------------------------------------------------------------
@@ -130,6 +147,18 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def process_cpu(pid: int | None) -> float | None:
+    """User plus system CPU seconds of a running process (the sink) from /proc, or None."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after "pid (name)": state is fields[0]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:200] if lines else ""
@@ -175,45 +204,99 @@ def placement(pin: bool) -> Placement:
     return Placement(
         ["taskset", "-c", str(sink_cpu)],
         ["taskset", "-c", str(client_cpu)],
-        f"smtp-sink pinned to CPU {sink_cpu} and every client (with any process it starts) "
-        f"to CPU {client_cpu} with `taskset -c`, the same for every tool; "
-        f"{len(cpus)} CPUs available",
+        f"the sink (smtp-sink, and smtpbench's sink for STARTTLS) pinned to CPU {sink_cpu} "
+        f"and every client (with any process it starts) to CPU {client_cpu} with "
+        f"`taskset -c`, the same for every tool; {len(cpus)} CPUs available",
     )
 
 
+@dataclass(frozen=True)
+class Sink:
+    port: int
+    command: list[str]
+    pid: int  # taskset execs the sink: the same process
+
+
 @contextlib.contextmanager
-def postfix_sink(binary: str, where: Placement) -> Iterator[tuple[int, list[str]]]:
-    """smtp-sink on a free loopback port: no -d, so nothing is written per message."""
-    port = free_port()
-    command = [*where.sink, binary]
-    if os.geteuid() == 0:
-        command += ["-u", "nobody"]  # as root it insists on dropping to a user
-    command += [f"{LOOPBACK}:{port}", str(SINK_BACKLOG)]
+def listening(name: str, command: list[str], port: int) -> Iterator[Sink]:
+    """Runs a sink until the block ends, once it takes connections on ``port``."""
     with tempfile.TemporaryFile() as err:
         process = subprocess.Popen(
             command,
+            cwd=ROOT,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,
             start_new_session=True,
         )
         try:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 20
             while True:
                 if process.poll() is not None:
                     err.seek(0)
                     said = err.read().decode("utf-8", "replace").strip()
-                    raise RuntimeError(f"smtp-sink exited ({process.returncode}): {said}")
+                    raise RuntimeError(f"{name} exited ({process.returncode}): {said}")
                 try:
                     with socket.create_connection((LOOPBACK, port), timeout=0.5):
                         break
                 except OSError:
                     if time.monotonic() > deadline:
-                        raise RuntimeError(f"smtp-sink is not listening on port {port}") from None
+                        raise RuntimeError(f"{name} is not listening on port {port}") from None
                     time.sleep(0.05)
-            yield port, command
+            yield Sink(port, command, process.pid)
         finally:
             stop_group(process)
+
+
+@contextlib.contextmanager
+def postfix_sink(binary: str, where: Placement) -> Iterator[Sink]:
+    """smtp-sink on a free loopback port: no -d, so nothing is written per message."""
+    port = free_port()
+    command = [*where.sink, binary]
+    if os.geteuid() == 0:
+        command += ["-u", "nobody"]  # as root it insists on dropping to a user
+    command += [f"{LOOPBACK}:{port}", str(SINK_BACKLOG)]
+    with listening("smtp-sink", command, port) as sink:
+        yield sink
+
+
+@dataclass(frozen=True)
+class Certificates:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def make_certificates(folder: Path) -> Certificates:
+    """A throwaway CA and a server certificate for 127.0.0.1 (and localhost) from
+    ``trustme``, written to ``folder``; RuntimeError when trustme is not installed."""
+    try:
+        import trustme
+    except ImportError:
+        raise RuntimeError(
+            "STARTTLS needs trustme (pip install trustme), or --skip starttls"
+        ) from None
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    server = ca.issue_cert(LOOPBACK, "localhost")
+    files = Certificates(folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    ca.cert_pem.write_to_path(str(files.ca))
+    server.private_key_pem.write_to_path(str(files.key))
+    for index, blob in enumerate(server.cert_chain_pems):
+        blob.write_to_path(str(files.cert), append=index > 0)
+    return files
+
+
+@contextlib.contextmanager
+def tls_sink(files: Certificates, where: Placement) -> Iterator[Sink]:
+    """smtpbench's own sink offering STARTTLS, on a free loopback port, pinned like
+    smtp-sink: it keeps nothing but counts. No AUTH offered: no client here asks."""
+    port = free_port()
+    command = [*where.sink, sys.executable, "-m", "smtpbench", "sink"]
+    command += ["--listen", f"{LOOPBACK}:{port}", "--no-auth"]
+    command += ["--tls-cert", str(files.cert), "--tls-key", str(files.key)]
+    with listening("smtpbench sink", command, port) as sink:
+        yield sink
 
 
 # The PyPI package named smtpbench ---------------------------------------------------------
@@ -355,6 +438,7 @@ class Measurement:
     cpu: float
     rate: float
     cpu_per_message: float
+    sink_cpu: float | None  # CPU seconds of the sink during the measurement
     own_rate: float | None
     error: str | None
 
@@ -369,10 +453,21 @@ class Setup:
     scratch: Path
     smtp_source: str
     pypi: PyPITool | None
-    workers: int | None  # smtpbench --workers, when its command line has the flag
+    workers: int  # smtpbench --workers
+    sink_pid: int | None = None
+    tls_port: int | None = None  # smtpbench's sink with STARTTLS, for the starttls mode
+    tls_sink_pid: int | None = None
+    certificates: Certificates | None = None
 
     def per(self, mode: str) -> int:
-        return 1 if mode == "new" else self.per_connection
+        return self.per_connection if mode == "reuse" else 1
+
+    def target(self, mode: str) -> int:
+        """The port of the sink a mode sends to."""
+        if mode == "starttls":
+            assert self.tls_port is not None
+            return self.tls_port
+        return self.port
 
     def folder(self, tool: str, mode: str) -> Path:
         return self.scratch / f"{tool}-{mode}"
@@ -390,7 +485,9 @@ def read_smtp_source(batch: int) -> Callable[[list[Finished], Path], Outcome]:
     return read
 
 
-def plan_smtp_source(setup: Setup, mode: str) -> Plan:
+def plan_smtp_source(setup: Setup, mode: str) -> Plan | str:
+    if mode == "starttls":
+        return "cannot: no STARTTLS (it speaks plain SMTP only)"
     base = [*setup.where.client, setup.smtp_source, "-s", str(setup.concurrency)]
     tail = ["-l", str(MESSAGE_SIZE), "-f", SENDER, "-t", RECIPIENT, f"{LOOPBACK}:{setup.port}"]
     if mode == "new":
@@ -408,9 +505,12 @@ def plan_smtp_source(setup: Setup, mode: str) -> Plan:
 
 def plan_smtplib(setup: Setup, mode: str) -> Plan:
     command = [*setup.where.client, sys.executable, str(ROOT / "bench" / "smtplib_pool.py")]
-    command += ["--target", f"{LOOPBACK}:{setup.port}", "--threads", str(setup.concurrency)]
-    command += ["--messages", str(setup.messages), "--per-connection", str(setup.per(mode))]
-    command += ["--size", str(MESSAGE_SIZE)]
+    command += ["--target", f"{LOOPBACK}:{setup.target(mode)}"]
+    command += ["--threads", str(setup.concurrency), "--messages", str(setup.messages)]
+    command += ["--per-connection", str(setup.per(mode)), "--size", str(MESSAGE_SIZE)]
+    if mode == "starttls":
+        assert setup.certificates is not None
+        command += ["--starttls", "--ca-file", str(setup.certificates.ca)]
 
     def read(runs: list[Finished], folder: Path) -> Outcome:
         run = runs[0]
@@ -431,15 +531,17 @@ def plan_pypi(setup: Setup, mode: str) -> Plan | str:
     tool = setup.pypi
     if tool is None:
         return "skipped (--skip)"
-    if mode != "new":
+    if mode == "reuse":
         return "cannot: one smtplib connection per message, no option to reuse it"
     if tool.venv is None or tool.problem is not None:
         return tool.problem or "not installed"
     folder = setup.folder("pypi-smtpbench", mode)
     command = [*setup.where.client, str(tool.venv / "bin" / "smtpbench")]
     command += [f"recipient={RECIPIENT}", f"from_address={SENDER}", f"lb_host={LOOPBACK}"]
-    command += [f"port={setup.port}", f"threads={setup.concurrency}"]
-    command += [f"messages={setup.messages // setup.concurrency}", "tls_mode=none"]
+    command += [f"port={setup.target(mode)}", f"threads={setup.concurrency}"]
+    # With STARTTLS it calls smtplib's starttls() without a context: no certificate check.
+    tls = "starttls" if mode == "starttls" else "none"
+    command += [f"messages={setup.messages // setup.concurrency}", f"tls_mode={tls}"]
     command += ["max_retries=0", "retry_delay=0", f"logfile_output={folder / 'logs'}"]
     if tool.padding is not None:
         command.append(f"body_text_dir={tool.padding}")
@@ -475,6 +577,12 @@ grace = "60s"
 messages = {per}
 size = "1KiB"
 pipelining = {pipelining}
+{tls}"""
+
+TLS = """
+[tls]
+mode = "starttls"
+ca_file = {ca_file}
 """
 
 
@@ -482,19 +590,23 @@ def plan_smtpbench(setup: Setup, mode: str, pipelining: bool) -> Plan:
     tool = "smtpbench-pipelining" if pipelining else "smtpbench"
     scenario = setup.scratch / f"{tool}-{mode}.toml"
     per = setup.per(mode)
+    tls = ""
+    if mode == "starttls":
+        assert setup.certificates is not None
+        tls = TLS.format(ca_file=json.dumps(str(setup.certificates.ca)))
     scenario.write_text(
         SCENARIO.format(
             concurrency=setup.concurrency,
             sessions=setup.messages // per,
             per=per,
             pipelining="true" if pipelining else "false",
+            tls=tls,
         )
     )
     out = setup.folder(tool, mode) / "results"
     command = [*setup.where.client, sys.executable, "-m", "smtpbench", "run", str(scenario)]
-    command += ["--target", f"{LOOPBACK}:{setup.port}", "--headless", "--out", str(out)]
-    if setup.workers is not None:
-        command += ["--workers", str(setup.workers)]
+    command += ["--target", f"{LOOPBACK}:{setup.target(mode)}", "--headless"]
+    command += ["--out", str(out), "--workers", str(setup.workers)]
 
     def read(runs: list[Finished], folder: Path) -> Outcome:
         run = runs[0]
@@ -528,9 +640,11 @@ def measure(setup: Setup, tool: str, mode: str, plan: Plan, repeat: int) -> Meas
     folder.mkdir(parents=True)
     if plan.cwd != ROOT:
         plan.cwd.mkdir(parents=True, exist_ok=True)
-    # Generous: even 200 messages per second finishes well within it.
-    timeout = 60 + setup.messages / 200
+    # Generous: even 100 messages per second (a new TLS handshake each) finishes within it.
+    timeout = 60 + setup.messages / 100
     runs: list[Finished] = []
+    sink_pid = setup.tls_sink_pid if mode == "starttls" else setup.sink_pid
+    sink_before = process_cpu(sink_pid)
     cpu_before = children_cpu()
     start = time.perf_counter()
     error = None
@@ -544,6 +658,10 @@ def measure(setup: Setup, tool: str, mode: str, plan: Plan, repeat: int) -> Meas
         error = f"timed out after {timeout:.0f}s"
     wall = time.perf_counter() - start
     cpu = children_cpu() - cpu_before
+    sink_after = process_cpu(sink_pid)
+    sink_cpu = None
+    if sink_before is not None and sink_after is not None:
+        sink_cpu = sink_after - sink_before
     outcome = plan.read(runs, folder) if runs else Outcome(0)
     accepted = outcome.accepted
     error = error or outcome.error
@@ -560,6 +678,7 @@ def measure(setup: Setup, tool: str, mode: str, plan: Plan, repeat: int) -> Meas
         cpu=cpu,
         rate=accepted / wall if wall > 0 else 0.0,
         cpu_per_message=cpu / accepted if accepted else math.nan,
+        sink_cpu=sink_cpu,
         own_rate=outcome.own_rate,
         error=error,
     )
@@ -594,22 +713,25 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "kernel": platform.release(),
         "postfix": postfix,
+        "openssl": ssl.OPENSSL_VERSION,
         "load average at start": load,
     }
 
 
 def display(command: list[str], setup: Setup) -> str:
     """A command as it can be typed again: the interpreter as ``python``, this checkout's
-    files relative to it, and the scratch folders as placeholders."""
+    files relative to it, and the scratch folders and ports as placeholders."""
     text = shlex.join(command)
     replacements = [(sys.executable, "python"), (str(setup.scratch), "$SCRATCH")]
-    replacements += [(f"{LOOPBACK}:{setup.port}", f"{LOOPBACK}:$PORT")]
-    replacements += [(f"port={setup.port}", "port=$PORT")]
     if setup.pypi is not None and setup.pypi.venv is not None:
         replacements.append((str(setup.pypi.venv), "$VENV"))
     replacements.append((str(ROOT) + os.sep, ""))
     for old, new in replacements:
         text = text.replace(old, new)
+    ports = [(setup.port, "$PORT"), (setup.tls_port, "$TLS_PORT")]
+    for port, name in ports:
+        if port is not None:  # a whole number only: one port may begin the other's digits
+            text = re.sub(rf"(?<=[:=]){port}(?!\d)", name, text)
     return text
 
 
@@ -618,32 +740,91 @@ def cell(text: str) -> str:
     return " ".join(text.replace("|", "/").split())
 
 
+def lower_first(text: str) -> str:
+    """A title in the middle of a sentence: "a new ..." but still "STARTTLS, ..."."""
+    first = text.split()[0].rstrip(",")
+    return text if len(first) > 1 and first.isupper() else text[0].lower() + text[1:]
+
+
 def fmt_rate(value: float) -> str:
     return f"{value:,.0f}"
 
 
-def summarise(
-    results: list[Measurement], tool: str, mode: str
-) -> tuple[float, float, float | None, list[float], list[str]] | None:
+@dataclass
+class Summary:
+    rate: float  # medians of the successful measurements
+    cpu_per_message: float
+    own_rate: float | None
+    sink_busy: float | None  # the sink's CPU over the wall time: 1.0 is one core
+    runs: list[float]
+    errors: list[str]
+
+
+def summarise(results: list[Measurement], tool: str, mode: str) -> Summary | None:
     ok = [m for m in results if m.tool == tool and m.mode == mode and m.error is None]
     if not ok:
         return None
     own = [m.own_rate for m in ok if m.own_rate is not None]
-    return (
+    busy = [m.sink_cpu / m.wall for m in ok if m.sink_cpu is not None and m.wall > 0]
+    return Summary(
         statistics.median(m.rate for m in ok),
         statistics.median(m.cpu_per_message for m in ok),
         statistics.median(own) if own else None,
+        statistics.median(busy) if busy else None,
         [m.rate for m in ok],
         [m.error for m in results if m.tool == tool and m.mode == mode and m.error],
     )
 
 
+def judge_targets(
+    results: list[Measurement],
+    modes: list[str],
+    absent: dict[tuple[str, str], str],
+    mode_titles: dict[str, str],
+) -> tuple[list[str], list[dict[str, object]]]:
+    """Each of the engine's targets, from the medians: a Markdown line and its JSON."""
+    lines: list[str] = []
+    data: list[dict[str, object]] = []
+    for tool, mode, reference, factor in TARGETS:
+        where = lower_first(mode_titles[mode])
+        title = f"{LABELS[tool]}, {where}: at least {factor:g}x {LABELS[reference]}"
+        entry: dict[str, object] = {
+            "tool": tool,
+            "mode": mode,
+            "reference": reference,
+            "at_least": factor,
+        }
+        ours = summarise(results, tool, mode) if mode in modes else None
+        theirs = summarise(results, reference, mode) if mode in modes else None
+        if ours is None or theirs is None:
+            why = "mode not run"
+            if mode in modes:
+                missing = tool if ours is None else reference
+                why = f"{LABELS[missing]}: {absent.get((missing, mode), 'every run failed')}"
+            lines.append(f"- {title}: **not measured** ({why}).")
+            entry.update(met=None, reason=why)
+            data.append(entry)
+            continue
+        ratio = ours.rate / theirs.rate
+        met = ratio >= factor
+        lines.append(
+            f"- {title}: **{'met' if met else 'not met'}**, {fmt_rate(ours.rate)} msg/s "
+            f"against {fmt_rate(theirs.rate)} msg/s, {ratio:.3f}x (needs {factor:g}x)."
+        )
+        entry.update(
+            met=met, ratio=ratio, messages_per_second=ours.rate, reference_rate=theirs.rate
+        )
+        data.append(entry)
+    return lines, data
+
+
 def render(
     setup: Setup,
+    modes: list[str],
     results: list[Measurement],
     absent: dict[tuple[str, str], str],
     commands: dict[tuple[str, str], tuple[list[str], str]],
-    sink_command: list[str],
+    sinks: list[tuple[str, list[str]]],
     info: dict[str, str],
     repeats: int,
     started: str,
@@ -652,64 +833,90 @@ def render(
     mode_titles = {
         "new": "A new connection per message",
         "reuse": f"{setup.per_connection} messages per connection",
+        "starttls": "STARTTLS, a new connection per message",
     }
     lines = [
-        "# SMTP clients against Postfix smtp-sink: messages per second",
+        "# SMTP clients against a sink on loopback: messages per second",
         "",
         f"Run {started}. {setup.concurrency} concurrent sessions, 1 KiB messages, "
         f"{setup.messages:,} messages per measurement, median of {repeats} "
         "alternating runs (round-robin, the first tool rotating each round). "
-        f"Command: `{invocation}`.",
+        f"smtpbench with `--workers {setup.workers}`. Command: `{invocation}`.",
         "",
         f"Machine: `nproc` {info['nproc']}, {info['cpu']}; Linux {info['kernel']}; "
-        f"Python {info['python']}; Postfix {info['postfix']}; "
+        f"Python {info['python']}; Postfix {info['postfix']}; {info['openssl']}; "
         f"load average at start {info['load average at start']}.",
         "",
         f"CPU placement: {setup.where.description}.",
         "",
     ]
     table: dict[str, object] = {}
-    for mode in MODES:
+    for mode in modes:
+        reference_tool = REFERENCE[mode]
+        lines += [f"## {mode_titles[mode]}", ""]
+        if mode == "starttls":
+            lines += [
+                "Against smtpbench's own sink (`smtpbench sink` with a `trustme` "
+                "certificate; Python, on one core, so it may be what limits these "
+                "figures: see its CPU column), not smtp-sink, which has no STARTTLS. "
+                "**The ratio here is to the smtplib "
+                "thread pool, not to smtp-source**, which cannot do STARTTLS. "
+                "No target: the figures are reported.",
+                "",
+            ]
         lines += [
-            f"## {mode_titles[mode]}",
-            "",
-            "| client | msg/s (wall) | x smtp-source | client CPU us/msg | msg/s (own figure) "
-            "| each run (msg/s, wall) |",
-            "|---|---|---|---|---|---|",
+            f"| client | msg/s (median, wall) | x {LABELS[reference_tool]} "
+            "| client CPU us/msg (median) | sink CPU, % of a core (median) "
+            "| msg/s (median, own figure) | each run (msg/s, wall) |",
+            "|---|---|---|---|---|---|---|",
         ]
-        reference = summarise(results, "smtp-source", mode)
+        reference = summarise(results, reference_tool, mode)
         for tool in TOOLS:
             label = LABELS[tool]
             if (tool, mode) in absent:
-                lines.append(f"| {label} | {cell(absent[tool, mode])} | | | | |")
+                lines.append(f"| {label} | {cell(absent[tool, mode])} | | | | | |")
                 table[f"{tool}/{mode}"] = {"absent": absent[tool, mode]}
                 continue
             figures = summarise(results, tool, mode)
             if figures is None:
                 failures = [m.error for m in results if m.tool == tool and m.mode == mode]
                 first = cell(failures[0] or "?") if failures else "?"
-                lines.append(f"| {label} | failed: {first} | | | | |")
+                lines.append(f"| {label} | failed: {first} | | | | | |")
                 table[f"{tool}/{mode}"] = {"failed": failures}
                 continue
-            rate, cpu, own, each, errors = figures
-            ratio = rate / reference[0] if reference else math.nan
-            own_text = fmt_rate(own) if own is not None else "-"
-            runs = ", ".join(fmt_rate(r) for r in each)
-            if errors:
-                runs += f" ({len(errors)} failed: {cell(errors[0])})"
+            ratio = figures.rate / reference.rate if reference else None
+            ratio_text = f"{ratio:.2f}" if ratio is not None else "- (no figure to divide by)"
+            busy = figures.sink_busy
+            busy_text = f"{busy * 100:.0f}" if busy is not None else "-"
+            own_text = fmt_rate(figures.own_rate) if figures.own_rate is not None else "-"
+            runs = ", ".join(fmt_rate(r) for r in figures.runs)
+            if figures.errors:
+                runs += f" ({len(figures.errors)} failed: {cell(figures.errors[0])})"
             lines.append(
-                f"| {label} | {fmt_rate(rate)} | {ratio:.2f} | {cpu * 1e6:.1f} | {own_text} "
-                f"| {runs} |"
+                f"| {label} | {fmt_rate(figures.rate)} | {ratio_text} "
+                f"| {figures.cpu_per_message * 1e6:.1f} | {busy_text} | {own_text} | {runs} |"
             )
             table[f"{tool}/{mode}"] = {
-                "messages_per_second": rate,
-                "ratio_to_smtp_source": ratio,
-                "client_cpu_seconds_per_message": cpu,
-                "own_messages_per_second": own,
-                "runs": each,
-                "failed_runs": errors,
+                "messages_per_second": figures.rate,
+                "ratio": ratio,
+                "ratio_to": reference_tool,
+                "client_cpu_seconds_per_message": figures.cpu_per_message,
+                "sink_cpu_share_of_a_core": busy,
+                "own_messages_per_second": figures.own_rate,
+                "runs": figures.runs,
+                "failed_runs": figures.errors,
             }
         lines.append("")
+    target_lines, targets = judge_targets(results, modes, absent, mode_titles)
+    lines += [
+        "## Targets",
+        "",
+        f"From the medians above (smtpbench with `--workers {setup.workers}`). "
+        "STARTTLS has no target.",
+        "",
+        *target_lines,
+        "",
+    ]
     pypi = setup.pypi
     pypi_version = pypi.version if pypi is not None and pypi.version else "not installed"
     pypi_size = (
@@ -718,18 +925,34 @@ def render(
         if pypi is not None and pypi.message_bytes
         else "not measured"
     )
+    workers_note = (
+        "the default here (`--workers` changes it): one engine process, as the client has one core"
+        if setup.workers == 1
+        else "as given with `--workers`"
+    )
     lines += [
         "## How to read it",
         "",
-        "- **msg/s (wall)**: messages accepted divided by the wall time from starting the "
-        "client's process to its exit, process start included, the same for every tool. "
-        "**msg/s (own figure)** is what the tool itself reports: smtpbench's "
-        "`rates.messages_accepted_per_second` from `summary.json`, the smtplib pool's and "
-        "the PyPI tool's messages over their own elapsed time (without interpreter start); "
-        "smtp-source reports none.",
+        "- **msg/s (median, wall)**: messages accepted divided by the wall time from "
+        "starting the client's process to its exit, process start included, the same for "
+        "every tool; the median of the runs. **msg/s (median, own figure)** is what the "
+        "tool itself reports: smtpbench's `rates.messages_accepted_per_second` from "
+        "`summary.json`, the smtplib pool's and the PyPI tool's messages over their own "
+        "elapsed time (without interpreter start); smtp-source reports none.",
         "- **client CPU us/msg**: user plus system CPU of the client process and its "
         "children (the resource usage of reaped children, before and after), per message.",
-        "- **x smtp-source**: the median against smtp-source's median in the same mode.",
+        "- **sink CPU, % of a core**: the sink's user plus system CPU during the "
+        "measurement (from `/proc`) over its wall time. Near 100 the sink, pinned to one "
+        "core, sets the pace: clients that all reach about the same msg/s there differ in "
+        "their CPU per message, not in speed.",
+        "- **x smtp-source** (**x smtplib thread pool** with STARTTLS): the median against "
+        "that tool's median in the same mode.",
+        "- The sinks: Postfix `smtp-sink` for the first two modes; for STARTTLS, which it "
+        "does not offer, smtpbench's own sink (`smtpbench sink`), with a certificate for "
+        "127.0.0.1 from a throwaway `trustme` CA. smtpbench (`ca_file`) and the smtplib "
+        "pool (`--ca-file`) verify the certificate against that CA; the PyPI tool calls "
+        "`smtplib`'s `starttls()` without a context, which verifies nothing. Every client "
+        "says EHLO again after the handshake; there is no TLS session resumption.",
         "- Messages: smtp-source `-l 1024` sends 1024 bytes of body plus about 130 bytes of "
         'headers it adds; the smtplib pool exactly 1024 bytes; smtpbench `size = "1KiB"`, '
         f"headers included; the PyPI tool {pypi_size}.",
@@ -738,32 +961,36 @@ def render(
         f"`-s {setup.concurrency} -d -m {setup.concurrency * setup.per_connection}` makes "
         f"{setup.concurrency} connections of about {setup.per_connection} messages each, and "
         "the measurement runs that command back to back until the total is sent (each run's "
-        "process start included). It sends HELO, not EHLO, and no PIPELINING.",
+        "process start included). It sends HELO, not EHLO, no PIPELINING and no STARTTLS.",
         f"- PyPI `smtpbench` {pypi_version}: a thread per session, each message in a new "
         "`smtplib` connection (EHLO, MAIL, RCPT, DATA, QUIT), so it cannot reuse a "
         "connection; it checks the server with one extra connection first, writes a JSON log "
         "line per message and draws a progress bar. Run with `tls_mode=none` (its default is "
-        "STARTTLS), `lb_host=` (no MX look-up) and no retries, in a virtualenv of its own.",
+        "STARTTLS), or `tls_mode=starttls` in the STARTTLS mode, `lb_host=` (no MX look-up) "
+        "and no retries, in a virtualenv of its own.",
         "- smtpbench runs a scenario written for the purpose (below): the closed model, "
         f"{setup.concurrency} sessions in flight, the session count set so that the total is "
-        "the same as for the other tools."
-        + (
-            f" `--workers {setup.workers}`: the client has one core."
-            if setup.workers is not None
-            else ""
-        ),
+        f"the same as for the other tools. `--workers {setup.workers}`: {workers_note}.",
         "",
         "## Commands",
         "",
         "`$SCRATCH` is a temporary folder, `$VENV` the PyPI tool's virtualenv, `$PORT` the "
-        f"sink's port (this time {setup.port}).",
+        f"smtp-sink's port (this time {setup.port})"
+        + (
+            f", `$TLS_PORT` the STARTTLS sink's (this time {setup.tls_port})"
+            if setup.tls_port is not None
+            else ""
+        )
+        + ".",
         "",
         "```sh",
-        f"# the sink (all measurements)\n{display(sink_command, setup)}",
     ]
+    for title, command in sinks:
+        lines.append(f"# {title}")
+        lines.append(display(command, setup))
     for (tool, mode), (command, note) in commands.items():
         suffix = f"   # {note}" if note else ""
-        lines.append(f"# {LABELS[tool]}, {mode_titles[mode].lower()}")
+        lines.append(f"# {LABELS[tool]}, {lower_first(mode_titles[mode])}")
         lines.append(display(command, setup) + suffix)
     lines += ["```", ""]
     scenario = SCENARIO.format(
@@ -771,9 +998,12 @@ def render(
         sessions=f"{setup.messages} / (messages per session)",
         per=f"1 or {setup.per_connection}",
         pipelining="false or true",
+        tls="",
     )
+    tls = TLS.format(ca_file='"$SCRATCH/tls/ca.pem"')
     lines += ["The smtpbench scenario (`$SCRATCH/smtpbench*-MODE.toml`):", "", "```toml"]
     lines += [scenario.rstrip(), "```", ""]
+    lines += ["and, in the STARTTLS mode, at its end:", "", "```toml", tls.strip(), "```", ""]
     data: dict[str, object] = {
         "started": started,
         "command": invocation,
@@ -783,8 +1013,11 @@ def render(
         "messages": setup.messages,
         "per_connection": setup.per_connection,
         "repeats": repeats,
+        "workers": setup.workers,
+        "modes": modes,
         "pypi_smtpbench": pypi_version,
         "table": table,
+        "targets": targets,
         "measurements": [asdict(m) for m in results],
     }
     return "\n".join(lines), data
@@ -793,36 +1026,55 @@ def render(
 # Main ---------------------------------------------------------------------------------
 
 
-def smtpbench_has_workers() -> bool:
-    done = subprocess.run(
-        [sys.executable, "-m", "smtpbench", "run", "--help"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return "--workers" in done.stdout
+def parse_modes(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in MODES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(MODES)}, got {text!r}"
+        )
+    return [mode for mode in MODES if mode in names]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, help="measurements of each tool (default 3)")
     parser.add_argument("--messages", type=int, help="messages per measurement (200000)")
-    parser.add_argument("--per-connection", type=int, help="messages per connection (100)")
+    parser.add_argument("--per-connection", type=int, help="messages per connection (2000)")
     parser.add_argument("--concurrency", type=int, default=20, help="sessions in flight")
+    parser.add_argument("--workers", type=int, default=1, help="smtpbench's --workers (default 1)")
+    parser.add_argument(
+        "--modes",
+        type=parse_modes,
+        default=list(MODES),
+        help=f"which modes, comma-separated (default {','.join(MODES)})",
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny load, to see it work")
-    parser.add_argument("--skip", action="append", default=[], choices=TOOLS, help="leave out")
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=(*TOOLS, "starttls"),
+        help="leave out a tool, or the STARTTLS mode with every tool in it (repeatable)",
+    )
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "benchmarks")
     parser.add_argument("--cache", type=Path, default=None, help="where the PyPI venv goes")
     args = parser.parse_args(argv)
     quick = {"repeats": 1, "messages": 200, "per_connection": 10}
-    full = {"repeats": 3, "messages": 200_000, "per_connection": 100}
+    full = {"repeats": 3, "messages": 200_000, "per_connection": 2000}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    if min(args.repeats, args.messages, args.per_connection, args.concurrency) < 1:
-        parser.error("--repeats, --messages, --per-connection and --concurrency must be >= 1")
+    numbers = (args.repeats, args.messages, args.per_connection, args.concurrency, args.workers)
+    if min(numbers) < 1:
+        parser.error(
+            "--repeats, --messages, --per-connection, --concurrency and --workers must be >= 1"
+        )
+    args.modes = [mode for mode in args.modes if mode not in args.skip]
+    args.skip = [tool for tool in args.skip if tool in TOOLS]
+    if not args.modes:
+        parser.error("every mode is left out")
     return args
 
 
@@ -834,15 +1086,15 @@ def main(argv: list[str] | None = None) -> int:
         print("needs Postfix's smtp-sink and smtp-source (Debian package postfix)", file=sys.stderr)
         return 2
     # The same total for every tool and mode: whole connections of every client.
-    batch = args.concurrency * args.per_connection
+    batch = args.concurrency * (args.per_connection if "reuse" in args.modes else 1)
     messages = max(batch, math.ceil(args.messages / batch) * batch)
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     invocation = shlex.join(["python", "bench/compare_clients.py", *(argv or sys.argv[1:])])
     info = machine()
     where = placement(not args.no_pin)
-    workers = 1 if where.client and smtpbench_has_workers() else None
-    order = [(tool, mode) for tool in TOOLS for mode in MODES if tool not in args.skip]
-    absent = {(tool, mode): "skipped (--skip)" for tool in args.skip for mode in MODES}
+    modes: list[str] = args.modes
+    order = [(tool, mode) for tool in TOOLS for mode in modes if tool not in args.skip]
+    absent = {(tool, mode): "skipped (--skip)" for tool in args.skip for mode in modes}
     results: list[Measurement] = []
     commands: dict[tuple[str, str], tuple[list[str], str]] = {}
     with tempfile.TemporaryDirectory(prefix="compare-clients-") as tmp:
@@ -853,9 +1105,16 @@ def main(argv: list[str] | None = None) -> int:
             pypi = install_pypi_smtpbench(args.cache or default_cache())
             size_pypi_messages(pypi, scratch)
         try:
-            with postfix_sink(sink_binary, where) as (port, sink_command):
+            with contextlib.ExitStack() as stack:
+                plain = stack.enter_context(postfix_sink(sink_binary, where))
+                sinks = [("the sink: Postfix smtp-sink (new connection, reuse)", plain.command)]
+                tls, certificates = None, None
+                if "starttls" in modes:
+                    certificates = make_certificates(scratch / "tls")
+                    tls = stack.enter_context(tls_sink(certificates, where))
+                    sinks.append(("the sink with STARTTLS: smtpbench sink (starttls)", tls.command))
                 setup = Setup(
-                    port=port,
+                    port=plain.port,
                     concurrency=args.concurrency,
                     messages=messages,
                     per_connection=args.per_connection,
@@ -863,7 +1122,11 @@ def main(argv: list[str] | None = None) -> int:
                     scratch=scratch,
                     smtp_source=source_binary,
                     pypi=pypi,
-                    workers=workers,
+                    workers=args.workers,
+                    sink_pid=plain.pid,
+                    tls_port=tls.port if tls is not None else None,
+                    tls_sink_pid=tls.pid if tls is not None else None,
+                    certificates=certificates,
                 )
                 plans: dict[tuple[str, str], Plan] = {}
                 for tool, mode in order:
@@ -881,7 +1144,7 @@ def main(argv: list[str] | None = None) -> int:
                         results.append(result)
                         state = f"  ({result.error})" if result.error else ""
                         print(
-                            f"[{repeat + 1}/{args.repeats}] {LABELS[tool]:<26} {mode:<5} "
+                            f"[{repeat + 1}/{args.repeats}] {LABELS[tool]:<26} {mode:<8} "
                             f"{result.rate:>10,.0f} msg/s  "
                             f"{result.cpu_per_message * 1e6:7.1f} us CPU/msg{state}",
                             flush=True,
@@ -889,8 +1152,20 @@ def main(argv: list[str] | None = None) -> int:
         except (KeyboardInterrupt, Stopped):
             print("interrupted: every process started here was stopped", file=sys.stderr)
             return 130
+        except RuntimeError as error:
+            print(f"cannot start: {error}", file=sys.stderr)
+            return 2
         text, data = render(
-            setup, results, absent, commands, sink_command, info, args.repeats, started, invocation
+            setup,
+            modes,
+            results,
+            absent,
+            commands,
+            sinks,
+            info,
+            args.repeats,
+            started,
+            invocation,
         )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "compare_clients.md").write_text(text)

@@ -1,10 +1,15 @@
 """A plain ``smtplib`` client in a thread pool: the Python baseline of
 ``bench/compare_clients.py``. Each thread takes the next connection from a shared
 counter, sends EHLO, then up to ``--per-connection`` messages (MAIL, RCPT, DATA each),
-then QUIT, until ``--messages`` messages were sent.
+then QUIT, until ``--messages`` messages were sent. With ``--starttls`` each connection
+says STARTTLS after its EHLO (``smtplib.SMTP.starttls`` with one SSL context for the
+whole run, verifying the server against ``--ca-file``, or not at all with
+``--insecure``), then EHLO again, as RFC 3207 asks.
 
     python bench/smtplib_pool.py --target 127.0.0.1:2525 --threads 20 \
         --messages 20000 --per-connection 100 --size 1024
+    python bench/smtplib_pool.py --target 127.0.0.1:2525 --threads 20 \
+        --messages 20000 --starttls --ca-file ca.pem
 
 Prints one JSON line: messages accepted, failed, connections and the seconds from the
 first thread's start to the last one's end. Loopback or a test server only.
@@ -16,6 +21,7 @@ import argparse
 import itertools
 import json
 import smtplib
+import ssl
 import sys
 import threading
 import time
@@ -64,14 +70,33 @@ def connection_sizes(messages: int, per_connection: int) -> list[int]:
     return [per_connection] * full + ([rest] if rest else [])
 
 
+def tls_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
+    """The client context for STARTTLS, built once: the system's CAs or ``ca_file``, the
+    server's name (or IP address) checked; or no verification at all with ``insecure``."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def send_connection(
-    host: str, port: int, count: int, message: bytes, timeout: float
+    host: str,
+    port: int,
+    count: int,
+    message: bytes,
+    timeout: float,
+    context: ssl.SSLContext | None = None,
 ) -> tuple[int, str | None]:
-    """One connection carrying ``count`` messages; how many were taken, and the error."""
+    """One connection carrying ``count`` messages, after STARTTLS when ``context`` is
+    given; how many were taken, and the error."""
     accepted = 0
     try:
         with smtplib.SMTP(host, port, timeout=timeout) as client:
             client.ehlo()
+            if context is not None:
+                client.starttls(context=context)
+                client.ehlo()
             for _ in range(count):
                 client.sendmail(SENDER, [RECIPIENT], message)
                 accepted += 1
@@ -87,13 +112,14 @@ def worker(
     ticket: itertools.count[int],
     message: bytes,
     timeout: float,
+    context: ssl.SSLContext | None,
     tally: Tally,
 ) -> None:
     while True:
         index = next(ticket)  # atomic under the GIL: each connection goes to one thread
         if index >= len(sizes):
             return
-        accepted, error = send_connection(host, port, sizes[index], message, timeout)
+        accepted, error = send_connection(host, port, sizes[index], message, timeout, context)
         tally.add(accepted, sizes[index] - accepted, error)
 
 
@@ -112,8 +138,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-connection", type=int, default=1)
     parser.add_argument("--size", type=int, default=1024, help="bytes per message")
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--starttls", action="store_true", help="STARTTLS on every connection")
+    trust = parser.add_mutually_exclusive_group()
+    trust.add_argument("--ca-file", metavar="PEM", help="CAs to verify the server against")
+    trust.add_argument("--insecure", action="store_true", help="do not verify the server")
     args = parser.parse_args(argv)
+    if (args.ca_file or args.insecure) and not args.starttls:
+        parser.error("--ca-file and --insecure need --starttls")
     host, port = args.target
+    context = None
+    if args.starttls:
+        try:
+            context = tls_context(args.ca_file, args.insecure)
+        except (OSError, ssl.SSLError) as error:
+            parser.error(f"--ca-file: {error}")
     message = build_message(args.size)
     sizes = connection_sizes(args.messages, max(args.per_connection, 1))
     tally = Tally()
@@ -121,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = [
         threading.Thread(
             target=worker,
-            args=(host, port, sizes, ticket, message, args.timeout, tally),
+            args=(host, port, sizes, ticket, message, args.timeout, context, tally),
             daemon=True,
         )
         for _ in range(args.threads)
@@ -139,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 "failed": tally.failed,
                 "connections": tally.connections,
                 "message_bytes": len(message),
+                "starttls": args.starttls,
                 "elapsed": elapsed,
                 "errors": tally.errors,
             }

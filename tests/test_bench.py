@@ -61,39 +61,131 @@ def test_compare_clients_runs_end_to_end(tmp_path: Path) -> None:
     markdown = (tmp_path / "compare_clients.md").read_text()
     assert "CPU placement:" in markdown
     assert re.search(r"`nproc` \d+", markdown)
-    for heading in ("A new connection per message", "10 messages per connection"):
+    assert "smtpbench with `--workers 1`" in markdown
+    headings = {
+        "new": "A new connection per message",
+        "reuse": "10 messages per connection",
+        "starttls": "STARTTLS, a new connection per message",
+    }
+    # What cannot run says why in its first cell; everything else has every figure.
+    cannot = {("PyPI smtpbench (threads)", mode): "skipped (--skip)" for mode in headings}
+    cannot["Postfix smtp-source (C)", "starttls"] = (
+        "cannot: no STARTTLS (it speaks plain SMTP only)"
+    )
+    for mode, heading in headings.items():
         rows = table_rows(markdown, heading)
         assert set(rows) == set(LABELS), heading
         for label, cells in rows.items():
-            if label == "PyPI smtpbench (threads)":
-                assert cells[0] == "skipped (--skip)"
+            if (label, mode) in cannot:
+                assert cells[0] == cannot[label, mode], (label, mode, cells)
                 continue
-            rate, ratio, cpu = cells[0], cells[1], cells[2]
-            assert re.fullmatch(NUMBER, rate), (label, cells)
-            assert re.fullmatch(NUMBER, ratio), (label, cells)
-            assert re.fullmatch(NUMBER, cpu), (label, cells)
+            rate, ratio, cpu, sink = cells[0], cells[1], cells[2], cells[3]
+            assert re.fullmatch(NUMBER, rate), (label, mode, cells)
+            assert re.fullmatch(NUMBER, ratio), (label, mode, cells)
+            assert re.fullmatch(NUMBER, cpu), (label, mode, cells)
+            assert re.fullmatch(NUMBER, sink), (label, mode, cells)
             assert float(rate.replace(",", "")) > 0
-        assert rows["Postfix smtp-source (C)"][1] == "1.00"
-    # Every command is written down, the sink's first.
+        reference = "smtplib thread pool" if mode == "starttls" else "Postfix smtp-source (C)"
+        assert rows[reference][1] == "1.00", mode
+        assert f"| x {reference} |" in markdown.split(f"## {heading}\n", 1)[1]
+    # Every target is judged from the medians, with both figures.
+    targets = markdown.split("## Targets\n", 1)[1].split("\n## ", 1)[0]
+    verdicts = re.findall(
+        rf"^- .*: \*\*(met|not met)\*\*, {NUMBER} msg/s against {NUMBER} msg/s, "
+        rf"{NUMBER}x \(needs {NUMBER}x\)\.$",
+        targets,
+        re.M,
+    )
+    assert len(verdicts) == 5, targets
+    # Every command is written down, the sinks' first.
     commands = markdown.split("```sh\n", 1)[1].split("```", 1)[0]
     assert "smtp-sink" in commands and "smtp-source" in commands
+    assert "-m smtpbench sink" in commands and "--tls-cert" in commands
     assert "bench/smtplib_pool.py" in commands and "-m smtpbench run" in commands
+    assert "--starttls --ca-file" in commands
+    assert commands.count("--workers 1") == 6  # two smtpbench tools, three modes
 
     data = json.loads((tmp_path / "compare_clients.json").read_text())
     assert data["messages"] == 200 and data["per_connection"] == 10
+    assert data["workers"] == 1 and data["modes"] == list(headings)
     for tool in TOOLS:
-        for mode in ("new", "reuse"):
+        for mode in headings:
             entry = data["table"][f"{tool}/{mode}"]
             if tool == "pypi-smtpbench":
                 assert entry == {"absent": "skipped (--skip)"}
                 continue
+            if tool == "smtp-source" and mode == "starttls":
+                assert entry["absent"].startswith("cannot:")
+                continue
             assert entry["messages_per_second"] > 0, (tool, mode, entry)
+            assert entry["ratio_to"] == ("smtplib-pool" if mode == "starttls" else "smtp-source")
             assert math.isfinite(entry["client_cpu_seconds_per_message"])
             if tool.startswith("smtpbench"):
                 assert entry["own_messages_per_second"] > 0
+    assert len(data["targets"]) == 5
+    assert all(target["met"] in (True, False) for target in data["targets"])
     for measurement in data["measurements"]:
         assert measurement["error"] is None, measurement
         assert measurement["accepted"] == measurement["messages"] == 200
+
+
+@pytest.mark.postfix
+def test_compare_clients_leaves_starttls_out(tmp_path: Path) -> None:
+    """--skip starttls leaves the mode out (its sink is never started); --modes picks."""
+    if postfix_binary("smtp-source") is None and not os.environ.get("CI"):
+        pytest.skip("Postfix's smtp-source is not installed")
+    args = ["--quick", "--skip", "pypi-smtpbench", "--skip", "smtplib-pool", "--skip", "starttls"]
+    bench("compare_clients.py", *args, "--modes", "new,starttls", "--out", str(tmp_path))
+    markdown = (tmp_path / "compare_clients.md").read_text()
+    assert "## A new connection per message" in markdown
+    assert "STARTTLS, a new connection per message\n" not in markdown
+    assert "messages per connection\n" not in markdown
+    assert "smtpbench sink" not in markdown.split("```sh\n", 1)[1]
+    data = json.loads((tmp_path / "compare_clients.json").read_text())
+    assert data["modes"] == ["new"]
+    assert {m["mode"] for m in data["measurements"]} == {"new"}
+    assert "**not measured** (mode not run)" in markdown
+
+
+def test_smtplib_pool_starttls(tmp_path: Path) -> None:
+    """--starttls with --ca-file verifies the sink's certificate; without the CA it fails."""
+    trustme = pytest.importorskip("trustme")
+    from tests.servers import free_port, wait_for_port
+
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    ca_file, cert, key = (tmp_path / name for name in ("ca.pem", "cert.pem", "key.pem"))
+    ca.cert_pem.write_to_path(str(ca_file))
+    server.cert_chain_pems[0].write_to_path(str(cert))
+    server.private_key_pem.write_to_path(str(key))
+    port = free_port()
+    command = [sys.executable, "-m", "smtpbench", "sink", "--listen", f"127.0.0.1:{port}"]
+    command += ["--no-auth", "--tls-cert", str(cert), "--tls-key", str(key)]
+    sink = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        pool = [sys.executable, str(ROOT / "bench" / "smtplib_pool.py")]
+        pool += ["--target", f"127.0.0.1:{port}", "--threads", "3", "--messages", "6"]
+        pool += ["--starttls"]
+        for trust, accepted in ((["--ca-file", str(ca_file)], 6), (["--insecure"], 6), ([], 0)):
+            done = subprocess.run(
+                [*pool, *trust], cwd=ROOT, capture_output=True, text=True, timeout=120
+            )
+            figures = json.loads(done.stdout.strip().splitlines()[-1])
+            assert figures["starttls"] is True
+            assert figures["accepted"] == accepted, (trust, figures)
+            assert done.returncode == (0 if accepted else 1), (trust, figures)
+            if not accepted:  # the system's CAs do not know the throwaway one
+                assert "SSLCertVerificationError" in figures["errors"][0], figures
+    finally:
+        sink.terminate()
+        sink.wait(timeout=30)
 
 
 def test_smtplib_pool_sends_every_message() -> None:
