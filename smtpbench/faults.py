@@ -9,6 +9,7 @@ flags, and turns back into either form exactly:
     delay.RCPT = "5ms..20ms"              --delay RCPT=5ms..20ms
     reply.RCPT = "451:1%"                 --reply RCPT=451:1%
     reply.MAIL = ["451:1%", "554:0.5%"]   --reply MAIL=451:1% --reply MAIL=554:0.5%
+    reply.RCPT = "450 4.7.1:5%"           --reply "RCPT=450 4.7.1:5%"
     disconnect."DATA end" = "0.1%"        --disconnect "DATA end=0.1%"
     garbage.EHLO = "1%"                   --garbage EHLO=1%
     stall.MAIL = "1s@200"                 --stall MAIL=1s@200
@@ -92,10 +93,12 @@ _RCPT_550: Final = ("5.1.1", "Mailbox unavailable")
 
 @dataclass(frozen=True, slots=True)
 class ReplyFault:
-    """Answer ``code`` instead of the normal reply, with probability ``share``."""
+    """Answer ``code`` instead of the normal reply, with probability ``share``; with
+    ``enhanced`` (``"4.7.1"``), that enhanced status code instead of the usual one."""
 
     code: int
     share: float
+    enhanced: str | None = None
 
     def describe(self, step: Step | None = None) -> tuple[str, str]:
         """The enhanced status code and text to send with ``code`` at ``step``."""
@@ -104,10 +107,11 @@ class ReplyFault:
         else:
             default = ("4.0.0", "Temporary failure") if self.code < 500 else ("5.0.0", "Failure")
             enhanced, text = _REPLY_TEXTS.get(self.code, default)
-        return enhanced, f"{text} injected by smtpbench sink"
+        return self.enhanced or enhanced, f"{text} injected by smtpbench sink"
 
     def __str__(self) -> str:
-        return f"{self.code}:{_format_share(self.share)}"
+        code = f"{self.code} {self.enhanced}" if self.enhanced else str(self.code)
+        return f"{code}:{_format_share(self.share)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +227,9 @@ def _format_share(share: float) -> str:
 
 # -- parsing ---------------------------------------------------------------------
 
-_REPLY = re.compile(r"^\s*([0-9]{3})\s*:\s*(\S.*?)\s*$")
+_REPLY = re.compile(r"^\s*([0-9]{3})(?:\s+(\S+))?\s*:\s*(\S.*?)\s*$")
+# RFC 3463: class (the reply code's first digit), subject and detail of up to 3 digits.
+_ENHANCED = re.compile(r"^[245]\.(?:0|[1-9][0-9]{0,2})\.(?:0|[1-9][0-9]{0,2})$")
 _STALL = re.compile(r"^\s*(.+?)\s*@\s*([0-9]+)\s*$")
 
 
@@ -263,11 +269,22 @@ def _parse_share(key: str, value: object) -> float:
 def _parse_reply_fault(key: str, value: object) -> ReplyFault:
     match = _REPLY.match(value) if isinstance(value, str) else None
     if match is None:
-        raise FaultSpecError(key, f"expected CODE:SHARE such as 451:1%, got {value!r}")
+        raise FaultSpecError(
+            key, f"expected CODE:SHARE such as 451:1% (or 451 4.7.1:1%), got {value!r}"
+        )
     code = int(match.group(1))
     if not 400 <= code <= 599:
         raise FaultSpecError(key, f"an injected reply is a 4xx or 5xx code, got {code}")
-    return ReplyFault(code, _parse_share(key, match.group(2)))
+    enhanced = match.group(2)
+    if enhanced is not None and not _ENHANCED.match(enhanced):
+        raise FaultSpecError(
+            key, f"expected an enhanced status code such as 4.7.1 after {code}, got {enhanced!r}"
+        )
+    if enhanced is not None and enhanced[0] != str(code)[0]:
+        raise FaultSpecError(
+            key, f"the enhanced code {enhanced} is of another class than {code} (RFC 3463)"
+        )
+    return ReplyFault(code, _parse_share(key, match.group(3)), enhanced)
 
 
 def _parse_replies(key: str, value: object) -> tuple[ReplyFault, ...]:

@@ -110,14 +110,15 @@ def _size(text: str) -> int:
 
 _FAULT_HELP = {
     "delay": "wait before replying at STEP: DATA=50ms, RCPT=5ms..20ms",
-    "reply": "answer CODE instead at STEP with odds SHARE: RCPT=451:1%%; repeat for more codes",
+    "reply": "answer CODE instead at STEP with odds SHARE: RCPT=451:1%%, or with an enhanced "
+    "status code of your own: 'RCPT=450 4.7.1:5%%'; repeat for more codes",
     "disconnect": "close the connection instead of replying at STEP: 'DATA end=0.1%%'",
     "garbage": "send a line of garbage instead of the reply at STEP: EHLO=1%%",
     "stall": "hold the Nth reply at STEP (all connections) for DUR, once: MAIL=1s@200",
 }
 _FAULT_METAVAR = {
     "delay": "STEP=DUR",
-    "reply": "STEP=CODE:SHARE",
+    "reply": "STEP=CODE[ ENHANCED]:SHARE",
     "disconnect": "STEP=SHARE",
     "garbage": "STEP=SHARE",
     "stall": "STEP=DUR@N",
