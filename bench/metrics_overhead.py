@@ -100,7 +100,8 @@ def main() -> int:
     if where.client:
         os.sched_setaffinity(0, {int(where.client[-1])})
     rows = []
-    with postfix_sink(binary, where) as (port, _):
+    with postfix_sink(binary, where) as sink:
+        port = sink.port
         for per_connection in (1, 100):
             s = scenario(port, per_connection, options.messages)
             figures: dict[str, list[tuple[float, float]]] = {"full": [], "counters": []}

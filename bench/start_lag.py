@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     maxima: list[float] = []
     lags: list[dict[str, float]] = []
     commands: list[str] = []
-    with postfix_sink(sink_binary, where) as (port, sink_command):
+    with postfix_sink(sink_binary, where) as sink:
+        port, sink_command = sink.port, sink.command
         target = ["--target", f"127.0.0.1:{port}"]
         for _ in range(options.repeats):
             summary = smtpbench([str(scenario), *target], where.client, scratch / "max")

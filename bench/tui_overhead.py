@@ -104,7 +104,8 @@ def main() -> int:
         print("needs Postfix's smtp-sink (Debian package postfix)", file=sys.stderr)
         return 2
     # Not pinned: the dashboard's cost is measured with the scheduler placing everything.
-    with postfix_sink(binary, placement(False)) as (port, _):
+    with postfix_sink(binary, placement(False)) as sink:
+        port = sink.port
         return measure(options, f"127.0.0.1:{port}")
 
 
