@@ -43,16 +43,37 @@ from smtpbench.scenario import (
 
 
 class CountersOnly(Recorder):
-    """Keeps the counters the engine bumps; drops every latency, reply and error sample."""
+    """Keeps the counters; drops every latency sample, reply code and error: what a
+    session reports (``SessionEvents``) with the samples left out."""
 
-    def latency(self, row: int, seconds: float) -> None:
+    def session_started(self, lag: float) -> None:
+        self.started += 1
+        self.in_flight += 1
+
+    def timed(self, step: int, seconds: float) -> None:
         pass
 
-    def reply(self, step: int, code: int) -> None:
+    def reply(
+        self, step: int, code: int, seconds: float | None = None, enhanced: str | None = None
+    ) -> None:
         pass
+
+    def message(self, accepted: bool, latency: float | None) -> None:
+        if accepted:
+            self.messages_accepted += 1
+        else:
+            self.messages_rejected += 1
 
     def error(self, error: object, step: int) -> None:  # type: ignore[override]
         pass
+
+    def session_ended(
+        self, number: int, end: float, latency: float, aborted: int, failure: object
+    ) -> None:
+        self.in_flight -= 1
+        self.completed += 1
+        self.messages_aborted += aborted
+        self.failed += failure is not None
 
 
 def scenario(port: int, per_connection: int, messages: int) -> Scenario:

@@ -259,3 +259,26 @@ def test_the_mutation_tool_still_fits_the_core_modules() -> None:
     reasons = tomllib.loads((ROOT / "bench" / "mutation_equivalent.toml").read_text())
     for entry in reasons["equivalent"]:
         assert entry["function"].startswith("x") and entry["line"] and len(entry["reason"]) > 20
+
+
+def test_start_lag_runs_end_to_end(tmp_path: Path) -> None:
+    if postfix_binary("smtp-sink") is None and not os.environ.get("CI"):
+        pytest.skip("Postfix's smtp-sink is not installed")
+    bench("start_lag.py", "--quick", "--out", str(tmp_path))
+    figures = json.loads((tmp_path / "start_lag.json").read_text())
+    assert len(figures["maxima"]) == 1 and figures["maxima"][0] > 0
+    assert figures["rate"] == pytest.approx(figures["maxima"][0] / 2)
+    run = figures["runs"][0]
+    assert run["started"] + run["dropped"] == run["scheduled"] > 0
+    assert 0 <= run["p50"] <= run["p99"] <= run["max"]
+    markdown = (tmp_path / "start_lag.md").read_text()
+    assert "start lag p99" in markdown and "--rate" in markdown
+
+
+def test_metrics_overhead_runs_end_to_end() -> None:
+    if postfix_binary("smtp-sink") is None and not os.environ.get("CI"):
+        pytest.skip("Postfix's smtp-sink is not installed")
+    done = bench("metrics_overhead.py", "--repeats", "1", "--messages", "400")
+    rows = [line.split() for line in done.stdout.splitlines() if line[:3] in ("1  ", "100")]
+    assert [row[0] for row in rows] == ["1", "100"]
+    assert all(float(row[3]) > 0 for row in rows)  # full / counters, a real ratio

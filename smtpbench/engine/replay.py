@@ -419,14 +419,13 @@ def _shown(step: RecordedStep) -> Shown:
 class ReplayConversation:
     """What one replayed session says, over a ``Session``."""
 
-    __slots__ = ("auth_began", "in_chunks", "last_reply", "plan", "planner")
+    __slots__ = ("auth_began", "last_reply", "plan", "planner")
 
     def __init__(self, planner: ReplayPlanner, plan: ReplayPlan) -> None:
         self.planner = planner
         self.plan = plan
         self.last_reply = 0.0  # when the latest reply arrived (the clock)
         self.auth_began: float | None = None
-        self.in_chunks = False  # BDAT chunks of a message went out, not yet its last
 
     @property
     def number(self) -> int:
@@ -482,11 +481,8 @@ class ReplayConversation:
             if step.kind == "banner":
                 continue  # owed from the start: the connection's first reply
             which = step_of(step)
-            verb = step.verb if step.kind == "command" else None
-            if verb == "DATA" or (verb == "BDAT" and not self.in_chunks):
-                s.message_begun()  # a message is begun once its content is on its way
-            if verb == "BDAT":
-                self.in_chunks = not is_message_end(step)
+            if which is Step.MAIL:
+                s.message_begun()  # a transaction begun: it ends accepted, refused or aborted
             owed = 1 if step.replies else 0
             parts.append(conn.send_raw(which or Step.NOOP, wire_bytes(step, number), owed))
         first = step_of(group[0])

@@ -1,0 +1,327 @@
+"""The session machine with no socket: a ``Session`` talks to the server state machine
+(``protocol/server.py``) through a test's hands, on a clock the test moves, so what it
+sends, what it counts and how it times each step are checked exactly.
+
+Each time the session waits to read, what it wrote goes to the server, the server's
+events are answered, the clock moves on ``THINK`` seconds, and the replies come back
+in one read: so every reply's service time is exactly ``THINK``, and a pipelined
+group's replies all are too (timed from the start of the group's write).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from smtpbench.engine.conversation import PlannedConversation
+from smtpbench.engine.reactor import CONNECT, READ, SessionCancelled, StepTimeout
+from smtpbench.engine.session import Session, SessionSettings
+from smtpbench.engine.transport import Address
+from smtpbench.headless import run_info
+from smtpbench.metrics.kinds import ErrorClass
+from smtpbench.metrics.recorder import Recorder
+from smtpbench.metrics.sessions import SessionLog, SessionRecord
+from smtpbench.metrics.snapshot import Snapshot
+from smtpbench.protocol.server import (
+    AuthResponse,
+    CommandReceived,
+    ConnectionClosed,
+    MessageReceived,
+    NeedData,
+    ServerConnection,
+)
+from smtpbench.protocol.steps import Step
+from smtpbench.scenario import MessageFactory, parse_scenario
+
+ADDRESS = Address("127.0.0.1", 25, 2, ("127.0.0.1", 25))
+THINK = 0.001  # seconds the server takes per read, on the test's clock
+EHLO_LINES = ["mx.test", "PIPELINING", "SIZE 1000000", "8BITMIME", "CHUNKING", "AUTH PLAIN"]
+
+Reply = tuple[int, str, str | None]
+Answer = Callable[[Any, ServerConnection], bytes | None]  # None: the server hangs up
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Wire:
+    """The session's link as the test holds it: what it wrote; ``slow`` writes (at least
+    that many bytes) are taken by the kernel ``lag`` seconds later, as a full buffer is."""
+
+    def __init__(self, clock: Clock, slow: int | None = None, lag: float = 0.0) -> None:
+        self.sent = bytearray()
+        self.sock = object()
+        self.written_at = 0.0
+        self.clock = clock
+        self.slow = slow
+        self.lag = lag
+
+    def write(self, data: bytes) -> bool:
+        self.sent += data
+        if self.slow is not None and len(data) >= self.slow:
+            self.written_at = self.clock.now + self.lag
+            return False
+        return True
+
+
+def answers(**replies: Reply | list[Reply]) -> Answer:
+    """A server that says yes to everything, but for the steps named (by ``Step`` name):
+    one reply for every time, or a list taken in turn (the last one kept). A code of 0
+    hangs up instead of answering."""
+    counts: dict[str, int] = {}
+
+    def pick(name: str, default: Reply) -> Reply:
+        given = replies.get(name, default)
+        if isinstance(given, list):
+            index = counts.get(name, 0)
+            counts[name] = index + 1
+            return given[min(index, len(given) - 1)]
+        return given
+
+    def answer(event: Any, server: ServerConnection) -> bytes | None:
+        if isinstance(event, MessageReceived):
+            reply = pick("DATA_END", (250, "queued", "2.0.0"))
+        elif isinstance(event, AuthResponse):
+            reply = pick("AUTH", (235, "ok", "2.7.0"))
+        else:
+            assert isinstance(event, CommandReceived), event
+            if not event.allowed:
+                return server.reply(503, "bad sequence of commands", "5.5.1")
+            step = event.step
+            if step is Step.EHLO and "EHLO" not in replies:
+                return server.reply(250, EHLO_LINES)
+            default: Reply = {
+                Step.DATA: (354, "go ahead", None),
+                Step.QUIT: (221, "bye", "2.0.0"),
+            }.get(step, (250, "ok", "2.0.0"))
+            reply = pick(step.name, default)
+        if reply[0] == 0:
+            return None
+        return server.reply(*reply)
+
+    return answer
+
+
+@dataclasses.dataclass
+class Outcome:
+    record: dict[str, Any]  # the session's line of sessions.ndjson
+    recorder: Recorder
+
+    def steps(self) -> list[tuple[str, float | None, int | None]]:
+        return [(label, seconds, code) for label, seconds, code in self.record["steps"]]
+
+    def labels(self) -> list[str]:
+        return [label for label, _, _ in self.steps()]
+
+    def codes(self, label: str) -> list[int | None]:
+        return [code for step, _, code in self.steps() if step == label]
+
+    def snapshot(self) -> Snapshot:
+        self.recorder.flush(1.0)
+        return self.recorder.snapshot(1.0)
+
+
+def converse(
+    tmp_path: Path,
+    scenario: str = "",
+    answer: Answer | None = None,
+    *,
+    wire: Callable[[Clock], Wire] | None = None,
+    throw_at: tuple[int, BaseException] | None = None,
+) -> Outcome:
+    """Runs session 0 of ``scenario`` (TOML added to a one-session base) to its end.
+    ``throw_at`` = (n, exception): thrown into the session at its n-th read instead."""
+    parsed = parse_scenario(f'name = "machine"\nseed = 1\n{scenario}')
+    clock = Clock()
+    settings = SessionSettings.from_scenario(parsed, ADDRESS, environ={"SECRET": "s3cret"})
+    factory = MessageFactory(parsed, seed=1)
+    recorder = Recorder(run_info(parsed, "test", 1))
+    log = SessionLog(tmp_path / "sessions.ndjson")
+    record = SessionRecord(recorder, log, 0, 0.0)
+    conversation = PlannedConversation(factory, factory.plan_session(0))
+    session = Session(settings, record, conversation, clock.now, clock)
+    server = ServerConnection()
+    answer = answer or answers()
+    link = wire(clock) if wire is not None else Wire(clock)
+    run = session.run()
+    assert next(run) is CONNECT
+    clock.now += THINK
+    request = run.send(link)
+    out = server.reply(220, "mx.test ESMTP", None)
+    hung_up = False
+    reads = 0
+    try:
+        while True:
+            assert request is READ, request
+            reads += 1
+            clock.now += THINK
+            if throw_at is not None and reads == throw_at[0]:
+                request = run.throw(throw_at[1])
+                continue
+            # The replies so far in one read (end of file once the server hung up).
+            request = run.send(out)
+            out = b""
+            if hung_up:
+                continue
+            server.receive_data(bytes(link.sent))
+            link.sent.clear()
+            while True:
+                event = server.next_event()
+                if isinstance(event, NeedData | ConnectionClosed):
+                    break
+                said = answer(event, server)
+                if said is None:
+                    hung_up = True
+                    break
+                out += said
+            assert out or hung_up, "the session waits for a reply the server does not owe"
+    except StopIteration:
+        pass
+    log.close()
+    lines = (tmp_path / "sessions.ndjson").read_text().splitlines()
+    return Outcome(json.loads(lines[-1]), recorder)
+
+
+def test_a_plain_session_says_what_a_client_says_and_times_each_reply(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, '[session]\nrecipients = 2\nsize = "1KiB"\n')
+    steps = outcome.steps()
+    assert [label for label, _, _ in steps] == [
+        "connect", "banner", "EHLO", "MAIL", "RCPT", "RCPT", "DATA", "DATA end", "QUIT",
+    ]  # fmt: skip
+    assert [code for _, _, code in steps] == [None, 220, 250, 250, 250, 250, 354, 250, 221]
+    assert all(seconds == pytest.approx(THINK, abs=1e-9) for _, seconds, _ in steps)
+    record = outcome.record
+    assert record["outcome"] == "ok"
+    assert record["messages_accepted"] == 1 and record["messages_aborted"] == 0
+    # The message's latency runs from the intended start to its final reply: 8 reads.
+    assert record["message_latency"] == [pytest.approx(8 * THINK, abs=1e-9)]
+    recorder = outcome.recorder
+    assert recorder.recipients_accepted == 2
+    assert recorder.completed == 1 and recorder.in_flight == 0
+
+
+def test_pipelined_groups_and_content_carried_in_the_next_write(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, '[session]\nmessages = 2\npipelining = true\nsize = "1KiB"\n')
+    labels = outcome.labels()
+    # Message 1's content goes with message 2's MAIL, RCPT and DATA; message 2's with QUIT.
+    assert labels == [
+        "connect", "banner", "EHLO", "MAIL", "RCPT", "DATA",
+        "DATA end", "MAIL", "RCPT", "DATA", "DATA end", "QUIT",
+    ]  # fmt: skip
+    assert all(s == pytest.approx(THINK, abs=1e-9) for _, s, _ in outcome.steps())
+    assert outcome.record["messages_accepted"] == 2
+    # One round trip per message: the second ends one read after the first.
+    first, second = outcome.record["message_latency"]
+    assert second - first == pytest.approx(THINK, abs=1e-9)
+
+
+def test_data_end_is_timed_from_when_the_kernel_took_the_last_byte(tmp_path: Path) -> None:
+    # The content (and only it) fills the socket buffer: taken 0.4 ms after the write.
+    outcome = converse(
+        tmp_path, '[session]\nsize = "64KiB"\n', wire=lambda clock: Wire(clock, 60000, 0.0004)
+    )
+    data_end = [s for label, s, _ in outcome.steps() if label == "DATA end"]
+    assert data_end == [pytest.approx(THINK - 0.0004, abs=1e-9)]
+
+
+def test_a_refused_recipient_is_skipped_and_all_refused_is_rset(tmp_path: Path) -> None:
+    some = converse(
+        tmp_path,
+        "[session]\nrecipients = 2\n",
+        answers(RCPT=[(550, "no", "5.1.1"), (250, "ok", None)]),
+    )
+    assert some.codes("RCPT") == [550, 250]
+    assert some.record["messages_accepted"] == 1
+    assert some.record["error"] == "unexpected reply" and some.record["error_step"] == "RCPT"
+    assert some.recorder.recipients_rejected == 1 and some.recorder.recipients_accepted == 1
+    none = converse(tmp_path, "[session]\nrecipients = 2\n", answers(RCPT=(550, "no", "5.1.1")))
+    assert none.labels()[-2:] == ["RSET", "QUIT"]
+    assert none.codes("DATA") == [] and none.record["messages_rejected"] == 1
+
+
+def test_a_refused_mail_ends_the_transaction_not_the_session(tmp_path: Path) -> None:
+    outcome = converse(
+        tmp_path,
+        "[session]\nmessages = 2\n",
+        answers(MAIL=[(451, "later", "4.3.0"), (250, "ok", None)]),
+    )
+    assert outcome.codes("MAIL") == [451, 250]
+    assert outcome.record["messages_rejected"] == 1 and outcome.record["messages_accepted"] == 1
+    assert outcome.record["outcome"] == "failed"  # a reply not counted as success
+
+
+def test_421_ends_the_session_without_quit(tmp_path: Path) -> None:
+    outcome = converse(
+        tmp_path, "[session]\nmessages = 2\n", answers(RCPT=(421, "closing", "4.3.2"))
+    )
+    assert outcome.labels()[-1] == "RCPT" and "QUIT" not in outcome.labels()
+    assert outcome.record["detail"].startswith("421")
+    # The first message was begun (its MAIL went out) and never ended; the second never began.
+    assert outcome.record["messages_aborted"] == 1
+    assert outcome.record["messages_rejected"] == 0
+
+
+def test_end_of_file_in_the_data_is_a_closed_connection_and_an_aborted_message(
+    tmp_path: Path,
+) -> None:
+    outcome = converse(tmp_path, "", answers(DATA_END=(0, "", None)))
+    record = outcome.record
+    assert record["error"] == "closed by server" and record["error_step"] == "DATA end"
+    assert record["messages_aborted"] == 1
+    failure = outcome.snapshot().failures[-1]
+    assert failure.transcript[-1].sent.startswith("(message content")
+    assert failure.transcript[-1].reply == ""
+
+
+def test_a_timeout_names_the_step_and_its_limit(tmp_path: Path) -> None:
+    # The third read awaits MAIL's reply (after the banner's and EHLO's): it never comes.
+    outcome = converse(tmp_path, "", throw_at=(3, StepTimeout()))
+    assert outcome.record["error"] == "timeout" and outcome.record["error_step"] == "MAIL"
+    assert outcome.record["detail"] == "no reply to MAIL within 300s"
+
+
+def test_a_session_cut_at_the_end_of_the_run_is_cancelled(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, "", throw_at=(3, SessionCancelled()))
+    assert outcome.record["error"] == "cancelled at stop"
+    assert outcome.snapshot().errors_by_class() == {ErrorClass.CANCELLED: 1}
+
+
+def test_ehlo_refused_falls_back_to_helo(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, "", answers(EHLO=(502, "what", "5.5.2")))
+    assert outcome.labels()[2:4] == ["EHLO", "HELO"]
+    assert outcome.record["messages_accepted"] == 1
+
+
+def test_an_extension_asked_for_and_not_advertised_is_named(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, "[session]\nsmtputf8 = true\n")
+    assert outcome.record["error"] == "protocol error" and outcome.record["error_step"] == "EHLO"
+    assert "SMTPUTF8 (session.smtputf8)" in outcome.record["detail"]
+    assert outcome.labels()[-1] == "QUIT"
+
+
+def test_bdat_chunks_and_the_last_one_is_the_data_end(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, '[session]\nchunking = true\nchunk_size = 400\nsize = "1000"\n')
+    assert outcome.labels().count("BDAT") == 2 and outcome.labels().count("DATA end") == 1
+    assert outcome.record["messages_accepted"] == 1
+
+
+def test_auth_plain_is_counted_and_hidden_in_the_transcript(tmp_path: Path) -> None:
+    outcome = converse(
+        tmp_path,
+        '[auth]\nmechanism = "PLAIN"\nusername = "u"\npassword_env = "SECRET"\n',
+        answers(AUTH=(535, "no", "5.7.8")),
+    )
+    assert outcome.codes("AUTH") == [535]
+    failure = outcome.snapshot().failures[-1]
+    assert any("credentials hidden" in line.sent for line in failure.transcript)
+    assert not any("s3cret" in line.sent for line in failure.transcript)
