@@ -151,11 +151,6 @@ class Link:
         self.reactor._want_write(self, True)
         return False
 
-    @property
-    def draining(self) -> bool:
-        """Bytes are still waiting for room in the kernel's buffer."""
-        return bool(self.pending)
-
     def _flush(self) -> None:
         sock = self.sock
         assert sock is not None
