@@ -16,6 +16,7 @@ from rich.console import Console
 from smtpbench import __version__, exitcodes
 
 if TYPE_CHECKING:
+    from smtpbench.headless import RunOptions
     from smtpbench.scenario import Scenario
 
 
@@ -292,7 +293,7 @@ def _note(message: str) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from smtpbench.headless import RunOptions, run_headless, stdout_is_terminal
+    from smtpbench.headless import RunOptions, stdout_is_terminal
     from smtpbench.scenario import ScenarioError, load_scenario, with_overrides
     from smtpbench.units import parse_duration
 
@@ -343,6 +344,13 @@ def _run(args: argparse.Namespace) -> int:
         workers=args.workers or default_workers(scenario),
         keep_going=args.keep_going,
     )
+    return start_run(options, args)
+
+
+def start_run(options: RunOptions, args: argparse.Namespace) -> int:
+    """What ``run`` and ``replay`` do once their options are built: the machine's limits
+    and the output folder checked before the first session, then the run, with the
+    dashboard on a terminal (or ``--tui``), headless otherwise."""
     refused = check_limits(options.scenario, options.worker_count, args.ignore_limits)
     if refused is not None:
         return _error(refused)
@@ -356,6 +364,8 @@ def _run(args: argparse.Namespace) -> int:
         from smtpbench.tui.launch import run_dashboard
 
         return run_dashboard(options)
+    from smtpbench.headless import run_headless
+
     return run_headless(options)
 
 

@@ -116,7 +116,7 @@ def dry_run_table(report: DryRun) -> Table:
 def run_replay(args: argparse.Namespace) -> int:
     from smtpbench.cli import _with_thresholds, default_workers, parse_host_port
     from smtpbench.engine.replay import ReplayJob, replay_scenario
-    from smtpbench.headless import RunOptions, run_headless, stdout_is_terminal
+    from smtpbench.headless import RunOptions, stdout_is_terminal
     from smtpbench.recording import RecordingError
 
     try:
@@ -172,19 +172,6 @@ def run_replay(args: argparse.Namespace) -> int:
         replay=job,
         workers=args.workers or default_workers(scenario),
     )
-    from smtpbench.cli import check_limits
+    from smtpbench.cli import start_run
 
-    refused = check_limits(options.scenario, options.worker_count, args.ignore_limits)
-    if refused is not None:
-        return _error(refused)
-    from smtpbench.files import OutputError, check_output_folder
-
-    try:
-        check_output_folder(args.out)
-    except OutputError as err:
-        return _error(f"--out {err}")
-    if args.tui or (options.terminal and not args.headless):
-        from smtpbench.tui.launch import run_dashboard
-
-        return run_dashboard(options)
-    return run_headless(options)
+    return start_run(options, args)
