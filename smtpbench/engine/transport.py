@@ -42,7 +42,8 @@ async def resolve(host: str, port: int) -> Address:
 
 
 class PlainStream(trio.abc.HalfCloseableStream):
-    """A TCP connection on a bare non-blocking socket.
+    """A TCP connection on a bare non-blocking socket, for the probe's one conversation
+    at a time (load and replay sessions are driven by the reactor, ``reactor.py``).
 
     It does what ``trio.SocketStream`` does for a client that owns its socket
     alone (one task sends, then reads), without the per-call bookkeeping: each
