@@ -23,6 +23,7 @@ import trio
 
 from smtpbench.faults import EMPTY_FAULTS, FaultPlan
 from smtpbench.servers.accepting import connection_limit, serve_quietly
+from smtpbench.servers.sink_capacity import ServiceCapacity
 from smtpbench.servers.sink_faults import FaultInjector
 from smtpbench.servers.sink_session import ReceivedMessage, Session
 
@@ -65,6 +66,8 @@ class SinkConfig:
     # Connections open at once; one more is answered 421 and closed. None: what the
     # process's descriptor limit leaves (see connection_limit).
     max_connections: int | None = None
+    # Messages a second the sink serves, queueing beyond (sink_capacity.py); None: no limit.
+    capacity: float | None = None
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -79,6 +82,8 @@ class SinkConfig:
             raise ValueError(f"the host name must be one word, got {self.hostname!r}")
         if not (self.idle_timeout > 0 and self.command_timeout > 0):
             raise ValueError("timeouts must be longer than 0 seconds")
+        if self.capacity is not None and not self.capacity > 0:
+            raise ValueError(f"the capacity must be above 0 messages/s, got {self.capacity}")
         if self.max_connections is not None and self.max_connections < 1:
             raise ValueError(f"at least one connection, got {self.max_connections}")
         if self.implicit_tls and self.tls_cert is None:
@@ -184,6 +189,7 @@ class Sink:
         self.faults = FaultInjector(
             config.faults, random.Random(config.seed), self.stats.faults_injected
         )
+        self.capacity = ServiceCapacity(config.capacity) if config.capacity else None
         self.shutting_down = False  # set once shutdown_after connections have come
         self.max_connections = connection_limit(config.max_connections)
         self._queue_ids = itertools.count(1)

@@ -20,7 +20,7 @@ import trio
 
 from smtpbench.faults import KINDS, FaultSpecError, fault_plan_from_flags, parse_fault_flag
 from smtpbench.servers.sink import SinkConfig, make_ssl_context, serve_sink
-from smtpbench.units import parse_duration, parse_size
+from smtpbench.units import parse_duration, parse_rate, parse_size
 
 DEFAULT_LISTEN = "127.0.0.1:2525"
 EXIT_USAGE = 2  # argparse's code for a bad command line
@@ -79,6 +79,13 @@ def _non_negative(text: str) -> int:
     if not text.strip().isdigit():
         raise ValueError(f"expected a whole number, 0 or more, got {text!r}")
     return int(text)
+
+
+def _capacity(text: str) -> float:
+    rate = parse_rate(text)
+    if rate <= 0:
+        raise ValueError(f"a capacity must be above 0 messages/s, got {text!r}")
+    return rate
 
 
 def _credential(text: str) -> tuple[str, str]:
@@ -228,6 +235,13 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop when standard input closes (how `run` ties the embedded sink to itself)",
     )
     parser.add_argument(
+        "--capacity",
+        type=_argument_type(_capacity),
+        metavar="RATE",
+        help="serve at most RATE messages a second (e.g. 300/s), queueing the rest: each "
+        "message's final reply waits its turn, one every 1/RATE seconds",
+    )
+    parser.add_argument(
         "--max-size",
         type=_argument_type(_size),
         default=SinkConfig.max_message_size,
@@ -270,6 +284,7 @@ def config_from_args(args: argparse.Namespace) -> SinkConfig:
             idle_timeout=args.idle_timeout,
             command_timeout=args.command_timeout,
             max_connections=args.max_connections,
+            capacity=args.capacity,
         )
     except ValueError as exc:
         flag = "--hostname"

@@ -256,6 +256,9 @@ class Session:
                 return False  # the whole message came in one read: still no answer
             step = conn.pending_step
             answer = original = self._decide(event)
+            if sink.capacity is not None and isinstance(event, MessageReceived):
+                await self._flush()  # the replies before this one are not held up
+                await trio.sleep(sink.capacity.admit(trio.current_time()))
             garbage = None
             if step is not None and step in faults.steps:
                 may_disconnect = not (isinstance(event, MessageReceived) and event.via is Step.DATA)
