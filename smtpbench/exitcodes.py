@@ -11,3 +11,8 @@ TARGET_UNUSABLE = 4
 ABORTED_BY_THRESHOLD = 5  # a threshold failed during the run and stopped it (--abort-on-fail)
 RESULTS_NOT_WRITTEN = 6  # the run ended but its results folder could not be written whole
 WORKER_LOST = 7  # a worker process died during the run; the results hold what it had sent
+# smtpbench send: why the message did not go (4, TARGET_UNUSABLE: the server was unreachable).
+MESSAGE_REFUSED = 8  # the server refused the session, the sender, a recipient or the message
+TLS_FAILED = 9  # STARTTLS not offered or refused, or the TLS handshake failed
+AUTH_FAILED = 10  # the AUTH mechanism not offered, or the credentials refused
+CONVERSATION_BROKEN = 11  # the connection closed, timed out or garbled after it opened
