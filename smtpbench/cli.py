@@ -215,6 +215,18 @@ def _build_parser() -> argparse.ArgumentParser:
         )
     )
 
+    from smtpbench.send.options import add_send_arguments
+
+    add_send_arguments(
+        commands.add_parser(
+            "send",
+            help="send one message and show every line said, timed and explained",
+            description="One message, one transaction, and a transcript a person reads: each "
+            "line sent and received, when each reply came, what its codes mean, the TLS "
+            "details. Exit 0 accepted, 4 unreachable, 8 refused, 9 TLS failed, 10 AUTH "
+            "failed, 11 the conversation broke off.",
+        )
+    )
     probe = commands.add_parser(
         "probe",
         help="check a mail server by hand, automated: banner, EHLO, TLS, relay, VRFY, DSN",
@@ -443,6 +455,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from smtpbench.report.commands import run_merge
 
         return run_merge(args)
+    if args.command == "send":
+        from smtpbench.send.cli import run_send
+
+        return run_send(args)
     if args.command == "probe":
         from smtpbench.probe.cli import run_probe
 

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import ssl
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from smtpbench.engine.transport import TargetError
 from smtpbench.scenario.model import Tls
@@ -66,6 +70,44 @@ def failure_detail(exc: BaseException) -> str:
     if cause is not None:
         return f"certificate not accepted: {cause}"
     return f"TLS failed: {exc or type(exc).__name__}"
+
+
+def certificate_details(der: bytes) -> dict[str, Any]:
+    """Subject, names, issuer and validity of a certificate (DER), verified or not;
+    empty when it cannot be decoded."""
+    decoded = _decode(der) if der else {}
+    if not decoded:
+        return {}
+    details: dict[str, Any] = {
+        "subject": _name(decoded.get("subject", ())),
+        "issuer": _name(decoded.get("issuer", ())),
+        "names": [value for _, value in decoded.get("subjectAltName", ())],
+    }
+    not_after = decoded.get("notAfter")
+    if not_after:
+        expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), UTC)
+        details["not_before"] = decoded.get("notBefore")
+        details["not_after"] = not_after
+        details["days_left"] = (expires - datetime.now(UTC)).days
+    return details
+
+
+def _decode(der: bytes) -> dict[str, Any]:
+    """The standard library decodes certificates from files only (and only privately)."""
+    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
+    if decode is None:
+        return {}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "cert.pem"
+        path.write_text(ssl.DER_cert_to_PEM_cert(der))
+        try:
+            return dict(decode(str(path)))
+        except (ssl.SSLError, ValueError):
+            return {}
+
+
+def _name(rdns: Any) -> str:
+    return ", ".join(f"{key}={value}" for rdn in rdns for key, value in rdn)
 
 
 def _reason(err: BaseException) -> str:

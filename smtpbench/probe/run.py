@@ -13,15 +13,13 @@ from __future__ import annotations
 import contextlib
 import re
 import ssl
-import tempfile
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Literal
 
 import trio
 
+from smtpbench.engine.tls import certificate_details
 from smtpbench.engine.transport import Address, connect, resolve
 from smtpbench.probe.model import Check, Exchange, ProbeReport, Status
 from smtpbench.protocol.capabilities import EXTENSION_MEANINGS, Capabilities
@@ -572,39 +570,8 @@ def _certificate_details(stream: trio.SSLStream[Any]) -> dict[str, Any]:
         "cipher": (stream.cipher() or ("?",))[0],
     }
     der = stream.getpeercert(binary_form=True)
-    if not der:
-        return details
-    decoded = _decode(der)
-    if not decoded:
-        return details
-    details["subject"] = _name(decoded.get("subject", ()))
-    details["issuer"] = _name(decoded.get("issuer", ()))
-    details["names"] = [value for _, value in decoded.get("subjectAltName", ())]
-    not_after = decoded.get("notAfter")
-    if not_after:
-        expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), UTC)
-        details["not_before"] = decoded.get("notBefore")
-        details["not_after"] = not_after
-        details["days_left"] = (expires - datetime.now(UTC)).days
+    details.update(certificate_details(der or b""))
     return details
-
-
-def _decode(der: bytes) -> dict[str, Any]:
-    """The standard library decodes certificates from files only (and only privately)."""
-    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
-    if decode is None:
-        return {}
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "cert.pem"
-        path.write_text(ssl.DER_cert_to_PEM_cert(der))
-        try:
-            return dict(decode(str(path)))
-        except (ssl.SSLError, ValueError):
-            return {}
-
-
-def _name(rdns: Any) -> str:
-    return ", ".join(f"{key}={value}" for rdn in rdns for key, value in rdn)
 
 
 async def probe(options: ProbeOptions) -> ProbeReport:
