@@ -56,6 +56,8 @@ from smtpbench.scenario import (
     summarize_load,
 )
 from smtpbench.thresholds import Threshold, ThresholdSettings
+from smtpbench.transit.receiver import ReceiverError
+from smtpbench.transit.run import TransitOptions, TransitRun, transit_run, with_transit
 from smtpbench.units import format_clock
 
 LIVE_REFRESH = 0.25  # seconds between updates of the terminal panel
@@ -74,6 +76,7 @@ class RunOptions:
     replay: ReplayJob | None = None  # replay recordings instead of the scenario's sessions
     workers: int = 1  # engine processes; 1 runs the engine in this process
     keep_going: bool = False  # run on when no session can connect
+    through: TransitOptions | None = None  # run --through: the receiving sink's address
 
     @property
     def worker_count(self) -> int:
@@ -130,7 +133,11 @@ async def open_target(scenario: Scenario) -> AsyncIterator[tuple[Address, str]]:
         yield address, str(address)
 
 
-def run_info(scenario: Scenario, target: str, seed: int) -> RunInfo:
+def run_info(
+    scenario: Scenario, target: str, seed: int, transit: TransitRun | None = None
+) -> RunInfo:
+    """What the results say of the run; with ``--through`` its id is the one the messages
+    carry."""
     load = scenario.load
     return RunInfo(
         scenario=scenario.name,
@@ -142,7 +149,7 @@ def run_info(scenario: Scenario, target: str, seed: int) -> RunInfo:
         seed=seed,
         started_at=datetime.now().astimezone().isoformat(timespec="seconds"),
         version=__version__,
-        run_id=uuid.uuid4().hex,
+        run_id=transit.run_tag if transit is not None else uuid.uuid4().hex,
     )
 
 
@@ -226,7 +233,11 @@ class ThresholdWatch:
 
 
 async def _show_progress(
-    run: LiveSource, checks: tuple[Threshold, ...], options: RunOptions, console: Console
+    run: LiveSource,
+    checks: tuple[Threshold, ...],
+    options: RunOptions,
+    console: Console,
+    transit: TransitRun | None = None,
 ) -> None:
     if options.terminal:
         with Live(console=console, auto_refresh=False, transient=True) as live:
@@ -238,6 +249,8 @@ async def _show_progress(
                 panel = live_panel(snapshot, run.remaining())
                 if checks:
                     panel = Group(panel, live_thresholds(evaluate(checks, snapshot)))
+                if transit is not None:
+                    panel = Group(panel, transit.line())
                 live.update(panel, refresh=True)
     while True:
         await trio.sleep(options.progress_interval)
@@ -247,27 +260,37 @@ async def _show_progress(
         line = live_line(snapshot, run.remaining())
         if checks:
             line += "  " + thresholds_line(evaluate(checks, snapshot))
+        if transit is not None:
+            line += "\n  " + transit.line()
         console.print(line, highlight=False, soft_wrap=True)
 
 
 async def _show_progress_once_started(
-    group: EngineGroup, checks: tuple[Threshold, ...], options: RunOptions, console: Console
+    group: EngineGroup,
+    checks: tuple[Threshold, ...],
+    options: RunOptions,
+    console: Console,
+    transit: TransitRun | None = None,
 ) -> None:
     """Live lines from the workers' first snapshot on: starting processes takes a moment,
     which is not part of the run."""
     while group.snapshot() is None:
         await trio.sleep(WORKERS_POLL)
-    await _show_progress(group, checks, options, console)
+    await _show_progress(group, checks, options, console, transit)
 
 
 async def run_load(options: RunOptions, console: Console) -> RunOutcome:
     if options.worker_count > 1:
         return await run_load_workers(options, console)
     scenario = options.scenario
-    async with open_target(scenario) as (address, target_label):
+    workers = options.worker_count
+    async with (
+        open_target(scenario) as (address, target_label),
+        transit_run(options.through, workers) as transit,
+    ):
         factory = MessageFactory(scenario)
         resolved = dataclasses.replace(scenario, seed=factory.seed)
-        info = run_info(resolved, target_label, factory.seed)
+        info = run_info(resolved, target_label, factory.seed, transit)
         replay = options.replay.prepare() if options.replay is not None else None
         recorder = Recorder(replay.run_info(info) if replay is not None else info)
         control = RunControl()
@@ -275,8 +298,12 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
             SessionLog(partial_log_path(options.results_base)) if options.record_sessions else None
         )
         events_for = records_to(log, recorder) if log is not None else None
+        sends = transit.sends() if transit is not None else None
+        factory.transit_tag = info.run_id if transit is not None else None
         if replay is None:
-            run = LoadRun(resolved, address, factory, recorder, control, events_for=events_for)
+            run = LoadRun(
+                resolved, address, factory, recorder, control, events_for=events_for, transit=sends
+            )
         else:
             run = replay.load_run(
                 resolved, address, factory.seed, recorder, control, events_for=events_for
@@ -288,7 +315,9 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
         watch = ThresholdWatch(resolved.thresholds, run.snapshot, control, console)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, control, console)
-            nursery.start_soon(_show_progress, run, resolved.thresholds.checks, options, console)
+            nursery.start_soon(
+                _show_progress, run, resolved.thresholds.checks, options, console, transit
+            )
             nursery.start_soon(watch.watch)
             if not options.keep_going:
                 nursery.start_soon(watch_target, run.snapshot, control, console)
@@ -297,8 +326,11 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
             finally:
                 if log is not None:
                     log.close()
+                if sends is not None:
+                    sends.close()
             nursery.cancel_scope.cancel()
-    return finish_run(
+        figures = await transit.drain(console) if transit is not None else None
+    outcome = finish_run(
         options.results_base,
         resolved,
         final,
@@ -306,16 +338,20 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
         sessions_log=log.path if log is not None else None,
         keep_going=options.keep_going,
     )
+    return with_transit(outcome, figures) if figures is not None else outcome
 
 
 async def run_load_workers(options: RunOptions, console: Console) -> RunOutcome:
     """The run in ``options.worker_count`` engine processes, shown and steered from here."""
     scenario = options.scenario
     workers = options.worker_count
-    async with open_target(scenario) as (address, target_label):
+    async with (
+        open_target(scenario) as (address, target_label),
+        transit_run(options.through, workers) as transit,
+    ):
         seed = MessageFactory(scenario).seed
         resolved = dataclasses.replace(scenario, seed=seed)
-        info = run_info(resolved, target_label, seed)
+        info = run_info(resolved, target_label, seed, transit)
         if options.replay is not None:
             info = options.replay.prepare().run_info(info)
         log = partial_log_path(options.results_base) if options.record_sessions else None
@@ -327,6 +363,7 @@ async def run_load_workers(options: RunOptions, console: Console) -> RunOutcome:
             sessions_log=str(log) if log is not None else None,
             replay=options.replay,
             password=resolved.auth.password,
+            transit_log=str(transit.log) if transit is not None else None,
         )
         group = EngineGroup(job, workers)
         steering = GroupSteering(group)
@@ -341,7 +378,12 @@ async def run_load_workers(options: RunOptions, console: Console) -> RunOutcome:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_watch_signals, steering, console)
                 nursery.start_soon(
-                    _show_progress_once_started, group, resolved.thresholds.checks, options, console
+                    _show_progress_once_started,
+                    group,
+                    resolved.thresholds.checks,
+                    options,
+                    console,
+                    transit,
                 )
                 nursery.start_soon(watch.watch)
                 if not options.keep_going:
@@ -353,6 +395,9 @@ async def run_load_workers(options: RunOptions, console: Console) -> RunOutcome:
             if not group.done:
                 group.abort()  # leaving early (an error here): the workers stop too
             await trio.to_thread.run_sync(group.close)
+        figures = None
+        if transit is not None and group.final is not None:
+            figures = await transit.drain(console)
     if group.final is None:
         raise EngineFailedError(group.error or "the engine processes did not finish")
     if group.error:
@@ -365,6 +410,8 @@ async def run_load_workers(options: RunOptions, console: Console) -> RunOutcome:
         sessions_log=log,
         keep_going=options.keep_going,
     )
+    if figures is not None:
+        outcome = with_transit(outcome, figures)
     if group.lost_workers and outcome.unwritten is None:
         outcome = dataclasses.replace(outcome, exit_code=exitcodes.WORKER_LOST)
     return outcome
@@ -374,7 +421,7 @@ def run_headless(options: RunOptions, console: Console | None = None) -> int:
     console = console or Console()
     try:
         outcome = trio.run(run_load, options, console)
-    except (TargetError, EmbeddedSinkError) as err:
+    except (TargetError, EmbeddedSinkError, ReceiverError) as err:
         Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False)
         return exitcodes.TARGET_UNUSABLE
     except EngineFailedError as err:

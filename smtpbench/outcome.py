@@ -26,6 +26,8 @@ from smtpbench.report.thresholds import (
     write_threshold_results,
 )
 from smtpbench.scenario import Scenario, scenario_to_toml
+from smtpbench.transit.matching import TransitFigures
+from smtpbench.transit.report import transit_table
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,7 @@ class RunOutcome:
     aborted_by: ThresholdResult | None = None  # the threshold that stopped the run early
     unwritten: str | None = None  # what could not be written, and why (a full disk)
     verdict: str | None = None  # why the run failed when no threshold says so
+    transit: TransitFigures | None = None  # run --through: transit through the server
 
 
 def run_started(snapshot: Snapshot) -> datetime:
@@ -101,6 +104,8 @@ def print_outcome(console: Console, outcome: RunOutcome) -> None:
     print_whole(console, summary(outcome.snapshot))
     if outcome.thresholds:
         print_whole(console, thresholds_table(outcome.thresholds))
+    if outcome.transit is not None:
+        print_whole(console, transit_table(outcome.transit))
     if outcome.aborted_by is not None:
         console.print(
             f"[bold red]stopped early: {outcome.aborted_by.threshold} failed (measured "

@@ -18,6 +18,11 @@ What it is set up to do, so that tests can tell every kind of reply apart:
 - PIPELINING, SIZE, 8BITMIME, SMTPUTF8, CHUNKING, DSN as Postfix offers them;
   VRFY disabled; ``maillog_file`` written by postlogd.
 
+With ``relay_to=PORT`` (``run --through`` tests), mail for ``transit.test`` is
+relayed by Postfix's ``smtp`` client to ``[127.0.0.1]:PORT`` instead of
+discarded; ``defer=True`` holds it in the queue (``defer_transports``), and
+``body_checks`` rules (regexp lines) change it on the way.
+
 Run as root (it starts a master daemon) with the Debian package ``postfix``
 and ``sasl2-bin`` (saslpasswd2) installed.
 """
@@ -42,6 +47,7 @@ HOSTNAME = "postfix.smtpbench.test"
 # rcpt0.test takes mail; rcpt1.test answers 550, rcpt2.test 554, so that the template
 # user{counter}@rcpt{rcpt}.test gives each recipient of a message its own fate.
 RELAY_DOMAINS = ("smtpbench.test", "rcpt0.test", "rcpt1.test", "rcpt2.test")
+TRANSIT_DOMAIN = "transit.test"  # relayed to the receiving sink with relay_to=PORT
 SASL_MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
 _DISCONNECT = re.compile(r"smtpd\[\d+\]: disconnect from \S+ (.*)$")
 _COMMAND_COUNT = re.compile(r"^([a-z]+)=(\d+)(?:/(\d+))?$")
@@ -116,6 +122,16 @@ discard   unix  -       -       n       -       -       discard
 error     unix  -       -       n       -       -       error
 retry     unix  -       -       n       -       -       error
 postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+# With relay_to: the smtp client, the transport map, and no TLS towards the receiving sink.
+TRANSIT_CF = """\
+transport_maps = texthash:{root}/config/transport
+smtp_tls_security_level = none
+smtp_host_lookup = native
+"""
+TRANSIT_MASTER_CF = """\
+smtp      unix  -       -       n       -       -       smtp
 """
 
 RECIPIENT_ACCESS = """\
@@ -248,8 +264,16 @@ def _sasl_users(root: Path, users: Mapping[str, str]) -> None:
 
 
 @contextmanager
-def private_postfix(certs: Certs, users: Mapping[str, str]) -> Iterator[Postfix]:
-    """Starts a Postfix of its own and stops it, removing every file it made."""
+def private_postfix(
+    certs: Certs,
+    users: Mapping[str, str],
+    *,
+    relay_to: int | None = None,
+    defer: bool = False,
+    body_checks: str | None = None,
+) -> Iterator[Postfix]:
+    """Starts a Postfix of its own and stops it, removing every file it made; with
+    ``relay_to``, mail for ``TRANSIT_DOMAIN`` goes on to ``[127.0.0.1]:relay_to``."""
     postfix = postfix_binary("postfix")
     if postfix is None:
         raise PostfixError("postfix is not installed (Debian package postfix)")
@@ -266,12 +290,23 @@ def private_postfix(certs: Certs, users: Mapping[str, str]) -> Iterator[Postfix]
         "root": root,
         "hostname": HOSTNAME,
         "loopback": LOOPBACK,
-        "relay_domains": ", ".join(RELAY_DOMAINS),
+        "relay_domains": ", ".join(RELAY_DOMAINS + ((TRANSIT_DOMAIN,) if relay_to else ())),
         "cert": certs.server_cert,
         "key": certs.server_key,
     }
-    (config / "main.cf").write_text(MAIN_CF.format(**values))
-    (config / "master.cf").write_text(MASTER_CF.format(port=port, smtps_port=smtps_port))
+    main_cf = MAIN_CF.format(**values)
+    master_cf = MASTER_CF.format(port=port, smtps_port=smtps_port)
+    if relay_to is not None:
+        main_cf += TRANSIT_CF.format(root=root)
+        master_cf += TRANSIT_MASTER_CF
+        (config / "transport").write_text(f"{TRANSIT_DOMAIN} smtp:[{LOOPBACK}]:{relay_to}\n")
+        if defer:
+            main_cf += "defer_transports = smtp\n"
+        if body_checks is not None:
+            main_cf += f"body_checks = regexp:{root}/config/body_checks\n"
+            (config / "body_checks").write_text(body_checks)
+    (config / "main.cf").write_text(main_cf)
+    (config / "master.cf").write_text(master_cf)
     (config / "recipient_access").write_text(RECIPIENT_ACCESS)
     _sasl_users(root, users)
     instance = Postfix(root, port, smtps_port, root / "maillog")

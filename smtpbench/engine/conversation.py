@@ -162,6 +162,8 @@ class PlannedConversation:
         conn = s.conn
         settings = s.settings
         content = self.factory.message_bytes(self.plan, number)
+        if settings.transit is not None:
+            settings.transit.prepare(self.plan.number, number, content)
         rset = message.rset_before and number > 0
         s.message_begun()
         if not (settings.pipelining and conn.capabilities.pipelining):

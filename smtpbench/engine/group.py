@@ -47,7 +47,12 @@ class EngineGroup:
         self._done = threading.Event()
         self.engines = [
             EngineProcess(
-                dataclasses.replace(job, share=Share(i, workers), sessions_log=self._worker_log(i)),
+                dataclasses.replace(
+                    job,
+                    share=Share(i, workers),
+                    sessions_log=self._worker_log(i),
+                    transit_log=f"{job.transit_log}.{i}" if job.transit_log else None,
+                ),
                 listener=functools.partial(self._received, i),
             )
             for i in range(workers)

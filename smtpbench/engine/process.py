@@ -62,6 +62,7 @@ class EngineJob:
     sessions_log: str | None = None  # where per-session records go (run --record-sessions)
     replay: ReplayJob | None = None  # recordings to replay instead of the scenario's sessions
     share: Share | None = None  # a worker of a group: its share of the load
+    transit_log: str | None = None  # run --through: where accepted messages are noted
     # A password given in the scenario file: the TOML never holds it, so it crosses alone.
     password: str | None = field(default=None, repr=False)
 
@@ -221,11 +222,15 @@ def engine_main(conn: Connection, job: EngineJob) -> None:
     from smtpbench.engine.session_records import records_to
     from smtpbench.metrics.sessions import SessionLog
     from smtpbench.scenario import MessageFactory, parse_scenario
+    from smtpbench.transit.sends import TransitSends
 
     scenario = parse_scenario(job.scenario_toml, default_name=job.info.scenario)
     if job.password is not None:
         scenario = replace(scenario, auth=replace(scenario.auth, password=job.password))
-    factory = MessageFactory(scenario, seed=job.seed)
+    transit = TransitSends(Path(job.transit_log)) if job.transit_log else None
+    factory = MessageFactory(
+        scenario, seed=job.seed, transit_tag=job.info.run_id if transit is not None else None
+    )
     recorder = Recorder(job.info, live_intervals=job.share is not None)
     log = SessionLog(Path(job.sessions_log)) if job.sessions_log else None
     events_for = records_to(log, recorder) if log is not None else None
@@ -248,12 +253,15 @@ def engine_main(conn: Connection, job: EngineJob) -> None:
             RunControl(),
             events_for=events_for,
             share=job.share,
+            transit=transit,
         )
     try:
         final = trio.run(_serve, conn, run, job.publish_interval, job.share is not None)
     finally:
         if log is not None:
             log.close()
+        if transit is not None:
+            transit.close()
     message: Message = ("final", final, 0.0, recorder.take_intervals())
     conn.send(message)
     conn.close()

@@ -30,6 +30,7 @@ numbers its sessions as the whole run would, and keeps its part of the limits.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from collections.abc import Callable
@@ -50,6 +51,7 @@ from smtpbench.metrics.snapshot import RunState, Snapshot
 if TYPE_CHECKING:
     from smtpbench.engine.transport import Address
     from smtpbench.scenario import MessageFactory, Scenario
+    from smtpbench.transit.sends import TransitSends
 
 
 class Planner(Protocol):
@@ -122,11 +124,14 @@ class LoadRun:
         events_for: EventsFor | None = None,
         schedule: Schedule | None = None,
         share: Share | None = None,
+        transit: TransitSends | None = None,
     ) -> None:
         self.scenario = scenario
         self.share = share or Share()
         self.load = self.share.load(scenario.load)
         self.settings = SessionSettings.from_scenario(scenario, address)
+        if transit is not None:  # run --through: accepted messages are noted for matching
+            self.settings = dataclasses.replace(self.settings, transit=transit)
         self.factory = factory
         self.recorder = recorder
         self.control = control or RunControl()
@@ -196,6 +201,8 @@ class LoadRun:
         their schedules and per-second intervals line up."""
         recorder = self.recorder
         self._clock = trio.lowlevel.current_clock().current_time
+        if self.settings.transit is not None:
+            self.settings.transit.anchor(self._clock)
         reactor = self._reactor = Reactor(self, sweep_interval=self._sweep)
         if start_at is not None:
             await trio.sleep_until(start_at)
@@ -213,6 +220,8 @@ class LoadRun:
             self._ended_at = trio.current_time()
             background.cancel_scope.cancel()
         recorder.flush(self._ended_at - self._t0)
+        if self.settings.transit is not None:
+            self.settings.transit.flush()
         recorder.state = RunState.INTERRUPTED if self.control.interrupted else RunState.DONE
         return recorder.snapshot(self.elapsed())
 
@@ -224,6 +233,8 @@ class LoadRun:
             self._update_target_rate()
             self.recorder.flush(self._next_flush - self._t0)
             self._next_flush += FLUSH_INTERVAL
+            if self.settings.transit is not None:
+                self.settings.transit.flush()
 
     async def _follow_control(self) -> None:
         while True:

@@ -74,6 +74,7 @@ from smtpbench.scenario.model import NO_DSN, Dsn
 
 if TYPE_CHECKING:
     from smtpbench.scenario import Scenario
+    from smtpbench.transit.sends import TransitSends
 
 Shown = bytes | int | str | None  # a command line, a content size, a redacted line, connect
 Command = tuple[Step, bytes, Shown]  # what to send, and how the transcript shows it
@@ -115,6 +116,7 @@ class SessionSettings:
     auth_mechanism: str | None = None
     auth_username: str = field(default="", repr=False)
     auth_secret: str = field(default="", repr=False)
+    transit: TransitSends | None = None  # run --through: accepted messages noted for matching
 
     @classmethod
     def from_scenario(
@@ -449,6 +451,8 @@ class Session:
     def message_refused(self) -> None:
         """The message ended before its content was sent (MAIL, every RCPT or DATA refused)."""
         self.metrics.message(False, None)
+        if self.settings.transit is not None:
+            self.settings.transit.refused(self.conversation.number, self.messages_ended)
         self.messages_ended += 1
 
     def message_done(self, finals: list[Reply]) -> None:
@@ -459,6 +463,13 @@ class Session:
         success = self.settings.success[Step.DATA_END]
         accepted = any(reply.code in success for reply in finals)
         self.metrics.message(accepted, self.arrival - self.intended)
+        transit = self.settings.transit
+        if transit is not None:  # messages end in the order they began: the index is the count
+            number = self.conversation.number
+            if accepted:
+                transit.accepted(number, self.messages_ended, self.intended, self.arrival)
+            else:
+                transit.refused(number, self.messages_ended)
         self.messages_ended += 1
 
     # -- outcomes -------------------------------------------------------------------

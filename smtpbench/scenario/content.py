@@ -21,6 +21,7 @@ from typing import Final
 from smtpbench import __version__
 from smtpbench.scenario.model import Scenario
 from smtpbench.scenario.templates import Renderer
+from smtpbench.transit.identity import header_line
 
 LINE_LIMIT: Final = 78
 """Body and header lines stay within RFC 5322's recommended 78 characters."""
@@ -99,6 +100,7 @@ class MessageFactory:
         seed: int | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        transit_tag: str | None = None,
     ) -> None:
         if seed is None:
             seed = scenario.seed if scenario.seed is not None else secrets.randbits(63)
@@ -115,6 +117,9 @@ class MessageFactory:
         self._date = ""
         # The seed in every Message-ID keeps IDs apart across runs, unless seeded alike.
         self._id_prefix = f"smtpbench.{seed:x}"
+        # run --through: every message names itself (the run's id, session, message) in an
+        # X-Smtpbench-Id header, so the receiving sink can match it to its send.
+        self.transit_tag = transit_tag
         eight_bit = session.body == "8bitmime" or session.smtputf8
         self._filler, self._line_starts = _filler(seed, eight_bit)
         self._static_headers = _HEADERS_8BIT if eight_bit else _STATIC_HEADERS
@@ -164,9 +169,15 @@ class MessageFactory:
             f"Subject: {plan.subject}\r\n"
             f"Date: {self._now()}\r\n"
             f"Message-ID: <{self._id_prefix}.{session.number}.{message_no}@{domain}>\r\n"
+            f"{self._transit_header(session.number, message_no)}"
             f"{self._static_headers}\r\n"
         ).encode(self._header_encoding)
         return head + self._body(plan.size - len(head), session.number, message_no)
+
+    def _transit_header(self, session_no: int, message_no: int) -> str:
+        if self.transit_tag is None:
+            return ""
+        return header_line(self.transit_tag, session_no, message_no)
 
     def _body(self, length: int, session_no: int, message_no: int) -> bytes:
         length = max(length, _MIN_BODY)

@@ -135,7 +135,8 @@ class Session:
         self.stream = stream
         config = sink.config
         self.conn = ServerConnection(
-            keep_data=config.keep_messages, max_data_size=config.max_message_size
+            keep_data=config.keep_messages or config.on_message is not None,
+            max_data_size=config.max_message_size,
         )
         self.out = bytearray()
         self.mail_from = ""
@@ -350,6 +351,8 @@ class Session:
                 stats.message_bytes += event.size
                 if self.sink.config.keep_messages:
                     self._keep(event)
+                if self.sink.config.on_message is not None:
+                    self.sink.config.on_message(event.data, event.size)
             else:
                 stats.messages_rejected += 1
         elif step is Step.AUTH:

@@ -1,0 +1,134 @@
+"""Transit figures shown and kept: the end-of-run table, the live line, and the results
+files ``transit.json`` (figures and per-second series) and ``transit.csv`` (the series)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from smtpbench.files import write_atomically
+from smtpbench.transit.matching import PERCENTILES, SecondRow, TransitFigures
+from smtpbench.units import format_duration
+
+TRANSIT_JSON = "transit.json"
+TRANSIT_CSV = "transit.csv"
+
+
+def _p(q: float) -> str:
+    return f"p{q:g}"
+
+
+def transit_table(figures: TransitFigures) -> Group:
+    """The summary's transit tables: what arrived, then each latency's percentiles."""
+    title = f"Transit through the server to {figures.through}"
+    if figures.drained:
+        title += f" (waited {format_duration(figures.drained)} after sending ended)"
+    table = Table(show_header=True)
+    table.add_column("messages", style="bold")
+    table.add_column("count", justify="right")
+    for label, value, style in (
+        ("accepted (250)", figures.accepted, ""),
+        ("arrived downstream", figures.arrived, "green"),
+        ("not arrived", figures.not_arrived, "red" if figures.not_arrived else ""),
+        ("duplicates", figures.duplicates, "yellow" if figures.duplicates else ""),
+        ("altered (body size or digest)", figures.altered, "red" if figures.altered else ""),
+        ("unexpected (not accepted here)", figures.unexpected, ""),
+        ("foreign (not this run's)", figures.foreign, "dim"),
+    ):
+        table.add_row(label, f"[{style}]{value:,}[/]" if style else f"{value:,}")
+    times = Table(show_header=True)
+    times.add_column("of arrived messages", style="bold")
+    for q in PERCENTILES:
+        times.add_column(_p(q), justify="right")
+    times.add_column("max", justify="right")
+    times.add_row("intended start to 250", *(format_duration(v) for v in figures.to_accept), "")
+    times.add_row(
+        "intended start to arrival",
+        *(format_duration(v) for v in figures.transit),
+        format_duration(figures.transit_max),
+    )
+    times.add_row("250 to arrival (queue)", *(format_duration(v) for v in figures.queue), "")
+    return Group(Text(title, style="italic"), table, times)
+
+
+def transit_line(figures: TransitFigures) -> str:
+    """One line for live output and the dashboard."""
+    p50, _, p99 = figures.transit
+    parts = [
+        f"transit {figures.arrived:,}/{figures.accepted:,} arrived",
+        f"p50 {format_duration(p50)}",
+        f"p99 {format_duration(p99)}",
+        f"queue p50 {format_duration(figures.queue[0])}",
+    ]
+    if figures.not_arrived:
+        parts.append(f"{figures.not_arrived:,} {'waiting' if figures.waiting else 'not arrived'}")
+    if figures.duplicates:
+        parts.append(f"{figures.duplicates:,} duplicates")
+    if figures.altered:
+        parts.append(f"{figures.altered:,} altered")
+    return "  ".join(parts)
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 9)
+
+
+def figures_dict(figures: TransitFigures) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        key: getattr(figures, key)
+        for key in (
+            "through",
+            "accepted",
+            "arrived",
+            "not_arrived",
+            "duplicates",
+            "altered",
+            "unexpected",
+            "foreign",
+        )
+    }
+    out["drained_seconds"] = round(figures.drained, 3)
+    for name in ("to_accept", "transit", "queue"):
+        out[f"{name}_seconds"] = {
+            _p(q): _number(v) for q, v in zip(PERCENTILES, getattr(figures, name), strict=True)
+        }
+    out["transit_seconds"]["max"] = _number(figures.transit_max)
+    out["seconds"] = [
+        {**dataclasses.asdict(row), "transit_p50": _number(row.transit_p50),
+         "transit_p99": _number(row.transit_p99)}
+        for row in figures.seconds
+    ]  # fmt: skip
+    return out
+
+
+def _csv_row(row: SecondRow) -> str:
+    def cell(value: float) -> str:
+        return "" if math.isnan(value) else f"{value:.6f}"
+
+    return (
+        f"{row.second},{row.accepted},{row.arrived},{row.accepted - row.arrived},"
+        f"{cell(row.transit_p50)},{cell(row.transit_p99)}\n"
+    )
+
+
+def write_transit(folder: Path, figures: TransitFigures) -> None:
+    """``transit.json`` and ``transit.csv`` in the results folder (``OutputError``)."""
+    write_atomically(folder / TRANSIT_JSON, json.dumps(figures_dict(figures), indent=2) + "\n")
+    header = "second,accepted,arrived,not_arrived,transit_p50_s,transit_p99_s\n"
+    write_atomically(folder / TRANSIT_CSV, header + "".join(map(_csv_row, figures.seconds)))
+
+
+def read_transit(folder: Path) -> dict[str, Any] | None:
+    """The stored figures of a results folder, None when the run had no ``--through``."""
+    path = folder / TRANSIT_JSON
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data

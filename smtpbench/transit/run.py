@@ -1,0 +1,148 @@
+"""``run --through``: the receiving sink started before the engine, the send files the
+engines write, the drain after sending ends, and the figures into the outcome."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import trio
+from rich.console import Console
+
+from smtpbench import exitcodes
+from smtpbench.files import OutputError
+from smtpbench.transit.matching import TransitFigures, TransitTracker
+from smtpbench.transit.receiver import Receiver
+from smtpbench.transit.report import write_transit
+from smtpbench.transit.sends import TransitSends
+from smtpbench.units import format_duration
+
+if TYPE_CHECKING:
+    from smtpbench.outcome import RunOutcome
+
+DEFAULT_DRAIN = 30.0  # seconds to wait for messages still on their way once sending ends
+DRAIN_POLL = 0.1  # seconds between looks during the drain
+
+
+@dataclass(frozen=True, slots=True)
+class TransitOptions:
+    """``--through HOST:PORT`` and ``--through-drain SECONDS``."""
+
+    host: str
+    port: int
+    drain: float = DEFAULT_DRAIN
+
+
+class TransitRun:
+    """One run's receiving sink, send files and tracker."""
+
+    def __init__(self, options: TransitOptions, run_tag: str, workers: int) -> None:
+        self.options = options
+        self.run_tag = run_tag
+        self.folder = Path(tempfile.mkdtemp(prefix="smtpbench-transit-"))
+        # One engine here, or one per process (a group adds ".<worker>" to the name).
+        self.log = self.folder / "sends"
+        files = [self.log, *(Path(f"{self.log}.{i}") for i in range(workers))]
+        self.receiver = Receiver(options.host, options.port)
+        self.tracker = TransitTracker(run_tag, files, f"{options.host}:{options.port}", 0.0)
+
+    def start(self) -> None:
+        """Listens (``ReceiverError`` if it cannot); the series counts seconds from now."""
+        host, port = self.receiver.start()
+        self.tracker.through = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.tracker.start = time.time()
+
+    def sends(self) -> TransitSends:
+        """The send file of an engine in this process."""
+        return TransitSends(self.log)
+
+    def figures(self, *, final: bool = False) -> TransitFigures:
+        self.tracker.update(self.receiver.arrivals)
+        return self.tracker.figures(final=final)
+
+    def line(self) -> str:
+        from smtpbench.transit.report import transit_line
+
+        return transit_line(self.figures())
+
+    def _waiting(self) -> int:
+        self.tracker.update(self.receiver.arrivals)
+        return self.tracker.waiting
+
+    def _announce(self, console: Console | None) -> float:
+        waiting = self._waiting()
+        if waiting and console is not None and self.options.drain > 0:
+            console.print(
+                f"waiting up to {format_duration(self.options.drain)} for {waiting:,} "
+                f"messages still on their way through the server (--through-drain)",
+                highlight=False,
+            )
+        return time.monotonic()
+
+    async def drain(self, console: Console | None = None) -> TransitFigures:
+        """Waits until every accepted message arrived, or the drain period is over."""
+        begun = self._announce(console)
+        if not self._waiting():
+            return self.figures(final=True)  # nothing on its way: no drain
+        while self._waiting() and time.monotonic() - begun < self.options.drain:
+            await trio.sleep(DRAIN_POLL)
+        self.tracker.drained = time.monotonic() - begun
+        return self.figures(final=True)
+
+    def drain_blocking(self, console: Console | None = None) -> TransitFigures:
+        """``drain`` for a caller with no trio loop (the dashboard's process)."""
+        begun = self._announce(console)
+        if not self._waiting():
+            return self.figures(final=True)  # nothing on its way: no drain
+        while self._waiting() and time.monotonic() - begun < self.options.drain:
+            time.sleep(DRAIN_POLL)
+        self.tracker.drained = time.monotonic() - begun
+        return self.figures(final=True)
+
+    def close(self) -> None:
+        self.receiver.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextmanager
+def transit_session(options: TransitOptions | None, workers: int) -> Iterator[TransitRun | None]:
+    """The run's ``TransitRun``, listening, or None without ``--through``; its ``run_tag``
+    is the run's id."""
+    if options is None:
+        yield None
+        return
+    run = TransitRun(options, uuid.uuid4().hex, workers)
+    try:
+        run.start()
+        yield run
+    finally:
+        run.close()
+
+
+@asynccontextmanager
+async def transit_run(
+    options: TransitOptions | None, workers: int
+) -> AsyncIterator[TransitRun | None]:
+    """``transit_session`` for a trio caller."""
+    with transit_session(options, workers) as run:
+        yield run
+
+
+def with_transit(outcome: RunOutcome, figures: TransitFigures) -> RunOutcome:
+    """The outcome with the transit figures, written into its results folder."""
+    if outcome.unwritten is None:
+        try:
+            write_transit(outcome.folder, figures)
+        except OutputError as err:
+            outcome = dataclasses.replace(
+                outcome, unwritten=str(err), exit_code=exitcodes.RESULTS_NOT_WRITTEN
+            )
+    return dataclasses.replace(outcome, transit=figures)
