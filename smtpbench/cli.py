@@ -184,6 +184,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "connects failed and none succeeded, exit code 4)",
     )
     add_workers_argument(run)
+    from smtpbench.transit.cli import add_through_arguments
+
+    add_through_arguments(run)
 
     report = commands.add_parser(
         "report",
@@ -334,6 +337,9 @@ def _run(args: argparse.Namespace) -> int:
             max_concurrency=args.max_concurrency,
         )
         interval = parse_duration(args.progress_interval)
+        from smtpbench.transit.cli import through_options
+
+        through = through_options(args)
     except ValueError as err:
         return _error(str(err))
     try:
@@ -355,6 +361,7 @@ def _run(args: argparse.Namespace) -> int:
         record_sessions=args.record_sessions,
         workers=args.workers or default_workers(scenario),
         keep_going=args.keep_going,
+        through=through,
     )
     return start_run(options, args)
 
