@@ -1,0 +1,1 @@
+"""``smtpbench capacity``: the highest rate a server sustains, found in steps of one run."""

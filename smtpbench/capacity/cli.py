@@ -1,0 +1,245 @@
+"""``smtpbench capacity``: flags, the search's plan and scenario built from them, then
+the search, headless or under the dashboard."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from smtpbench.capacity.driver import Plan
+from smtpbench.capacity.search import Ramp
+from smtpbench.capacity.verdict import DEFAULT_CRITERIA, default_criteria
+from smtpbench.thresholds import Threshold, ThresholdError, parse_threshold
+from smtpbench.units import parse_duration, parse_rate, parse_share
+
+# The run lasts the longest the search could take, and this much more: the search ends
+# it (the driver stops the engine), never the clock.
+SPARE = 60.0
+
+
+def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "scenario",
+        nargs="?",
+        default="default",
+        help="a scenario file or name, as for run (its rate is replaced by the steps')",
+    )
+    parser.add_argument("--target", metavar="HOST:PORT", help="the server to measure")
+    parser.add_argument(
+        "--to", metavar="RATE", required=True, help="the highest rate to try, e.g. 2000/s"
+    )
+    parser.add_argument(
+        "--from",
+        dest="start",
+        metavar="RATE",
+        help="the first rate (default: one step)",
+    )
+    parser.add_argument(
+        "--step",
+        metavar="RATE",
+        help="how much each step adds to the rate (default: a tenth of --to)",
+    )
+    parser.add_argument(
+        "--refine",
+        metavar="N",
+        type=int,
+        default=0,
+        help="once a step broke, N more steps bisecting between the highest rate that "
+        "held and the lowest that did not (default 0)",
+    )
+    parser.add_argument(
+        "--step-duration",
+        metavar="D",
+        default="10s",
+        help="how long each rate is held (default 10s)",
+    )
+    parser.add_argument(
+        "--settle",
+        metavar="D",
+        default="3s",
+        help="the start of each step left out of its figures, while queues settle (default 3s)",
+    )
+    parser.add_argument(
+        "--threshold",
+        metavar="EXPR",
+        action="append",
+        default=[],
+        help="a criterion every step must meet on its steady part, as for run (repeatable; "
+        "added to the scenario's [thresholds]; with neither: "
+        + ", ".join(DEFAULT_CRITERIA).replace("%", "%%")
+        + ")",
+    )
+    parser.add_argument(
+        "--reach",
+        metavar="SHARE",
+        default="90%",
+        help="the share of each step's rate the sessions started must reach (default 90%%)",
+    )
+    parser.add_argument(
+        "--max-concurrency", metavar="N", type=int, help="cap on sessions in flight"
+    )
+    parser.add_argument(
+        "--seed", type=int, help="makes generated content and arrivals reproducible"
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", type=Path, default=Path("results"), help="where results go"
+    )
+    display = parser.add_mutually_exclusive_group()
+    display.add_argument(
+        "--headless", action="store_true", help="no dashboard: a line per step, then the table"
+    )
+    display.add_argument(
+        "--tui", action="store_true", help="the live dashboard even when not on a terminal"
+    )
+    parser.add_argument(
+        "--progress-interval",
+        metavar="D",
+        default="5s",
+        help="seconds between live lines when headless (default 5s)",
+    )
+    parser.add_argument(
+        "--tls", choices=("none", "starttls", "implicit"), help="TLS for every session"
+    )
+    parser.add_argument(
+        "--insecure", action="store_true", help="do not verify the server's TLS certificate"
+    )
+    parser.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="go on when no session can connect (otherwise the search stops, exit code 4)",
+    )
+    parser.add_argument(
+        "--ignore-limits",
+        action="store_true",
+        help="run even when the load asks more of this machine than it has",
+    )
+    parser.add_argument(
+        "--test-slow-engine",
+        metavar="D",
+        help="FOR TESTS ONLY: the engine spends D of CPU on every session it starts, so "
+        "that this machine, not the server, becomes the limit",
+    )
+
+
+def _rate(flag: str, text: str) -> float:
+    try:
+        value = parse_rate(text)
+    except ValueError as err:
+        raise ValueError(f"{flag}: {err}") from None
+    if value <= 0:
+        raise ValueError(f"{flag}: the rate must be above 0/s, got {text!r}")
+    return value
+
+
+def _duration(flag: str, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise ValueError(f"{flag}: {err}") from None
+
+
+def build_plan(args: argparse.Namespace, scenario_checks: tuple[Threshold, ...] = ()) -> Plan:
+    """The search's plan from the flags; ValueError naming the flag that is wrong."""
+    top = _rate("--to", args.to)
+    step = _rate("--step", args.step) if args.step is not None else top / 10
+    start = _rate("--from", args.start) if args.start is not None else step
+    if args.refine < 0:
+        raise ValueError(f"--refine: cannot be negative, got {args.refine}")
+    try:
+        ramp = Ramp(start, step, top, args.refine)
+    except ValueError as err:
+        flag = "--to" if "highest" in str(err) else "--refine"
+        raise ValueError(f"{flag}: {err}") from None
+    held_for = _duration("--step-duration", args.step_duration)
+    settle = _duration("--settle", args.settle)
+    if held_for <= 0:
+        raise ValueError(f"--step-duration: must be longer than 0s, got {args.step_duration!r}")
+    if settle >= held_for:
+        raise ValueError(
+            f"--settle: must be shorter than --step-duration ({args.step_duration}), got "
+            f"{args.settle!r}"
+        )
+    try:
+        reach = parse_share(args.reach)
+    except ValueError as err:
+        raise ValueError(f"--reach: {err}") from None
+    if reach <= 0:
+        raise ValueError(f"--reach: must be above 0%, got {args.reach!r}")
+    criteria = list(scenario_checks)
+    for text in args.threshold:
+        try:
+            criteria.append(parse_threshold(text))
+        except ThresholdError as err:
+            raise ValueError(f"--threshold {err}") from None
+    return Plan(
+        ramp=ramp,
+        step_duration=held_for,
+        settle=settle,
+        criteria=tuple(criteria) or default_criteria(),
+        reach=reach,
+    )
+
+
+def run_capacity(args: argparse.Namespace) -> int:
+    from smtpbench.capacity.headless import CapacityOptions, run_capacity_headless
+    from smtpbench.cli import _error, _with_tls, check_limits, parse_host_port
+    from smtpbench.engine.session import SessionSetupError, preflight
+    from smtpbench.files import OutputError, check_output_folder
+    from smtpbench.scenario import ScenarioError, load_scenario, with_overrides
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as err:
+        return _error(str(err))
+    try:
+        plan = build_plan(args, scenario.thresholds.checks)
+        host = port = None
+        if args.target:
+            host, port = parse_host_port(args.target)
+        scenario = with_overrides(
+            scenario,
+            host=host,
+            port=port,
+            rate=plan.ramp.start,
+            duration=plan.longest + SPARE,
+            seed=args.seed,
+            max_concurrency=args.max_concurrency,
+        )
+        interval = _duration("--progress-interval", args.progress_interval)
+        slow = 0.0
+        if args.test_slow_engine is not None:
+            slow = _duration("--test-slow-engine", args.test_slow_engine)
+    except ValueError as err:
+        return _error(str(err))
+    if scenario.load.sessions is not None:
+        scenario = dataclasses.replace(
+            scenario, load=dataclasses.replace(scenario.load, sessions=None)
+        )
+    plan = dataclasses.replace(plan, cap=scenario.load.max_concurrency)
+    try:
+        scenario = _with_tls(scenario, args)
+        preflight(scenario)
+    except (ValueError, SessionSetupError) as err:
+        return _error(f"{scenario.source}: {err}" if scenario.source else str(err))
+    refused = check_limits(scenario, 1, args.ignore_limits)
+    if refused is not None:
+        return _error(refused)
+    try:
+        check_output_folder(args.out)
+    except OutputError as err:
+        return _error(f"--out {err}")
+    options = CapacityOptions(
+        scenario=scenario,
+        plan=plan,
+        results_base=args.out,
+        progress_interval=max(0.1, interval),
+        keep_going=args.keep_going,
+        slow_engine=slow,
+    )
+    if args.tui:
+        return _error("--tui: the capacity search runs headless for now")
+    return run_capacity_headless(options)
+
+
+__all__ = ["add_capacity_arguments", "build_plan", "run_capacity"]

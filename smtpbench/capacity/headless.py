@@ -1,0 +1,253 @@
+"""A capacity search without the dashboard: the engine in this process's trio loop,
+steered by the driver, a line per step and live lines between, then the step table,
+the conclusion and the results folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+from rich.console import Console
+from rich.markup import escape
+
+from smtpbench import exitcodes
+from smtpbench.capacity.driver import Plan, Progress, drive, own_cpu_seconds
+from smtpbench.capacity.report import Conclusion, conclude, steps_table, write_capacity
+from smtpbench.capacity.search import Search
+from smtpbench.capacity.verdict import StepResult
+from smtpbench.engine.control import RunControl
+from smtpbench.engine.embedded import EmbeddedSinkError
+from smtpbench.engine.reactor import Machine
+from smtpbench.engine.runner import LoadRun, SessionMaker, planned_sessions
+from smtpbench.engine.session import SessionSettings
+from smtpbench.engine.transport import TargetError
+from smtpbench.files import OutputError
+from smtpbench.headless import _watch_signals, open_target, run_info, watch_target
+from smtpbench.metrics.events import SessionEvents
+from smtpbench.metrics.recorder import Recorder
+from smtpbench.metrics.snapshot import RunState, Snapshot
+from smtpbench.outcome import RunOutcome, finish_run
+from smtpbench.report.live import live_line
+from smtpbench.report.output import print_whole
+from smtpbench.scenario import MessageFactory, Scenario
+from smtpbench.thresholds import NO_THRESHOLDS
+from smtpbench.units import format_duration
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityOptions:
+    scenario: Scenario  # open model at the first rate, lasting at least plan.longest
+    plan: Plan
+    results_base: Path = Path("results")
+    progress_interval: float = 2.0
+    keep_going: bool = False
+    # For tests only: CPU seconds the engine spends on every session it starts, to make
+    # this machine, not the server, the limit.
+    slow_engine: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityOutcome:
+    progress: Progress
+    conclusion: Conclusion
+    run: RunOutcome
+    exit_code: int
+
+
+class InProcessEngine:
+    """The driver's handle on a ``LoadRun`` in this trio loop."""
+
+    def __init__(self, run: LoadRun, control: RunControl, base_rate: float) -> None:
+        self.run = run
+        self.control = control
+        self.base_rate = base_rate
+
+    def elapsed(self) -> float | None:
+        if self.run.recorder.state is RunState.STARTING:
+            return None
+        return self.run.elapsed()
+
+    def snapshot(self) -> Snapshot | None:
+        if self.run.recorder.state is RunState.STARTING:
+            return None
+        return self.run.snapshot()
+
+    def set_rate(self, rate: float) -> None:
+        self.control.set_rate_factor(rate / self.base_rate)
+
+    def cpu_seconds(self) -> float | None:
+        return own_cpu_seconds()
+
+    def stop(self) -> None:
+        self.control.stop()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.control.stop_requested
+
+
+def slowed(make: SessionMaker, seconds: float) -> SessionMaker:
+    """Sessions made after ``seconds`` of CPU spent in this process (tests only)."""
+
+    def make_slowly(
+        plan: Any, intended: float, events: SessionEvents, clock: Callable[[], float]
+    ) -> Machine:
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
+        return make(plan, intended, events, clock)
+
+    return make_slowly
+
+
+def step_line(step: StepResult) -> str:
+    server = step.p99.get("DATA end")
+    parts = [
+        f"step {step.index}: {step.rate:g}/s",
+        f"started {step.achieved:,.1f}/s",
+        f"accepted {step.messages:,.1f}/s",
+    ]
+    if server is not None:
+        parts.append(f"DATA end p99 {format_duration(server)}")
+    if step.start_lag_p99 is not None:
+        parts.append(f"start lag p99 {format_duration(step.start_lag_p99)}")
+    if step.machine.cpu_share is not None:
+        parts.append(f"engine CPU {step.machine.cpu_share:.0%}")
+    if step.held:
+        verdict = "[green]held[/]"
+    else:
+        broken = ", ".join(f"{r.threshold} ({r.measured_text})" for r in step.broken_by)
+        verdict = f"[bold red]broke: {escape(broken)}[/]"
+    line = escape("  ".join(parts)) + "  " + verdict
+    if step.tool_signs:
+        line += "  [yellow]this machine: " + escape("; ".join(step.tool_signs)) + "[/]"
+    return line
+
+
+async def _live_lines(
+    engine: InProcessEngine, progress: Progress, interval: float, console: Console
+) -> None:
+    while progress.phase != "done":
+        await trio.sleep(interval)
+        snapshot = engine.snapshot()
+        if snapshot is not None and progress.phase != "done":
+            line = f"{progress.status()}  |  {live_line(snapshot, None)}"
+            console.print(line, highlight=False, soft_wrap=True, style="dim")
+
+
+async def search_capacity(
+    options: CapacityOptions, console: Console
+) -> tuple[Progress, Snapshot, Scenario]:
+    scenario = options.scenario
+    async with open_target(scenario) as (address, label):
+        factory = MessageFactory(scenario)
+        resolved = dataclasses.replace(scenario, seed=factory.seed)
+        recorder = Recorder(run_info(resolved, label, factory.seed))
+        control = RunControl()
+        make = planned_sessions(SessionSettings.from_scenario(resolved, address), factory)
+        if options.slow_engine > 0:
+            make = slowed(make, options.slow_engine)
+        run = LoadRun(resolved, address, factory, recorder, control, make_session=make)
+        engine = InProcessEngine(run, control, resolved.load.rate)
+        progress = Progress(options.plan, Search(options.plan.ramp))
+        console.print(
+            f"[bold]smtpbench capacity[/] {escape(scenario.name)} against {escape(label)}: "
+            f"{escape(_plan_line(options.plan))}",
+            highlight=False,
+        )
+
+        def said(text: str) -> None:
+            console.print(escape(text), highlight=False)
+
+        def step_done(step: StepResult) -> None:
+            console.print(step_line(step), highlight=False, soft_wrap=True)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_signals, control, console)
+            if not options.keep_going:
+                nursery.start_soon(watch_target, run.snapshot, control, console)
+            nursery.start_soon(_live_lines, engine, progress, options.progress_interval, console)
+            nursery.start_soon(drive, engine, progress, said, step_done)
+            final = await run.run()
+            nursery.cancel_scope.cancel()
+    if control.interrupted:
+        progress.stopped = True
+    return progress, final, resolved
+
+
+def _plan_line(plan: Plan) -> str:
+    ramp = plan.ramp
+    text = f"{ramp.start:g}/s to {ramp.top:g}/s in steps of {ramp.step:g}/s"
+    if ramp.refine:
+        text += f", then {ramp.refine} bisections"
+    criteria = ", ".join(str(t) for t in plan.criteria)
+    return (
+        f"{text}, each held {format_duration(plan.step_duration)} and judged after "
+        f"{format_duration(plan.settle)}; criteria: {criteria}, sessions started >= "
+        f"{plan.reach:.0%} of the rate"
+    )
+
+
+def finish_search(
+    options: CapacityOptions, progress: Progress, final: Snapshot, resolved: Scenario
+) -> CapacityOutcome:
+    """The results folder (the run's, plus the search's files) and the exit code."""
+    run = finish_run(
+        options.results_base,
+        dataclasses.replace(resolved, thresholds=NO_THRESHOLDS),
+        final,
+        keep_going=options.keep_going,
+    )
+    conclusion = conclude(progress)
+    code = run.exit_code
+    if run.unwritten is None:
+        try:
+            write_capacity(run.folder, progress, conclusion)
+        except OutputError as err:
+            run = dataclasses.replace(run, unwritten=str(err))
+            code = exitcodes.RESULTS_NOT_WRITTEN
+        except OSError as err:
+            run = dataclasses.replace(run, unwritten=f"{run.folder}: {err.strerror or err}")
+            code = exitcodes.RESULTS_NOT_WRITTEN
+    if code in (exitcodes.OK, exitcodes.INTERRUPTED):
+        if progress.stopped:
+            code = exitcodes.INTERRUPTED
+        elif conclusion.held is None:
+            code = exitcodes.THRESHOLDS_FAILED  # not one step held
+        else:
+            code = exitcodes.OK
+    return CapacityOutcome(progress, conclusion, run, code)
+
+
+def print_capacity(console: Console, outcome: CapacityOutcome) -> None:
+    if outcome.progress.steps:
+        print_whole(console, steps_table(outcome.progress))
+    conclusion = outcome.conclusion
+    style = {"server": "bold", "above the ramp": "bold green", "machine": "bold yellow"}.get(
+        conclusion.limit, "bold red"
+    )
+    console.print(f"\n[{style}]{escape(conclusion.sentence)}[/]", highlight=False)
+    run = outcome.run
+    if run.verdict is not None:
+        console.print(f"[bold red]{escape(run.verdict)}[/]", highlight=False)
+    if run.unwritten is not None:
+        console.print(f"[bold red]results not written whole: {escape(run.unwritten)}[/]")
+        return
+    console.print(f"\nresults written to [bold]{escape(str(run.folder))}[/]", highlight=False)
+
+
+def run_capacity_headless(options: CapacityOptions, console: Console | None = None) -> int:
+    console = console or Console()
+    try:
+        progress, final, resolved = trio.run(search_capacity, options, console)
+    except (TargetError, EmbeddedSinkError) as err:
+        Console(stderr=True).print(f"[red]error:[/] {escape(str(err))}", highlight=False)
+        return exitcodes.TARGET_UNUSABLE
+    outcome = finish_search(options, progress, final, resolved)
+    print_capacity(console, outcome)
+    return outcome.exit_code
