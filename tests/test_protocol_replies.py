@@ -318,3 +318,30 @@ def test_line_ends_crlf_or_bare_lf_are_cut_once(data: bytes, text: str) -> None:
     for _ in range(2):  # the second read of the same line too
         [reply] = parse_all(data)
         assert reply.lines == (text,)
+
+
+def test_a_reply_parsed_before_is_the_same_whether_it_comes_whole_or_in_pieces() -> None:
+    # Replies are remembered by their bytes; a remembered multi-line reply must not
+    # change what a read holding only part of it, or more than it, parses to.
+    ehlo = b"250-mx.remembered.test\r\n250-PIPELINING\r\n250 SIZE 1000\r\n"
+    expected = Reply(250, ("mx.remembered.test", "PIPELINING", "SIZE 1000"))
+    for _ in range(2):  # parsed, then remembered
+        parser = ReplyParser()
+        parser.feed(ehlo)
+        assert parser.next_reply() == expected
+        assert parser.next_reply() is None
+        assert not parser.buffered
+    for cut in range(1, len(ehlo)):
+        parser = ReplyParser()
+        parser.feed(ehlo[:cut])
+        first = parser.next_reply()
+        parser.feed(ehlo[cut:])
+        assert (first or parser.next_reply()) == expected, cut
+        assert parser.next_reply() is None
+    parser = ReplyParser()
+    parser.feed(ehlo + b"250 2.1.0 Ok\r\n")
+    assert parser.next_reply() == expected
+    assert parser.next_reply() == Reply(250, ("2.1.0 Ok",), "2.1.0")
+    assert parser.next_reply() is None
+    parser = ReplyParser()
+    assert parser.next_reply() is None  # nothing read: nothing, even after all the above

@@ -164,6 +164,14 @@ class Link:
             self.reactor._want_write(self, False)
 
 
+def _has_peer(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
+
+
 class _Poller(Protocol):
     def fileno(self) -> int: ...
     def register(self, fd: int, mask: int) -> None: ...
@@ -302,8 +310,10 @@ class Reactor:
             if request is CONNECT:
                 error = self._connect(link)
                 if error is None:
-                    link.waiting = CONNECT
-                    return
+                    if link.waiting is CONNECT:
+                        return
+                    value = link  # connected at once (loopback, most often)
+                    continue
                 value = None
                 continue
             # A time to sleep until.
@@ -326,12 +336,16 @@ class Reactor:
             if code not in (0, errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
                 raise OSError(code, os.strerror(code))  # errno picks the subclass
             fd = sock.fileno()
-            self._poller.register(fd, OUT)
+            # On loopback the handshake is over before connect returns: a peer name
+            # says so, and the session goes on without waiting for writability.
+            connected = code == 0 or _has_peer(sock)
+            self._poller.register(fd, IN if connected else OUT)
         except OSError as err:
             sock.close()
             return err
         link.sock = sock
         link.fd = fd
+        link.waiting = None if connected else CONNECT
         self.links[fd] = link
         return None
 

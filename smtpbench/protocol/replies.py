@@ -63,10 +63,13 @@ def _enhanced_code(code: int, text: str) -> str | None:
     return f"{match.group(1)}.{match.group(2)}.{match.group(3)}"
 
 
-# One-line replies already parsed, by their bytes as received: servers repeat a handful of
-# lines ("250 2.1.0 Ok") all run long, and a Reply is immutable, so each is parsed once.
+# Replies already parsed, by their bytes as received: servers repeat a handful of lines
+# ("250 2.1.0 Ok") and the same EHLO reply all run long, and a Reply is immutable, so
+# each is parsed once. One-line replies are kept by their line; a multi-line reply by
+# its bytes when it came whole in one read.
 _SEEN: dict[bytes, Reply] = {}
 _SEEN_LIMIT = 4096  # forgotten whole when full, so a server of unique lines costs nothing
+_SEEN_KEY_LIMIT = 2048  # a multi-line reply is kept whole only when it is this short
 
 
 class ReplyParser:
@@ -97,6 +100,13 @@ class ReplyParser:
 
     def next_reply(self) -> Reply | None:
         """The next complete reply, or None until more bytes arrive."""
+        whole = b""  # what was buffered, when a reply starts it: the key if it is all of one
+        if not self._lines and not self._scan_from:
+            whole = self._buffer
+            seen = _SEEN.get(whole)
+            if seen is not None:  # most reads are one whole reply, an EHLO's as well
+                self._buffer = b""
+                return seen
         while True:
             buffer = self._buffer
             end = buffer.find(b"\n", self._scan_from)
@@ -124,9 +134,14 @@ class ReplyParser:
             reply = self._take_line(line)
             if reply is not None:
                 if len(reply.lines) == 1:
-                    if len(_SEEN) >= _SEEN_LIMIT:
-                        _SEEN.clear()
-                    _SEEN[raw] = reply
+                    key = raw
+                elif whole and not self._buffer and len(whole) <= _SEEN_KEY_LIMIT:
+                    key = whole  # a multi-line reply that was the whole read
+                else:
+                    return reply
+                if len(_SEEN) >= _SEEN_LIMIT:
+                    _SEEN.clear()
+                _SEEN[key] = reply
                 return reply
 
     def _take_line(self, line: bytes) -> Reply | None:
