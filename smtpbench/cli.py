@@ -282,6 +282,18 @@ def _build_parser() -> argparse.ArgumentParser:
         )
     )
 
+    from smtpbench.capacity.cli import add_capacity_arguments
+
+    add_capacity_arguments(
+        commands.add_parser(
+            "capacity",
+            help="find the highest rate a server sustains: steps of rising rate, each judged",
+            description="Raise the rate step by step in one run (then bisect, with --refine), "
+            "hold each step, judge its steady part against criteria, and report the highest "
+            "rate that held, the first that did not and what broke it, and whether the server "
+            "or this machine was the limit.",
+        )
+    )
     sink = commands.add_parser(
         "sink",
         help="an SMTP server that accepts and discards mail, with optional faults",
@@ -486,6 +498,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from smtpbench.recording.pcap_cli import run_import
 
         return run_import(args)
+    if args.command == "capacity":
+        from smtpbench.capacity.cli import run_capacity
+
+        return run_capacity(args)
     if args.command == "sink":
         from smtpbench.servers.sink_cli import run_sink
 
