@@ -38,7 +38,7 @@ def run_send(args: argparse.Namespace, console: Console | None = None) -> int:
     if options.json:
         print(result_json(result))
     else:
-        (console or Console(highlight=False)).print(result_renderable(result))
+        (console or Console(highlight=False)).print(result_renderable(result), soft_wrap=True)
     return result.exit_code
 
 

@@ -326,12 +326,13 @@ class SendConversation:
         o = self.options
         conn = s.conn
         mail = (Step.MAIL, conn.mail(o.mail_from, self._mail_params(s)))
+        recipients = () if self._reached("mail") else o.recipients
         if o.pipelining:
             group: list[Command] = [(mail[0], mail[1], mail[1])]
-            for recipient in o.recipients:
+            for recipient in recipients:
                 line = conn.rcpt(recipient, self._rcpt_params(recipient))
                 group.append((Step.RCPT, line, line))
-            if not o.bdat:
+            if not o.bdat and self.options.quit_after not in ("mail", "rcpt"):
                 line = conn.data()
                 group.append((Step.DATA, line, line))
             responses = yield from self._group(s, group)
@@ -345,18 +346,18 @@ class SendConversation:
             mail_reply = yield from s.exchange(*mail)
             rcpt_replies = []
             if mail_reply.code // 100 == 2:
-                for recipient in o.recipients:
+                for recipient in recipients:
                     line = conn.rcpt(recipient, self._rcpt_params(recipient))
                     rcpt_replies.append((yield from s.exchange(Step.RCPT, line)))
             data_reply = None
         if mail_reply.code // 100 != 2:
             self._end(REFUSED, f"the sender was refused: {mail_reply}")
-        for recipient, reply in zip(o.recipients, rcpt_replies, strict=False):
+        if self._reached("mail"):
+            self._end(STOPPED, "stopped after MAIL FROM")
+        for recipient, reply in zip(recipients, rcpt_replies, strict=False):
             (self.result.accepted if reply.code // 100 == 2 else self.result.refused).append(
                 recipient
             )
-        if self._reached("mail"):
-            self._end(STOPPED, "stopped after MAIL FROM")
         if not self.result.accepted:
             if data_reply is not None and data_reply.code == 354:
                 # A 354 after every RCPT was refused: the lone dot (RFC 2920 section 3.1).
