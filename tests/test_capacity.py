@@ -1,0 +1,161 @@
+"""smtpbench capacity: the search's arithmetic, and whole searches against the sink, one
+with a known service capacity (the server is the limit) and one where the engine is
+made too slow for the rates asked (this machine is the limit)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from smtpbench.capacity.search import Ramp, Search
+from smtpbench.servers.sink_capacity import ServiceCapacity
+from tests.commands import TRACEBACK, read_until, smtpbench, start_smtpbench
+
+
+def test_ramp_rates_end_at_the_top() -> None:
+    ramp = Ramp(100, 300, 1000)
+    assert [ramp.rate(i) for i in range(ramp.ramp_steps)] == [100, 400, 700, 1000]
+    ramp = Ramp(100, 400, 1000)
+    assert [ramp.rate(i) for i in range(ramp.ramp_steps)] == [100, 500, 900, 1000]
+
+
+def test_search_brackets_then_bisects() -> None:
+    search = Search(Ramp(100, 100, 1000, refine=2))
+    tried = []
+    while (rate := search.next_rate()) is not None:
+        tried.append(rate)
+        search.record(rate, held=rate <= 430)
+    assert tried == [100, 200, 300, 400, 500, 450, 425]
+    assert (search.held, search.broke) == (425, 450)
+
+
+def test_search_ends_when_the_first_step_breaks_or_the_top_holds() -> None:
+    search = Search(Ramp(100, 100, 300, refine=3))
+    search.record(100, held=False)
+    assert search.next_rate() is None and search.held is None and search.broke == 100
+    search = Search(Ramp(100, 100, 300))
+    while (rate := search.next_rate()) is not None:
+        search.record(rate, held=True)
+    assert search.top_held and search.held == 300
+
+
+def test_service_capacity_queues_beyond_its_rate() -> None:
+    queue = ServiceCapacity(100)
+    assert queue.admit(0.0) == pytest.approx(0.01)
+    assert queue.admit(1.0) == pytest.approx(0.01)  # idle again: no wait beyond service
+    waits = [queue.admit(2.0) for _ in range(10)]  # ten at once: each waits its turn
+    assert waits == pytest.approx([0.01 * k for k in range(1, 11)])
+
+
+@pytest.fixture
+def sink_port(request: pytest.FixtureRequest) -> Iterator[int]:
+    """``smtpbench sink`` on a free port, with the flags the test's parameter gives."""
+    flags = getattr(request, "param", ())
+    sink = start_smtpbench("sink", "--listen", "127.0.0.1:0", *flags)
+    try:
+        line = read_until(sink, r"listening on")
+        yield int(line.strip().rsplit(":", 1)[1])
+    finally:
+        os.killpg(sink.pid, signal.SIGTERM)
+        sink.wait(timeout=10)
+
+
+def _capacity(port: int, out: Path, *flags: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    done = smtpbench(
+        "capacity",
+        "--target",
+        f"127.0.0.1:{port}",
+        "--step-duration",
+        "3s",
+        "--settle",
+        "1s",
+        "--out",
+        str(out),
+        "--headless",
+        *flags,
+        timeout=120,
+    )
+    assert TRACEBACK not in done.stderr + done.stdout
+    folders = list(out.iterdir())
+    assert len(folders) == 1, done.stdout + done.stderr  # one results folder for the search
+    folder = folders[0]
+    for name in ("summary.json", "capacity-steps.csv", "capacity.png"):
+        assert (folder / name).stat().st_size > 0, name
+    return done, json.loads((folder / "capacity.json").read_text())
+
+
+@pytest.mark.parametrize("sink_port", [("--capacity", "150/s")], indirect=True)
+def test_a_server_slower_than_the_tool_is_found_within_one_step(
+    sink_port: int, tmp_path: Path
+) -> None:
+    done, found = _capacity(
+        sink_port,
+        tmp_path,
+        "--from",
+        "60/s",
+        "--step",
+        "60/s",
+        "--to",
+        "300/s",
+        "--threshold",
+        "p99(DATA end) < 200ms",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    # The sink serves 150 messages a second: 120/s holds, 180/s does not.
+    assert (found["held"], found["broke"]) == (120, 180), found["conclusion"]
+    assert found["broken_by"] == ["p99(DATA end) < 200ms"]
+    assert found["limit"] == "server"
+    broken = found["steps"][-1]
+    assert broken["rate"] == 180 and not broken["held"] and broken["tool_signs"] == []
+    assert [s["rate"] for s in found["steps"]] == [60, 120, 180]  # no step after the break
+    assert "highest rate that held: 120/s; first that did not: 180/s" in done.stdout
+    assert "the server was the limit" in done.stdout
+
+
+def test_a_tool_slower_than_the_server_is_named_as_the_limit(
+    sink_port: int, tmp_path: Path
+) -> None:
+    # 8 ms of CPU per session: 20/s takes 16% of a core, 220/s would take 176%.
+    done, found = _capacity(
+        sink_port,
+        tmp_path,
+        "--from",
+        "20/s",
+        "--step",
+        "200/s",
+        "--to",
+        "420/s",
+        "--test-slow-engine",
+        "8ms",
+    )
+    assert found["limit"] == "machine", found["conclusion"]
+    broken = next(s for s in found["steps"] if s["rate"] == found["broke"])
+    assert broken["tool_signs"], broken
+    assert "sessions started >= 90% of" in " ".join(broken["broken_by"])
+    assert "this machine, not the server, was the limit" in done.stdout
+    assert found["broke"] in (20, 220) and found["held"] in (20, None)
+
+
+@pytest.mark.parametrize(
+    ("flags", "names"),
+    [
+        (("--to", "0/s"), "--to"),
+        (("--to", "fast"), "--to"),
+        (("--to", "100/s", "--from", "200/s"), "--to"),
+        (("--to", "100/s", "--step-duration", "2s", "--settle", "2s"), "--settle"),
+        (("--to", "100/s", "--threshold", "p99(FOO) < 1ms"), "--threshold"),
+        (("--to", "100/s", "--reach", "150%"), "--reach"),
+        (("--to", "100/s", "--refine", "-1"), "--refine"),
+    ],
+)
+def test_bad_flags_are_named(flags: tuple[str, ...], names: str, tmp_path: Path) -> None:
+    done = smtpbench("capacity", "--out", str(tmp_path / "out"), "--headless", *flags)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert names in done.stderr and TRACEBACK not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
