@@ -33,6 +33,7 @@ from smtpbench.tui.widgets.failures import RecentFailures
 from smtpbench.tui.widgets.header import RunHeader
 from smtpbench.tui.widgets.histogram import LatencyHistogram
 from smtpbench.tui.widgets.replies import ReplyCodes
+from smtpbench.tui.widgets.transit import TransitLine
 
 REFRESH = 0.25  # seconds between redraws
 COMPACT_WIDTH = 110  # below this, or below COMPACT_HEIGHT rows, panes fold away
@@ -82,9 +83,11 @@ class DashboardApp(App[int]):
         save: SaveResults | None = None,
         thresholds: ThresholdSettings | None = None,
         keep_going: bool = False,
+        transit: Callable[[], str] | None = None,
     ) -> None:
         super().__init__()
         self.keep_going = keep_going  # run on when no session can connect
+        self.transit = transit  # run --through: the line of transit figures so far
         self.source = source
         self.save = save
         self.guard = ThresholdGuard(thresholds or ThresholdSettings())
@@ -99,6 +102,8 @@ class DashboardApp(App[int]):
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="header")
+        if self.transit is not None:
+            yield TransitLine(self.transit, id="transit")
         with Horizontal(id="charts"):
             yield RateChart(id="rate")
             yield LatencyChart(id="latency")
@@ -207,6 +212,7 @@ class DashboardApp(App[int]):
             self.query_one(ReplyCodes),
             self.query_one(RunCounters),
             self.query_one(RecentFailures),
+            *self.query(TransitLine),
         )
 
     def watch_focus_step(self) -> None:

@@ -27,6 +27,8 @@ from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.outcome import RunOutcome, finish_run, print_outcome
 from smtpbench.report.thresholds import ThresholdGuard
 from smtpbench.scenario import MessageFactory, Scenario, scenario_to_toml
+from smtpbench.transit.receiver import ReceiverError
+from smtpbench.transit.run import transit_session, with_transit
 from smtpbench.tui.app import DashboardApp
 from smtpbench.units import format_clock
 
@@ -134,6 +136,7 @@ class HangUp:
 
 def run_dashboard(options: RunOptions) -> int:
     scenario = options.scenario
+    stack = contextlib.ExitStack()  # run --through: the receiving sink, until the end
     sink: EmbeddedSink | None = None
     try:
         if scenario.target.host is None:
@@ -148,9 +151,16 @@ def run_dashboard(options: RunOptions) -> int:
             sink.stop()
         print(f"error: {err}")
         return exitcodes.TARGET_UNUSABLE
+    try:
+        transit = stack.enter_context(transit_session(options.through, options.worker_count))
+    except ReceiverError as err:
+        if sink is not None:
+            sink.stop()
+        print(f"error: {err}")
+        return exitcodes.TARGET_UNUSABLE
     seed = MessageFactory(scenario).seed
     resolved = dataclasses.replace(scenario, seed=seed)
-    info = run_info(resolved, label, seed)
+    info = run_info(resolved, label, seed, transit)
     replay = options.replay
     if replay is not None:
         info = replay.prepare().run_info(info)
@@ -163,10 +173,16 @@ def run_dashboard(options: RunOptions) -> int:
         replay=replay,
         sessions_log=str(sessions_log) if sessions_log is not None else None,
         password=resolved.auth.password,
+        transit_log=str(transit.log) if transit is not None else None,
     )
     workers = options.worker_count
     engine = EngineGroup(job, workers) if workers > 1 else EngineProcess(job)
-    app = DashboardApp(engine, thresholds=resolved.thresholds, keep_going=options.keep_going)
+    app = DashboardApp(
+        engine,
+        thresholds=resolved.thresholds,
+        keep_going=options.keep_going,
+        transit=transit.line if transit is not None else None,
+    )
     writer = ResultsWriter(
         options.results_base, resolved, app.guard, sessions_log, keep_going=options.keep_going
     )
@@ -184,10 +200,14 @@ def run_dashboard(options: RunOptions) -> int:
         final = engine.wait(timeout=scenario.load.grace + 30)
         if final is not None and writer.final_folder is None:
             writer(final, True)
+        if transit is not None and writer.outcome is not None:
+            figures = transit.drain_blocking(Console())
+            writer.outcome = with_transit(writer.outcome, figures)
     finally:
         engine.close()
         if sink is not None:
             sink.stop()
+        stack.close()
     if writer.outcome is None:
         print(f"error: {engine.error or 'the engine did not finish'}")
         return exitcodes.WORKER_LOST if engine.error else exitcodes.INTERRUPTED
