@@ -116,6 +116,11 @@ class EngineProcess:
     def done(self) -> bool:
         return self._done.is_set()
 
+    @property
+    def pid(self) -> int | None:
+        """The engine process's id once started (what its CPU time is read by)."""
+        return self._process.pid
+
     def wait(self, timeout: float | None = None) -> Snapshot | None:
         self._done.wait(timeout)
         return self._final
