@@ -85,6 +85,28 @@ MODULES = (
             "not end_to_end",
         ),
     ),
+    # The session machine and the conversation are tested with no socket, against the
+    # server state machine on a test clock; the real-server tests are left out.
+    Module("session", "smtpbench/engine/session.py", ("tests/test_session_machine.py",)),
+    Module("conversation", "smtpbench/engine/conversation.py", ("tests/test_session_machine.py",)),
+    # Real loads on loopback, a second or so each; Ctrl-C in a child process (seconds
+    # more) is left out.
+    Module(
+        "reactor",
+        "smtpbench/engine/reactor.py",
+        ("tests/test_reactor.py", "-k", "not ctrl_c"),
+    ),
+    Module(
+        "codec",
+        "smtpbench/recording/codec.py",
+        ("tests/test_recording_format.py", "tests/test_replay_plan.py"),
+    ),
+    # Captures built in the test and imported; the live loopback capture is left out.
+    Module(
+        "pcap",
+        "smtpbench/recording/pcap.py",
+        ("tests/test_pcap_import.py", "-k", "not loopback_capture"),
+    ),
 )
 
 
@@ -397,8 +419,10 @@ def write_report(outcomes: list[Outcome], command: str) -> None:
         other = total - killed - survived
         rate = f"{100 * killed / total:.1f}%" if total else "-"
         tests = ", ".join(f"`{t}`" for t in o.module.tests if t.startswith("tests/"))
-        if "-m" in o.module.tests:
-            tests += f" (`-m {o.module.tests[o.module.tests.index('-m') + 1]}`)"
+        for option in ("-m", "-k"):
+            if option in o.module.tests:
+                chosen = o.module.tests[o.module.tests.index(option) + 1]
+                tests += f" (`{option} {chosen}`)"
         lines.append(
             f"| `{o.module.path}` | {tests} | {total} | {killed} | {survived} | {other} "
             f"| {rate} | {o.seconds:.0f} s | {o.source} |"
@@ -462,7 +486,7 @@ def main() -> None:
         "--module",
         action="append",
         choices=[m.name for m in MODULES],
-        help="only this module (repeatable); default: all five",
+        help="only this module (repeatable); default: all of them",
     )
     parser.add_argument(
         "--rev",
