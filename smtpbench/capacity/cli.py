@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 from smtpbench.capacity.driver import Plan
@@ -237,8 +238,12 @@ def run_capacity(args: argparse.Namespace) -> int:
         keep_going=args.keep_going,
         slow_engine=slow,
     )
-    if args.tui:
-        return _error("--tui: the capacity search runs headless for now")
+    if args.tui or (sys.stdout.isatty() and not args.headless):
+        if slow:
+            return _error("--test-slow-engine: only with --headless (the engine in this process)")
+        from smtpbench.capacity.dashboard import run_capacity_dashboard
+
+        return run_capacity_dashboard(options)
     return run_capacity_headless(options)
 
 

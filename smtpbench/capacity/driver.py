@@ -35,7 +35,8 @@ class Engine(Protocol):
 
     def elapsed(self) -> float | None: ...  # seconds since the run's start; None: not yet
     def snapshot(self) -> Snapshot | None: ...
-    def set_rate(self, rate: float) -> None: ...
+    def set_rate(self, rate: float) -> None: ...  # and start sessions again after hold()
+    def hold(self) -> None: ...  # no new sessions until the next set_rate
     def cpu_seconds(self) -> float | None: ...  # the engine's CPU time so far; None: unknown
     def stop(self) -> None: ...
 
@@ -87,7 +88,12 @@ class Progress:
     def status(self) -> str:
         """One line for headers and live output."""
         if self.phase == "done":
-            return f"capacity search done after {len(self.steps)} steps"
+            text = f"capacity search done after {len(self.steps)} steps"
+            if self.search.held is not None:
+                text += f": held {self.search.held:g}/s"
+            if self.search.broke is not None:
+                text += f", broke at {self.search.broke:g}/s"
+            return text
         if self.rate is None:
             return "capacity search starting"
         most = self.plan.ramp.most_steps
@@ -116,11 +122,13 @@ def _count_broken(criteria: Sequence[Threshold], window: Snapshot) -> bool:
     return any(not r.passed and r.measured is not None for r in evaluate(counts, window))
 
 
-async def _measure(engine: Engine, plan: Plan, began: float) -> Measured | None:
+async def _measure(engine: Engine, progress: Progress, began: float) -> Measured | None:
     """The snapshots at the start and the end of the step's steady part, the engine's
     CPU share between them, and whether a count criterion cut it short."""
+    plan = progress.plan
     if not await _sleep_until(engine, began + plan.settle):
         return None
+    progress.phase = "measuring"
     before = engine.snapshot()
     cpu_before = engine.cpu_seconds()
     if before is None:
@@ -148,7 +156,7 @@ async def _measure(engine: Engine, plan: Plan, began: float) -> Measured | None:
 
 async def _recover(engine: Engine, limit: float = RECOVERY_LIMIT) -> None:
     """No new sessions until what the broken step left in flight and waiting is gone."""
-    engine.set_rate(0.0)
+    engine.hold()
     deadline = (engine.elapsed() or 0.0) + limit
     while not engine.stop_requested:
         snapshot = engine.snapshot()
@@ -182,7 +190,7 @@ async def drive(
             engine.set_rate(rate)
             began = engine.elapsed() or 0.0
             said(progress.status())
-            measured = await _measure(engine, plan, began)
+            measured = await _measure(engine, progress, began)
             if measured is None:
                 progress.stopped = True
                 break

@@ -79,6 +79,11 @@ class InProcessEngine:
 
     def set_rate(self, rate: float) -> None:
         self.control.set_rate_factor(rate / self.base_rate)
+        if self.control.paused:
+            self.control.resume()
+
+    def hold(self) -> None:
+        self.control.pause()
 
     def cpu_seconds(self) -> float | None:
         return own_cpu_seconds()
@@ -203,6 +208,13 @@ def finish_search(
         final,
         keep_going=options.keep_going,
     )
+    return complete(run, progress)
+
+
+def complete(run: RunOutcome, progress: Progress) -> CapacityOutcome:
+    """The search's files beside the run's results, and the search's exit code: 0 when
+    it found where the rate stops holding (or the top held), 1 when no step held, 3
+    when it was stopped first."""
     conclusion = conclude(progress)
     code = run.exit_code
     if run.unwritten is None:

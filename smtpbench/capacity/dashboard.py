@@ -1,0 +1,141 @@
+"""A capacity search under the dashboard: the engine in its own process (as for ``run``
+on a terminal), the driver in a thread of this process steering it with control words,
+the dashboard showing the run with the search's step, rate and phase under its header;
+the step table and the conclusion printed when it is left."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import threading
+
+import trio
+from rich.console import Console
+
+from smtpbench import exitcodes
+from smtpbench.capacity.driver import ProcessCpu, Progress, drive
+from smtpbench.capacity.headless import CapacityOptions, complete, print_capacity
+from smtpbench.capacity.search import Search
+from smtpbench.engine.embedded import EmbeddedSink, EmbeddedSinkError
+from smtpbench.engine.process import EngineJob, EngineProcess
+from smtpbench.engine.transport import TargetError
+from smtpbench.headless import run_info
+from smtpbench.metrics.snapshot import RunState, Snapshot
+from smtpbench.scenario import MessageFactory, scenario_to_toml
+from smtpbench.thresholds import NO_THRESHOLDS
+from smtpbench.tui.capacity import CapacityDashboard
+from smtpbench.tui.launch import HangUp, ResultsWriter, resolve_now, yield_cpu
+
+_ENDING = (RunState.DRAINING, RunState.DONE, RunState.INTERRUPTED)
+
+
+class ProcessEngine:
+    """The driver's handle on an engine process: control words, its snapshots, its CPU
+    time from /proc. The run's clock is the latest snapshot's (four a second)."""
+
+    def __init__(self, engine: EngineProcess, base_rate: float) -> None:
+        self.engine = engine
+        self.base_rate = base_rate
+        self.factor = 1.0
+        self.held = False
+        self._stopped = False
+        self.cpu = ProcessCpu(lambda: [engine.pid] if engine.pid is not None else [])
+
+    def elapsed(self) -> float | None:
+        snapshot = self.engine.snapshot()
+        return None if snapshot is None else snapshot.elapsed
+
+    def snapshot(self) -> Snapshot | None:
+        return self.engine.snapshot()
+
+    def set_rate(self, rate: float) -> None:
+        factor = rate / self.base_rate
+        if factor != self.factor:
+            self.engine.scale_rate(factor / self.factor)
+            self.factor = factor
+        if self.held:
+            self.engine.resume()
+            self.held = False
+
+    def hold(self) -> None:
+        self.engine.pause()
+        self.held = True
+
+    def cpu_seconds(self) -> float | None:
+        return self.cpu.seconds()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self.engine.stop()
+
+    @property
+    def stop_requested(self) -> bool:
+        if self._stopped or self.engine.final is not None or self.engine.error:
+            return True
+        snapshot = self.engine.snapshot()
+        return snapshot is not None and snapshot.state in _ENDING
+
+
+def start_driver(handle: ProcessEngine, progress: Progress) -> threading.Thread:
+    """The driver in a thread with its own trio loop."""
+    thread = threading.Thread(
+        target=trio.run, args=(drive, handle, progress), name="smtpbench-capacity", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def run_capacity_dashboard(options: CapacityOptions) -> int:
+    scenario = options.scenario
+    sink: EmbeddedSink | None = None
+    try:
+        if scenario.target.host is None:
+            sink = EmbeddedSink.start(scenario.sink.to_argv())
+            address = resolve_now(sink.host, sink.port)
+            label = f"embedded sink {address}"
+        else:
+            address = resolve_now(scenario.target.host, scenario.target.port)
+            label = str(address)
+    except (TargetError, EmbeddedSinkError) as err:
+        if sink is not None:
+            sink.stop()
+        print(f"error: {err}")
+        return exitcodes.TARGET_UNUSABLE
+    seed = MessageFactory(scenario).seed
+    resolved = dataclasses.replace(scenario, seed=seed, thresholds=NO_THRESHOLDS)
+    info = run_info(resolved, label, seed)
+    job = EngineJob(
+        scenario_to_toml(resolved), address, seed, info, password=resolved.auth.password
+    )
+    engine = EngineProcess(job)
+    progress = Progress(options.plan, Search(options.plan.ramp))
+    handle = ProcessEngine(engine, resolved.load.rate)
+    app = CapacityDashboard(engine, keep_going=options.keep_going, status=progress.status)
+    writer = ResultsWriter(options.results_base, resolved, keep_going=options.keep_going)
+    app.save = writer
+    try:
+        engine.start()
+        driver = start_driver(handle, progress)
+        yield_cpu()
+        signal.signal(signal.SIGHUP, HangUp(app, engine))
+        app.run()
+        if engine.final is None and not engine.error:
+            engine.interrupt()  # the app was left early: finish and keep the results
+        final = engine.wait(timeout=scenario.load.grace + 30)
+        if final is not None and writer.final_folder is None:
+            writer(final, True)
+        driver.join(timeout=10)
+    finally:
+        engine.close()
+        if sink is not None:
+            sink.stop()
+    if writer.outcome is None:
+        print(f"error: {engine.error or 'the engine did not finish'}")
+        return exitcodes.WORKER_LOST if engine.error else exitcodes.INTERRUPTED
+    if progress.phase != "done" or (engine.final and engine.final.state is RunState.INTERRUPTED):
+        progress.stopped = progress.stopped or progress.search.next_rate() is not None
+    outcome = complete(writer.outcome, progress)
+    with contextlib.suppress(OSError):
+        print_capacity(Console(), outcome)
+    return outcome.exit_code
