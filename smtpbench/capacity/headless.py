@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from rich.console import Console
@@ -22,7 +22,6 @@ from smtpbench.capacity.search import Search
 from smtpbench.capacity.verdict import StepResult
 from smtpbench.engine.control import RunControl
 from smtpbench.engine.embedded import EmbeddedSinkError
-from smtpbench.engine.reactor import Machine
 from smtpbench.engine.runner import LoadRun, SessionMaker, planned_sessions
 from smtpbench.engine.session import SessionSettings
 from smtpbench.engine.transport import TargetError
@@ -37,6 +36,9 @@ from smtpbench.report.output import print_whole
 from smtpbench.scenario import MessageFactory, Scenario
 from smtpbench.thresholds import NO_THRESHOLDS
 from smtpbench.units import format_duration
+
+if TYPE_CHECKING:
+    from smtpbench.engine.reactor import Machine
 
 
 @dataclass(frozen=True, slots=True)
