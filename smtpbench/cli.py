@@ -294,6 +294,18 @@ def _build_parser() -> argparse.ArgumentParser:
             "or this machine was the limit.",
         )
     )
+    from smtpbench.shell.cli import add_shell_arguments
+
+    add_shell_arguments(
+        commands.add_parser(
+            "shell",
+            help="an interactive SMTP session: the telnet session done right",
+            description="Type SMTP commands and read each reply decoded, with completion, "
+            "history, STARTTLS, AUTH helpers, a message composer and a lax mode; save the "
+            "session as a recording or replay it as a load run. Needs a terminal.",
+        )
+    )
+
     sink = commands.add_parser(
         "sink",
         help="an SMTP server that accepts and discards mail, with optional faults",
@@ -502,6 +514,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from smtpbench.capacity.cli import run_capacity
 
         return run_capacity(args)
+    if args.command == "shell":
+        from smtpbench.shell.cli import run_shell
+
+        return run_shell(args)
     if args.command == "sink":
         from smtpbench.servers.sink_cli import run_sink
 
