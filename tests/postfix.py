@@ -20,8 +20,10 @@ What it is set up to do, so that tests can tell every kind of reply apart:
 
 With ``relay_to=PORT`` (``run --through`` tests), mail for ``transit.test`` is
 relayed by Postfix's ``smtp`` client to ``[127.0.0.1]:PORT`` instead of
-discarded; ``defer=True`` holds it in the queue (``defer_transports``), and
-``body_checks`` rules (regexp lines) change it on the way.
+discarded; ``defer=True`` holds it in the queue (``defer_transports``),
+``body_checks`` rules (regexp lines) change it on the way, and ``rate_delay``
+(seconds) spaces deliveries (``smtp_destination_rate_delay``), a queue delay
+of a known size.
 
 Run as root (it starts a master daemon) with the Debian package ``postfix``
 and ``sasl2-bin`` (saslpasswd2) installed.
@@ -271,6 +273,7 @@ def private_postfix(
     relay_to: int | None = None,
     defer: bool = False,
     body_checks: str | None = None,
+    rate_delay: int | None = None,
 ) -> Iterator[Postfix]:
     """Starts a Postfix of its own and stops it, removing every file it made; with
     ``relay_to``, mail for ``TRANSIT_DOMAIN`` goes on to ``[127.0.0.1]:relay_to``."""
@@ -302,6 +305,8 @@ def private_postfix(
         (config / "transport").write_text(f"{TRANSIT_DOMAIN} smtp:[{LOOPBACK}]:{relay_to}\n")
         if defer:
             main_cf += "defer_transports = smtp\n"
+        if rate_delay is not None:
+            main_cf += f"smtp_destination_rate_delay = {rate_delay}s\n"
         if body_checks is not None:
             main_cf += f"body_checks = regexp:{root}/config/body_checks\n"
             (config / "body_checks").write_text(body_checks)
