@@ -117,6 +117,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--target", metavar="HOST:PORT", help="the server to load (port 25 if omitted)"
     )
+    from smtpbench.scenario.sources import add_source_argument
+
+    add_source_argument(run)
     load = run.add_mutually_exclusive_group()
     load.add_argument("--rate", metavar="R", help="sessions per second, e.g. 300 or 1200/m")
     load.add_argument("--concurrency", metavar="N", type=int, help="sessions kept in flight")
@@ -334,6 +337,7 @@ def _note(message: str) -> None:
 def _run(args: argparse.Namespace) -> int:
     from smtpbench.headless import RunOptions, stdout_is_terminal
     from smtpbench.scenario import ScenarioError, load_scenario, with_overrides
+    from smtpbench.scenario.sources import source_option
     from smtpbench.units import parse_duration
 
     try:
@@ -359,6 +363,7 @@ def _run(args: argparse.Namespace) -> int:
             sessions=args.sessions,
             seed=args.seed,
             max_concurrency=args.max_concurrency,
+            source=source_option(args.source),
         )
         interval = parse_duration(args.progress_interval)
         from smtpbench.transit.cli import through_options

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from smtpbench import exitcodes
 from smtpbench.engine.replay_plan import DryRun, dry_run
+from smtpbench.scenario.sources import add_source_argument, source_option
 from smtpbench.units import format_duration, parse_duration, parse_rate
 
 PROBLEMS_SHOWN = 20
@@ -27,6 +28,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target", metavar="HOST:PORT", help="the server to replay to (default: the embedded sink)"
     )
+    add_source_argument(parser)
     timing = parser.add_mutually_exclusive_group()
     timing.add_argument(
         "--speed",
@@ -158,6 +160,7 @@ def run_replay(args: argparse.Namespace) -> int:
             timeline,
             host=host,
             port=port or 25,
+            source=source_option(args.source),
             seed=args.seed,
             **({"max_concurrency": args.max_concurrency} if args.max_concurrency else {}),
         )

@@ -49,6 +49,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
 
+from smtpbench.engine.sources import SourceAddress, bind_source
+
 if TYPE_CHECKING:
     from smtpbench.engine.transport import Address
 
@@ -88,6 +90,7 @@ class Machine(Protocol):
 
     deadline: float
     address: Address
+    source: SourceAddress | None  # the local address to connect from; None: any
 
     def run(self) -> Generator[Request, Any, None]: ...
 
@@ -332,6 +335,9 @@ class Reactor:
             sock.setblocking(False)
             # Commands are small and each waits for its reply: Nagle would only delay them.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            source = link.machine.source
+            if source is not None:
+                bind_source(sock, source)
             code = sock.connect_ex(address.sockaddr)
             if code not in (0, errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK):
                 raise OSError(code, os.strerror(code))  # errno picks the subclass

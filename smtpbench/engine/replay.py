@@ -218,6 +218,7 @@ def replay_scenario(
     *,
     host: str | None = None,
     port: int = 25,
+    source: tuple[str, ...] = (),
     seed: int | None = None,
     max_concurrency: int = 1000,
     backlog: int = 10000,
@@ -237,7 +238,7 @@ def replay_scenario(
         name=f"replay-{stems}",
         description=job.describe(timeline),
         seed=seed,
-        target=Target(host, port) if host is not None else Target(),
+        target=Target(host, port, source) if host is not None else Target(source=source),
         load=Load(
             mode="rate",
             rate=rate,

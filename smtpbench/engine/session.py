@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from smtpbench.engine.reactor import CONNECT, READ, Link, Request, SessionCancelled, StepTimeout
+from smtpbench.engine.sources import SourceAddress, source_sockaddr
 from smtpbench.engine.tls import SessionSetupError, client_context, failure_detail, server_name
 from smtpbench.engine.tls_channel import TlsChannel
 from smtpbench.engine.transport import Address, classify
@@ -117,6 +118,7 @@ class SessionSettings:
     auth_username: str = field(default="", repr=False)
     auth_secret: str = field(default="", repr=False)
     transit: TransitSends | None = None  # run --through: accepted messages noted for matching
+    sources: tuple[SourceAddress, ...] = ()  # local addresses, one per session in turn
 
     @classmethod
     def from_scenario(
@@ -152,6 +154,7 @@ class SessionSettings:
             auth_mechanism=scenario.auth.mechanism,
             auth_username=username,
             auth_secret=secret,
+            sources=tuple(source_sockaddr(a) for a in scenario.target.source),
         )
 
 
@@ -195,6 +198,7 @@ class Session:
         "metrics",
         "now",
         "settings",
+        "source",
         "start",
         "step",
         "timeouts",
@@ -213,6 +217,8 @@ class Session:
     ) -> None:
         self.settings = settings
         self.address = settings.address
+        sources = settings.sources
+        self.source = sources[conversation.number % len(sources)] if sources else None
         self.timeouts = settings.timeouts
         self.metrics = metrics
         self.conversation = conversation

@@ -56,6 +56,7 @@ from smtpbench.scenario.sizes import (
     format_size,
     parse_message_size,
 )
+from smtpbench.scenario.sources import parse_sources
 from smtpbench.scenario.templates import check_template
 from smtpbench.thresholds import ThresholdError, ThresholdSettings, parse_threshold
 from smtpbench.units import parse_duration, parse_rate, parse_share, parse_size
@@ -207,8 +208,15 @@ def _name(value: object) -> str:
 def _target(t: Table) -> Target:
     host = t.get("host", None, _host)
     port = t.get("port", 25, as_int(1, 65535))
+    source = t.get("source", (), _sources)
     t.finish()
-    return Target(host=host, port=port)
+    return Target(host=host, port=port, source=source)
+
+
+def _sources(value: object) -> tuple[str, ...]:
+    if isinstance(value, list):
+        value = ",".join(as_str(item) for item in value)
+    return parse_sources(as_str(value))
 
 
 def _host(value: object) -> str:

@@ -77,6 +77,9 @@ class Target:
 
     host: str | None = None
     port: int = 25
+    # Local addresses to connect from, one per session in turn (``scenario/sources.py``);
+    # empty: the system chooses.
+    source: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.host is not None and (not self.host or any(c.isspace() for c in self.host)):

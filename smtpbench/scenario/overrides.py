@@ -21,6 +21,7 @@ def with_overrides(
     sessions: int | None = None,
     seed: int | None = None,
     max_concurrency: int | None = None,
+    source: tuple[str, ...] | None = None,
 ) -> Scenario:
     """``scenario`` with what the command line says instead; ``None`` keeps the scenario's value.
 
@@ -71,10 +72,11 @@ def with_overrides(
     target, sink = scenario.target, scenario.sink
     if host is not None:
         sink = EMPTY_FAULTS
-    if host is not None or port is not None:
+    if host is not None or port is not None or source is not None:
         target = Target(
             host=host if host is not None else target.host,
             port=port if port is not None else target.port,
+            source=source if source is not None else target.source,
         )
     if seed is not None:
         _at_least("seed", seed, 0)
@@ -85,6 +87,7 @@ def with_overrides(
         "--duration": duration,
         "--sessions": sessions,
         "--max-concurrency": max_concurrency,
+        "--source": ", ".join(source) if source is not None else None,
     }
     changed = ", ".join(f"{flag} {value}" for flag, value in given.items() if value is not None)
     return replace(

@@ -31,6 +31,8 @@ def scenario_to_toml(scenario: Scenario) -> str:
     else:
         lines.append(_pair("host", scenario.target.host))
     lines.append(_pair("port", scenario.target.port))
+    if scenario.target.source:
+        lines.append(_pair("source", ", ".join(scenario.target.source)))
     lines += ["", "[load]", *_load(scenario.load)]
     lines += ["", "[session]", *_pairs(_session(scenario.session))]
     lines += ["", "[tls]", *_tls(scenario.tls)]
