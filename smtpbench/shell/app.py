@@ -20,6 +20,7 @@ from textual import events, on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
+from textual.screen import Screen
 from textual.widgets import Footer, Input, RichLog, Static
 
 from smtpbench.files import OutputError
@@ -182,6 +183,11 @@ class ShellApp(App[RepeatRequest | None]):
         self.recipients: list[str] = []
         self.lines: list[str] = []  # the transcript as plain text, unwrapped
 
+    @property
+    def main_screen(self) -> Screen[object]:
+        """The session's screen, under any dialog that is open."""
+        return self.screen_stack[0]
+
     def compose(self) -> ComposeResult:
         yield Static(id="status")
         with Horizontal(id="main"):
@@ -197,10 +203,10 @@ class ShellApp(App[RepeatRequest | None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#transcript", RichLog).border_title = "Session"
-        self.query_one("#offers", Static).border_title = "Server offers"
+        self.main_screen.query_one("#transcript", RichLog).border_title = "Session"
+        self.main_screen.query_one("#offers", Static).border_title = "Server offers"
         self._changed()
-        self.query_one(CommandLine).focus()
+        self.main_screen.query_one(CommandLine).focus()
         self.run_worker(self.connection.run(), name="connection", exclusive=False)
         self.set_interval(1.0, self.connection.overdue)
 
@@ -209,7 +215,7 @@ class ShellApp(App[RepeatRequest | None]):
     def _write(self, text: Text) -> None:
         self.lines.append(text.plain)
         del self.lines[:-TRANSCRIPT_LIMIT]
-        self.query_one("#transcript", RichLog).write(text)
+        self.main_screen.query_one("#transcript", RichLog).write(text)
 
     def _entry(self, entry: Entry) -> None:
         if entry.kind == "reply":
@@ -250,9 +256,9 @@ class ShellApp(App[RepeatRequest | None]):
         parts.append("[yellow b]LAX: sent as typed[/]" if self.lax else "strict")
         if self.saved:
             parts.append(f"saved {self.saved}")
-        self.query_one("#status", Static).update("  ·  ".join(parts))
-        self.query_one("#offers", Static).update(self._offers(conn.capabilities))
-        line = self.query_one(CommandLine)
+        self.main_screen.query_one("#status", Static).update("  ·  ".join(parts))
+        self.main_screen.query_one("#offers", Static).update(self._offers(conn.capabilities))
+        line = self.main_screen.query_one(CommandLine)
         line.password = conn.in_sasl
         if conn.in_content:
             line.placeholder = "message line (dot-stuffed); . alone ends it; F3 composes"
@@ -277,7 +283,7 @@ class ShellApp(App[RepeatRequest | None]):
 
     @on(Input.Submitted, "#line")
     async def submitted(self, event: Input.Submitted) -> None:
-        line = self.query_one(CommandLine)
+        line = self.main_screen.query_one(CommandLine)
         text = event.value
         if text.startswith("/") and not self.connection.in_content:
             line.remember(text)
@@ -349,9 +355,9 @@ class ShellApp(App[RepeatRequest | None]):
 
     def action_compose(self) -> None:
         screen = ComposerScreen(self.sender, tuple(self.recipients))
-        self.push_screen(screen, self._composed)
+        self.push_screen(screen, self._send_composed)
 
-    def _composed(self, composed: Composed | None) -> None:
+    def _send_composed(self, composed: Composed | None) -> None:
         if composed is None:
             return
         self.sender, self.recipients = composed.sender, list(composed.recipients)
