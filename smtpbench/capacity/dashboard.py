@@ -65,6 +65,9 @@ class ProcessEngine:
     def cpu_seconds(self) -> float | None:
         return self.cpu.seconds()
 
+    def cpu_waited(self) -> float | None:
+        return self.cpu.waited()
+
     def stop(self) -> None:
         self._stopped = True
         self.engine.stop()

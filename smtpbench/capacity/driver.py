@@ -24,8 +24,9 @@ from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.report.thresholds import evaluate
 from smtpbench.thresholds import Kind, Threshold
 
-# Before, after, the engine's CPU share between them, cut short by a count criterion.
-Measured = tuple[Snapshot, Snapshot, float | None, bool]
+# Before, after, the engine's CPU share and its share of time waiting for a CPU between
+# them, and whether a count criterion cut the step short.
+Measured = tuple[Snapshot, Snapshot, float | None, float | None, bool]
 POLL = 0.25  # seconds between looks at the engine within a step
 RECOVERY_LIMIT = 30.0  # seconds a broken step's backlog may take to drain before the next
 
@@ -38,6 +39,7 @@ class Engine(Protocol):
     def set_rate(self, rate: float) -> None: ...  # and start sessions again after hold()
     def hold(self) -> None: ...  # no new sessions until the next set_rate
     def cpu_seconds(self) -> float | None: ...  # the engine's CPU time so far; None: unknown
+    def cpu_waited(self) -> float | None: ...  # seconds it was ready but had no CPU; None: unknown
     def stop(self) -> None: ...
 
     @property
@@ -131,6 +133,7 @@ async def _measure(engine: Engine, progress: Progress, began: float) -> Measured
     progress.phase = "measuring"
     before = engine.snapshot()
     cpu_before = engine.cpu_seconds()
+    waited_before = engine.cpu_waited()
     if before is None:
         return None
     end = began + plan.step_duration
@@ -146,12 +149,20 @@ async def _measure(engine: Engine, progress: Progress, began: float) -> Measured
         if _count_broken(plan.criteria, between(before, after)):
             cut = True
             break
-    cpu_after = engine.cpu_seconds()
     wall = after.elapsed - before.elapsed
-    share = None
-    if cpu_before is not None and cpu_after is not None and wall > 0:
-        share = (cpu_after - cpu_before) / wall
-    return before, after, share, cut
+    return (
+        before,
+        after,
+        _share(cpu_before, engine.cpu_seconds(), wall),
+        _share(waited_before, engine.cpu_waited(), wall),
+        cut,
+    )
+
+
+def _share(start: float | None, end: float | None, wall: float) -> float | None:
+    if start is None or end is None or wall <= 0:
+        return None
+    return max(0.0, (end - start) / wall)
 
 
 async def _recover(engine: Engine, limit: float = RECOVERY_LIMIT) -> None:
@@ -194,9 +205,10 @@ async def drive(
             if measured is None:
                 progress.stopped = True
                 break
-            before, after, share, cut = measured
+            before, after, share, waited, cut = measured
             window = between(before, after)
-            machine = Machine(share, plan.cap, peak_in_flight(after, before.elapsed, after.elapsed))
+            peak = peak_in_flight(after, before.elapsed, after.elapsed)
+            machine = Machine(share, plan.cap, peak, waited)
             result = judge(
                 progress.current,
                 rate,
@@ -220,28 +232,49 @@ async def drive(
         engine.stop()
 
 
-class ProcessCpu:
-    """CPU time (user and system) of other processes, from /proc (Linux); None elsewhere
-    or once a process is gone."""
+def _main_thread_stat(pid: int | str, name: str) -> str | None:
+    try:
+        with open(f"/proc/{pid}/{name}", encoding="ascii") as stat:
+            return stat.read()
+    except OSError:
+        return None
 
-    def __init__(self, pids: Callable[[], Sequence[int]]) -> None:
+
+class ProcessCpu:
+    """CPU time (user and system) and time spent ready to run without a CPU (the run
+    queue's wait, from schedstat) of processes' main threads, where the engine's loop
+    runs; from /proc (Linux), None elsewhere or once a process is gone. With several,
+    the busiest one: a search is held back by its busiest engine."""
+
+    def __init__(self, pids: Callable[[], Sequence[int | str]]) -> None:
         self.pids = pids
         self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
     def seconds(self) -> float | None:
-        """The busiest process's CPU seconds: a search is limited by its busiest engine."""
         best = None
         for pid in self.pids():
-            try:
-                with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-                    fields = stat.read().rpartition(")")[2].split()
-            except OSError:
+            text = _main_thread_stat(pid, "stat")
+            if text is None:
                 return None
+            fields = text.rpartition(")")[2].split()
             used = (int(fields[11]) + int(fields[12])) / self._tick
             best = used if best is None else max(best, used)
+        return best
+
+    def waited(self) -> float | None:
+        best = None
+        for pid in self.pids():
+            text = _main_thread_stat(pid, "schedstat")
+            if text is None:
+                return None
+            waited = int(text.split()[1]) / 1e9
+            best = waited if best is None else max(best, waited)
         return best
 
 
 def own_cpu_seconds() -> float:
     """This process's CPU time: the engine's, when it runs in this process."""
     return time.process_time()
+
+
+OWN = ProcessCpu(lambda: ["self"])

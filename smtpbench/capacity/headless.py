@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from smtpbench import exitcodes
-from smtpbench.capacity.driver import Plan, Progress, drive, own_cpu_seconds
+from smtpbench.capacity.driver import OWN, Plan, Progress, drive, own_cpu_seconds
 from smtpbench.capacity.report import Conclusion, conclude, steps_table, write_capacity
 from smtpbench.capacity.search import Search
 from smtpbench.capacity.verdict import StepResult
@@ -90,6 +90,9 @@ class InProcessEngine:
     def cpu_seconds(self) -> float | None:
         return own_cpu_seconds()
 
+    def cpu_waited(self) -> float | None:
+        return OWN.waited()
+
     def stop(self) -> None:
         self.control.stop()
 
@@ -125,6 +128,8 @@ def step_line(step: StepResult) -> str:
         parts.append(f"start lag p99 {format_duration(step.start_lag_p99)}")
     if step.machine.cpu_share is not None:
         parts.append(f"engine CPU {step.machine.cpu_share:.0%}")
+    if step.machine.cpu_wait is not None:
+        parts.append(f"waiting for CPU {step.machine.cpu_wait:.0%}")
     if step.held:
         verdict = "[green]held[/]"
     else:

@@ -122,6 +122,7 @@ def steps_table(progress: Progress) -> Table:
         (f"{label} p99", "right"),
         ("start lag p99", "right"),
         ("engine CPU", "right"),
+        ("waiting for CPU", "right"),
         ("in flight", "right"),
         ("result", "left"),
     ):
@@ -145,6 +146,7 @@ def steps_table(progress: Progress) -> Table:
             _ms(step.p99.get(label)),
             _ms(step.start_lag_p99),
             f"{cpu:.0%}" if cpu is not None else "-",
+            f"{wait:.0%}" if (wait := step.machine.cpu_wait) is not None else "-",
             f"{step.machine.peak_in_flight:,}",
             result,
         )
@@ -189,6 +191,7 @@ def steps_csv(steps: Sequence[StepResult]) -> str:
             "broken_by",
             "start_lag_p99_s",
             "engine_cpu",
+            "engine_cpu_wait",
             "peak_in_flight",
             *(f"p99_{label.replace(' ', '_')}_s" for label in labels),
             "this_machine",
@@ -205,6 +208,7 @@ def steps_csv(steps: Sequence[StepResult]) -> str:
                 "; ".join(str(r.threshold) for r in s.broken_by),
                 "" if s.start_lag_p99 is None else f"{s.start_lag_p99:.6f}",
                 "" if s.machine.cpu_share is None else f"{s.machine.cpu_share:.3f}",
+                "" if s.machine.cpu_wait is None else f"{s.machine.cpu_wait:.3f}",
                 s.machine.peak_in_flight,
                 *("" if label not in s.p99 else f"{s.p99[label]:.6f}" for label in labels),
                 "; ".join(s.tool_signs),

@@ -22,6 +22,8 @@ from smtpbench.units import format_duration
 DEFAULT_CRITERIA = ("p99(DATA end) < 500ms", "rate(4xx) < 1%", "rate(errors) < 1%", "dropped == 0")
 # The engine's CPU over wall time from which it counts as saturated (one process).
 CPU_SATURATED = 0.90
+# Share of wall time waiting for a CPU from which the machine counts as too busy.
+CPU_CONTENDED = 0.20
 # Start lag (p99) from which sessions count as started late, when slots were free.
 LATE_START = 0.050
 # Server latency counts as flat while its p50 stays within this factor of the first step's.
@@ -52,6 +54,9 @@ class Machine:
     cpu_share: float | None  # engine process CPU time over wall time; None: not known
     cap: int  # sessions allowed in flight
     peak_in_flight: int  # most sessions in flight at a second's end
+    # Share of wall time the engine was ready to run but had no CPU (other work on the
+    # machine's cores); None: not known.
+    cpu_wait: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,7 @@ class StepResult:
             "start_lag_p99": _finite(self.start_lag_p99),
             "server_p50": _finite(self.server_p50),
             "engine_cpu": _finite(self.machine.cpu_share),
+            "engine_cpu_wait": _finite(self.machine.cpu_wait),
             "cap": self.machine.cap,
             "peak_in_flight": self.machine.peak_in_flight,
             "tool_signs": list(self.tool_signs),
@@ -203,6 +209,11 @@ def tool_signs(
     signs = []
     if machine.cpu_share is not None and machine.cpu_share >= CPU_SATURATED:
         signs.append(f"the engine's CPU was saturated ({machine.cpu_share:.0%} of one core)")
+    if machine.cpu_wait is not None and machine.cpu_wait >= CPU_CONTENDED:
+        signs.append(
+            f"the engine waited for a CPU {machine.cpu_wait:.0%} of the time (the machine's "
+            "cores were busy with other work)"
+        )
     slots_free = machine.peak_in_flight < machine.cap
     if lag is not None and lag >= LATE_START and slots_free:
         signs.append(
