@@ -44,6 +44,7 @@ from smtpbench.shell.screens import (
 )
 
 HISTORY_LIMIT = 500
+OFFERS_FROM = 100  # columns from which the side panel shows what the server offers
 TRANSCRIPT_LIMIT = 10_000  # lines kept (the screen's log keeps as many)
 _MAIL = re.compile(r"^\s*MAIL\s+FROM:\s*<([^>]*)>", re.IGNORECASE)
 _RCPT = re.compile(r"^\s*RCPT\s+TO:\s*<([^>]*)>", re.IGNORECASE)
@@ -209,6 +210,10 @@ class ShellApp(App[RepeatRequest | None]):
         self.main_screen.query_one(CommandLine).focus()
         self.run_worker(self.connection.run(), name="connection", exclusive=False)
         self.set_interval(1.0, self.connection.overdue)
+
+    def on_resize(self, event: events.Resize) -> None:
+        # Under 100 columns the transcript needs the room; the EHLO reply shows the same.
+        self.main_screen.query_one("#offers", Static).display = event.size.width >= OFFERS_FROM
 
     # -- what the connection says ---------------------------------------------------
 
