@@ -19,7 +19,13 @@ from smtpbench.scenario import MessageFactory, default_scenario
 from smtpbench.transit.identity import find_id, fingerprint, split_id
 from smtpbench.transit.matching import TransitTracker
 from smtpbench.transit.receiver import Arrival, Receiver
-from smtpbench.transit.report import TRANSIT_CSV, TRANSIT_JSON, transit_line
+from smtpbench.transit.report import (
+    TRANSIT_CSV,
+    TRANSIT_JSON,
+    figures_dict,
+    read_transit,
+    transit_line,
+)
 from smtpbench.transit.sends import TransitSends
 from smtpbench.tui.app import DashboardApp
 from smtpbench.tui.widgets.transit import TransitLine
@@ -146,7 +152,9 @@ def test_receiver_notes_what_arrives_and_refuses_a_taken_port() -> None:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_straight_to_the_receiver_every_message_arrives(tmp_path: Path, workers: int) -> None:
+def test_straight_to_the_receiver_every_message_arrives(
+    tmp_path: Path, workers: int, capsys: pytest.CaptureFixture
+) -> None:
     """No relay in between (the target is the receiving sink itself): each accepted
     message arrives once, unaltered, just after its 250."""
     port = free_port()
@@ -185,6 +193,14 @@ def test_straight_to_the_receiver_every_message_arrives(tmp_path: Path, workers:
     assert rows[0].startswith("second,accepted,arrived")
     assert sum(int(row.split(",")[1]) for row in rows[1:]) == 60
     assert summary  # the usual results are there too
+    # The end-of-run summary and `smtpbench report` show the same transit figures.
+    said = " ".join(capsys.readouterr().out.split())
+    assert "Transit through the server" in said and "arrived downstream │ 60" in said
+    stored = read_transit(folder)
+    assert stored is not None and figures_dict(stored) == figures
+    assert main(["report", str(folder)]) == 0
+    reported = " ".join(capsys.readouterr().out.split())
+    assert "arrived downstream │ 60" in reported and "not arrived │ 0" in reported
 
 
 # -- flags ------------------------------------------------------------------------------

@@ -90,6 +90,15 @@ def run_report(args: argparse.Namespace) -> int:
     checks = tuple(extra) or _stored_thresholds(args.results)
     results = evaluate(checks, snapshot)
     _print_report(snapshot, results, args.format)
+    if args.format == "table":  # run --through: the transit figures kept beside the results
+        from smtpbench.transit.report import read_transit, transit_table
+
+        try:
+            transit = read_transit(args.results)
+        except ValueError as err:
+            return _error(str(err))
+        if transit is not None:
+            print_whole(Console(), transit_table(transit))
     if args.hlog is not None:
         from smtpbench.report.hlog import write_hlog
 

@@ -125,10 +125,53 @@ def write_transit(folder: Path, figures: TransitFigures) -> None:
     write_atomically(folder / TRANSIT_CSV, header + "".join(map(_csv_row, figures.seconds)))
 
 
-def read_transit(folder: Path) -> dict[str, Any] | None:
-    """The stored figures of a results folder, None when the run had no ``--through``."""
+def _seconds_or_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def figures_from_dict(data: dict[str, Any]) -> TransitFigures:
+    """The inverse of ``figures_dict``: ``transit.json`` read back (KeyError, TypeError or
+    ValueError when it is not one)."""
+
+    def percentiles(name: str) -> tuple[float, ...]:
+        table = data[f"{name}_seconds"]
+        return tuple(_seconds_or_nan(table[_p(q)]) for q in PERCENTILES)
+
+    return TransitFigures(
+        through=str(data["through"]),
+        accepted=int(data["accepted"]),
+        arrived=int(data["arrived"]),
+        not_arrived=int(data["not_arrived"]),
+        duplicates=int(data["duplicates"]),
+        altered=int(data["altered"]),
+        unexpected=int(data["unexpected"]),
+        foreign=int(data["foreign"]),
+        to_accept=percentiles("to_accept"),
+        transit=percentiles("transit"),
+        transit_max=_seconds_or_nan(data["transit_seconds"]["max"]),
+        queue=percentiles("queue"),
+        waiting=False,
+        drained=float(data["drained_seconds"]),
+        seconds=tuple(
+            SecondRow(
+                int(row["second"]),
+                int(row["accepted"]),
+                int(row["arrived"]),
+                _seconds_or_nan(row["transit_p50"]),
+                _seconds_or_nan(row["transit_p99"]),
+            )
+            for row in data["seconds"]
+        ),
+    )
+
+
+def read_transit(folder: Path) -> TransitFigures | None:
+    """The stored figures of a results folder, None when the run had no ``--through``;
+    ``ValueError`` naming the file when it cannot be read."""
     path = folder / TRANSIT_JSON
     if not path.exists():
         return None
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
+    try:
+        return figures_from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a transit file smtpbench wrote ({err})") from None
