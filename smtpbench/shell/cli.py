@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from smtpbench.shell.app import RepeatRequest
 
 
+TYPING_GAP = "1ms"
+
+
 def add_shell_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="HOST[:PORT]", help="the server (port 25 if omitted)")
     parser.add_argument(
@@ -105,6 +108,7 @@ def repeat(request: RepeatRequest, target: str, out: Path) -> int:
     parser = argparse.ArgumentParser(prog="smtpbench replay")
     add_replay_arguments(parser)
     argv = [request.path, "--target", target, "--rate", request.rate]
-    argv += ["--loop", str(request.count), "--out", str(out)]
+    # The pauses of a session typed by hand are the typing: capped, not repeated.
+    argv += ["--loop", str(request.count), "--max-gap", TYPING_GAP, "--out", str(out)]
     print(f"smtpbench replay {' '.join(argv)}", file=sys.stderr)
     return run_replay(parser.parse_args(argv))
