@@ -138,6 +138,8 @@ def step_line(step: StepResult) -> str:
     line = escape("  ".join(parts)) + "  " + verdict
     if step.tool_signs:
         line += "  [yellow]this machine: " + escape("; ".join(step.tool_signs)) + "[/]"
+    if step.notes:
+        line += "  [dim]" + escape("; ".join(step.notes)) + "[/]"
     return line
 
 

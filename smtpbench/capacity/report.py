@@ -86,6 +86,10 @@ def conclude(progress: Progress) -> Conclusion:
     else:
         limit = "server"
         blame = "the server was the limit (this machine kept up: no sign of the engine saturated)"
+        if broken.notes:
+            blame += (
+                "; note: " + "; ".join(broken.notes) + ", and a server on this machine shared them"
+            )
     if held is None:
         sentence = f"no step held: the first, {broke:g}/s, broke {_breaks(broken)}; {blame}"
         return Conclusion(
@@ -136,6 +140,8 @@ def steps_table(progress: Progress) -> Table:
             )
         if step.tool_signs:
             result.append("  (this machine: " + "; ".join(step.tool_signs) + ")", style="yellow")
+        if step.notes:
+            result.append("  (" + "; ".join(step.notes) + ")", style="dim")
         cpu = step.machine.cpu_share
         table.add_row(
             str(step.index),
@@ -211,7 +217,7 @@ def steps_csv(steps: Sequence[StepResult]) -> str:
                 "" if s.machine.cpu_wait is None else f"{s.machine.cpu_wait:.3f}",
                 s.machine.peak_in_flight,
                 *("" if label not in s.p99 else f"{s.p99[label]:.6f}" for label in labels),
-                "; ".join(s.tool_signs),
+                "; ".join((*s.tool_signs, *s.notes)),
             ]
         )
     return out.getvalue()

@@ -109,6 +109,7 @@ class StepResult:
             "cap": self.machine.cap,
             "peak_in_flight": self.machine.peak_in_flight,
             "tool_signs": list(self.tool_signs),
+            "notes": list(self.notes),
             "cut_short": self.cut_short,
         }
 
@@ -170,7 +171,7 @@ def judge(
     if window.latency_count(START_LAG_ROW):
         lag = window.histogram(START_LAG_ROW).percentile(99)
     server = server_latency(window)
-    signs = tool_signs(rate, reach, achieved, lag, server, machine, first)
+    signs, notes = tool_signs(rate, reach, achieved, lag, server, machine, first)
     return StepResult(
         index=index,
         rate=rate,
@@ -186,6 +187,7 @@ def judge(
         machine=machine,
         tool_signs=signs,
         cut_short=cut_short,
+        notes=notes,
     )
 
 
@@ -204,18 +206,21 @@ def tool_signs(
     server: float | None,
     machine: Machine,
     first: StepResult | None,
-) -> tuple[str, ...]:
-    """Each reason to think this machine, not the server, held the step back."""
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Each reason to think this machine, not the server, held the step back, and notes
+    that are no such reason alone.
+
+    The engine falling behind is the evidence: sessions started late while slots were
+    free, or fewer started than asked while the server answered as fast as at first; or
+    its CPU saturated. Waiting for a CPU (other work on the cores) explains the first
+    two, and is only a note without them: the engine may still have kept up."""
     signs = []
     if machine.cpu_share is not None and machine.cpu_share >= CPU_SATURATED:
         signs.append(f"the engine's CPU was saturated ({machine.cpu_share:.0%} of one core)")
-    if machine.cpu_wait is not None and machine.cpu_wait >= CPU_CONTENDED:
-        signs.append(
-            f"the engine waited for a CPU {machine.cpu_wait:.0%} of the time (the machine's "
-            "cores were busy with other work)"
-        )
     slots_free = machine.peak_in_flight < machine.cap
+    behind = False
     if lag is not None and lag >= LATE_START and slots_free:
+        behind = True
         signs.append(
             f"sessions started late with slots free (start lag p99 {format_duration(lag)}, "
             f"at most {machine.peak_in_flight:,} of {machine.cap:,} in flight)"
@@ -223,6 +228,7 @@ def tool_signs(
     short = achieved < reach * rate
     if short and _flat(server, first):
         assert first is not None and first.server_p50 is not None and server is not None
+        behind = True
         where = (
             "with slots free"
             if slots_free
@@ -233,7 +239,17 @@ def tool_signs(
             f"answered as fast as at first (p50 {format_duration(server)} against "
             f"{format_duration(first.server_p50)})"
         )
-    return tuple(signs)
+    notes = []
+    if machine.cpu_wait is not None and machine.cpu_wait >= CPU_CONTENDED:
+        waited = (
+            f"the engine waited for a CPU {machine.cpu_wait:.0%} of the time (the "
+            "machine's cores were busy with other work)"
+        )
+        if behind or signs:
+            signs.append(waited)
+        else:
+            notes.append(waited + "; it still kept up")
+    return tuple(signs), tuple(notes)
 
 
 def series_p99(window_steps: Sequence[StepResult], label: str) -> np.ndarray:
