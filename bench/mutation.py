@@ -99,7 +99,11 @@ MODULES = (
     Module(
         "codec",
         "smtpbench/recording/codec.py",
-        ("tests/test_recording_format.py", "tests/test_replay_plan.py"),
+        (
+            "tests/test_recording_codec.py",
+            "tests/test_recording_format.py",
+            "tests/test_replay_plan.py",
+        ),
     ),
     # Captures built in the test and imported; the live loopback capture is left out.
     Module(
