@@ -381,3 +381,25 @@ def test_bad_flags_get_one_line_naming_the_flag(argv: list[str], says: str) -> N
     assert done.returncode == 2
     assert says in done.stderr.replace("\n", " ")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("mechanism", ["LOGIN", "CRAM-MD5", "XOAUTH2"])
+def test_auth_helpers_answer_the_challenges(mechanism: str) -> None:
+    secret = "An0ther-Secret"
+    with sink_in_thread(credentials=(("alice", secret),)) as sink:
+        app = shell_app(sink.address[1])
+
+        async def session(app: ShellApp, pilot: Pilot[Any]) -> None:
+            await say(pilot, "EHLO client.example", DONE)
+            await type_line(pilot, f"/auth {mechanism} alice")
+            await wait_for(pilot, lambda: isinstance(app.screen, SecretScreen), "the prompt")
+            await pilot.press(*secret, "enter")
+            await wait_for(pilot, lambda: "235" in transcript(app), "235")
+
+        drive(app, session)
+        shown = transcript(app)
+        assert f"C: AUTH {mechanism} (credentials hidden)" in shown
+        assert secret not in shown
+        if mechanism != "XOAUTH2":  # LOGIN and CRAM-MD5 answer 334 challenges
+            assert "C: (SASL response hidden)" in shown
+        assert "235 Authentication succeeded" in shown
