@@ -15,6 +15,10 @@ flags, and turns back into either form exactly:
     stall.MAIL = "1s@200"                 --stall MAIL=1s@200
     shutdown_after = 1000                 --shutdown-after 1000
 
+The same table (and the same command) also holds how the sink pushes back like a real
+server: per-client limits, greylisting, tarpitting... (``smtpbench/pushback.py``), kept
+in the plan's ``pushback``.
+
 Steps are written with their label or name (``Step.from_label``); ``banner`` is
 the same as ``connect``. What each fault does at a step is the sink's business
 (see docs/sink.md); this module only reads, checks and writes plans.
@@ -29,9 +33,13 @@ from types import MappingProxyType
 from typing import Final
 
 from smtpbench.protocol.steps import Step
+from smtpbench.pushback import KEYS as PUSHBACK_KEYS
+from smtpbench.pushback import NO_PUSHBACK, Pushback, PushbackError, parse_pushback_table
 from smtpbench.units import parse_duration, parse_share
 
 KINDS: Final = ("delay", "reply", "disconnect", "garbage", "stall")
+# Every key a [sink] table may hold.
+SINK_KEYS: Final = (*KINDS, "shutdown_after", *PUSHBACK_KEYS)
 # Steps the sink never answers itself cannot carry faults: the TLS handshake is
 # the TLS library's, and the banner is the reply to the connect.
 _NO_FAULTS: Final = frozenset({Step.TLS})
@@ -142,6 +150,8 @@ class FaultPlan:
     # After this many connections, every new connection and the next command of
     # every open one gets 421, and the connection is closed.
     shutdown_after: int | None = None
+    # How the sink pushes back like a real server (limits, greylisting...).
+    pushback: Pushback = NO_PUSHBACK
 
     def __post_init__(self) -> None:
         # Read-only views, so a plan shared by all connections cannot drift.
@@ -150,8 +160,10 @@ class FaultPlan:
 
     @property
     def is_empty(self) -> bool:
-        return self.shutdown_after is None and not any(
-            (self.delays, self.replies, self.disconnects, self.garbage, self.stalls)
+        return (
+            self.shutdown_after is None
+            and self.pushback.is_empty
+            and not any((self.delays, self.replies, self.disconnects, self.garbage, self.stalls))
         )
 
     def steps(self) -> frozenset[Step]:
@@ -175,6 +187,7 @@ class FaultPlan:
                 table[name] = dict(sorted(values.items(), key=lambda kv: Step.from_label(kv[0])))
         if self.shutdown_after is not None:
             table["shutdown_after"] = self.shutdown_after
+        table.update(self.pushback.to_table())
         return table
 
     def to_argv(self) -> list[str]:
@@ -193,7 +206,7 @@ class FaultPlan:
             argv += ["--stall", f"{step.label}={stall}"]
         if self.shutdown_after is not None:
             argv += ["--shutdown-after", str(self.shutdown_after)]
-        return argv
+        return argv + self.pushback.to_argv()
 
 
 EMPTY_FAULTS: Final = FaultPlan()
@@ -339,6 +352,11 @@ def parse_fault_table(table: Mapping[str, object], *, ignore: Iterable[str] = ()
     Errors name the key as written, relative to the table: ``delay.DATA``.
     """
     skip = set(ignore)
+    try:
+        pushback = parse_pushback_table({k: v for k, v in table.items() if k not in skip})
+    except PushbackError as exc:
+        raise FaultSpecError(exc.key, exc.message) from None
+    skip.update(PUSHBACK_KEYS)
     sections: dict[str, dict[Step, object]] = {kind: {} for kind in KINDS}
     shutdown_after: int | None = None
     for name, value in table.items():
@@ -349,7 +367,7 @@ def parse_fault_table(table: Mapping[str, object], *, ignore: Iterable[str] = ()
             continue
         parse = _VALUE_PARSERS.get(name)
         if parse is None:
-            known = ", ".join([*KINDS, "shutdown_after"])
+            known = ", ".join(SINK_KEYS)
             raise FaultSpecError(name, f"unknown fault; expected one of {known}")
         if not isinstance(value, Mapping):
             raise FaultSpecError(
@@ -362,10 +380,14 @@ def parse_fault_table(table: Mapping[str, object], *, ignore: Iterable[str] = ()
             if step in section:
                 raise FaultSpecError(key, f"{step.label} is given twice")
             section[step] = parse(key, item)
-    return _plan(sections, shutdown_after)
+    return _plan(sections, shutdown_after, pushback)
 
 
-def _plan(sections: Mapping[str, Mapping[Step, object]], shutdown_after: int | None) -> FaultPlan:
+def _plan(
+    sections: Mapping[str, Mapping[Step, object]],
+    shutdown_after: int | None,
+    pushback: Pushback = NO_PUSHBACK,
+) -> FaultPlan:
     return FaultPlan(
         delays=sections["delay"],  # type: ignore[arg-type]
         replies=sections["reply"],  # type: ignore[arg-type]
@@ -373,6 +395,7 @@ def _plan(sections: Mapping[str, Mapping[Step, object]], shutdown_after: int | N
         garbage=sections["garbage"],  # type: ignore[arg-type]
         stalls=sections["stall"],  # type: ignore[arg-type]
         shutdown_after=shutdown_after,
+        pushback=pushback,
     )
 
 

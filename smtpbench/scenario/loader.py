@@ -10,8 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
-from smtpbench.faults import KINDS as FAULT_KINDS
-from smtpbench.faults import FaultPlan, FaultSpecError, parse_fault_table
+from smtpbench.faults import SINK_KEYS, FaultPlan, FaultSpecError, parse_fault_table
 from smtpbench.protocol.steps import Step
 from smtpbench.scenario.errors import ScenarioError
 from smtpbench.scenario.model import (
@@ -647,7 +646,7 @@ def _code(item: object) -> range:
 
 
 def _sink(t: Table) -> FaultPlan:
-    t.finish([*FAULT_KINDS, "shutdown_after"])  # for a "did you mean"
+    t.finish(SINK_KEYS)  # for a "did you mean"
     try:
         return parse_fault_table(t.data)
     except FaultSpecError as error:

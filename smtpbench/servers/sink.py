@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 import trio
 
 from smtpbench.faults import EMPTY_FAULTS, FaultPlan
+from smtpbench.pushback import Pushback
 from smtpbench.servers.accepting import connection_limit, serve_quietly
 from smtpbench.servers.sink_capacity import ServiceCapacity
 from smtpbench.servers.sink_faults import FaultInjector
+from smtpbench.servers.sink_pushback import MaildirWriter, PushbackPolicy
 from smtpbench.servers.sink_session import ReceivedMessage, Session
 
 __all__ = [
@@ -101,6 +103,12 @@ class SinkConfig:
             object.__setattr__(self, "relay_domains", domains)
 
     @property
+    def pushback(self) -> Pushback:
+        """How the sink pushes back like a real server (carried by the fault plan, as the
+        scenario's [sink] table and the flags give it)."""
+        return self.faults.pushback
+
+    @property
     def offers_tls(self) -> bool:
         """STARTTLS is offered: a certificate, and the connection does not start with TLS."""
         return self.tls_cert is not None and not self.implicit_tls
@@ -143,6 +151,10 @@ class SinkStats:
     timeouts: int = 0  # sessions ended by the idle or command timeout (421 sent)
     refused: int = 0  # connections over max_connections (421 sent)
     accept_errors: Counter[str] = field(default_factory=Counter)  # "EMFILE"...: accept failed
+    # Pushed back, by reason: "greylist", "client message rate", "client connection limit",
+    # "client connection rate", "max sessions" (deferrals) and "tarpit" (replies held).
+    deferred: Counter[str] = field(default_factory=Counter)
+    maildir: Counter[str] = field(default_factory=Counter)  # "written", "over the limit", "failed"
 
     @property
     def active(self) -> int:
@@ -169,6 +181,14 @@ class SinkStats:
             parts.append(f"{self.timeouts} timed out")
         if self.refused:
             parts.append(f"{self.refused} refused (too many connections)")
+        deferred = sum(self.deferred.values())
+        if deferred:
+            reasons = ", ".join(f"{why} {n}" for why, n in sorted(self.deferred.items()))
+            parts.append(f"{deferred} pushed back ({reasons})")
+        if self.maildir:
+            maildir = f"{self.maildir['written']} written to the maildir"
+            extra = [f"{n} {why}" for why, n in sorted(self.maildir.items()) if why != "written"]
+            parts.append(maildir + (f" ({', '.join(extra)})" if extra else ""))
         failed = sum(self.accept_errors.values())
         if failed:
             kinds = ", ".join(sorted(self.accept_errors))
@@ -196,6 +216,19 @@ class Sink:
             config.faults, random.Random(config.seed), self.stats.faults_injected
         )
         self.capacity = ServiceCapacity(config.capacity) if config.capacity else None
+        pushback = config.pushback
+        self.pushback = (
+            None
+            if pushback.is_empty
+            else PushbackPolicy(pushback, self.stats.deferred, config.hostname, trio.current_time)
+        )
+        self.maildir = (
+            None
+            if pushback.maildir is None
+            else MaildirWriter(pushback.maildir, pushback.maildir_limit, self.stats.maildir)
+        )
+        self.maildir_writes = trio.CapacityLimiter(1)  # one at a time: unique file names
+        self.enhanced_codes = pushback.has("ENHANCEDSTATUSCODES")
         self.shutting_down = False  # set once shutdown_after connections have come
         self.max_connections = connection_limit(config.max_connections)
         self._queue_ids = itertools.count(1)
@@ -223,6 +256,16 @@ class Sink:
                 stats.sessions_closed += 1
                 await trio.aclose_forcefully(stream)
             return
+        policy = self.pushback
+        if policy is not None:
+            deferral = policy.open_session(session.client)
+            if deferral is not None:
+                try:
+                    await session.refuse(deferral.code, deferral.text, deferral.enhanced)
+                finally:
+                    stats.sessions_closed += 1
+                    await trio.aclose_forcefully(stream)
+                return
         try:
             if self.config.implicit_tls and not await session.start_implicit_tls():
                 return
@@ -237,6 +280,8 @@ class Sink:
                 logger.warning("sink session ended by %s", name, exc_info=exc)
         finally:
             stats.sessions_closed += 1
+            if policy is not None:
+                policy.close_session(session.client)
             await trio.aclose_forcefully(session.stream)
 
 

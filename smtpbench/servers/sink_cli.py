@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import mailbox
 import os
 import signal
 import ssl
@@ -19,6 +21,8 @@ from collections.abc import Callable, Sequence
 import trio
 
 from smtpbench.faults import KINDS, FaultSpecError, fault_plan_from_flags, parse_fault_flag
+from smtpbench.pushback import OPTIONS as PUSHBACK_OPTIONS
+from smtpbench.pushback import PushbackError, parse_pushback_option, pushback_from_flags
 from smtpbench.servers.sink import SinkConfig, make_ssl_context, serve_sink
 from smtpbench.units import parse_duration, parse_rate, parse_size
 
@@ -71,6 +75,17 @@ def _fault_flag(kind: str) -> Callable[[str], object]:
     def parse(text: str) -> tuple[str, str]:
         parse_fault_flag(kind, text)  # checked now, so the error names this flag
         return kind, text
+
+    return _argument_type(parse)
+
+
+def _pushback_flag(key: str) -> Callable[[str], object]:
+    def parse(text: str) -> str:
+        try:
+            parse_pushback_option(key, text)  # checked now, so the error names this flag
+        except PushbackError as exc:
+            raise ValueError(exc.message) from None
+        return text
 
     return _argument_type(parse)
 
@@ -164,6 +179,18 @@ def add_sink_arguments(parser: argparse.ArgumentParser) -> None:
         help="after N connections, answer 421 to new connections and open sessions, then close",
     )
     faults.add_argument("--seed", type=int, help="seed for the fault draws (default: random)")
+    pushback = parser.add_argument_group(
+        "pushing back like a real server (a client is its IP address)"
+    )
+    for option in PUSHBACK_OPTIONS:
+        pushback.add_argument(
+            option.flag,
+            dest=f"pushback_{option.key}",
+            action="append" if option.repeat else "store",
+            type=_pushback_flag(option.key),
+            metavar=option.metavar,
+            help=option.help,
+        )
     parser.add_argument("--tls-cert", metavar="PEM", help="certificate chain; offers STARTTLS")
     parser.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
     parser.add_argument(
@@ -259,6 +286,11 @@ def config_from_args(args: argparse.Namespace) -> SinkConfig:
     """The sink configuration the parsed flags describe; FaultSpecError or ValueError if
     they do not fit together (the error names the flag)."""
     plan = fault_plan_from_flags(args.fault_flags, shutdown_after=args.shutdown_after)
+    flags = {option.key: getattr(args, f"pushback_{option.key}") for option in PUSHBACK_OPTIONS}
+    try:
+        plan = dataclasses.replace(plan, pushback=pushback_from_flags(flags))
+    except PushbackError as exc:
+        raise FaultSpecError(exc.key, exc.message) from None
     if (args.tls_cert is None) != (args.tls_key is None):
         raise FaultSpecError(
             "--tls-key" if args.tls_key is None else "--tls-cert",
@@ -305,6 +337,12 @@ def run_sink(args: argparse.Namespace) -> int:
         make_ssl_context(config)  # read the files now, to blame the right flag
     except (OSError, ssl.SSLError) as exc:
         return _error("--tls-cert", f"cannot load the certificate and key: {exc}")
+    maildir = config.pushback.maildir
+    if maildir is not None:
+        try:
+            mailbox.Maildir(maildir, create=True)  # made now, to blame the right flag
+        except OSError as exc:
+            return _error("--maildir", f"cannot make a maildir at {maildir}: {exc.strerror or exc}")
     return trio.run(_serve_until_signalled, config, args.exit_with_stdin)
 
 

@@ -30,6 +30,7 @@ from smtpbench.protocol.server import (
     parse_path_argument,
 )
 from smtpbench.protocol.steps import Step
+from smtpbench.servers.sink_pushback import LinkThrottle
 
 if TYPE_CHECKING:
     from smtpbench.servers.sink import Sink
@@ -71,9 +72,11 @@ _XOAUTH2_ERROR: Final = sasl.b64(b'{"status":"401","schemes":"bearer","scope":"s
 
 
 @functools.cache
-def ehlo_lines(hostname: str, max_size: int, auth: bool, starttls: bool) -> tuple[str, ...]:
+def ehlo_lines(
+    hostname: str, max_size: int, auth: bool, starttls: bool, off: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """The EHLO reply's lines; extensions in ``off`` are left out."""
     lines = [
-        hostname,
         f"SIZE {max_size}",
         "PIPELINING",
         "8BITMIME",
@@ -86,7 +89,28 @@ def ehlo_lines(hostname: str, max_size: int, auth: bool, starttls: bool) -> tupl
         lines.append("AUTH " + " ".join(SINK_MECHANISMS))
     if starttls:
         lines.append("STARTTLS")
-    return tuple(lines)
+    return (hostname, *(line for line in lines if line.split(" ", 1)[0] not in off))
+
+
+# ESMTP parameters of MAIL and RCPT, and the extension each belongs to (RFC 1870, 6152,
+# 6531, 3461).
+_PARAMETER_EXTENSIONS: Final = {
+    "SIZE": "SIZE",
+    "BODY": "8BITMIME",
+    "SMTPUTF8": "SMTPUTF8",
+    "RET": "DSN",
+    "ENVID": "DSN",
+    "NOTIFY": "DSN",
+    "ORCPT": "DSN",
+}
+
+
+def _peer_address(stream: trio.abc.Stream) -> str:
+    """The client's IP address, what per-client limits count by."""
+    try:
+        return str(stream.socket.getpeername()[0])  # type: ignore[attr-defined]
+    except (AttributeError, OSError, IndexError):
+        return "unknown"
 
 
 def _is_base64(text: str | bytes) -> bool:
@@ -115,9 +139,11 @@ class Session:
         "auth",
         "auth_user",
         "challenge",
+        "client",
         "conn",
         "cut_data",
         "errors",
+        "failures",
         "mail_from",
         "mail_params",
         "next_auth",
@@ -128,14 +154,18 @@ class Session:
         "recipients",
         "sink",
         "stream",
+        "throttle",
     )
 
     def __init__(self, sink: Sink, stream: trio.abc.Stream) -> None:
         self.sink = sink
         self.stream = stream
         config = sink.config
+        pushback = config.pushback
         self.conn = ServerConnection(
-            keep_data=config.keep_messages or config.on_message is not None,
+            keep_data=config.keep_messages
+            or config.on_message is not None
+            or pushback.maildir is not None,
             max_data_size=config.max_message_size,
         )
         self.out = bytearray()
@@ -152,6 +182,9 @@ class Session:
         self.challenge = b""  # CRAM-MD5: the challenge sent
         self.cut_data = False  # a "DATA end" disconnect was drawn for this message
         self.errors = 0
+        self.failures = 0  # error replies (4xx, 5xx) sent: what the tarpit counts
+        self.client = _peer_address(stream)
+        self.throttle = None if pushback.throttle is None else LinkThrottle(pushback.throttle)
 
     # -- the loop ---------------------------------------------------------------
 
@@ -161,14 +194,18 @@ class Session:
         conn = self.conn
         stats = self.sink.stats
         config = self.sink.config
+        throttle = self.throttle
+        size = RECEIVE_SIZE if throttle is None else throttle.read_size(RECEIVE_SIZE)
         while True:
             timeout = config.command_timeout if conn.mid_command else config.idle_timeout
             with trio.move_on_after(timeout) as waited:
-                data = await self.stream.receive_some(RECEIVE_SIZE)
+                data = await self.stream.receive_some(size)
             if waited.cancelled_caught:
                 await self._timed_out()
                 return
             stats.bytes_received += len(data)
+            if throttle is not None and data:  # a slow link: what was read takes its time
+                await trio.sleep(throttle.wait(len(data), trio.current_time()))
             if self.cut_data and data:
                 return  # the "DATA end" disconnect: drop the client mid-message
             conn.receive_data(data)
@@ -186,7 +223,13 @@ class Session:
 
     async def refuse_busy(self) -> None:
         """Over the connection limit: 421 in place of the banner (RFC 5321 section 3.8)."""
-        self._emit(421, f"{self.sink.config.hostname} Too many connections, try later", "4.7.0")
+        await self.refuse(
+            421, f"{self.sink.config.hostname} Too many connections, try later", "4.7.0"
+        )
+
+    async def refuse(self, code: int, text: str, enhanced: str) -> None:
+        """A reply in place of the banner; the caller closes the connection."""
+        self._emit(code, text, enhanced)
         with trio.move_on_after(LAST_WORD_TIMEOUT):
             await self._flush()
 
@@ -206,11 +249,15 @@ class Session:
                 raise trio.BrokenResourceError("the client did not read the replies in time")
 
     def _emit(self, code: int, text: str | tuple[str, ...], enhanced: str | None) -> None:
+        if not self.sink.enhanced_codes:
+            enhanced = None
         self.out += self.conn.reply(code, text, enhanced)
         self.sink.stats.replies_by_code[code] += 1
 
     def _emit_each(self, answer: Answer, recipients: int) -> None:
         """LMTP: the same answer for each accepted recipient (RFC 2033 section 4.2)."""
+        if not self.sink.enhanced_codes:
+            answer = (answer[0], answer[1], None)
         self.out += self.conn.reply_each([answer] * recipients)
         self.sink.stats.replies_by_code[answer[0]] += recipients
 
@@ -257,6 +304,8 @@ class Session:
                 return False  # the whole message came in one read: still no answer
             step = conn.pending_step
             answer = original = self._decide(event)
+            if sink.pushback is not None and answer[0] < 400:
+                answer = self._push_back(step, answer)
             if sink.capacity is not None and isinstance(event, MessageReceived):
                 await self._flush()  # the replies before this one are not held up
                 await trio.sleep(sink.capacity.admit(trio.current_time()))
@@ -267,7 +316,21 @@ class Session:
                 if injected is None:
                     return False
                 answer, garbage = injected
+            if (
+                sink.maildir is not None
+                and isinstance(event, MessageReceived)
+                and answer[0] == 250
+                and event.data is not None
+            ):
+                answer = await self._write_maildir(event.data, answer)
+            if sink.pushback is not None:
+                hold = sink.pushback.tarpit(self.failures)
+                if hold > 0:
+                    await self._flush()  # the replies before this one are not held up
+                    await trio.sleep(hold)
             code = answer[0]
+            if code >= 400:
+                self.failures += 1
             if garbage is not None:
                 conn.reply(*answer)  # keeps the state machine in step
                 self.out += garbage
@@ -285,6 +348,34 @@ class Session:
                 self.cut_data = faults.disconnect(Step.DATA_END)
             if step is Step.STARTTLS and code == 220 and not await self._start_tls():
                 return False
+
+    def _push_back(self, step: Step | None, answer: Answer) -> Answer:
+        """A positive ``answer`` to MAIL or RCPT, or the policy's deferral instead."""
+        policy = self.sink.pushback
+        assert policy is not None
+        deferral = None
+        if step is Step.MAIL:
+            deferral = policy.mail(self.client)
+        elif step is Step.RCPT:
+            deferral = policy.recipient(self.client, self.mail_from, self.address)
+        if deferral is None:
+            return answer
+        return deferral.code, deferral.text, deferral.enhanced
+
+    async def _write_maildir(self, data: bytes, answer: Answer) -> Answer:
+        """Writes an accepted message to the maildir (up to its limit) before the 250 goes
+        out; a message that cannot be written is not taken (451)."""
+        sink = self.sink
+        maildir = sink.maildir
+        assert maildir is not None
+        if not maildir.reserve():
+            return answer
+        await self._flush()  # the replies before this one are not held up
+        try:
+            await trio.to_thread.run_sync(maildir.write, data, limiter=sink.maildir_writes)
+        except OSError as exc:
+            return 451, f"Error: cannot write the message: {exc.strerror or exc}", "4.3.0"
+        return answer
 
     async def _inject(
         self, step: Step, answer: Answer, *, may_disconnect: bool = True
@@ -435,9 +526,10 @@ class Session:
             return 501, f"Syntax: {event.verb} hostname", "5.5.4"
         config = self.sink.config
         starttls = config.offers_tls and not self.conn.tls
+        off = config.pushback.no_extension
         return (
             250,
-            ehlo_lines(config.hostname, config.max_message_size, config.auth, starttls),
+            ehlo_lines(config.hostname, config.max_message_size, config.auth, starttls, off),
             None,
         )
 
@@ -447,14 +539,14 @@ class Session:
         return 502, "LMTP is not supported: this is an SMTP sink", "5.5.1"
 
     def _starttls(self, event: CommandReceived) -> Answer:
-        if self.sink.ssl_context is None:
+        if self.sink.ssl_context is None or not self.sink.config.pushback.has("STARTTLS"):
             return 502, "STARTTLS not offered", "5.5.1"
         if event.argument:
             return 501, "Syntax: STARTTLS", "5.5.4"
         return 220, "Ready to start TLS", "2.0.0"
 
     def _auth(self, event: CommandReceived) -> Answer:
-        if not self.sink.config.auth:
+        if not self.sink.config.auth or not self.sink.config.pushback.has("AUTH"):
             return 502, "Authentication not enabled", "5.5.1"
         mechanism, _, initial = event.argument.partition(" ")
         mechanism = mechanism.upper()
@@ -545,6 +637,9 @@ class Session:
             return 501, "Syntax: MAIL FROM:<address>", "5.5.4"
         self.address, params = parsed
         self.params = params
+        unsupported = self._unsupported(params)
+        if unsupported is not None:
+            return unsupported
         if not self.address.isascii() and "SMTPUTF8" not in params:
             return 553, "Must declare SMTPUTF8 to send unicode address", "5.6.7"
         body = params.get("BODY")
@@ -566,6 +661,9 @@ class Session:
         if parsed is None:
             return 501, "Syntax: RCPT TO:<address>", "5.5.4"
         self.address, self.params = parsed
+        unsupported = self._unsupported(self.params)
+        if unsupported is not None:
+            return unsupported
         if not self.address:
             return 501, "Bad recipient address syntax", "5.1.3"
         if not self.address.isascii() and "SMTPUTF8" not in self.mail_params:
@@ -577,12 +675,24 @@ class Session:
             return 554, f"<{self.address}>: Relay access denied", "5.7.1"
         return 250, "Recipient OK", "2.1.5"
 
+    def _unsupported(self, params: Mapping[str, str | None]) -> Answer | None:
+        """555 for a parameter of an extension switched off (RFC 5321 section 4.2.3)."""
+        off = self.sink.config.pushback.no_extension
+        if not off:
+            return None
+        for name in params:
+            if _PARAMETER_EXTENSIONS.get(name) in off:
+                return 555, f"Unsupported option: {name}", "5.5.4"
+        return None
+
     def _data(self, event: CommandReceived) -> Answer:
         if event.argument:
             return 501, "Syntax: DATA", "5.5.4"
         return 354, "End data with <CR><LF>.<CR><LF>", None
 
     def _bdat(self, event: CommandReceived) -> Answer:
+        if not self.sink.config.pushback.has("CHUNKING"):
+            return 502, "BDAT not supported", "5.5.1"
         chunk = parse_bdat_argument(event.argument)
         if chunk is None:
             return 501, "Syntax: BDAT octets [LAST]", "5.5.4"
