@@ -6,15 +6,23 @@ test_transit_postfix.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
+import os
+import queue
+import signal
 import smtplib
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from smtpbench.cli import main
+from smtpbench.engine.embedded import EmbeddedSink
 from smtpbench.scenario import MessageFactory, default_scenario
 from smtpbench.transit.identity import find_id, fingerprint, split_id
 from smtpbench.transit.matching import TransitTracker
@@ -291,3 +299,67 @@ def test_dashboard_shows_the_transit_line(tmp_path: Path) -> None:
             return len(plain.query(TransitLine))
 
     assert asyncio.run(without()) == 0
+
+
+# -- a server that relays nothing ------------------------------------------------------
+
+
+def test_nothing_relayed_leaves_every_message_not_arrived_and_ctrl_c_ends_the_wait(
+    tmp_path: Path,
+) -> None:
+    """The target is a sink that keeps every message (as a server with a stopped
+    downstream would): all accepted, none arrived; the drain waits, and Ctrl-C cuts the
+    wait short with the results written."""
+    sink = EmbeddedSink.start()
+    lines: queue.Queue[str] = queue.Queue()
+    try:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "smtpbench",
+                "run",
+                "--target",
+                f"{sink.host}:{sink.port}",
+                "--through",
+                f"{LOOPBACK}:{free_port()}",
+                "--sessions",
+                "10",
+                "--rate",
+                "50",
+                "--workers",
+                "1",
+                "--headless",
+                "--through-drain",
+                "10m",
+                "--out",
+                str(tmp_path),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        assert process.stdout is not None
+        reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout])
+        reader.start()
+        said: list[str] = []
+        deadline = time.monotonic() + 60
+        while not any("waiting up to" in line for line in said):
+            assert time.monotonic() < deadline, said
+            with contextlib.suppress(queue.Empty):
+                said.append(lines.get(timeout=0.5))
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=60)
+        reader.join(10)
+    finally:
+        sink.stop()
+    while not lines.empty():
+        said.append(lines.get())
+    output = " ".join("".join(said).split())
+    assert code == 0, output
+    assert "waiting up to 10m00s for 10 messages" in output
+    assert "cut short" in output
+    (folder,) = tmp_path.iterdir()
+    figures = json.loads((folder / TRANSIT_JSON).read_text())
+    assert (figures["accepted"], figures["arrived"], figures["not_arrived"]) == (10, 0, 10)

@@ -143,7 +143,9 @@ class TransitTracker:
         """Accepted messages not arrived yet."""
         return len(self.sends) - len(self.first)
 
-    def figures(self, *, final: bool = False) -> TransitFigures:
+    def figures(self, *, final: bool = False, series: bool = True) -> TransitFigures:
+        """The figures so far (``final``: after the drain); ``series`` False leaves the
+        per-second rows out, for live lines."""
         keys = list(self.first)
         sends = self.sends
         intended = np.array([sends[k].intended for k in keys], dtype=np.float64)
@@ -166,7 +168,7 @@ class TransitTracker:
             queue=_percentiles(np.maximum(arrived - done, 0.0)),
             waiting=not final,
             drained=self.drained,
-            seconds=self._seconds(),
+            seconds=self._seconds() if series else (),
         )
 
     def _seconds(self) -> tuple[SecondRow, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import signal
 import tempfile
 import time
 import uuid
@@ -71,7 +72,8 @@ class TransitRun:
     def line(self) -> str:
         from smtpbench.transit.report import transit_line
 
-        return transit_line(self.figures())
+        self.tracker.update(self.receiver.arrivals)
+        return transit_line(self.tracker.figures(series=False))
 
     def _waiting(self) -> int:
         self.tracker.update(self.receiver.arrivals)
@@ -82,34 +84,57 @@ class TransitRun:
         if waiting and console is not None and self.options.drain > 0:
             console.print(
                 f"waiting up to {format_duration(self.options.drain)} for {waiting:,} "
-                f"messages still on their way through the server (--through-drain)",
+                f"{'message' if waiting == 1 else 'messages'} still on their way through "
+                "the server (--through-drain)",
                 highlight=False,
             )
         return time.monotonic()
 
     async def drain(self, console: Console | None = None) -> TransitFigures:
-        """Waits until every accepted message arrived, or the drain period is over."""
-        begun = self._announce(console)
-        if not self._waiting():
-            return self.figures(final=True)  # nothing on its way: no drain
-        while self._waiting() and time.monotonic() - begun < self.options.drain:
-            await trio.sleep(DRAIN_POLL)
+        """Waits until every accepted message arrived, or the drain period is over; Ctrl-C,
+        SIGTERM or SIGHUP cut it short (what arrived so far is kept)."""
+        # Listening for signals first: the run's own handler is gone by now.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+            begun = self._announce(console)
+            if not self._waiting():
+                return self.figures(final=True)  # nothing on its way: no drain
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_cut_short_on_signal, signals, nursery.cancel_scope, console)
+                while self._waiting() and time.monotonic() - begun < self.options.drain:
+                    await trio.sleep(DRAIN_POLL)
+                nursery.cancel_scope.cancel()
         self.tracker.drained = time.monotonic() - begun
         return self.figures(final=True)
 
     def drain_blocking(self, console: Console | None = None) -> TransitFigures:
-        """``drain`` for a caller with no trio loop (the dashboard's process)."""
+        """``drain`` for a caller with no trio loop (the dashboard's process); Ctrl-C cuts
+        it short."""
         begun = self._announce(console)
         if not self._waiting():
             return self.figures(final=True)  # nothing on its way: no drain
-        while self._waiting() and time.monotonic() - begun < self.options.drain:
-            time.sleep(DRAIN_POLL)
+        try:
+            while self._waiting() and time.monotonic() - begun < self.options.drain:
+                time.sleep(DRAIN_POLL)
+        except KeyboardInterrupt:
+            if console is not None:
+                console.print("SIGINT: the wait for messages downstream is cut short")
         self.tracker.drained = time.monotonic() - begun
         return self.figures(final=True)
 
     def close(self) -> None:
         self.receiver.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+async def _cut_short_on_signal(
+    signals: AsyncIterator[int], scope: trio.CancelScope, console: Console | None
+) -> None:
+    async for signum in signals:
+        if console is not None:
+            name = signal.Signals(signum).name
+            console.print(f"{name}: the wait for messages downstream is cut short")
+        scope.cancel()
+        return
 
 
 @contextmanager
