@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from smtpbench.capacity.search import Ramp, Search
+from smtpbench.capacity.verdict import Machine, StepResult, tool_signs
 from smtpbench.servers.sink_capacity import ServiceCapacity
 from tests.commands import TRACEBACK, read_until, smtpbench, start_smtpbench
 
@@ -159,3 +160,44 @@ def test_bad_flags_are_named(flags: tuple[str, ...], names: str, tmp_path: Path)
     assert done.returncode == 2, done.stdout + done.stderr
     assert names in done.stderr and TRACEBACK not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def _first_step(p50: dict[str, float]) -> StepResult:
+    return StepResult(
+        index=1,
+        rate=100,
+        began=0.0,
+        window=(1.0, 3.0),
+        achieved=100,
+        messages=100,
+        p50=p50,
+        p99=p50,
+        start_lag_p99=0.001,
+        server_p50=p50.get("DATA end"),
+        results=(),
+        machine=Machine(0.1, 1000, 5),
+    )
+
+
+def test_the_engine_falling_behind_blames_this_machine_and_waiting_for_a_cpu_alone_does_not() -> (
+    None
+):
+    first = _first_step({"banner": 0.002, "DATA end": 0.004})
+    busy = Machine(0.3, 1000, 50, cpu_wait=0.5)
+    # Kept up (on time, every session started): waiting for a CPU is only a note.
+    signs, notes = tool_signs(400, 0.9, 399, 0.002, {"DATA end": 0.2}, busy, first)
+    assert signs == () and "waited for a CPU 50%" in notes[0]
+    # Late with slots free: the engine fell behind, and waiting for a CPU says why.
+    signs, notes = tool_signs(400, 0.9, 399, 0.2, {"DATA end": 0.2}, busy, first)
+    assert "sessions started late with slots free" in signs[0]
+    assert "waited for a CPU 50%" in signs[1] and notes == ()
+    # Short of the rate while the server answered as fast as at first.
+    signs, _ = tool_signs(400, 0.9, 200, 0.01, {"banner": 0.002, "DATA end": 0.005}, busy, first)
+    assert "200.0 of 400 sessions/s started" in signs[0]
+    # Short of the rate because the server slowed (its banner here): not this machine.
+    idle = Machine(0.3, 1000, 1000, cpu_wait=0.0)
+    signs, _ = tool_signs(400, 0.9, 200, 0.01, {"banner": 0.5, "DATA end": 0.005}, idle, first)
+    assert signs == ()
+    # A saturated engine is a sign on its own.
+    signs, _ = tool_signs(400, 0.9, 399, 0.001, {}, Machine(0.97, 1000, 5), first)
+    assert signs == ("the engine's CPU was saturated (97% of one core)",)

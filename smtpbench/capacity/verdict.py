@@ -29,7 +29,7 @@ LATE_START = 0.050
 # Server latency counts as flat while its p50 stays within this factor of the first step's.
 FLAT_FACTOR = 2.0
 # Where the server's own latency is read, first present first.
-SERVER_STEPS = (Step.DATA_END, Step.RCPT, Step.MAIL, Step.EHLO, Step.BANNER)
+SERVER_STEPS = (Step.DATA_END, Step.BDAT, Step.RCPT, Step.MAIL, Step.EHLO, Step.BANNER)
 
 
 def default_criteria() -> tuple[Threshold, ...]:
@@ -171,7 +171,8 @@ def judge(
     if window.latency_count(START_LAG_ROW):
         lag = window.histogram(START_LAG_ROW).percentile(99)
     server = server_latency(window)
-    signs, notes = tool_signs(rate, reach, achieved, lag, server, machine, first)
+    p50 = _percentiles(window, 50.0)
+    signs, notes = tool_signs(rate, reach, achieved, lag, p50, machine, first)
     return StepResult(
         index=index,
         rate=rate,
@@ -179,7 +180,7 @@ def judge(
         window=(window_start, window_start + elapsed),
         achieved=achieved,
         messages=messages,
-        p50=_percentiles(window, 50.0),
+        p50=p50,
         p99=_percentiles(window, 99.0),
         start_lag_p99=lag,
         server_p50=server,
@@ -191,11 +192,27 @@ def judge(
     )
 
 
-def _flat(server: float | None, first: StepResult | None) -> bool:
-    """Whether the server answered about as fast as at the first step."""
-    if server is None or first is None or first.server_p50 is None:
+def _slowest(p50: dict[str, float], first: StepResult | None) -> tuple[str, float, float] | None:
+    """The server's command that slowed down most since the first step: (label, p50 now,
+    p50 then); None when nothing can be compared."""
+    if first is None:
+        return None
+    worst = None
+    for step in SERVER_STEPS:
+        label = step.label
+        if label in p50 and label in first.p50:
+            ratio = (p50[label] + 0.001) / (first.p50[label] + 0.001)
+            if worst is None or ratio > worst[0]:
+                worst = (ratio, label, p50[label], first.p50[label])
+    return None if worst is None else worst[1:]
+
+
+def _flat(slowest: tuple[str, float, float] | None) -> bool:
+    """Whether the server answered every command about as fast as at the first step."""
+    if slowest is None:
         return False
-    return server <= FLAT_FACTOR * first.server_p50 + 0.001
+    _, now, then = slowest
+    return now <= FLAT_FACTOR * then + 0.001
 
 
 def tool_signs(
@@ -203,7 +220,7 @@ def tool_signs(
     reach: float,
     achieved: float,
     lag: float | None,
-    server: float | None,
+    p50: dict[str, float],
     machine: Machine,
     first: StepResult | None,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -226,8 +243,9 @@ def tool_signs(
             f"at most {machine.peak_in_flight:,} of {machine.cap:,} in flight)"
         )
     short = achieved < reach * rate
-    if short and _flat(server, first):
-        assert first is not None and first.server_p50 is not None and server is not None
+    slowest = _slowest(p50, first)
+    if short and slowest is not None and _flat(slowest):
+        label, now, then = slowest
         behind = True
         where = (
             "with slots free"
@@ -236,8 +254,8 @@ def tool_signs(
         )
         signs.append(
             f"{achieved:,.1f} of {rate:g} sessions/s started {where} while the server "
-            f"answered as fast as at first (p50 {format_duration(server)} against "
-            f"{format_duration(first.server_p50)})"
+            f"answered as fast as at first (its most slowed command, {label}: p50 "
+            f"{format_duration(now)} against {format_duration(then)})"
         )
     notes = []
     if machine.cpu_wait is not None and machine.cpu_wait >= CPU_CONTENDED:
