@@ -116,6 +116,8 @@ def answers(**replies: Reply | list[Reply]) -> Answer:
 class Outcome:
     record: dict[str, Any]  # the session's line of sessions.ndjson
     recorder: Recorder
+    session: Session
+    deadlines: list[float]  # the session's deadline at each read, on the test's clock
 
     def steps(self) -> list[tuple[str, float | None, int | None]]:
         return [(label, seconds, code) for label, seconds, code in self.record["steps"]]
@@ -138,18 +140,25 @@ def converse(
     *,
     wire: Callable[[Clock], Wire] | None = None,
     throw_at: tuple[int, BaseException] | None = None,
+    number: int = 0,
+    late: float = 0.0,
+    adjust: Callable[[SessionSettings], SessionSettings] | None = None,
 ) -> Outcome:
-    """Runs session 0 of ``scenario`` (TOML added to a one-session base) to its end.
-    ``throw_at`` = (n, exception): thrown into the session at its n-th read instead."""
+    """Runs session ``number`` of ``scenario`` (TOML added to a one-session base) to its
+    end, started ``late`` seconds after its intended start, with settings changed by
+    ``adjust``. ``throw_at`` = (n, exception): thrown into the session at its n-th read
+    instead."""
     parsed = parse_scenario(f'name = "machine"\nseed = 1\n{scenario}')
     clock = Clock()
     settings = SessionSettings.from_scenario(parsed, ADDRESS, environ={"SECRET": "s3cret"})
+    if adjust is not None:
+        settings = adjust(settings)
     factory = MessageFactory(parsed, seed=1)
     recorder = Recorder(run_info(parsed, "test", 1))
     log = SessionLog(tmp_path / "sessions.ndjson")
-    record = SessionRecord(recorder, log, 0, 0.0)
-    conversation = PlannedConversation(factory, factory.plan_session(0))
-    session = Session(settings, record, conversation, clock.now, clock)
+    record = SessionRecord(recorder, log, number, 0.0)
+    conversation = PlannedConversation(factory, factory.plan_session(number))
+    session = Session(settings, record, conversation, clock.now - late, clock)
     server = ServerConnection()
     answer = answer or answers()
     link = wire(clock) if wire is not None else Wire(clock)
@@ -160,9 +169,11 @@ def converse(
     out = server.reply(220, "mx.test ESMTP", None)
     hung_up = False
     reads = 0
+    deadlines = []
     try:
         while True:
             assert request is READ, request
+            deadlines.append(session.deadline)
             reads += 1
             clock.now += THINK
             if throw_at is not None and reads == throw_at[0]:
@@ -189,7 +200,7 @@ def converse(
         pass
     log.close()
     lines = (tmp_path / "sessions.ndjson").read_text().splitlines()
-    return Outcome(json.loads(lines[-1]), recorder)
+    return Outcome(json.loads(lines[-1]), recorder, session, deadlines)
 
 
 def test_a_plain_session_says_what_a_client_says_and_times_each_reply(tmp_path: Path) -> None:

@@ -1,0 +1,280 @@
+"""The session machine's outcomes with no socket (the harness of
+``test_session_machine.py``): the deadline each step sets, start lag and latencies from
+the intended start, what is counted as sent, the transcript of a failure, how a broken
+connection is classified and told, the messages handed to transit matching, and the
+settings a scenario gives every session."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import resource
+from pathlib import Path
+
+import pytest
+
+from smtpbench.engine.reactor import StepTimeout
+from smtpbench.engine.session import SessionSettings, SessionSetupError, preflight
+from smtpbench.metrics.kinds import ErrorClass
+from smtpbench.protocol.steps import Step
+from smtpbench.scenario import parse_scenario
+from smtpbench.transit.sends import TransitSends
+from tests.test_session_machine import ADDRESS, THINK, Clock, Wire, answers, converse
+
+TIMEOUTS = (
+    '[timeouts]\nbanner = "5s"\nEHLO = "7s"\nMAIL = "11s"\nRCPT = "13s"\n'
+    'DATA = "17s"\n"DATA end" = "19s"\nQUIT = "23s"\n'
+)
+
+
+def test_each_step_must_be_done_within_its_own_timeout_from_when_it_began(
+    tmp_path: Path,
+) -> None:
+    outcome = converse(tmp_path, TIMEOUTS)
+    # Read k (from 1) awaits the step begun at 1000 + k * THINK on the test's clock (the
+    # connect took one THINK, each reply one more): banner, EHLO, MAIL, RCPT, DATA, the
+    # end of data, QUIT.
+    limits = [5, 7, 11, 13, 17, 19, 23]
+    expected = [1000 + (k + 1) * THINK + limit for k, limit in enumerate(limits)]
+    assert outcome.deadlines == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_pipelined_group_is_owed_its_first_reply_within_the_first_steps_timeout(
+    tmp_path: Path,
+) -> None:
+    outcome = converse(tmp_path, TIMEOUTS + "[session]\npipelining = true\n")
+    # banner, EHLO, then MAIL+RCPT+DATA in one write (read 3, from MAIL's start), then the
+    # content with QUIT (read 4: the end of data's reply is the first one owed).
+    expected = [1000 + THINK + 5, 1000 + 2 * THINK + 7, 1000 + 3 * THINK + 11]
+    expected.append(1000 + 4 * THINK + 19)
+    assert outcome.deadlines == pytest.approx(expected, abs=1e-9)
+
+
+def test_lag_and_latencies_run_from_the_intended_start(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, "", late=0.25)
+    record = outcome.record
+    assert record["start_lag"] == pytest.approx(0.25, abs=1e-9)
+    # The connect and 6 replies up to the message's final one (banner, EHLO, MAIL, RCPT,
+    # DATA, end of data), one THINK each; then QUIT's.
+    assert record["message_latency"] == [pytest.approx(0.25 + 7 * THINK, abs=1e-9)]
+    assert record["duration"] == pytest.approx(8 * THINK, abs=1e-9)
+
+
+def test_every_byte_handed_to_the_connection_is_counted_as_sent(tmp_path: Path) -> None:
+    wires: list[Wire] = []
+
+    class Counting(Wire):
+        def __init__(self, clock: Clock) -> None:
+            super().__init__(clock)
+            self.total = 0
+            wires.append(self)
+
+        def write(self, data: bytes) -> bool:
+            self.total += len(data)
+            return super().write(data)
+
+    outcome = converse(tmp_path, '[session]\nsize = "2KiB"\n', wire=Counting)
+    assert wires[0].total > 2048
+    assert outcome.recorder.bytes_sent == wires[0].total
+
+
+def test_the_transcript_of_a_failure_shows_what_was_said_and_answered(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, "", answers(RCPT=(550, "no such user", "5.1.1")))
+    failure = outcome.snapshot().failures[-1]
+    shown = [(line.sent, line.reply) for line in failure.transcript]
+    assert shown == [
+        ("(connect)", "220 mx.test ESMTP"),
+        ("EHLO smtpbench.localhost", "250 mx.test"),
+        ("MAIL FROM:<sender0@smtpbench.test> SIZE=2048", "250 2.0.0 ok"),
+        ("RCPT TO:<user0@smtpbench.test>", "550 5.1.1 no such user"),
+        ("RSET", "250 2.0.0 ok"),
+        ("QUIT", "221 2.0.0 bye"),
+    ]
+    assert failure.session == 0 and failure.error == "unexpected reply"
+
+
+def test_a_failure_is_told_with_its_session_number(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, "", answers(MAIL=(451, "later", "4.3.0")), number=3)
+    failure = outcome.snapshot().failures[-1]
+    assert failure.session == 3 and failure.step == "MAIL"
+    # It failed at the end of the session: connect and four replies after the start.
+    assert failure.time == pytest.approx(1000 + 5 * THINK, abs=1e-9)
+
+
+def test_the_content_in_a_transcript_is_shown_by_its_size(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, '[session]\nsize = "1000"\n', answers(DATA_END=(0, "", None)))
+    failure = outcome.snapshot().failures[-1]
+    last = failure.transcript[-1]
+    # The wire bytes of the content: the message of 1000 bytes and the final dot.
+    size = int(last.sent.removeprefix("(message content, ").removesuffix(" bytes)"))
+    assert 1000 <= size <= 1010
+    assert last.sent == f"(message content, {size} bytes)" and last.reply == ""
+
+
+def test_a_reset_connection_is_named_and_what_was_unanswered_shown(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, "", throw_at=(3, ConnectionResetError(104, "reset by peer")))
+    record = outcome.record
+    assert (record["error"], record["error_step"]) == ("connection reset", "MAIL")
+    assert record["detail"] == "[Errno 104] reset by peer"
+    failure = outcome.snapshot().failures[-1]
+    assert failure.transcript[-1].sent.startswith("MAIL FROM:")
+    assert failure.transcript[-1].reply == ""
+    assert outcome.snapshot().errors_by_class() == {ErrorClass.RESET: 1}
+
+
+def test_an_error_with_no_words_is_named_by_its_kind(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, "", throw_at=(2, OSError()))
+    assert outcome.snapshot().errors_by_class() == {ErrorClass.NETWORK: 1}
+    assert outcome.record["detail"] == "OSError" and outcome.record["error_step"] == "EHLO"
+
+
+@pytest.mark.parametrize("number", [errno.EMFILE, errno.ENFILE])
+def test_running_out_of_file_descriptors_says_the_limit_and_what_to_do(
+    tmp_path: Path, number: int
+) -> None:
+    outcome = converse(tmp_path, "", throw_at=(1, OSError(number, "Too many open files")))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert outcome.record["detail"] == (
+        f"the client ran out of file descriptors (limit {soft}): "
+        "raise it with `ulimit -n`, or lower the concurrency"
+    )
+
+
+def test_a_timeout_at_the_banner_names_the_banner_and_its_limit(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, TIMEOUTS, throw_at=(1, StepTimeout()))
+    assert outcome.record["detail"] == "no reply to banner within 5s"
+    assert outcome.snapshot().errors_by_class() == {ErrorClass.TIMEOUT: 1}
+
+
+def test_a_shutdown_is_counted_once_as_the_reply_it_was(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, "", answers(MAIL=(421, "closing", "4.3.2")))
+    assert outcome.snapshot().errors_by_class() == {ErrorClass.REPLY: 1}
+    failure = outcome.snapshot().failures[-1]
+    assert [line.reply for line in failure.transcript][-1] == "421 4.3.2 closing"
+
+
+def _transit(path: Path) -> TransitSends:
+    sends = TransitSends(path)
+    sends.anchor(lambda: 0.0)  # engine times are written as they are, within a second
+    return sends
+
+
+def test_accepted_messages_are_handed_to_transit_and_refused_ones_are_not(
+    tmp_path: Path,
+) -> None:
+    sends = _transit(tmp_path / "sent.txt")
+    converse(
+        tmp_path,
+        "[session]\nmessages = 3\n",
+        answers(
+            MAIL=[(250, "ok", None), (451, "later", None), (250, "ok", None)],
+            DATA_END=[(554, "spam", None), (250, "ok", None)],
+        ),
+        number=2,
+        late=0.5,
+        adjust=lambda s: dataclasses.replace(s, transit=sends),
+    )
+    sends.close()
+    lines = (tmp_path / "sent.txt").read_text().splitlines()
+    # Message 0 refused at its end, message 1 refused at MAIL, message 2 accepted.
+    assert len(lines) == 1
+    session, message, intended, done = lines[0].split()[:4]
+    assert (session, message) == ("2", "2")
+    offset = float(intended) - (1000 - 0.5)  # the wall clock's lead on the engine's
+    # Message 2's 250 came with read 11 (banner, EHLO, 4 for message 0, 1 for message 1,
+    # 4 for message 2): 12 THINKs after the session's start, with the connect.
+    assert float(done) - offset == pytest.approx(1000 + 12 * THINK, abs=2e-6)
+
+
+def test_a_refused_message_is_dropped_from_transit_so_a_later_accept_is_not_it(
+    tmp_path: Path,
+) -> None:
+    sends = _transit(tmp_path / "sent.txt")
+    converse(
+        tmp_path,
+        "[session]\nmessages = 2\n",
+        answers(RCPT=[(550, "no", None), (250, "ok", None)]),
+        adjust=lambda s: dataclasses.replace(s, transit=sends),
+    )
+    sends.close()
+    lines = (tmp_path / "sent.txt").read_text().splitlines()
+    assert [line.split()[:2] for line in lines] == [["0", "1"]]
+
+
+# -- the settings ---------------------------------------------------------------------
+
+FULL = """
+name = "settings"
+[session]
+greeting = "LHLO"
+pipelining = true
+chunking = true
+chunk_size = "1000"
+body = "8bitmime"
+smtputf8 = true
+dsn = { notify = ["SUCCESS", "FAILURE"], ret = "HDRS", orcpt = true }
+require = ["SIZE"]
+[tls]
+mode = "implicit"
+verify = false
+sni = "mx.example.test"
+[auth]
+mechanism = "LOGIN"
+username = "alice"
+password_env = "PW"
+[timeouts]
+MAIL = "9s"
+[success]
+MAIL = [250, 251]
+"""
+
+
+def test_every_session_setting_comes_from_the_scenario() -> None:
+    scenario = parse_scenario(FULL)
+    settings = SessionSettings.from_scenario(scenario, ADDRESS, environ={"PW": "pw"})
+    assert settings.address == ADDRESS and settings.greeting == "LHLO"
+    assert settings.pipelining is True and settings.chunking is True
+    assert settings.chunk_size == 1000 and settings.body == "8bitmime"
+    assert settings.smtputf8 is True
+    assert settings.dsn.notify == ("SUCCESS", "FAILURE") and settings.dsn.ret == "HDRS"
+    assert settings.dsn.orcpt is True
+    assert "SIZE" in settings.required and "DSN" in settings.required
+    assert settings.tls_mode == "implicit" and settings.ssl_context is not None
+    assert settings.server_hostname == "mx.example.test"
+    assert settings.auth_mechanism == "LOGIN"
+    assert (settings.auth_username, settings.auth_secret) == ("alice", "pw")
+    assert settings.timeouts[Step.MAIL] == 9.0 and settings.timeouts[Step.RCPT] == 300.0
+    assert settings.success[Step.MAIL] == frozenset({250, 251})
+    assert settings.transit is None
+
+
+def test_a_scenario_without_tls_or_auth_has_no_context_and_no_credentials() -> None:
+    settings = SessionSettings.from_scenario(parse_scenario('name = "x"\n'), ADDRESS, environ={})
+    assert settings.ssl_context is None and settings.server_hostname is None
+    assert settings.auth_mechanism is None
+    assert (settings.auth_username, settings.auth_secret) == ("", "")
+    assert settings.tls_mode == "none" and settings.greeting == "EHLO"
+
+
+def test_missing_credentials_stop_the_run_before_it_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    scenario = parse_scenario(FULL)
+    with pytest.raises(SessionSetupError, match="PW"):
+        SessionSettings.from_scenario(scenario, ADDRESS, environ={})
+    with pytest.raises(SessionSetupError, match="PW"):
+        preflight(scenario, environ={})
+    preflight(scenario, environ={"PW": "pw"})  # all there: nothing said
+    # Without an environment given, the process's is read.
+    monkeypatch.setenv("PW", "from-env")
+    assert SessionSettings.from_scenario(scenario, ADDRESS).auth_secret == "from-env"
+    preflight(scenario)
+    monkeypatch.delenv("PW")
+    with pytest.raises(SessionSetupError, match="PW"):
+        preflight(scenario)
+
+
+def test_a_tls_file_that_cannot_be_read_stops_the_run_before_it_starts(tmp_path: Path) -> None:
+    scenario = parse_scenario(
+        f'name = "x"\n[tls]\nmode = "starttls"\nca_file = "{tmp_path / "none.pem"}"\n'
+    )
+    with pytest.raises(SessionSetupError, match="ca_file"):
+        preflight(scenario, environ={})
