@@ -87,8 +87,16 @@ MODULES = (
     ),
     # The session machine and the conversation are tested with no socket, against the
     # server state machine on a test clock; the real-server tests are left out.
-    Module("session", "smtpbench/engine/session.py", ("tests/test_session_machine.py",)),
-    Module("conversation", "smtpbench/engine/conversation.py", ("tests/test_session_machine.py",)),
+    Module(
+        "session",
+        "smtpbench/engine/session.py",
+        ("tests/test_session_machine.py", "tests/test_session_machine_outcomes.py"),
+    ),
+    Module(
+        "conversation",
+        "smtpbench/engine/conversation.py",
+        ("tests/test_session_machine.py", "tests/test_session_machine_outcomes.py"),
+    ),
     # Real loads on loopback, a second or so each; Ctrl-C in a child process (seconds
     # more) is left out.
     Module(
