@@ -2,8 +2,8 @@
 
 The identifier is ``<run id>.<session>.<message>`` in an ``X-Smtpbench-Id``
 header. The fingerprint is the size and a digest of the body only (what follows
-the blank line after the headers), with line endings made LF and trailing
-line ends dropped, so that headers a relay adds (``Received``,
+the blank line after the headers), with carriage returns and trailing line
+feeds dropped, so that headers a relay adds (``Received``,
 ``Return-Path``) or a CRLF conversion do not count as an alteration, while any
 change to the text does. Content is taken as stored, dot-stuffing undone.
 """
@@ -37,16 +37,15 @@ def split_id(ident: str) -> tuple[str, int, int] | None:
 
 
 def _split(content: bytes) -> tuple[bytes, bytes]:
-    """Header block and body; a message with no blank line is all header."""
-    found = [
-        (at, width)
-        for at, width in ((content.find(b"\r\n\r\n"), 4), (content.find(b"\n\n"), 2))
-        if at >= 0
-    ]
-    if not found:
-        return content, b""
-    at, width = min(found)
-    return content[:at], content[at + width :]
+    """Header block and body, at the first blank line (CRLF CRLF, or LF LF from a relay that
+    stores bare line feeds); a message with no blank line is all header."""
+    crlf = content.find(b"\r\n\r\n")
+    lf = content.find(b"\n\n", 0, crlf if crlf >= 0 else len(content))
+    if lf >= 0:
+        return content[:lf], content[lf + 2 :]
+    if crlf >= 0:
+        return content[:crlf], content[crlf + 4 :]
+    return content, b""
 
 
 def find_id(content: bytes) -> str | None:
@@ -65,5 +64,5 @@ class Fingerprint:
 def fingerprint(content: bytes) -> Fingerprint:
     """The body's size and digest, normalised as the module says."""
     _, body = _split(content)
-    body = body.replace(b"\r\n", b"\n").rstrip(b"\n")
+    body = body.translate(None, b"\r").rstrip(b"\n")
     return Fingerprint(len(body), hashlib.blake2b(body, digest_size=16).hexdigest())
