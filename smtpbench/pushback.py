@@ -203,7 +203,10 @@ def _path(value: object) -> str:
 
 
 def _format_duration(seconds: float) -> str:
-    for text in (f"{seconds * 1000:.6g}ms", f"{seconds:.6g}s"):
+    candidates = [f"{seconds:.6g}s"]
+    if seconds < 1:
+        candidates.insert(0, f"{seconds * 1000:.6g}ms")
+    for text in candidates:
         if parse_duration(text) == seconds:
             return text
     return repr(seconds)

@@ -701,6 +701,8 @@ class Session:
         return 250, f"{chunk[0]} octets received", "2.0.0"
 
     def _message(self, event: MessageReceived) -> Answer:
+        if event.via is Step.BDAT and not self.sink.config.pushback.has("CHUNKING"):
+            return 502, "BDAT not supported", "5.5.1"  # a lone BDAT n LAST comes here
         if event.size > self.sink.config.max_message_size:
             return 552, "Message size exceeds fixed maximum message size", "5.3.4"
         self.queue_id = self.sink.next_queue_id()
