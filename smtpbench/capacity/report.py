@@ -85,7 +85,10 @@ def conclude(progress: Progress) -> Conclusion:
         )
     else:
         limit = "server"
-        blame = "the server was the limit (this machine kept up: no sign of the engine saturated)"
+        blame = (
+            "the server was the limit (this machine kept up: the engine neither saturated "
+            "nor fell behind)"
+        )
         if broken.notes:
             blame += (
                 "; note: " + "; ".join(broken.notes) + ", and a server on this machine shared them"

@@ -266,7 +266,7 @@ def tool_signs(
         if behind or signs:
             signs.append(waited)
         else:
-            notes.append(waited + "; it still kept up")
+            notes.append(waited + ", yet never fell behind with slots free")
     return tuple(signs), tuple(notes)
 
 
