@@ -477,6 +477,8 @@ class Session:
         if self.errors >= MAX_ERRORS:
             return 421, f"{self.sink.config.hostname} Too many errors", "4.7.0"
         if isinstance(event, CommandReceived):
+            if event.step is Step.BDAT and not self.sink.config.pushback.has("CHUNKING"):
+                return 502, "BDAT not supported", "5.5.1"  # in any state: not implemented
             if not event.allowed:
                 return self._bad_sequence(event.step)
             return _HANDLERS[event.step](self, event)
@@ -691,8 +693,6 @@ class Session:
         return 354, "End data with <CR><LF>.<CR><LF>", None
 
     def _bdat(self, event: CommandReceived) -> Answer:
-        if not self.sink.config.pushback.has("CHUNKING"):
-            return 502, "BDAT not supported", "5.5.1"
         chunk = parse_bdat_argument(event.argument)
         if chunk is None:
             return 501, "Syntax: BDAT octets [LAST]", "5.5.4"
