@@ -97,12 +97,12 @@ MODULES = (
         "smtpbench/engine/conversation.py",
         ("tests/test_session_machine.py", "tests/test_session_machine_outcomes.py"),
     ),
-    # Real loads on loopback, a second or so each; Ctrl-C in a child process (seconds
-    # more) is left out.
+    # The test's own machines on loopback (milliseconds), then real loads (a second or
+    # so each); Ctrl-C in a child process (seconds more) is left out.
     Module(
         "reactor",
         "smtpbench/engine/reactor.py",
-        ("tests/test_reactor.py", "-k", "not ctrl_c"),
+        ("tests/test_reactor_machines.py", "tests/test_reactor.py", "-k", "not ctrl_c"),
     ),
     Module(
         "codec",

@@ -1,0 +1,365 @@
+"""The reactor driving small machines of the test's own against loopback servers, in
+milliseconds: what a session is resumed with (its link, the bytes read, end of file),
+what is thrown into it (a refused connect, a reset, a timeout past its deadline, the
+cut at the end of the grace period), sleeps woken in order, bytes kept while a session
+sleeps, writes the kernel cannot take at once, and the feeder told of every end."""
+
+from __future__ import annotations
+
+import functools
+import math
+import socket
+import struct
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
+
+import pytest
+import trio
+
+from smtpbench.engine.reactor import (
+    CONNECT,
+    READ,
+    Link,
+    Reactor,
+    SessionCancelled,
+    StepTimeout,
+)
+from smtpbench.engine.transport import Address
+from tests.servers import LOOPBACK, free_port
+
+Talk = Generator[Any, Any, None]
+Handler = Callable[[trio.SocketStream], Awaitable[None]]
+LIMIT = 20  # seconds: only to stop a hang
+
+
+class Machine:
+    """A session of the test's own: ``script`` is its generator, given the machine."""
+
+    def __init__(
+        self,
+        port: int,
+        script: Callable[[Machine], Talk],
+        deadline: float = math.inf,
+    ) -> None:
+        self.address = Address(LOOPBACK, port, socket.AF_INET, (LOOPBACK, port))
+        self.source = None
+        self.deadline = deadline
+        self.script = script
+        self.seen: list[Any] = []  # what the machine noted
+        self.reactor: Reactor | None = None
+
+    def run(self) -> Talk:
+        return self.script(self)
+
+
+class Feeder:
+    """Starts every machine at once; notes each end and the cut."""
+
+    def __init__(self, machines: list[Machine]) -> None:
+        self.machines = machines
+        self.started = False
+        self.ended = 0
+        self.cuts = 0
+        self.reactor: Reactor | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.started
+
+    def due_at(self) -> float:
+        return math.inf if self.started else 0.0
+
+    def start_due(self, now: float) -> None:
+        assert self.reactor is not None
+        self.started = True
+        for machine in self.machines:
+            machine.reactor = self.reactor
+            self.reactor.start(machine)
+
+    def session_ended(self) -> None:
+        self.ended += 1
+
+    def cut(self) -> None:
+        self.cuts += 1
+
+
+async def drive(
+    machines: list[Machine], *, use_epoll: bool = True, cancel_after: float | None = None
+) -> Feeder:
+    feeder = Feeder(machines)
+    reactor = Reactor(feeder, sweep_interval=0.005, use_epoll=use_epoll)
+    feeder.reactor = reactor
+    if cancel_after is not None:
+        reactor.cancel_at = reactor.now() + cancel_after
+    with trio.fail_after(LIMIT):
+        await reactor.run()
+    return feeder
+
+
+async def serving(nursery: trio.Nursery, handler: Handler) -> int:
+    serve = functools.partial(trio.serve_tcp, handler, 0, host=LOOPBACK)
+    listeners = await nursery.start(serve)
+    return listeners[0].socket.getsockname()[1]
+
+
+async def read_until(stream: trio.SocketStream, end: bytes) -> bytes:
+    data = bytearray()
+    while not data.endswith(end):
+        chunk = await stream.receive_some(1 << 20)
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+def read_all(first: bytes, end: bytes) -> Generator[Any, Any, bytes]:
+    data = first
+    while not data.endswith(end):
+        chunk = yield READ
+        assert chunk, "end of file before " + repr(end)
+        data += chunk
+    return data
+
+
+pollers = pytest.mark.parametrize("use_epoll", [True, False], ids=["epoll", "selector"])
+
+
+@pollers
+async def test_a_session_is_given_its_link_the_bytes_read_and_end_of_file(
+    use_epoll: bool,
+) -> None:
+    heard: list[bytes] = []
+
+    async def server(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"220 hi\r\n")
+        heard.append(await read_until(stream, b"QUIT\r\n"))
+        await stream.send_all(b"221 bye\r\n")
+        await stream.aclose()
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        m.seen.append(isinstance(link, Link) and link.sock is not None)
+        m.seen.append((yield from read_all(b"", b"\r\n")))
+        m.seen.append(link.write(b"QUIT\r\n"))  # a few bytes go at once
+        m.seen.append((yield from read_all(b"", b"\r\n")))
+        m.seen.append((yield READ))
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        feeder = await drive([machine], use_epoll=use_epoll)
+        nursery.cancel_scope.cancel()
+    assert machine.seen == [True, b"220 hi\r\n", True, b"221 bye\r\n", b""]
+    assert heard == [b"QUIT\r\n"]
+    assert feeder.ended == 1 and feeder.cuts == 1  # the cut at the end stops nothing more
+
+
+async def test_a_session_that_ends_has_its_connection_closed() -> None:
+    after: list[bytes] = []
+
+    async def server(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"220 hi\r\n")
+        after.append(await stream.receive_some(100))  # end of file: the session ended
+
+    def script(m: Machine) -> Talk:
+        yield CONNECT
+        yield from read_all(b"", b"\r\n")
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        feeder = await drive([machine])
+        with trio.fail_after(LIMIT):
+            while not after:
+                await trio.sleep(0.001)
+        nursery.cancel_scope.cancel()
+    assert after == [b""] and feeder.ended == 1
+
+
+@pollers
+async def test_what_the_kernel_cannot_take_at_once_goes_out_whole_and_in_order(
+    use_epoll: bool,
+) -> None:
+    big = bytes(range(256)) * 32768  # 8 MiB: more than any socket buffer takes at once
+    received: list[int] = []
+
+    async def server(stream: trio.SocketStream) -> None:
+        data = await read_until(stream, b"tail\r\n")
+        received.append(len(data))
+        received.append(data == big + b"tail\r\n")
+        await stream.send_all(b"250 got it\r\n")
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        reactor = m.reactor
+        assert reactor is not None
+        began = reactor.now()
+        m.seen.append(link.write(big))  # False: some of it waits for room
+        m.seen.append(len(link.pending) > 0)
+        m.seen.append(link.write(b"tail\r\n"))  # False: queued behind what waits
+        reply = yield from read_all(b"", b"\r\n")
+        m.seen.append(reply)
+        m.seen.append(link.pending)
+        # The last byte was handed to the kernel after the write began, before the reply.
+        m.seen.append(began < link.written_at <= reactor.now())
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        await drive([machine], use_epoll=use_epoll)
+        nursery.cancel_scope.cancel()
+    assert machine.seen == [False, True, False, b"250 got it\r\n", b"", True]
+    assert received == [len(big) + 6, True]
+
+
+async def test_sleepers_wake_at_their_times_in_order() -> None:
+    woke: list[tuple[int, float, float]] = []
+
+    def sleeper(number: int, after: float) -> Callable[[Machine], Talk]:
+        def script(m: Machine) -> Talk:
+            reactor = m.reactor
+            assert reactor is not None
+            until = reactor.now() + after
+            yield until
+            woke.append((number, until, reactor.now()))
+
+        return script
+
+    machines = [Machine(1, sleeper(n, after)) for n, after in enumerate([0.06, 0.02, 0.04])]
+    feeder = await drive(machines)
+    assert [number for number, _, _ in woke] == [1, 2, 0]
+    assert all(now >= until for _, until, now in woke)
+    assert feeder.ended == 3
+
+
+async def test_bytes_and_end_of_file_that_come_while_a_session_sleeps_are_kept() -> None:
+    async def server(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"220 hi\r\n")
+        await stream.aclose()
+
+    def script(m: Machine) -> Talk:
+        yield CONNECT
+        reactor = m.reactor
+        assert reactor is not None
+        # Long enough for the greeting and the close to arrive while asleep (a sweep or
+        # two of the reactor sees the socket readable meanwhile).
+        yield reactor.now() + 0.1
+        data = yield READ
+        m.seen.append(data)
+        m.seen.append((yield READ))
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        await drive([machine])
+        nursery.cancel_scope.cancel()
+    assert machine.seen == [b"220 hi\r\n", b""]
+
+
+def _reset(stream: trio.SocketStream) -> None:
+    # Close with a zero linger time: the peer gets a reset, not an end of file.
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    stream.socket.close()
+
+
+async def test_a_reset_is_thrown_into_a_session_waiting_to_read() -> None:
+    async def server(stream: trio.SocketStream) -> None:
+        await read_until(stream, b"\r\n")
+        _reset(stream)
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        link.write(b"HELO x\r\n")
+        try:
+            yield READ
+        except OSError as err:
+            m.seen.append(type(err))
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        feeder = await drive([machine])
+        nursery.cancel_scope.cancel()
+    assert machine.seen == [ConnectionResetError] and feeder.ended == 1
+
+
+async def test_a_reset_while_a_session_sleeps_is_an_end_of_file_when_it_reads() -> None:
+    async def server(stream: trio.SocketStream) -> None:
+        await read_until(stream, b"\r\n")
+        _reset(stream)
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        reactor = m.reactor
+        assert reactor is not None
+        link.write(b"HELO x\r\n")
+        yield reactor.now() + 0.1
+        m.seen.append((yield READ))
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        await drive([machine])
+        nursery.cancel_scope.cancel()
+    assert machine.seen == [b""]
+
+
+async def test_a_refused_connection_is_thrown_into_the_session() -> None:
+    def script(m: Machine) -> Talk:
+        try:
+            yield CONNECT
+        except OSError as err:
+            m.seen.append(type(err))
+
+    machine = Machine(free_port(), script)
+    feeder = await drive([machine])
+    assert machine.seen == [ConnectionRefusedError] and feeder.ended == 1
+
+
+async def test_a_session_past_its_deadline_gets_a_timeout_and_others_do_not() -> None:
+    async def silent(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    def waiting(m: Machine) -> Talk:
+        yield CONNECT
+        reactor = m.reactor
+        assert reactor is not None
+        m.deadline = reactor.now() + 0.03
+        try:
+            yield READ
+        except StepTimeout:
+            m.seen.append(reactor.now() >= m.deadline)
+
+    def patient(m: Machine) -> Talk:
+        reactor = m.reactor
+        assert reactor is not None
+        yield reactor.now() + 0.1  # sleeps through several sweeps; no deadline
+        m.seen.append("woke")
+
+    async with trio.open_nursery() as nursery:
+        port = await serving(nursery, silent)
+        late, calm = Machine(port, waiting), Machine(port, patient)
+        feeder = await drive([late, calm])
+        nursery.cancel_scope.cancel()
+    assert late.seen == [True] and calm.seen == ["woke"] and feeder.ended == 2
+
+
+async def test_sessions_still_running_at_the_cut_are_cancelled_where_they_wait() -> None:
+    async def silent(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    def reading(m: Machine) -> Talk:
+        yield CONNECT
+        try:
+            yield READ
+        except SessionCancelled:
+            m.seen.append("cancelled")
+
+    def sleeping(m: Machine) -> Talk:
+        try:
+            yield math.inf
+        except SessionCancelled:
+            m.seen.append("cancelled")
+            yield READ  # a session that will not stop is closed all the same
+
+    async with trio.open_nursery() as nursery:
+        port = await serving(nursery, silent)
+        machines = [Machine(port, reading), Machine(port, sleeping)]
+        feeder = await drive(machines, cancel_after=0.05)
+        nursery.cancel_scope.cancel()
+    assert [m.seen for m in machines] == [["cancelled"], ["cancelled"]]
+    assert feeder.ended == 2 and feeder.cuts >= 1
