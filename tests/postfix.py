@@ -274,9 +274,11 @@ def private_postfix(
     defer: bool = False,
     body_checks: str | None = None,
     rate_delay: int | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> Iterator[Postfix]:
     """Starts a Postfix of its own and stops it, removing every file it made; with
-    ``relay_to``, mail for ``TRANSIT_DOMAIN`` goes on to ``[127.0.0.1]:relay_to``."""
+    ``relay_to``, mail for ``TRANSIT_DOMAIN`` goes on to ``[127.0.0.1]:relay_to``;
+    ``settings`` are more main.cf parameters (name -> value)."""
     postfix = postfix_binary("postfix")
     if postfix is None:
         raise PostfixError("postfix is not installed (Debian package postfix)")
@@ -310,6 +312,7 @@ def private_postfix(
         if body_checks is not None:
             main_cf += f"body_checks = regexp:{root}/config/body_checks\n"
             (config / "body_checks").write_text(body_checks)
+    main_cf += "".join(f"{name} = {value}\n" for name, value in (settings or {}).items())
     (config / "main.cf").write_text(main_cf)
     (config / "master.cf").write_text(master_cf)
     (config / "recipient_access").write_text(RECIPIENT_ACCESS)

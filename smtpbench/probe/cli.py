@@ -66,6 +66,12 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
         help="a recipient the server takes, for the DSN test (default postmaster@its name)",
     )
     parser.add_argument(
+        "--smuggling-rcpt",
+        metavar="ADDRESS",
+        help="test SMTP smuggling: one test message per line ending tried is delivered to "
+        "ADDRESS, which must be your own (without it the test does not run)",
+    )
+    parser.add_argument(
         "--vrfy",
         metavar="NAME",
         default=DEFAULT_VRFY,
@@ -99,6 +105,7 @@ def options_from_args(args: argparse.Namespace) -> ProbeOptions:
         ("--from", args.mail_from),
         ("--to", args.relay_to),
         ("--rcpt", args.rcpt),
+        ("--smuggling-rcpt", args.smuggling_rcpt),
     ):
         if address is not None and (
             address.count("@") != 1 or any(c in address for c in " <>\r\n")
@@ -124,6 +131,7 @@ def options_from_args(args: argparse.Namespace) -> ProbeOptions:
         dsn_rcpt=args.rcpt,
         vrfy=args.vrfy,
         timeout=timeout,
+        smuggling_rcpt=args.smuggling_rcpt,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 Status = Literal["pass", "warn", "fail", "info"]
 STATUSES: tuple[Status, ...] = ("pass", "warn", "fail", "info")
+Severity = Literal["high", "medium", "low"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +48,13 @@ class Check:
     summary: str  # the verdict in plain words
     exchanges: tuple[Exchange, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
+    # For findings: how much it matters when it is not a pass ("high", "medium", "low"),
+    # and where to read about it (an RFC section, a CVE, the server's documentation).
+    severity: Severity | None = None
+    reference: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "check": self.key,
             "title": self.title,
             "status": self.status,
@@ -57,6 +62,11 @@ class Check:
             "exchanges": [exchange.to_dict() for exchange in self.exchanges],
             "details": self.details,
         }
+        if self.severity is not None:
+            out["severity"] = self.severity
+        if self.reference is not None:
+            out["reference"] = self.reference
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,6 +48,19 @@ def _check(check: Check) -> RenderableType:
     head.append(f" {check.title}: ", style="bold")
     head.append(check.summary)
     body: list[RenderableType] = [head]
+    if check.severity is not None and check.status in ("warn", "fail"):
+        note = Text(f"severity {check.severity}", style="bold")
+        if check.reference:
+            note.append(f"; see {check.reference}", style="dim")
+        body.append(Padding(note, (0, 0, 0, 7)))
+    elif check.reference:
+        body.append(Padding(Text(f"see {check.reference}", style="dim"), (0, 0, 0, 7)))
+    variants = check.details.get("variants")
+    if variants:
+        for variant in variants:
+            line = Text(f"{variant['ending']}: ", style="bold")
+            line.append(variant["verdict"])
+            body.append(Padding(line, (0, 0, 0, 7)))
     for exchange in check.exchanges:
         body.append(Padding(_exchange(exchange), (0, 0, 0, 7)))
     extensions = check.details.get("extensions")

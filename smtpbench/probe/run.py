@@ -21,7 +21,14 @@ import trio
 
 from smtpbench.engine.tls import certificate_details
 from smtpbench.engine.transport import Address, connect, resolve
-from smtpbench.probe.model import Check, Exchange, ProbeReport, Status
+from smtpbench.probe.model import Check, Exchange, ProbeReport, Severity, Status
+from smtpbench.probe.modern import (
+    BANNER_REFERENCE,
+    DEFAULT_SMUGGLING_WAIT,
+    XCLIENT_REFERENCE,
+    XFORWARD_REFERENCE,
+    modern_checks,
+)
 from smtpbench.protocol.capabilities import EXTENSION_MEANINGS, Capabilities
 from smtpbench.protocol.client import NEED_DATA, ClientConnection, Response
 from smtpbench.protocol.codes import reply_meaning
@@ -62,6 +69,10 @@ class ProbeOptions:
     dsn_rcpt: str | None = None  # a recipient the server takes; default postmaster@its name
     vrfy: str = DEFAULT_VRFY
     timeout: float = 30.0
+    # The smuggling test delivers one message per line ending to this address: the
+    # user's own. None: the test does not run.
+    smuggling_rcpt: str | None = None
+    smuggling_wait: float = DEFAULT_SMUGGLING_WAIT  # for an answer to a bare line ending
 
 
 class _Stop(Exception):
@@ -77,6 +88,7 @@ class Prober:
         self.address: Address | None = None
         self.tls_active = False
         self.refused: str | None = None  # why the certificate was not accepted
+        self.before_tls: Capabilities | None = None  # what EHLO offered before STARTTLS
 
     async def run(self) -> ProbeReport:
         """``TargetError`` if the name does not resolve; every other problem is a check."""
@@ -84,6 +96,8 @@ class Prober:
         self.address = await resolve(options.host, options.port)
         try:
             await self._conversation()
+            assert self.before_tls is not None
+            await modern_checks(self, self.before_tls)
         except _Stop:
             pass
         finally:
@@ -103,7 +117,7 @@ class Prober:
         implicit = options.tls == "implicit"
         await self._open(verify=options.verify, implicit=implicit, record=True)
         capabilities = self.conn.capabilities
-        before_tls = capabilities
+        before_tls = self.before_tls = capabilities
         if implicit:
             pass
         elif options.tls == "auto" and capabilities.starttls:
@@ -289,7 +303,16 @@ class Prober:
                 f"{named}: this tells attackers which exploits to try; a banner needs only "
                 "the host name and ESMTP"
             )
-            self._add("banner", "Banner", "warn", summary, exchange, details=details)
+            self._add(
+                "banner",
+                "Banner",
+                "warn",
+                summary,
+                exchange,
+                details=details,
+                severity="low",
+                reference=BANNER_REFERENCE,
+            )
         else:
             summary = f"ready in {_ms(exchange.seconds)}, names no software or version"
             self._add("banner", "Banner", "pass", summary, exchange, details=details)
@@ -320,6 +343,20 @@ class Prober:
                 "HELO, and the server's checks on them (access lists, RBLs, rate limits) "
                 "trust the claim; offer it to trusted proxies only (Postfix: "
                 "smtpd_authorized_xclient_hosts)",
+                severity="high",
+                reference=XCLIENT_REFERENCE,
+            )
+        if caps.has("XFORWARD") and not any(check.key == "xforward" for check in self.checks):
+            self._add(
+                "xforward",
+                "XFORWARD",
+                "warn",
+                "offered to this client: it may set the client name, address and HELO that "
+                "the logs and the next filters record for its mail, hiding where mail came "
+                "from; offer it to trusted content filters only (Postfix: "
+                "smtpd_authorized_xforward_hosts)",
+                severity="medium",
+                reference=XFORWARD_REFERENCE,
             )
 
     def _certificate(
@@ -525,8 +562,12 @@ class Prober:
         summary: str,
         *exchanges: Exchange,
         details: dict[str, Any] | None = None,
+        severity: Severity | None = None,
+        reference: str | None = None,
     ) -> None:
-        self.checks.append(Check(key, title, status, summary, tuple(exchanges), details or {}))
+        self.checks.append(
+            Check(key, title, status, summary, tuple(exchanges), details or {}, severity, reference)
+        )
 
 
 def _tls_failure(cause: BaseException) -> str:
