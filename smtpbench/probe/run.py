@@ -3,9 +3,11 @@ step written down as a ``Check``.
 
 Order: connect; the TLS handshake first for implicit TLS; banner; EHLO (HELO if
 refused); STARTTLS and the certificate, then EHLO again; AUTH mechanisms; the
-open relay test; VRFY; EXPN; DSN; NOOP; RSET; QUIT. No message is ever sent: the
-relay and DSN tests stop after RCPT TO and reset the transaction, so the probe
-delivers nothing and triggers no delivery report.
+open relay test; VRFY; EXPN; DSN; NOOP; RSET; QUIT; then the checks of
+``modern.py``, each on a connection of its own. No message is sent but the SMTP
+smuggling test's, to the address the user names: the relay and DSN tests stop
+after RCPT TO and reset the transaction, so they deliver nothing and trigger no
+delivery report.
 """
 
 from __future__ import annotations
