@@ -395,3 +395,24 @@ async def test_the_password_is_never_in_the_output_even_as_a_flag() -> None:
     assert sent.code == exitcodes.OK, sent.stdout
     assert "flag-pw-123" not in sent.stdout
     assert "AUTH CRAM-MD5 (credentials hidden)" in sent.commands
+
+
+def test_the_password_is_asked_for_when_not_in_the_environment() -> None:
+    from smtpbench.cli import _build_parser
+    from smtpbench.send.options import options_from_args
+
+    asked: list[str] = []
+
+    def prompt(question: str) -> str:
+        asked.append(question)
+        return "typed-pw"
+
+    args = _build_parser().parse_args(
+        ["send", "--to", "a@example.com", "--auth", "LOGIN", "--user", "alice"]
+    )
+    options = options_from_args(args, environ={}, prompt=prompt)
+    assert asked == ["Password for alice: "]
+    assert options.password == "typed-pw"
+    assert "typed-pw" not in repr(options)
+    from_env = options_from_args(args, environ={"SMTPBENCH_PASSWORD": "env-pw"}, prompt=prompt)
+    assert from_env.password == "env-pw" and len(asked) == 1

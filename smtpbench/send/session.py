@@ -500,6 +500,8 @@ async def send_one(options: SendOptions) -> SendResult:
             if error is ErrorClass.REPLY:  # a 421: the server closed the session
                 result.outcome, result.detail = REFUSED, f"{step.label}: {detail}"
             elif error is ErrorClass.TLS:
+                if detail.startswith("certificate not accepted") and options.verify:
+                    detail += " (--ca-file PEM trusts its CA; --insecure looks past it)"
                 result.outcome, result.detail = TLS_FAILED, detail
             elif step is Step.CONNECT:
                 result.outcome, result.detail = UNREACHABLE, f"{error.label}: {detail}"
