@@ -160,7 +160,7 @@ def run_replay(args: argparse.Namespace) -> int:
             timeline,
             host=host,
             port=port or 25,
-            source=source_option(args.source),
+            source=source_option(args.source) or (),
             seed=args.seed,
             **({"max_concurrency": args.max_concurrency} if args.max_concurrency else {}),
         )
