@@ -160,7 +160,8 @@ class SessionSettings:
 
 def preflight(scenario: Scenario, environ: Mapping[str, str] | None = None) -> None:
     """What every session needs, checked before anything runs: ``SessionSetupError``
-    when a TLS file cannot be read or AUTH has no credentials."""
+    when a TLS file cannot be read or AUTH has no credentials; ``ValueError`` naming the
+    file when the ``[content]`` corpus, body file or DKIM key cannot be used."""
     if scenario.tls.enabled:
         client_context(scenario.tls)
     if scenario.auth.enabled:
@@ -168,6 +169,10 @@ def preflight(scenario: Scenario, environ: Mapping[str, str] | None = None) -> N
             scenario.auth.credentials(os.environ if environ is None else environ)
         except ValueError as err:
             raise SessionSetupError(str(err)) from None
+    if not scenario.content.is_plain:
+        from smtpbench.scenario.rich_content import RichContent
+
+        RichContent(scenario.content, seed=0)  # reads the corpus and the key once
 
 
 class Conversation(Protocol):

@@ -20,6 +20,7 @@ from typing import Final
 
 from smtpbench import __version__
 from smtpbench.scenario.model import Scenario
+from smtpbench.scenario.rich_content import RichContent
 from smtpbench.scenario.templates import Renderer
 from smtpbench.transit.identity import header_line
 
@@ -58,6 +59,7 @@ _HEADERS_8BIT: Final = (
     "Content-Transfer-Encoding: 8bit\r\n"
     f"X-Mailer: smtpbench/{__version__}\r\n"
 )
+_PART_HEADERS: Final = 80  # about what a text part's own headers take, for its size
 _DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS: Final = (
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -75,6 +77,12 @@ class MessagePlan:
     rset_before: bool
     noop_before: bool
     envid: str | None = None  # the DSN envelope id, when the scenario asks for one
+    # [content]: the extra headers rendered, the kind of the mix (-1: none), an
+    # attachment's (first line in the block, size), the corpus message (-1: none).
+    headers: tuple[tuple[str, str], ...] = ()
+    mix: int = -1
+    attachment: tuple[int, int] | None = None
+    corpus: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +135,15 @@ class MessageFactory:
         self._eight_bit = eight_bit
         envid = session.dsn.envid
         self._envid = Renderer(envid, self._rng) if envid is not None else None
+        self._rich = None if scenario.content.is_plain else RichContent(scenario.content, seed)
+        self._header_renderers = tuple(
+            (name, Renderer(value, self._rng)) for name, value in scenario.content.headers
+        )
+        self._body_renderer = (
+            Renderer(scenario.content.body_template, self._rng)
+            if scenario.content.body_template is not None
+            else None
+        )
 
     def plan_session(self, number: int) -> SessionPlan:
         """The plan for session ``number``; call in order for reproducible plans."""
@@ -141,18 +158,22 @@ class MessageFactory:
                 for rcpt in range(session.recipients.pick(rng))
             )
             noop = session.noop
-            messages.append(
-                MessagePlan(
-                    mail_from=mail_from,
-                    recipients=recipients,
-                    size=session.size.sample(rng),
-                    subject=self._subject.render(number, index),
-                    rset_before=session.rset_between_messages and index > 0,
-                    noop_before=noop >= 1.0 or (noop > 0.0 and rng.random() < noop),
-                    envid=self._envid.render(number, index) if self._envid else None,
-                )
+            plan = MessagePlan(
+                mail_from=mail_from,
+                recipients=recipients,
+                size=session.size.sample(rng),
+                subject=self._subject.render(number, index),
+                rset_before=session.rset_between_messages and index > 0,
+                noop_before=noop >= 1.0 or (noop > 0.0 and rng.random() < noop),
+                envid=self._envid.render(number, index) if self._envid else None,
             )
+            if self._rich is not None:  # draws only when [content] asks: plain runs repeat
+                plan = self._rich.plan(plan, rng, self._rendered_headers(number, index))
+            messages.append(plan)
         return SessionPlan(number, self._helo.render(number), tuple(messages))
+
+    def _rendered_headers(self, number: int, index: int) -> tuple[tuple[str, str], ...]:
+        return tuple((name, r.render(number, index)) for name, r in self._header_renderers)
 
     def message_bytes(self, session: SessionPlan, message_no: int) -> bytes:
         """Message ``message_no`` of ``session`` as RFC 5322 text with CRLF line ends.
@@ -162,6 +183,8 @@ class MessageFactory:
         recipients and a small size), when it is the headers and one short line.
         """
         plan = session.messages[message_no]
+        if self._rich is not None:
+            return self._rich_message(session, message_no)
         domain = plan.mail_from.rpartition("@")[2]
         head = (
             f"From: {plan.mail_from}\r\n"
@@ -173,6 +196,40 @@ class MessageFactory:
             f"{self._static_headers}\r\n"
         ).encode(self._header_encoding)
         return head + self._body(plan.size - len(head), session.number, message_no)
+
+    def _rich_message(self, session: SessionPlan, message_no: int) -> bytes:
+        """A message of the ``[content]`` table: a corpus message, a kind of the mix, or a
+        text message with extra headers or a body of its own; signed if asked."""
+        rich = self._rich
+        assert rich is not None
+        plan = session.messages[message_no]
+        domain = plan.mail_from.rpartition("@")[2]
+        extra = "".join(f"{name}: {value}\r\n" for name, value in plan.headers)
+        ids = (
+            f"Date: {self._now()}\r\n"
+            f"Message-ID: <{self._id_prefix}.{session.number}.{message_no}@{domain}>\r\n"
+            f"{self._transit_header(session.number, message_no)}"
+        )
+        encoding = self._header_encoding
+        if plan.corpus >= 0:
+            original = rich.corpus[plan.corpus]
+            message = (ids + extra).encode(encoding) + original.headers + b"\r\n" + original.body
+            return rich.signed(message)
+        top = (
+            f"From: {plan.mail_from}\r\n"
+            f"To: {_address_list(plan.recipients)}\r\n"
+            f"Subject: {plan.subject}\r\n"
+            f"{ids}{extra}MIME-Version: 1.0\r\n"
+        ).encode(encoding)
+        text = rich.text(self._body_renderer, session.number, message_no)
+        if text is None:
+            size = plan.size - len(top) - _PART_HEADERS
+            text = rich.with_test_line(self._body(size, session.number, message_no))
+        if plan.mix >= 0:
+            part_headers, body = rich.mime.body(plan.mix, text, plan.attachment)
+        else:
+            part_headers, body = rich.text_headers_for(text), text
+        return rich.signed(top + part_headers + b"\r\n" + body)
 
     def _transit_header(self, session_no: int, message_no: int) -> str:
         if self.transit_tag is None:

@@ -12,6 +12,7 @@ from typing import Final
 
 from smtpbench.faults import SINK_KEYS, FaultPlan, FaultSpecError, parse_fault_table
 from smtpbench.protocol.steps import Step
+from smtpbench.scenario.content_reader import read_content
 from smtpbench.scenario.errors import ScenarioError
 from smtpbench.scenario.model import (
     AUTH_MECHANISMS,
@@ -81,6 +82,7 @@ _TOP_KEYS: Final = (
     "thresholds",
     "tls",
     "auth",
+    "content",
 )
 _STAGE_EXAMPLE: Final = '{ duration = "30s", rate = "100/s" }'
 # The keys that only mean something for the open model (an arrival rate).
@@ -181,6 +183,12 @@ def scenario_from_table(
                     file=file,
                     key=key,
                 )
+    content = read_content(
+        top.table("content"),
+        Path(file).parent if file else Path.cwd(),
+        size=_size,
+        eight_bit=session.body == "8bitmime" or session.smtputf8,
+    )
     return Scenario(
         name=name,
         description=description,
@@ -188,6 +196,7 @@ def scenario_from_table(
         target=target,
         load=load,
         session=session,
+        content=content,
         success=_success(top.table("success")),
         timeouts=_timeouts(top.table("timeouts")),
         sink=sink,
@@ -509,11 +518,11 @@ def _env_name(value: object) -> str:
     return text
 
 
-def _size(t: Table) -> SizeDistribution:
-    value = t.raw("size")
+def _size(t: Table, key: str = "size") -> SizeDistribution:
+    value = t.raw(key)
     if not isinstance(value, Mapping):
-        return SizeDistribution.fixed(t.convert("size", value, parse_message_size))
-    s = Table(value, f"{t.path}.size", t.file)
+        return SizeDistribution.fixed(t.convert(key, value, parse_message_size))
+    s = Table(value, f"{t.path}.{key}", t.file)
     kinds = " or ".join(repr(k) for k in SIZE_KINDS)
     kind = require(s, "distribution", one_of(*SIZE_KINDS), f"one of {kinds}")
     if kind == "fixed":

@@ -15,6 +15,7 @@ from typing import Final, Literal
 
 from smtpbench.faults import EMPTY_FAULTS, FaultPlan
 from smtpbench.protocol.steps import STEP_COUNT, Step
+from smtpbench.scenario.content_spec import NO_CONTENT, Content
 from smtpbench.scenario.sizes import IntRange, SizeDistribution
 from smtpbench.scenario.templates import check_template
 from smtpbench.thresholds import NO_THRESHOLDS, ThresholdSettings
@@ -462,6 +463,7 @@ class Scenario:
     tls: Tls = NO_TLS
     auth: Auth = NO_AUTH
     thresholds: ThresholdSettings = NO_THRESHOLDS
+    content: Content = NO_CONTENT
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isprintable():

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from smtpbench.protocol.steps import Step
+from smtpbench.scenario.content_spec import Content
 from smtpbench.scenario.formatting import duration_text, rate_text, share_text
 from smtpbench.scenario.model import NO_REPLY_STEPS, Auth, Dsn, Load, Scenario, Session, Tls
 from smtpbench.scenario.sizes import SizeDistribution, format_size
@@ -45,7 +46,49 @@ def scenario_to_toml(scenario: Scenario) -> str:
     else:
         lines += _pairs(scenario.sink.to_table())  # type: ignore[arg-type]
     lines += ["", "[thresholds]", *_thresholds(scenario)]
+    if not scenario.content.is_plain:
+        lines += _content(scenario.content)
     return "\n".join(lines) + "\n"
+
+
+def _content(content: Content) -> list[str]:
+    top: dict[str, TomlValue] = {}
+    if content.headers:
+        top["headers"] = dict(content.headers)
+    for key in ("test_body", "body_file", "body_template"):
+        value = getattr(content, key)
+        if value is not None:
+            top[key] = value
+    lines = ["", "[content]", *_pairs(top)]
+    for part in content.mix:
+        item: dict[str, TomlValue] = {"kind": part.kind, "weight": part.weight}
+        if part.kind == "html":
+            item["images"] = part.images
+            item["image_size"] = format_size(part.image_size)
+        if part.kind == "attachment":
+            item["type"] = part.attachment_type
+            item["size"] = size_to_toml(part.attachment_size)
+            if part.attachment_name is not None:
+                item["name"] = part.attachment_name
+        lines += ["", "[[content.mix]]", *_pairs(item)]
+    if content.corpus is not None:
+        corpus = content.corpus
+        lines += ["", "[content.corpus]"]
+        lines += _pairs(
+            {"path": corpus.path, "sampling": corpus.sampling, "anonymise": corpus.anonymise}
+        )
+    if content.dkim is not None:
+        dkim = content.dkim
+        lines += ["", "[content.dkim]"]
+        lines += _pairs(
+            {
+                "domain": dkim.domain,
+                "selector": dkim.selector,
+                "key_file": dkim.key_file,
+                "headers": list(dkim.headers),
+            }
+        )
+    return lines
 
 
 def _top(scenario: Scenario) -> dict[str, TomlValue]:
