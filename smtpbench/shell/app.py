@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import ClassVar
 
+from rich.table import Table
 from rich.text import Text
 from textual import events, on
 from textual.app import App, ComposeResult
@@ -46,6 +47,7 @@ from smtpbench.shell.screens import (
 HISTORY_LIMIT = 500
 OFFERS_FROM = 100  # columns from which the side panel shows what the server offers
 TRANSCRIPT_LIMIT = 10_000  # lines kept (the screen's log keeps as many)
+INDENT = 12  # "   1.349 S: ": the time and who spoke, then the text
 _MAIL = re.compile(r"^\s*MAIL\s+FROM:\s*<([^>]*)>", re.IGNORECASE)
 _RCPT = re.compile(r"^\s*RCPT\s+TO:\s*<([^>]*)>", re.IGNORECASE)
 _CODE_STYLES = {2: "green", 3: "cyan", 4: "yellow", 5: "red"}
@@ -136,7 +138,7 @@ def reply_lines(entry: Entry, capabilities: Capabilities) -> list[Text]:
 
 
 def _decoded(reply: Reply, seconds: float | None, step: Step | None) -> Text:
-    text = Text("           ", style="dim")
+    text = Text(" " * INDENT, style="dim")
     if seconds is not None:
         what = step.label if step is not None else "reply"
         text.append(f"{what} {seconds * 1000:.1f} ms · ", style="bold")
@@ -198,6 +200,7 @@ class ShellApp(App[RepeatRequest | None]):
                 markup=False,
                 highlight=False,
                 max_lines=TRANSCRIPT_LIMIT,
+                min_width=20,  # not the default 78: an 80-column terminal has less room
             )
             yield Static(id="offers")
         yield CommandLine(CommandSuggester(lambda: self.connection.capabilities))
@@ -218,9 +221,14 @@ class ShellApp(App[RepeatRequest | None]):
     # -- what the connection says ---------------------------------------------------
 
     def _write(self, text: Text) -> None:
+        """One transcript line; what wraps lines up under its text, not under the time."""
         self.lines.append(text.plain)
         del self.lines[:-TRANSCRIPT_LIMIT]
-        self.main_screen.query_one("#transcript", RichLog).write(text)
+        row = Table.grid()
+        row.add_column(width=INDENT, no_wrap=True)
+        row.add_column(ratio=1)
+        row.add_row(text[:INDENT], text[INDENT:])
+        self.main_screen.query_one("#transcript", RichLog).write(row)
 
     def _entry(self, entry: Entry) -> None:
         if entry.kind == "reply":
@@ -232,18 +240,18 @@ class ShellApp(App[RepeatRequest | None]):
             text.append("C: ", style="dim")
             text.append(entry.text, style="bold")
         elif entry.kind == "error":
-            text.append(entry.text, style="bold red")
+            text.append("!! " + entry.text, style="bold red")
         elif entry.kind == "certificate":
             seconds = f" ({entry.seconds * 1000:.1f} ms)" if entry.seconds is not None else ""
-            text.append(entry.text + seconds, style="bold green")
+            text.append("   " + entry.text + seconds, style="bold green")
             self._write(text)
             for label, value in entry.details:
-                row = Text(f"           {label:12} ", style="dim")
+                row = Text(" " * INDENT + f"{label:12} ", style="dim")
                 row.append(value)
                 self._write(row)
             return
         else:
-            text.append(entry.text, style="italic")
+            text.append("   " + entry.text, style="italic")
         self._write(text)
 
     def _changed(self) -> None:
