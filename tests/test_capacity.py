@@ -110,7 +110,8 @@ def test_a_server_slower_than_the_tool_is_found_within_one_step(
     assert done.returncode == 0, done.stdout + done.stderr
     # The sink serves 150 messages a second: 120/s holds, 180/s does not.
     assert (found["held"], found["broke"]) == (120, 180), found["conclusion"]
-    assert found["broken_by"] == ["p99(DATA end) < 200ms"]
+    # The queue grows: messages are accepted at the sink's pace, not the rate's.
+    assert found["broken_by"] == ["p99(DATA end) < 200ms", "messages accepted >= 90% of 180/s"]
     assert found["limit"] == "server"
     broken = found["steps"][-1]
     assert broken["rate"] == 180 and not broken["held"] and broken["tool_signs"] == []

@@ -217,7 +217,12 @@ def run_capacity(args: argparse.Namespace) -> int:
         scenario = dataclasses.replace(
             scenario, load=dataclasses.replace(scenario.load, sessions=None)
         )
-    plan = dataclasses.replace(plan, cap=scenario.load.max_concurrency)
+    messages = scenario.session.messages
+    plan = dataclasses.replace(
+        plan,
+        cap=scenario.load.max_concurrency,
+        messages_per_session=(messages.low + messages.high) / 2,
+    )
     try:
         scenario = _with_tls(scenario, args)
         preflight(scenario)

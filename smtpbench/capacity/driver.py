@@ -56,6 +56,7 @@ class Plan:
     criteria: tuple[Threshold, ...]
     reach: float = 0.9  # share of the rate the sessions started must reach
     cap: int = 1000  # sessions allowed in flight
+    messages_per_session: float = 0.0  # on average; 0: no criterion on messages accepted
 
     def __post_init__(self) -> None:
         if not self.step_duration > 0:
@@ -220,6 +221,7 @@ async def drive(
                 machine,
                 first,
                 cut_short=cut,
+                messages_per_session=plan.messages_per_session,
             )
             first = first or result
             progress.steps.append(result)

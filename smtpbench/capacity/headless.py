@@ -202,7 +202,8 @@ def _plan_line(plan: Plan) -> str:
     criteria = ", ".join(str(t) for t in plan.criteria)
     return (
         f"{text}, each held {format_duration(plan.step_duration)} and judged after "
-        f"{format_duration(plan.settle)}; criteria: {criteria}, sessions started >= "
+        f"{format_duration(plan.settle)}; criteria: {criteria}, sessions started"
+        f"{' and messages accepted' if plan.messages_per_session else ''} >= "
         f"{plan.reach:.0%} of the rate"
     )
 

@@ -36,15 +36,27 @@ def default_criteria() -> tuple[Threshold, ...]:
     return tuple(parse_threshold(text) for text in DEFAULT_CRITERIA)
 
 
-def reach_criterion(rate: float, reach: float) -> Threshold:
-    """The step's own criterion: sessions started per second of its steady part, at
-    least ``reach`` of the rate asked for."""
-    return Threshold(
+def reach_criteria(rate: float, reach: float, messages: float = 0.0) -> tuple[Threshold, ...]:
+    """The step's own criteria: sessions started per second of its steady part, at least
+    ``reach`` of the rate asked for; and, when sessions send ``messages`` each (on
+    average), messages accepted per second at least ``reach`` of what that makes: a
+    server that takes sessions but lets messages queue does not sustain the rate."""
+    sessions = Threshold(
         Metric("throughput", subject="sessions"),
         ">=",
         rate * reach,
         text=f"sessions started >= {reach:.0%} of {rate:g}/s",
     )
+    if messages <= 0:
+        return (sessions,)
+    offered = rate * messages
+    accepted = Threshold(
+        Metric("throughput", subject="messages"),
+        ">=",
+        offered * reach,
+        text=f"messages accepted >= {reach:.0%} of {offered:g}/s",
+    )
+    return sessions, accepted
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +171,11 @@ def judge(
     first: StepResult | None,
     *,
     cut_short: bool = False,
+    messages_per_session: float = 0.0,
 ) -> StepResult:
     """One step's figures and verdict from its steady part (``window``, see
     ``window.between``); ``first`` is the search's first step, the reference for flat."""
-    checks = (*criteria, reach_criterion(rate, reach))
+    checks = (*criteria, *reach_criteria(rate, reach, messages_per_session))
     results = tuple(evaluate(checks, window))
     elapsed = window.elapsed
     achieved = window.counters.started / elapsed if elapsed > 0 else 0.0
