@@ -416,3 +416,30 @@ def test_the_password_is_asked_for_when_not_in_the_environment() -> None:
     assert "typed-pw" not in repr(options)
     from_env = options_from_args(args, environ={"SMTPBENCH_PASSWORD": "env-pw"}, prompt=prompt)
     assert from_env.password == "env-pw" and len(asked) == 1
+
+
+async def test_ehlo_refused_falls_back_to_helo_when_nothing_needs_an_extension() -> None:
+    faults = parse_fault_table({"reply": {"EHLO": "502:100%"}})
+    async with sink(keep_messages=True, faults=faults) as running:
+        sent = await send(*server(running.address[1]), "--to", "a@example.com", "--json")
+        refused = await send(
+            *server(running.address[1]), "--to", "a@example.com", "--pipelining", "--json"
+        )
+        assert len(running.messages) == 1
+    assert sent.code == exitcodes.OK
+    assert [c.split()[0] for c in sent.commands[:2]] == ["EHLO", "HELO"]
+    assert refused.code == exitcodes.MESSAGE_REFUSED
+    assert "refused the greeting" in refused.report["detail"]
+
+
+async def test_an_8bit_body_goes_as_it_is_with_8bitmime() -> None:
+    async with sink(keep_messages=True) as running:
+        await send(*server(running.address[1]), "--to", "a@example.com", "--body", "déjà vu")
+        await send(
+            *server(running.address[1]), "--to", "a@example.com", "--body", "déjà vu", "--8bitmime"
+        )
+        plain, eightbit = running.messages
+    assert plain.data is not None and eightbit.data is not None
+    assert "déjà".encode() not in plain.data  # encoded for a 7-bit path
+    assert "déjà vu".encode() in eightbit.data
+    assert b"Content-Transfer-Encoding: 8bit" in eightbit.data

@@ -51,10 +51,12 @@ def build_message(spec: MessageSpec) -> bytes:
     except UnicodeDecodeError as err:
         raise ValueError(f"the body is not UTF-8 text (byte {err.start})") from None
     text = text.replace("\r\n", "\n")
-    if spec.eightbit and not text.isascii():
-        message.set_content(text, cte="8bit")
-    else:
+    if text.isascii():
         message.set_content(text)
+    else:
+        # 8-bit text only where the server was told BODY=8BITMIME; else quoted-printable,
+        # which any 7-bit path carries.
+        message.set_content(text, cte="8bit" if spec.eightbit else "quoted-printable")
     for name, data in spec.attachments:
         kind, encoding = mimetypes.guess_type(name)
         if kind is None or encoding is not None:
