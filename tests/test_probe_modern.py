@@ -138,7 +138,9 @@ async def test_auth_taken_in_clear_text_is_found(certs: Certs) -> None:
     # No credential crossed: the bare AUTH command, then the cancel.
     at = commands.index("AUTH PLAIN")
     assert commands[at + 1] == "*"
-    assert check(report, "auth").status == "warn"  # offered before TLS, as before
+    offered = check(report, "auth")  # offered before TLS: a warning, as before
+    assert (offered.status, offered.severity) == ("warn", "medium")
+    assert offered.reference is not None and "RFC 4954" in offered.reference
 
 
 async def test_auth_only_after_tls_passes(certs: Certs) -> None:

@@ -25,6 +25,7 @@ from smtpbench.engine.tls import certificate_details
 from smtpbench.engine.transport import Address, connect, resolve
 from smtpbench.probe.model import Check, Exchange, ProbeReport, Severity, Status
 from smtpbench.probe.modern import (
+    AUTH_REFERENCE,
     BANNER_REFERENCE,
     DEFAULT_SMUGGLING_WAIT,
     XCLIENT_REFERENCE,
@@ -406,7 +407,15 @@ class Prober:
                 f"{' and '.join(sorted(plaintext))} offered before TLS: a client may send "
                 "its password readable on the way"
             )
-            self._add("auth", "AUTH", "warn", summary, details=details)
+            self._add(
+                "auth",
+                "AUTH",
+                "warn",
+                summary,
+                details=details,
+                severity="medium",
+                reference=AUTH_REFERENCE,
+            )
             return
         offered = " ".join(sorted(after.auth or before.auth))
         when = " once TLS is on" if after.auth and not before.auth else ""
