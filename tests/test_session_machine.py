@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,46 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class ServerTls:
+    """The server's side of a TLS session, over memory buffers as the client's is."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.done = False
+        self.closed = False  # the client's close_notify came
+
+    def received(self, data: bytes) -> bytes:
+        """The plaintext that ``data`` completes (nothing while the handshake goes on)."""
+        self.incoming.write(data)
+        if not self.done:
+            try:
+                self.obj.do_handshake()
+            except ssl.SSLWantReadError:
+                return b""
+            self.done = True
+        parts = []
+        while True:
+            try:
+                chunk = self.obj.read(65536)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                self.closed = True
+                break
+            if not chunk:  # no record to wait for: the client's close_notify
+                self.closed = True
+                break
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def send(self, plain: bytes) -> bytes:
+        if plain:
+            self.obj.write(plain)
+        return self.outgoing.read()
 
 
 class Wire:
@@ -118,6 +159,7 @@ class Outcome:
     recorder: Recorder
     session: Session
     deadlines: list[float]  # the session's deadline at each read, on the test's clock
+    tls_closed: bool = False  # the session ended its TLS session with close_notify
 
     def steps(self) -> list[tuple[str, float | None, int | None]]:
         return [(label, seconds, code) for label, seconds, code in self.record["steps"]]
@@ -143,11 +185,12 @@ def converse(
     number: int = 0,
     late: float = 0.0,
     adjust: Callable[[SessionSettings], SessionSettings] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> Outcome:
     """Runs session ``number`` of ``scenario`` (TOML added to a one-session base) to its
     end, started ``late`` seconds after its intended start, with settings changed by
     ``adjust``. ``throw_at`` = (n, exception): thrown into the session at its n-th read
-    instead."""
+    instead. ``tls``: the server's context, for STARTTLS or implicit TLS."""
     parsed = parse_scenario(f'name = "machine"\nseed = 1\n{scenario}')
     clock = Clock()
     settings = SessionSettings.from_scenario(parsed, ADDRESS, environ={"SECRET": "s3cret"})
@@ -159,15 +202,50 @@ def converse(
     record = SessionRecord(recorder, log, number, 0.0)
     conversation = PlannedConversation(factory, factory.plan_session(number))
     session = Session(settings, record, conversation, clock.now - late, clock)
-    server = ServerConnection()
+    implicit = settings.tls_mode == "implicit"
+    server = ServerConnection(tls=implicit)
     answer = answer or answers()
     link = wire(clock) if wire is not None else Wire(clock)
     run = session.run()
     assert next(run) is CONNECT
     clock.now += THINK
     request = run.send(link)
-    out = server.reply(220, "mx.test ESMTP", None)
+    banner = server.reply(220, "mx.test ESMTP", None)
+    server_tls = ServerTls(tls) if implicit and tls is not None else None
     hung_up = False
+
+    def serve(data: bytes) -> bytes:
+        """What the server sends back to what the session wrote since its last read."""
+        nonlocal banner, server_tls, hung_up
+        clear = b""  # what goes before TLS (the 220 to STARTTLS)
+        if server_tls is not None:
+            data = server_tls.received(data)
+            if not server_tls.done:
+                return server_tls.send(b"")
+        plain, banner = banner, b""  # the banner, once there is a channel for it
+        if data:
+            server.receive_data(data)
+        while True:
+            event = server.next_event()
+            if isinstance(event, NeedData | ConnectionClosed):
+                break
+            said = answer(event, server)
+            if said is None:
+                hung_up = True
+                break
+            plain += said
+            if (
+                server_tls is None
+                and isinstance(event, CommandReceived)
+                and event.step is Step.STARTTLS
+                and said.startswith(b"220")
+            ):
+                assert tls is not None, "STARTTLS asked of a server given no TLS context"
+                clear, plain = plain, b""
+                server_tls = ServerTls(tls)
+                break
+        return clear + (server_tls.send(plain) if server_tls is not None else plain)
+
     reads = 0
     deadlines = []
     try:
@@ -176,31 +254,26 @@ def converse(
             deadlines.append(session.deadline)
             reads += 1
             clock.now += THINK
+            # What the server says to what was written before this read, in one read
+            # (end of file once the server hung up).
+            out = b""
+            if not hung_up:
+                out = serve(bytes(link.sent))
+                link.sent.clear()
+                assert out or hung_up, "the session waits for a reply the server does not owe"
             if throw_at is not None and reads == throw_at[0]:
                 request = run.throw(throw_at[1])
                 continue
-            # The replies so far in one read (end of file once the server hung up).
             request = run.send(out)
-            out = b""
-            if hung_up:
-                continue
-            server.receive_data(bytes(link.sent))
-            link.sent.clear()
-            while True:
-                event = server.next_event()
-                if isinstance(event, NeedData | ConnectionClosed):
-                    break
-                said = answer(event, server)
-                if said is None:
-                    hung_up = True
-                    break
-                out += said
-            assert out or hung_up, "the session waits for a reply the server does not owe"
     except StopIteration:
         pass
+    tls_closed = False
+    if server_tls is not None and server_tls.done and not hung_up:
+        server_tls.received(bytes(link.sent))
+        tls_closed = server_tls.closed
     log.close()
     lines = (tmp_path / "sessions.ndjson").read_text().splitlines()
-    return Outcome(json.loads(lines[-1]), recorder, session, deadlines)
+    return Outcome(json.loads(lines[-1]), recorder, session, deadlines, tls_closed)
 
 
 def test_a_plain_session_says_what_a_client_says_and_times_each_reply(tmp_path: Path) -> None:

@@ -9,17 +9,30 @@ from __future__ import annotations
 import dataclasses
 import errno
 import resource
+import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from smtpbench.engine.reactor import StepTimeout
 from smtpbench.engine.session import SessionSettings, SessionSetupError, preflight
 from smtpbench.metrics.kinds import ErrorClass
+from smtpbench.protocol.server import CommandReceived, ServerConnection
 from smtpbench.protocol.steps import Step
 from smtpbench.scenario import parse_scenario
 from smtpbench.transit.sends import TransitSends
-from tests.test_session_machine import ADDRESS, THINK, Clock, Wire, answers, converse
+from tests.esmtp import Certs, make_certs
+from tests.test_session_machine import (
+    ADDRESS,
+    EHLO_LINES,
+    THINK,
+    Answer,
+    Clock,
+    Wire,
+    answers,
+    converse,
+)
 
 TIMEOUTS = (
     '[timeouts]\nbanner = "5s"\nEHLO = "7s"\nMAIL = "11s"\nRCPT = "13s"\n'
@@ -278,3 +291,142 @@ def test_a_tls_file_that_cannot_be_read_stops_the_run_before_it_starts(tmp_path:
     )
     with pytest.raises(SessionSetupError, match="ca_file"):
         preflight(scenario, environ={})
+
+
+# -- TLS ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+def server_context(certs: Certs) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certs.server_cert, certs.server_key)
+    return context
+
+
+def offering_starttls(hang_up_after_tls: bool = False) -> Answer:
+    """A server that says yes to everything and offers STARTTLS; it may close instead of
+    answering the first EHLO over TLS."""
+    rest = answers()
+    ehlos = 0
+
+    def answer(event: Any, server: ServerConnection) -> bytes | None:
+        nonlocal ehlos
+        if isinstance(event, CommandReceived) and event.step is Step.EHLO:
+            ehlos += 1
+            if hang_up_after_tls and ehlos > 1:
+                return None
+            return server.reply(250, [*EHLO_LINES, "STARTTLS"])
+        if isinstance(event, CommandReceived) and event.step is Step.STARTTLS:
+            return server.reply(220, "ready for TLS", "2.0.0")
+        return rest(event, server)
+
+    return answer
+
+
+def tls_scenario(certs: Certs, mode: str, extra: str = "") -> str:
+    return f'[tls]\nmode = "{mode}"\nca_file = "{certs.ca_file}"\nsni = "localhost"\n{extra}'
+
+
+def test_starttls_shakes_hands_in_one_round_trip_and_greets_again(
+    tmp_path: Path, certs: Certs
+) -> None:
+    outcome = converse(
+        tmp_path, tls_scenario(certs, "starttls"), offering_starttls(), tls=server_context(certs)
+    )
+    assert outcome.labels() == [
+        "connect", "banner", "EHLO", "STARTTLS", "TLS handshake", "EHLO",
+        "MAIL", "RCPT", "DATA", "DATA end", "QUIT",
+    ]  # fmt: skip
+    # TLS 1.3: the client's hello, the server's flight back (one read), then the client's
+    # Finished goes out with the next EHLO. Every step takes one THINK.
+    assert all(s == pytest.approx(THINK, abs=1e-9) for _, s, _ in outcome.steps())
+    assert outcome.record["outcome"] == "ok" and outcome.record["messages_accepted"] == 1
+    assert outcome.tls_closed  # close_notify before the connection is closed
+
+
+def test_implicit_tls_shakes_hands_before_the_banner(tmp_path: Path, certs: Certs) -> None:
+    outcome = converse(tmp_path, tls_scenario(certs, "implicit"), tls=server_context(certs))
+    assert outcome.labels()[:4] == ["connect", "TLS handshake", "banner", "EHLO"]
+    assert all(s == pytest.approx(THINK, abs=1e-9) for _, s, _ in outcome.steps())
+    assert outcome.record["outcome"] == "ok" and outcome.tls_closed
+
+
+def test_the_handshake_must_be_done_within_its_own_timeout(tmp_path: Path, certs: Certs) -> None:
+    outcome = converse(
+        tmp_path,
+        tls_scenario(certs, "implicit") + '[timeouts]\n"TLS handshake" = "7s"\nbanner = "5s"\n',
+        tls=server_context(certs),
+    )
+    # Read 1 is the handshake's, from the connect (1 THINK); read 2 the banner's, from the
+    # end of the handshake (2 THINKs).
+    assert outcome.deadlines[:2] == pytest.approx(
+        [1000 + THINK + 7, 1000 + 2 * THINK + 5], abs=1e-9
+    )
+
+
+def test_a_handshake_not_done_in_time_says_so(tmp_path: Path, certs: Certs) -> None:
+    outcome = converse(
+        tmp_path,
+        tls_scenario(certs, "implicit") + '[timeouts]\n"TLS handshake" = "7s"\n',
+        tls=server_context(certs),
+        throw_at=(1, StepTimeout()),
+    )
+    record = outcome.record
+    assert (record["error"], record["error_step"]) == ("timeout", "TLS handshake")
+    assert record["detail"] == "TLS handshake not done within 7s"
+
+
+def test_a_certificate_not_trusted_is_a_tls_error_at_the_handshake(
+    tmp_path: Path, certs: Certs
+) -> None:
+    scenario = '[tls]\nmode = "starttls"\nsni = "localhost"\n'  # the system's CAs only
+    outcome = converse(tmp_path, scenario, offering_starttls(), tls=server_context(certs))
+    record = outcome.record
+    assert (record["error"], record["error_step"]) == ("TLS error", "TLS handshake")
+    assert "certificate" in record["detail"]
+    assert "QUIT" not in outcome.labels()
+
+
+def test_a_server_that_hangs_up_right_after_the_handshake_is_a_tls_error(
+    tmp_path: Path, certs: Certs
+) -> None:
+    # EHLO is answered before TLS (once), then the server closes instead of answering.
+    outcome = converse(
+        tmp_path,
+        tls_scenario(certs, "starttls"),
+        offering_starttls(hang_up_after_tls=True),
+        tls=server_context(certs),
+    )
+    record = outcome.record
+    assert (record["error"], record["error_step"]) == ("TLS error", "EHLO")
+    assert record["detail"] == (
+        "the server closed the connection right after the TLS handshake, awaiting EHLO "
+        "(did it refuse the client certificate?)"
+    )
+
+
+@pytest.mark.parametrize("read", [3, 4])
+def test_a_reset_just_after_the_handshake_is_a_tls_error_and_later_is_not(
+    tmp_path: Path, certs: Certs, read: int
+) -> None:
+    # Implicit TLS: read 1 is the handshake, read 2 the banner (the first reply over TLS),
+    # read 3 EHLO's reply, read 4 MAIL's.
+    error = ConnectionResetError(104, "reset by peer")
+    first = converse(
+        tmp_path,
+        tls_scenario(certs, "implicit"),
+        tls=server_context(certs),
+        throw_at=(2, error),
+    )
+    assert first.record["error"] == "TLS error" and first.record["error_step"] == "banner"
+    later = converse(
+        tmp_path,
+        tls_scenario(certs, "implicit"),
+        tls=server_context(certs),
+        throw_at=(read, error),
+    )
+    assert later.record["error"] == "connection reset"
