@@ -3,7 +3,7 @@
 Exit codes: 0 accepted (or stopped where --quit-after asked); 2 bad flags or
 files; 4 the server unreachable; 8 refused by the server (session, sender, a
 recipient, the message); 9 TLS failed; 10 AUTH failed; 11 the conversation
-broke off (closed, timed out, garbled).
+broke off (closed, timed out, garbled); 3 interrupted by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ def run_send(args: argparse.Namespace, console: Console | None = None) -> int:
     except TargetError as err:
         errors.print(f"[red]error:[/] {err}", highlight=False)
         return exitcodes.TARGET_UNUSABLE
+    except KeyboardInterrupt:
+        errors.print("interrupted: the connection was closed", highlight=False)
+        return exitcodes.INTERRUPTED
     if options.json:
         print(result_json(result))
     else:
