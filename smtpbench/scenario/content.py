@@ -151,12 +151,19 @@ class MessageFactory:
         rng = self._rng
         count = session.messages.pick(rng)
         messages = []
+        senders, listed = session.senders, session.recipients_list
         for index in range(count):
-            mail_from = self._mail_from.render(number, index)
-            recipients = tuple(
-                self._rcpt_to.render(number, index, rcpt)
-                for rcpt in range(session.recipients.pick(rng))
-            )
+            if senders is None:
+                mail_from = self._mail_from.render(number, index)
+            else:
+                mail_from = senders.pick(rng)
+            if listed is None:
+                recipients = tuple(
+                    self._rcpt_to.render(number, index, rcpt)
+                    for rcpt in range(session.recipients.pick(rng))
+                )
+            else:
+                recipients = tuple(listed.pick(rng) for _ in range(session.recipients.pick(rng)))
             noop = session.noop
             plan = MessagePlan(
                 mail_from=mail_from,

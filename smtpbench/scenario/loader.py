@@ -12,6 +12,7 @@ from typing import Final
 
 from smtpbench.faults import SINK_KEYS, FaultPlan, FaultSpecError, parse_fault_table
 from smtpbench.protocol.steps import Step
+from smtpbench.scenario.address_lists import AddressList, read_address_list
 from smtpbench.scenario.content_reader import read_content
 from smtpbench.scenario.errors import ScenarioError
 from smtpbench.scenario.model import (
@@ -171,7 +172,8 @@ def scenario_from_table(
     description = top.get("description", "", as_str)
     seed = top.get("seed", None, as_int(0))
     load = _load(top.table("load"))
-    session = _session(top.table("session"))
+    base = Path(file).parent if file else Path.cwd()
+    session = _session(top.table("session"), base)
     tls = _tls(top.table("tls"))
     auth = _auth(top.table("auth"))
     if session.greeting == "HELO":
@@ -185,7 +187,7 @@ def scenario_from_table(
                 )
     content = read_content(
         top.table("content"),
-        Path(file).parent if file else Path.cwd(),
+        base,
         size=_size,
         eight_bit=session.body == "8bitmime" or session.smtputf8,
     )
@@ -350,7 +352,7 @@ def _count(least: int) -> Callable[[object], IntRange]:
     return convert
 
 
-def _session(t: Table) -> Session:
+def _session(t: Table, base: Path) -> Session:
     greeting = t.get("greeting", "EHLO", one_of("EHLO", "HELO", "LHLO", upper=True))
     utf8 = t.get("smtputf8", False, as_bool)
     values = {
@@ -374,7 +376,12 @@ def _session(t: Table) -> Session:
         "smtputf8": utf8,
         "dsn": _dsn(t.table("dsn")) if t.has("dsn") else NO_DSN,
         "require": t.get("require", (), _require),
+        "senders": t.get("senders_file", None, _address_list(base, utf8)),
+        "recipients_list": t.get("recipients_file", None, _address_list(base, utf8)),
     }
+    for key, listed in (("mail_from", "senders_file"), ("rcpt_to", "recipients_file")):
+        if t.has(key) and t.has(listed):
+            raise t.error(listed, f"{key} and {listed} both give the address: choose one")
     if greeting == "HELO":
         for key, used in (
             ("body", values["body"] != "7bit"),
@@ -391,6 +398,16 @@ def _session(t: Table) -> Session:
                 )
     t.finish()
     return Session(**values)  # type: ignore[arg-type]
+
+
+def _address_list(base: Path, utf8: bool) -> Callable[[object], AddressList]:
+    def convert(value: object) -> AddressList:
+        path = base / as_str(value)
+        if not path.is_file():
+            raise ValueError(f"{path}: no such file")
+        return read_address_list(str(path.resolve()), utf8=utf8)
+
+    return convert
 
 
 def _chunk_size(value: object) -> int:

@@ -15,6 +15,7 @@ from typing import Final, Literal
 
 from smtpbench.faults import EMPTY_FAULTS, FaultPlan
 from smtpbench.protocol.steps import STEP_COUNT, Step
+from smtpbench.scenario.address_lists import AddressList
 from smtpbench.scenario.content_spec import NO_CONTENT, Content
 from smtpbench.scenario.sizes import IntRange, SizeDistribution
 from smtpbench.scenario.templates import check_template
@@ -395,6 +396,9 @@ class Session:
     smtputf8: bool = False  # UTF-8 addresses and headers, SMTPUTF8 on MAIL
     dsn: Dsn = NO_DSN
     require: tuple[str, ...] = ()  # extensions the server must advertise
+    # Lists read from files, drawn per message instead of mail_from / rcpt_to.
+    senders: AddressList | None = None
+    recipients_list: AddressList | None = None
 
     def __post_init__(self) -> None:
         if self.greeting not in ("EHLO", "HELO", "LHLO"):

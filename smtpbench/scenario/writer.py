@@ -131,8 +131,16 @@ def _session(session: Session) -> dict[str, TomlValue]:
         "helo_name": session.helo_name,
         "messages": _count(session.messages.low, session.messages.high),
         "recipients": _count(session.recipients.low, session.recipients.high),
-        "mail_from": session.mail_from,
-        "rcpt_to": session.rcpt_to,
+        **(
+            {"senders_file": session.senders.path}
+            if session.senders is not None
+            else {"mail_from": session.mail_from}
+        ),
+        **(
+            {"recipients_file": session.recipients_list.path}
+            if session.recipients_list is not None
+            else {"rcpt_to": session.rcpt_to}
+        ),
         "size": size_to_toml(session.size),
         "subject": session.subject,
         "rset_between_messages": session.rset_between_messages,
