@@ -108,9 +108,24 @@ def test_a_long_value_is_shown_cut_short() -> None:
     # repr of 50 letters is 52 characters: the first 37 are shown, then "...".
     _, message, _ = error_of(decode_header, header(content="x" * 50))
     assert message == "expected 'full' or 'hash', got '" + "x" * 36 + "..."
-    # 40 characters are shown whole: repr of 38 letters.
+    # 40 characters are shown whole: repr of 38 letters; 41 are not.
     _, message, _ = error_of(decode_header, header(content="y" * 38))
     assert message == "expected 'full' or 'hash', got '" + "y" * 38 + "'"
+    _, message, _ = error_of(decode_header, header(content="z" * 39))
+    assert message == "expected 'full' or 'hash', got '" + "z" * 36 + "..."
+
+
+def test_a_header_of_another_format_says_what_it_holds() -> None:
+    _, message, _ = error_of(decode_header, header(format="pcap"))
+    assert message == "expected 'smtpbench-recording': is this a recording? got 'pcap'"
+
+
+def test_a_session_that_is_not_an_object_is_named_as_such() -> None:
+    assert error_of(decode_session, [1]) == (
+        "",
+        "expected an object, got [1]",
+        "expected an object, got [1]",
+    )
 
 
 # -- replies --------------------------------------------------------------------------
@@ -329,6 +344,11 @@ def test_content_with_its_bytes_or_with_size_and_hash_only() -> None:
     [
         ("abc", "c", "expected an object, got 'abc'"),
         ({"sha256": ABC_SHA256}, "c.size", "missing"),
+        (
+            {"size": -3, "sha256": ABC_SHA256},
+            "c.size",
+            "expected a whole number, 0 or more, got -3",
+        ),
         ({"size": 3}, "c.sha256", "missing"),
         ({"size": 3, "sha256": 3}, "c.sha256", "expected a string, got 3"),
         (
