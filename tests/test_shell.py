@@ -403,3 +403,40 @@ def test_auth_helpers_answer_the_challenges(mechanism: str) -> None:
         if mechanism != "XOAUTH2":  # LOGIN and CRAM-MD5 answer 334 challenges
             assert "C: (SASL response hidden)" in shown
         assert "235 Authentication succeeded" in shown
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "says"),
+    [
+        ("garbage", "not an SMTP reply: malformed reply line"),
+        ("close", "the server closed the connection (the reply to banner never came)"),
+        # The reset can come before the connect is done or after: both are said.
+        ("reset", ("Connection reset by peer", "Connect call failed")),
+        ("endless", "not an SMTP reply: reply longer than 256 lines"),
+        # Closed with the content unread, which Linux answers with a reset.
+        ("drop in DATA", ("the server closed the connection", "Connection reset by peer")),
+    ],
+)
+def test_a_misbehaving_server_is_described_and_the_shell_stays(
+    behaviour: str, says: str | tuple[str, ...]
+) -> None:
+    with misbehaving(behaviour) as server:
+        app = shell_app(server.port)
+
+        async def main() -> None:
+            async with app.run_test(size=(120, 40)) as pilot:
+                if behaviour in ("endless", "drop in DATA"):
+                    await wait_for(pilot, lambda: "220" in transcript(app), "the banner")
+                    await type_line(pilot, "EHLO client.example")
+                if behaviour == "drop in DATA":
+                    await say(pilot, "MAIL FROM:<a@example.org>", "250 ok")
+                    await say(pilot, "RCPT TO:<b@example.net>", "250 ok")
+                    await say(pilot, "DATA", "354 go ahead")
+                    await type_line(pilot, "Subject: cut short")
+                await wait_for(pilot, lambda: app.connection.closed, "the connection to end")
+                await type_line(pilot, "NOOP")  # typed after the end: said, not a crash
+                await wait_for(pilot, lambda: "not connected" in transcript(app), "the refusal")
+
+        asyncio.run(main())
+        shown = transcript(app)
+        assert any(phrase in shown for phrase in ((says,) if isinstance(says, str) else says))

@@ -234,6 +234,8 @@ class ShellConnection:
             await self._read_loop()
         except (OSError, ConnectionError) as err:
             self._fail(f"connection lost: {err}")
+        except Exception as err:  # whatever it is, the screen stays and says it
+            self._fail(f"the connection ended on an error: {type(err).__name__}: {err}")
         finally:
             await self.close()
 
