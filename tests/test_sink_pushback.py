@@ -18,9 +18,11 @@ import pytest
 import trio
 
 from smtpbench.faults import FaultPlan, parse_fault_table
+from smtpbench.metrics.results import read_results
+from smtpbench.protocol.steps import Step
 from smtpbench.pushback import EXTENSIONS, Pushback, RateLimit
 from smtpbench.servers.sink import Sink, SinkConfig, serve_sink
-from tests.commands import read_until, start_smtpbench
+from tests.commands import read_until, smtpbench, start_smtpbench
 from tests.esmtp import make_certs
 
 TIMEOUT = 30  # only against hangs
@@ -288,3 +290,19 @@ def test_the_sink_command_takes_the_scenario_form_and_reports_what_it_deferred()
     assert process.returncode == 0, err
     assert "1 messages accepted" in out
     assert "1 pushed back (greylist 1)" in out
+
+
+def test_a_run_from_two_addresses_meets_the_scenarios_message_rate(tmp_path: Path) -> None:
+    """The [sink] table reaches the embedded sink; the engine connects from a pool."""
+    scenario = tmp_path / "pushback.toml"
+    scenario.write_text(
+        'name = "pushback"\n[target]\nsource = "127.0.0.2-127.0.0.3"\n'
+        '[load]\nrate = "50/s"\nsessions = 20\n[sink]\nclient_message_rate = "5/min"\n'
+    )
+    out = tmp_path / "results"
+    run = smtpbench("run", str(scenario), "--workers", "1", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    [folder] = list(out.iterdir())
+    # One session in turn from each address, one message each: 5 taken from each.
+    assert read_results(folder).reply_codes(Step.MAIL) == {250: 10, 450: 10}
+    assert "450 4.7.1 Error: too much mail from 127.0.0.2" in run.stdout

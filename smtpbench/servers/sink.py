@@ -229,6 +229,7 @@ class Sink:
         )
         self.maildir_writes = trio.CapacityLimiter(1)  # one at a time: unique file names
         self.enhanced_codes = pushback.has("ENHANCEDSTATUSCODES")
+        self.extensions_off = pushback.no_extension
         self.shutting_down = False  # set once shutdown_after connections have come
         self.max_connections = connection_limit(config.max_connections)
         self._queue_ids = itertools.count(1)

@@ -183,7 +183,8 @@ class Session:
         self.cut_data = False  # a "DATA end" disconnect was drawn for this message
         self.errors = 0
         self.failures = 0  # error replies (4xx, 5xx) sent: what the tarpit counts
-        self.client = _peer_address(stream)
+        # The client's address, what per-client limits count by (only asked for by them).
+        self.client = "" if sink.pushback is None else _peer_address(stream)
         self.throttle = None if pushback.throttle is None else LinkThrottle(pushback.throttle)
 
     # -- the loop ---------------------------------------------------------------
@@ -679,7 +680,7 @@ class Session:
 
     def _unsupported(self, params: Mapping[str, str | None]) -> Answer | None:
         """555 for a parameter of an extension switched off (RFC 5321 section 4.2.3)."""
-        off = self.sink.config.pushback.no_extension
+        off = self.sink.extensions_off
         if not off:
             return None
         for name in params:
