@@ -92,12 +92,15 @@ def _capacity(port: int, out: Path, *flags: str) -> tuple[subprocess.CompletedPr
 
 
 @pytest.mark.parametrize("sink_port", [("--capacity", "150/s")], indirect=True)
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_server_slower_than_the_tool_is_found_within_one_step(
-    sink_port: int, tmp_path: Path
+    sink_port: int, workers: str, tmp_path: Path
 ) -> None:
     done, found = _capacity(
         sink_port,
         tmp_path,
+        "--workers",
+        workers,
         "--from",
         "60/s",
         "--step",

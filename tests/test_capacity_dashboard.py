@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from smtpbench.capacity.dashboard import ProcessEngine, start_driver
+from smtpbench.capacity.dashboard import start_driver
 from smtpbench.capacity.driver import Plan, Progress
 from smtpbench.capacity.headless import complete
+from smtpbench.capacity.processes import ProcessEngine
 from smtpbench.capacity.search import Ramp, Search
 from smtpbench.engine.embedded import EmbeddedSink
 from smtpbench.engine.process import EngineJob, EngineProcess

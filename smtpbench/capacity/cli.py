@@ -111,6 +111,14 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
         help="go on when no session can connect (otherwise the search stops, exit code 4)",
     )
     parser.add_argument(
+        "--workers",
+        metavar="N",
+        type=int,
+        default=1,
+        help="engine processes sharing the load (default 1: headless, the engine runs in "
+        "this process); more when one engine process is the limit and cores are free",
+    )
+    parser.add_argument(
         "--ignore-limits",
         action="store_true",
         help="run even when the load asks more of this machine than it has",
@@ -186,6 +194,7 @@ def run_capacity(args: argparse.Namespace) -> int:
     from smtpbench.capacity.headless import CapacityOptions, run_capacity_headless
     from smtpbench.cli import _error, _with_tls, check_limits, parse_host_port
     from smtpbench.engine.session import SessionSetupError, preflight
+    from smtpbench.engine.shares import worker_count
     from smtpbench.files import OutputError, check_output_folder
     from smtpbench.scenario import ScenarioError, load_scenario, with_overrides
 
@@ -228,7 +237,12 @@ def run_capacity(args: argparse.Namespace) -> int:
         preflight(scenario)
     except (ValueError, SessionSetupError) as err:
         return _error(f"{scenario.source}: {err}" if scenario.source else str(err))
-    refused = check_limits(scenario, 1, args.ignore_limits)
+    if args.workers < 1:
+        return _error(f"--workers: must be at least 1, got {args.workers}")
+    workers = worker_count(scenario.load, args.workers)
+    if slow and workers > 1:
+        return _error("--test-slow-engine: only with one worker (the engine in this process)")
+    refused = check_limits(scenario, workers, args.ignore_limits)
     if refused is not None:
         return _error(refused)
     try:
@@ -241,6 +255,7 @@ def run_capacity(args: argparse.Namespace) -> int:
         results_base=args.out,
         progress_interval=max(0.1, interval),
         keep_going=args.keep_going,
+        workers=workers,
         slow_engine=slow,
     )
     if args.tui or (sys.stdout.isatty() and not args.headless):

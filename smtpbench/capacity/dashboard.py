@@ -14,70 +14,20 @@ import trio
 from rich.console import Console
 
 from smtpbench import exitcodes
-from smtpbench.capacity.driver import ProcessCpu, Progress, drive
+from smtpbench.capacity.driver import Progress, drive
 from smtpbench.capacity.headless import CapacityOptions, complete, print_capacity
+from smtpbench.capacity.processes import ProcessEngine
 from smtpbench.capacity.search import Search
 from smtpbench.engine.embedded import EmbeddedSink, EmbeddedSinkError
+from smtpbench.engine.group import EngineGroup
 from smtpbench.engine.process import EngineJob, EngineProcess
 from smtpbench.engine.transport import TargetError
 from smtpbench.headless import run_info
-from smtpbench.metrics.snapshot import RunState, Snapshot
+from smtpbench.metrics.snapshot import RunState
 from smtpbench.scenario import MessageFactory, scenario_to_toml
 from smtpbench.thresholds import NO_THRESHOLDS
 from smtpbench.tui.capacity import CapacityDashboard
 from smtpbench.tui.launch import HangUp, ResultsWriter, resolve_now, yield_cpu
-
-_ENDING = (RunState.DRAINING, RunState.DONE, RunState.INTERRUPTED)
-
-
-class ProcessEngine:
-    """The driver's handle on an engine process: control words, its snapshots, its CPU
-    time from /proc. The run's clock is the latest snapshot's (four a second)."""
-
-    def __init__(self, engine: EngineProcess, base_rate: float) -> None:
-        self.engine = engine
-        self.base_rate = base_rate
-        self.factor = 1.0
-        self.held = False
-        self._stopped = False
-        self.cpu = ProcessCpu(lambda: [engine.pid] if engine.pid is not None else [])
-
-    def elapsed(self) -> float | None:
-        snapshot = self.engine.snapshot()
-        return None if snapshot is None else snapshot.elapsed
-
-    def snapshot(self) -> Snapshot | None:
-        return self.engine.snapshot()
-
-    def set_rate(self, rate: float) -> None:
-        factor = rate / self.base_rate
-        if factor != self.factor:
-            self.engine.scale_rate(factor / self.factor)
-            self.factor = factor
-        if self.held:
-            self.engine.resume()
-            self.held = False
-
-    def hold(self) -> None:
-        self.engine.pause()
-        self.held = True
-
-    def cpu_seconds(self) -> float | None:
-        return self.cpu.seconds()
-
-    def cpu_waited(self) -> float | None:
-        return self.cpu.waited()
-
-    def stop(self) -> None:
-        self._stopped = True
-        self.engine.stop()
-
-    @property
-    def stop_requested(self) -> bool:
-        if self._stopped or self.engine.final is not None or self.engine.error:
-            return True
-        snapshot = self.engine.snapshot()
-        return snapshot is not None and snapshot.state in _ENDING
 
 
 def start_driver(handle: ProcessEngine, progress: Progress) -> threading.Thread:
@@ -111,7 +61,10 @@ def run_capacity_dashboard(options: CapacityOptions) -> int:
     job = EngineJob(
         scenario_to_toml(resolved), address, seed, info, password=resolved.auth.password
     )
-    engine = EngineProcess(job)
+    workers = options.workers
+    engine: EngineProcess | EngineGroup = (
+        EngineGroup(job, workers) if workers > 1 else EngineProcess(job)
+    )
     progress = Progress(options.plan, Search(options.plan.ramp))
     handle = ProcessEngine(engine, resolved.load.rate)
     app = CapacityDashboard(engine, keep_going=options.keep_going, status=progress.status)

@@ -17,23 +17,34 @@ from rich.markup import escape
 
 from smtpbench import exitcodes
 from smtpbench.capacity.driver import OWN, Plan, Progress, drive, own_cpu_seconds
+from smtpbench.capacity.processes import ProcessEngine
 from smtpbench.capacity.report import Conclusion, conclude, steps_table, write_capacity
 from smtpbench.capacity.search import Search
 from smtpbench.capacity.verdict import StepResult
 from smtpbench.engine.control import RunControl
 from smtpbench.engine.embedded import EmbeddedSinkError
+from smtpbench.engine.group import EngineGroup
+from smtpbench.engine.process import EngineJob
 from smtpbench.engine.runner import LoadRun, SessionMaker, planned_sessions
 from smtpbench.engine.session import SessionSettings
 from smtpbench.engine.transport import TargetError
 from smtpbench.files import OutputError
-from smtpbench.headless import _watch_signals, open_target, run_info, watch_target
+from smtpbench.headless import (
+    WORKERS_POLL,
+    EngineFailedError,
+    GroupSteering,
+    _watch_signals,
+    open_target,
+    run_info,
+    watch_target,
+)
 from smtpbench.metrics.events import SessionEvents
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import RunState, Snapshot
 from smtpbench.outcome import RunOutcome, finish_run
 from smtpbench.report.live import live_line
 from smtpbench.report.output import print_whole
-from smtpbench.scenario import MessageFactory, Scenario
+from smtpbench.scenario import MessageFactory, Scenario, scenario_to_toml
 from smtpbench.thresholds import NO_THRESHOLDS
 from smtpbench.units import format_duration
 
@@ -48,6 +59,7 @@ class CapacityOptions:
     results_base: Path = Path("results")
     progress_interval: float = 2.0
     keep_going: bool = False
+    workers: int = 1  # engine processes; 1 runs the engine in this process (headless)
     # For tests only: CPU seconds the engine spends on every session it starts, to make
     # this machine, not the server, the limit.
     slow_engine: float = 0.0
@@ -175,23 +187,75 @@ async def search_capacity(
             highlight=False,
         )
 
-        def said(text: str) -> None:
-            console.print(escape(text), highlight=False)
-
-        def step_done(step: StepResult) -> None:
-            console.print(step_line(step), highlight=False, soft_wrap=True)
-
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, control, console)
             if not options.keep_going:
                 nursery.start_soon(watch_target, run.snapshot, control, console)
             nursery.start_soon(_live_lines, engine, progress, options.progress_interval, console)
-            nursery.start_soon(drive, engine, progress, said, step_done)
+            nursery.start_soon(drive, engine, progress, _said(console), _step_done(console))
             final = await run.run()
             nursery.cancel_scope.cancel()
     if control.interrupted:
         progress.stopped = True
     return progress, final, resolved
+
+
+async def search_with_workers(
+    options: CapacityOptions, console: Console
+) -> tuple[Progress, Snapshot, Scenario]:
+    """The search with the engine in ``options.workers`` processes, steered from here."""
+    scenario = options.scenario
+    async with open_target(scenario) as (address, label):
+        seed = MessageFactory(scenario).seed
+        resolved = dataclasses.replace(scenario, seed=seed)
+        info = run_info(resolved, label, seed)
+        job = EngineJob(
+            scenario_to_toml(resolved), address, seed, info, password=resolved.auth.password
+        )
+        group = EngineGroup(job, options.workers)
+        steering = GroupSteering(group)
+        engine = ProcessEngine(group, resolved.load.rate)
+        progress = Progress(options.plan, Search(options.plan.ramp))
+        console.print(
+            f"[bold]smtpbench capacity[/] {escape(scenario.name)} against {escape(label)}, "
+            f"{options.workers} worker processes: {escape(_plan_line(options.plan))}",
+            highlight=False,
+        )
+        group.start()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_signals, steering, console)
+                if not options.keep_going:
+                    nursery.start_soon(watch_target, group.snapshot, steering, console)
+                nursery.start_soon(drive, engine, progress, _said(console), _step_done(console))
+                while not group.done:
+                    await trio.sleep(WORKERS_POLL)
+                nursery.cancel_scope.cancel()
+        finally:
+            if not group.done:
+                group.abort()
+            await trio.to_thread.run_sync(group.close)
+    if group.final is None:
+        raise EngineFailedError(group.error or "the engine processes did not finish")
+    if group.error:
+        console.print(f"[red]{escape(group.error)}; the results hold what ran[/]")
+    if steering.stop_requested and not engine.stopped_by_search:
+        progress.stopped = True
+    return progress, group.final, resolved
+
+
+def _said(console: Console) -> Callable[[str], None]:
+    def said(text: str) -> None:
+        console.print(escape(text), highlight=False)
+
+    return said
+
+
+def _step_done(console: Console) -> Callable[[StepResult], None]:
+    def step_done(step: StepResult) -> None:
+        console.print(step_line(step), highlight=False, soft_wrap=True)
+
+    return step_done
 
 
 def _plan_line(plan: Plan) -> str:
@@ -265,11 +329,15 @@ def print_capacity(console: Console, outcome: CapacityOutcome) -> None:
 
 def run_capacity_headless(options: CapacityOptions, console: Console | None = None) -> int:
     console = console or Console()
+    search = search_with_workers if options.workers > 1 else search_capacity
     try:
-        progress, final, resolved = trio.run(search_capacity, options, console)
+        progress, final, resolved = trio.run(search, options, console)
     except (TargetError, EmbeddedSinkError) as err:
         Console(stderr=True).print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         return exitcodes.TARGET_UNUSABLE
+    except EngineFailedError as err:
+        Console(stderr=True).print(f"[red]error:[/] {escape(str(err))}", highlight=False)
+        return exitcodes.WORKER_LOST
     outcome = finish_search(options, progress, final, resolved)
     print_capacity(console, outcome)
     return outcome.exit_code
