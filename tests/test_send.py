@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import email
 import email.policy
+import subprocess
 from pathlib import Path
 
 import pytest
+import trio
 
 from smtpbench import exitcodes
 from smtpbench.faults import parse_fault_table
@@ -443,3 +445,25 @@ async def test_an_8bit_body_goes_as_it_is_with_8bitmime() -> None:
     assert "déjà".encode() not in plain.data  # encoded for a 7-bit path
     assert "déjà vu".encode() in eightbit.data
     assert b"Content-Transfer-Encoding: 8bit" in eightbit.data
+
+
+async def test_ctrl_c_while_waiting_closes_and_exits_3() -> None:
+    import signal
+    import sys
+
+    faults = parse_fault_table({"delay": {"RCPT": "60s"}})
+    async with sink(faults=faults) as running:
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "smtpbench", "send", *server(running.address[1]),
+             "--to", "a@example.com"],
+            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        with trio.fail_after(30):
+            while running.stats.commands["MAIL"] == 0:  # next, RCPT waits for its reply
+                await trio.sleep(0.05)
+            process.send_signal(signal.SIGINT)
+            code = await process.wait()
+        assert process.stderr is not None
+        said = await process.stderr.receive_some(65536)
+    assert code == exitcodes.INTERRUPTED
+    assert b"interrupted" in said and b"Traceback" not in said
