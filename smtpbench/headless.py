@@ -34,7 +34,7 @@ from smtpbench.engine.replay import ReplayJob
 from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.session_records import partial_log_path, records_to
 from smtpbench.engine.shares import worker_count
-from smtpbench.engine.sources import check_sources
+from smtpbench.engine.targets import check_connections
 from smtpbench.engine.transport import Address, TargetError, resolve
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.sessions import SessionLog
@@ -128,11 +128,11 @@ async def open_target(scenario: Scenario) -> AsyncIterator[tuple[Address, str]]:
     if scenario.target.host is None:
         async with embedded_sink(scenario.sink.to_argv()) as (host, port):
             address = await resolve(host, port)
-            check_sources(scenario.target.source, address.family)
+            check_connections(scenario.target, address)
             yield address, f"embedded sink {address}"
     else:
         address = await resolve(scenario.target.host, scenario.target.port)
-        check_sources(scenario.target.source, address.family)
+        check_connections(scenario.target, address)
         yield address, str(address)
 
 

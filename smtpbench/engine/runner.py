@@ -103,7 +103,12 @@ def planned_sessions(settings: SessionSettings, factory: MessageFactory) -> Sess
     def make(
         plan: Any, intended: float, events: SessionEvents, clock: Callable[[], float]
     ) -> Machine:
-        return Session(settings, events, PlannedConversation(factory, plan), intended, clock)
+        domain = None
+        if settings.targets is not None and plan.messages and plan.messages[0].recipients:
+            domain = plan.messages[0].recipients[0].rpartition("@")[2]
+        return Session(
+            settings, events, PlannedConversation(factory, plan), intended, clock, domain
+        )
 
     return make
 

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from smtpbench.engine.reactor import CONNECT, READ, Link, Request, SessionCancelled, StepTimeout
 from smtpbench.engine.sources import SourceAddress, source_sockaddr
+from smtpbench.engine.targets import Targets, resolve_targets
 from smtpbench.engine.tls import SessionSetupError, client_context, failure_detail, server_name
 from smtpbench.engine.tls_channel import TlsChannel
 from smtpbench.engine.transport import Address, classify
@@ -119,6 +120,8 @@ class SessionSettings:
     auth_secret: str = field(default="", repr=False)
     transit: TransitSends | None = None  # run --through: accepted messages noted for matching
     sources: tuple[SourceAddress, ...] = ()  # local addresses, one per session in turn
+    targets: Targets | None = None  # target.hosts: several servers, one per session
+    target_names: tuple[str | None, ...] = ()  # the TLS server name of each of them
 
     @classmethod
     def from_scenario(
@@ -128,6 +131,10 @@ class SessionSettings:
         session = scenario.session
         tls = scenario.tls
         context = client_context(tls) if tls.enabled else None
+        try:
+            targets = resolve_targets(scenario.target, address)
+        except OSError as err:
+            raise SessionSetupError(str(err)) from None
         username = secret = ""
         if scenario.auth.enabled:
             try:
@@ -155,6 +162,11 @@ class SessionSettings:
             auth_username=username,
             auth_secret=secret,
             sources=tuple(source_sockaddr(a) for a in scenario.target.source),
+            targets=targets,
+            target_names=tuple(
+                server_name(tls, a.host) if tls.enabled else None
+                for a in (targets.addresses if targets is not None else ())
+            ),
         )
 
 
@@ -202,6 +214,7 @@ class Session:
         "messages_ended",
         "metrics",
         "now",
+        "server_hostname",
         "settings",
         "source",
         "start",
@@ -219,9 +232,17 @@ class Session:
         conversation: Conversation,
         intended: float,
         clock: Callable[[], float],
+        domain: str | None = None,
     ) -> None:
+        """``domain``: the first recipient's, for ``target.choose = "recipient-domain"``."""
         self.settings = settings
         self.address = settings.address
+        self.server_hostname = settings.server_hostname
+        targets = settings.targets
+        if targets is not None:
+            chosen = targets.pick(conversation.number, domain)
+            self.address = targets.addresses[chosen]
+            self.server_hostname = settings.target_names[chosen]
         sources = settings.sources
         self.source = sources[conversation.number % len(sources)] if sources else None
         self.timeouts = settings.timeouts
@@ -305,7 +326,7 @@ class Session:
         assert settings.ssl_context is not None
         began = self.now()
         self.arm(Step.TLS, began)
-        tls = TlsChannel(settings.ssl_context, settings.server_hostname)
+        tls = TlsChannel(settings.ssl_context, self.server_hostname)
         self.tls = tls
         link = self.link
         assert link is not None

@@ -26,6 +26,7 @@ from smtpbench.scenario.model import (
     NO_DSN,
     NO_REPLY_STEPS,
     REQUIRABLE,
+    TARGET_CHOICES,
     Auth,
     Dsn,
     Load,
@@ -33,6 +34,7 @@ from smtpbench.scenario.model import (
     Session,
     Stage,
     Target,
+    TargetHost,
     Tls,
     default_scenario,
 )
@@ -219,8 +221,43 @@ def _target(t: Table) -> Target:
     host = t.get("host", None, _host)
     port = t.get("port", 25, as_int(1, 65535))
     source = t.get("source", (), _sources)
+    hosts = _target_hosts(t) if t.has("hosts") else ()
+    if hosts and (t.has("host") or t.has("port")):
+        raise t.error("hosts", "hosts and host (or port) both name the server: choose one")
+    choose = t.get("choose", "round-robin", one_of(*TARGET_CHOICES))
+    if t.has("choose") and not hosts:
+        raise t.error("choose", "chooses among hosts; give hosts (two servers or more)")
     t.finish()
-    return Target(host=host, port=port, source=source)
+    try:
+        return Target(host=host, port=port, source=source, hosts=hosts, choose=choose)  # type: ignore[arg-type]
+    except ValueError as err:
+        raise t.error("hosts", str(err)) from None
+
+
+def _target_hosts(t: Table) -> tuple[TargetHost, ...]:
+    value = t.raw("hosts")
+    example = '[{ host = "mx1.example", port = 25, weight = 2 }, { host = "mx2.example" }]'
+    if not isinstance(value, list) or not value:
+        raise t.error("hosts", f"expected an array of tables such as {example}")
+    hosts = []
+    for number, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise t.error(f"hosts[{number}]", f"expected a table such as {example}")
+        h = Table(item, f"{t.path}.hosts[{number}]", t.file)
+        values = {
+            "host": require(h, "host", _host, "the server's name or address"),
+            "port": h.get("port", 25, as_int(1, 65535)),
+            "weight": h.get("weight", 1.0, _positive_weight),
+        }
+        h.finish()
+        hosts.append(TargetHost(**values))  # type: ignore[arg-type]
+    return tuple(hosts)
+
+
+def _positive_weight(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"expected a weight above 0, got {value!r}")
+    return float(value)
 
 
 def _sources(value: object) -> tuple[str, ...]:

@@ -73,21 +73,59 @@ DEFAULT_TIMEOUTS: Final[tuple[float, ...]] = tuple(
 )
 
 
+TargetChoice = Literal["round-robin", "weighted", "recipient-domain"]
+TARGET_CHOICES: Final[tuple[TargetChoice, ...]] = ("round-robin", "weighted", "recipient-domain")
+
+
+@dataclass(frozen=True, slots=True)
+class TargetHost:
+    """One server of several, and its share of the sessions when chosen by weight."""
+
+    host: str
+    port: int = 25
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.host or any(c.isspace() for c in self.host):
+            raise ValueError(f"expected a host name or address, got {self.host!r}")
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"a port lies between 1 and 65535, got {self.port}")
+        if not self.weight > 0 or self.weight == float("inf"):
+            raise ValueError(f"a weight is above 0, got {self.weight!r}")
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where sessions go; ``host=None`` means the embedded sink smtpbench starts itself."""
+    """Where sessions go; ``host=None`` means the embedded sink smtpbench starts itself.
+
+    With ``hosts`` (two or more servers), each session goes to one of them as
+    ``choose`` says; ``host`` and ``port`` are then the first's.
+    """
 
     host: str | None = None
     port: int = 25
     # Local addresses to connect from, one per session in turn (``scenario/sources.py``);
     # empty: the system chooses.
     source: tuple[str, ...] = ()
+    hosts: tuple[TargetHost, ...] = ()
+    choose: TargetChoice = "round-robin"
 
     def __post_init__(self) -> None:
+        if self.hosts:
+            if len(self.hosts) < 2:
+                raise ValueError("hosts lists two servers or more; one is host and port")
+            object.__setattr__(self, "host", self.hosts[0].host)
+            object.__setattr__(self, "port", self.hosts[0].port)
         if self.host is not None and (not self.host or any(c.isspace() for c in self.host)):
             raise ValueError(f"expected a host name or address, got {self.host!r}")
         if not 1 <= self.port <= 65535:
             raise ValueError(f"a port lies between 1 and 65535, got {self.port}")
+        if self.choose not in TARGET_CHOICES:
+            raise ValueError(f"choose is one of {', '.join(TARGET_CHOICES)}, got {self.choose!r}")
 
     @property
     def is_sink(self) -> bool:
@@ -96,6 +134,8 @@ class Target:
     def __str__(self) -> str:
         if self.host is None:
             return "embedded sink"
+        if self.hosts:
+            return f"{', '.join(str(h) for h in self.hosts)} ({self.choose})"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 

@@ -27,11 +27,19 @@ def scenario_to_toml(scenario: Scenario) -> str:
     lines = ["# The resolved scenario: every value explicit, defaults included."]
     lines += _pairs(_top(scenario))
     lines += ["", "[target]"]
-    if scenario.target.host is None:
+    target = scenario.target
+    if target.hosts:
+        hosts: list[TomlValue] = [
+            {"host": h.host, "port": h.port, "weight": h.weight} for h in target.hosts
+        ]
+        lines.append(_pair("hosts", hosts))
+        lines.append(_pair("choose", target.choose))
+    elif target.host is None:
         lines.append("# no host: the embedded sink")
+        lines.append(_pair("port", target.port))
     else:
-        lines.append(_pair("host", scenario.target.host))
-    lines.append(_pair("port", scenario.target.port))
+        lines.append(_pair("host", target.host))
+        lines.append(_pair("port", target.port))
     if scenario.target.source:
         lines.append(_pair("source", ", ".join(scenario.target.source)))
     lines += ["", "[load]", *_load(scenario.load)]

@@ -19,7 +19,7 @@ from smtpbench.engine.embedded import EmbeddedSink, EmbeddedSinkError
 from smtpbench.engine.group import EngineGroup
 from smtpbench.engine.process import EngineJob, EngineProcess
 from smtpbench.engine.session_records import partial_log_path
-from smtpbench.engine.sources import check_sources
+from smtpbench.engine.targets import check_connections
 from smtpbench.engine.transport import Address, TargetError
 from smtpbench.files import OutputError
 from smtpbench.headless import RunOptions, run_info
@@ -147,7 +147,7 @@ def run_dashboard(options: RunOptions) -> int:
         else:
             address = resolve_now(scenario.target.host, scenario.target.port)
             label = str(address)
-        check_sources(scenario.target.source, address.family)
+        check_connections(scenario.target, address)
     except (TargetError, EmbeddedSinkError) as err:
         if sink is not None:
             sink.stop()
