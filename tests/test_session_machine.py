@@ -21,7 +21,7 @@ import pytest
 
 from smtpbench.engine.conversation import PlannedConversation
 from smtpbench.engine.reactor import CONNECT, READ, SessionCancelled, StepTimeout
-from smtpbench.engine.session import Session, SessionSettings
+from smtpbench.engine.session import Conversation, Session, SessionSettings
 from smtpbench.engine.transport import Address
 from smtpbench.headless import run_info
 from smtpbench.metrics.kinds import ErrorClass
@@ -97,7 +97,9 @@ class ServerTls:
 
 class Wire:
     """The session's link as the test holds it: what it wrote; ``slow`` writes (at least
-    that many bytes) are taken by the kernel ``lag`` seconds later, as a full buffer is."""
+    that many bytes) are taken by the kernel ``lag`` seconds later, as a full buffer is,
+    and ``written_at`` says so from the session's next read on (as the reactor sets it
+    when it finishes the write, while the session waits)."""
 
     def __init__(self, clock: Clock, slow: int | None = None, lag: float = 0.0) -> None:
         self.sent = bytearray()
@@ -106,13 +108,19 @@ class Wire:
         self.clock = clock
         self.slow = slow
         self.lag = lag
+        self.taken_at: float | None = None  # when the kernel takes the last slow write
 
     def write(self, data: bytes) -> bool:
         self.sent += data
         if self.slow is not None and len(data) >= self.slow:
-            self.written_at = self.clock.now + self.lag
+            self.taken_at = self.clock.now + self.lag
             return False
         return True
+
+    def flushed(self) -> None:
+        """The session waits: the reactor finishes what the kernel had not taken."""
+        if self.taken_at is not None:
+            self.written_at, self.taken_at = self.taken_at, None
 
 
 def answers(**replies: Reply | list[Reply]) -> Answer:
@@ -186,11 +194,13 @@ def converse(
     late: float = 0.0,
     adjust: Callable[[SessionSettings], SessionSettings] | None = None,
     tls: ssl.SSLContext | None = None,
+    conversation: Conversation | None = None,
 ) -> Outcome:
     """Runs session ``number`` of ``scenario`` (TOML added to a one-session base) to its
     end, started ``late`` seconds after its intended start, with settings changed by
     ``adjust``. ``throw_at`` = (n, exception): thrown into the session at its n-th read
-    instead. ``tls``: the server's context, for STARTTLS or implicit TLS."""
+    instead. ``tls``: the server's context, for STARTTLS or implicit TLS. ``conversation``:
+    what the session says instead of the scenario's plan."""
     parsed = parse_scenario(f'name = "machine"\nseed = 1\n{scenario}')
     clock = Clock()
     settings = SessionSettings.from_scenario(parsed, ADDRESS, environ={"SECRET": "s3cret"})
@@ -200,7 +210,8 @@ def converse(
     recorder = Recorder(run_info(parsed, "test", 1))
     log = SessionLog(tmp_path / "sessions.ndjson")
     record = SessionRecord(recorder, log, number, 0.0)
-    conversation = PlannedConversation(factory, factory.plan_session(number))
+    if conversation is None:
+        conversation = PlannedConversation(factory, factory.plan_session(number))
     session = Session(settings, record, conversation, clock.now - late, clock)
     implicit = settings.tls_mode == "implicit"
     server = ServerConnection(tls=implicit)
@@ -253,6 +264,7 @@ def converse(
             assert request is READ, request
             deadlines.append(session.deadline)
             reads += 1
+            link.flushed()
             clock.now += THINK
             # What the server says to what was written before this read, in one read
             # (end of file once the server hung up).

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from smtpbench.engine.reactor import StepTimeout
-from smtpbench.engine.session import SessionSettings, SessionSetupError, preflight
+from smtpbench.engine.reactor import SessionCancelled, StepTimeout
+from smtpbench.engine.session import Session, SessionSettings, SessionSetupError, Talk, preflight
 from smtpbench.metrics.kinds import ErrorClass
-from smtpbench.protocol.server import CommandReceived, ServerConnection
+from smtpbench.protocol.server import CommandReceived, MessageReceived, ServerConnection
 from smtpbench.protocol.steps import Step
 from smtpbench.scenario import parse_scenario
 from smtpbench.transit.sends import TransitSends
@@ -430,3 +430,197 @@ def test_a_reset_just_after_the_handshake_is_a_tls_error_and_later_is_not(
         throw_at=(read, error),
     )
     assert later.record["error"] == "connection reset"
+
+
+# -- more of what a session counts and tells ------------------------------------------
+
+
+def test_sessions_take_the_local_addresses_in_turn(tmp_path: Path) -> None:
+    pool = '[target]\nsource = ["127.0.0.2", "127.0.0.3"]\n'
+    settings = SessionSettings.from_scenario(parse_scenario('name = "x"\n' + pool), ADDRESS)
+    assert settings.sources == (("127.0.0.2", 0), ("127.0.0.3", 0))
+    # Session N connects from address N modulo the pool's size.
+    assert converse(tmp_path, pool, number=2).session.source == ("127.0.0.2", 0)
+    third = converse(tmp_path, pool, number=3).session
+    assert third.source == ("127.0.0.3", 0) and third.address == ADDRESS
+    assert converse(tmp_path, "").session.source is None
+
+
+def test_tls_names_the_target_host_when_no_sni_is_given() -> None:
+    scenario = parse_scenario('name = "x"\n[tls]\nmode = "starttls"\nverify = false\n')
+    settings = SessionSettings.from_scenario(scenario, ADDRESS, environ={})
+    assert settings.server_hostname == "127.0.0.1"
+
+
+def test_a_session_cut_at_the_end_says_so(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, "", throw_at=(3, SessionCancelled()))
+    assert outcome.record["detail"] == "cut off at the end of the run"
+    assert outcome.record["error_step"] == "MAIL"
+
+
+def test_a_pipelined_session_shows_each_command_and_quits_after_a_refusal(
+    tmp_path: Path,
+) -> None:
+    outcome = converse(
+        tmp_path,
+        "[session]\nmessages = 2\npipelining = true\n",
+        answers(MAIL=[(250, "ok", None), (451, "later", "4.3.0")]),
+    )
+    assert outcome.labels()[-1] == "QUIT" and outcome.codes("QUIT") == [221]
+    sent = [line.sent for line in outcome.snapshot().failures[-1].transcript]
+    assert sent[2:5] == [
+        "MAIL FROM:<sender0@smtpbench.test> SIZE=2048",
+        "RCPT TO:<user0@smtpbench.test>",
+        "DATA",
+    ]
+    assert sent[-1] == "QUIT" and sent[-5].startswith("(message content, ")
+    assert outcome.record["messages_accepted"] == 1 and outcome.record["messages_rejected"] == 1
+
+
+def test_a_reply_already_read_is_taken_without_waiting_for_another_read(
+    tmp_path: Path,
+) -> None:
+    plain = answers()
+
+    def early_421(event: Any, server: ServerConnection) -> bytes | None:
+        said = plain(event, server)
+        if isinstance(event, CommandReceived) and event.step is Step.MAIL:
+            return (said or b"") + b"421 4.3.2 closing now\r\n"  # before RCPT is even sent
+        return said
+
+    outcome = converse(tmp_path, "", early_421)
+    # RCPT's reply was there when RCPT went out: no read, no time.
+    assert outcome.steps()[-1] == ("RCPT", 0.0, 421)
+    assert len(outcome.deadlines) == 3  # banner, EHLO, MAIL
+
+
+def test_a_message_begun_and_never_ended_is_aborted(tmp_path: Path) -> None:
+    outcome = converse(
+        tmp_path,
+        "[session]\nmessages = 2\n",
+        answers(DATA_END=[(250, "ok", None), (0, "", None)]),
+    )
+    record = outcome.record
+    assert record["messages_accepted"] == 1 and record["messages_aborted"] == 1
+    assert record["detail"] == "server closed the connection awaiting DATA end"
+
+
+def test_every_accepted_message_is_noted_in_turn_for_transit(tmp_path: Path) -> None:
+    sends = _transit(tmp_path / "sent.txt")
+    outcome = converse(
+        tmp_path,
+        "[session]\nmessages = 3\n",
+        adjust=lambda s: dataclasses.replace(s, transit=sends),
+    )
+    sends.close()
+    lines = (tmp_path / "sent.txt").read_text().splitlines()
+    assert [line.split()[:2] for line in lines] == [["0", "0"], ["0", "1"], ["0", "2"]]
+    assert outcome.record["messages_aborted"] == 0
+
+
+def test_nothing_is_kept_for_transit_of_a_refused_message(tmp_path: Path) -> None:
+    sends = _transit(tmp_path / "sent.txt")
+    converse(
+        tmp_path,
+        "[session]\nmessages = 2\n",
+        answers(MAIL=[(451, "later", None), (250, "ok", None)], DATA_END=(554, "no", None)),
+        adjust=lambda s: dataclasses.replace(s, transit=sends),
+    )
+    sends.close()
+    assert (tmp_path / "sent.txt").read_text() == ""
+    assert sends._pending == {}  # each message's fingerprint let go once it was refused
+
+
+def test_the_limit_told_is_the_soft_one(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = min(soft, hard) - 1
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+    try:
+        outcome = converse(tmp_path, "", throw_at=(1, OSError(errno.EMFILE, "Too many")))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert f"(limit {lowered})" in outcome.record["detail"]
+
+
+def test_enhanced_status_codes_are_counted_by_step(tmp_path: Path) -> None:
+    outcome = converse(
+        tmp_path, "[session]\nrecipients = 2\n", answers(RCPT=(550, "no such user", "5.1.1"))
+    )
+    assert outcome.snapshot().enhanced_codes(Step.RCPT) == {"5.1.1": 2}
+
+
+def test_a_reset_during_the_handshake_is_a_tls_error(tmp_path: Path, certs: Certs) -> None:
+    outcome = converse(
+        tmp_path,
+        tls_scenario(certs, "implicit"),
+        tls=server_context(certs),
+        throw_at=(1, ConnectionResetError(104, "reset by peer")),
+    )
+    assert (outcome.record["error"], outcome.record["error_step"]) == (
+        "TLS error",
+        "TLS handshake",
+    )
+
+
+def test_a_close_notify_the_kernel_refuses_is_let_go(tmp_path: Path, certs: Certs) -> None:
+    # Reset at the read awaiting EHLO's reply; the close_notify written then fails.
+    class Broken(Wire):
+        def write(self, data: bytes) -> bool:
+            if self.clock.now >= 1000 + 4 * THINK:
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(data)
+
+    outcome = converse(
+        tmp_path,
+        tls_scenario(certs, "implicit"),
+        tls=server_context(certs),
+        wire=Broken,
+        throw_at=(3, ConnectionResetError(104, "reset by peer")),
+    )
+    assert outcome.record["error"] == "connection reset"
+
+
+class Saying:
+    """A conversation of the test's own: the banner, then each line as a NOOP would be."""
+
+    number = 0
+
+    def __init__(self, *lines: bytes) -> None:
+        self.lines = lines
+
+    def talk(self, s: Session) -> Talk:
+        ready = yield from s.open()
+        yield from s.banner(ready)
+        for line in self.lines:
+            yield from s.exchange(Step.NOOP, s.conn.send_raw(Step.NOOP, line))
+
+
+def test_lines_in_a_transcript_are_shown_as_text_whatever_their_bytes(tmp_path: Path) -> None:
+    outcome = converse(
+        tmp_path,
+        "",
+        answers(NOOP=(502, "no", "5.5.1")),
+        conversation=Saying(b"NOOP \xff\r\n", b"NOOP X\r\n"),
+    )
+    shown = [line.sent for line in outcome.snapshot().failures[-1].transcript]
+    assert shown == ["(connect)", "NOOP \ufffd", "NOOP X"]
+
+
+def test_lmtp_shows_each_recipients_reply_to_the_message(tmp_path: Path) -> None:
+    plain = answers()
+
+    def per_recipient(event: Any, server: ServerConnection) -> bytes | None:
+        said = plain(event, server)
+        if isinstance(event, MessageReceived):  # one reply per accepted recipient
+            return (said or b"") + b"452 4.2.2 mailbox full\r\n"
+        return said
+
+    outcome = converse(
+        tmp_path,
+        '[session]\ngreeting = "LHLO"\nrecipients = 2\npipelining = true\n',
+        per_recipient,
+    )
+    assert outcome.codes("DATA end") == [250, 452]
+    transcript = outcome.snapshot().failures[-1].transcript
+    same = [line for line in transcript if line.reply == "452 4.2.2 mailbox full"]
+    assert [line.sent for line in same] == ["(the same message, for the next recipient)"]
