@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import selectors
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Generator
@@ -290,12 +291,13 @@ async def test_a_reset_while_a_session_sleeps_is_an_end_of_file_when_it_reads() 
         link.write(b"HELO x\r\n")
         yield reactor.now() + 0.1
         m.seen.append((yield READ))
+        m.seen.append(link.inbox)  # told once
 
     async with trio.open_nursery() as nursery:
         machine = Machine(await serving(nursery, server), script)
         await drive([machine])
         nursery.cancel_scope.cancel()
-    assert machine.seen == [b""]
+    assert machine.seen == [b"", []]
 
 
 async def test_a_refused_connection_is_thrown_into_the_session() -> None:
@@ -363,3 +365,153 @@ async def test_sessions_still_running_at_the_cut_are_cancelled_where_they_wait()
         nursery.cancel_scope.cancel()
     assert [m.seen for m in machines] == [["cancelled"], ["cancelled"]]
     assert feeder.ended == 2 and feeder.cuts >= 1
+
+
+def test_requests_are_named_as_written() -> None:
+    assert (repr(CONNECT), repr(READ)) == ("CONNECT", "READ")
+
+
+async def test_a_connection_the_server_takes_later_resumes_the_session() -> None:
+    # A listener with a full queue drops new SYNs: the connect is still under way when
+    # connect() returns, and completes when the client sends its SYN again (after about
+    # a second) once the queue has room.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((LOOPBACK, 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection((LOOPBACK, port))
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        m.seen.append(isinstance(link, Link))
+        link.write(b"hello\r\n")
+        m.seen.append((yield READ))
+
+    async def server() -> None:
+        await trio.sleep(0.2)  # the session's connect is waiting by now
+        first, _ = listener.accept()
+        first.close()
+        filler.close()
+        second, _ = await trio.to_thread.run_sync(listener.accept)
+        with second:
+            got = b""
+            while not got.endswith(b"\r\n"):
+                got += await trio.to_thread.run_sync(second.recv, 100)
+            second.sendall(b"250 " + got)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server)
+            machine = Machine(port, script)
+            feeder = await drive([machine])
+    finally:
+        listener.close()
+        filler.close()
+    assert machine.seen == [True, b"250 hello\r\n"] and feeder.ended == 1
+
+
+async def test_once_a_write_is_done_the_socket_is_watched_for_reading_only() -> None:
+    big = b"x" * (8 << 20)
+
+    async def server(stream: trio.SocketStream) -> None:
+        await read_until(stream, b"\r\n")
+        await stream.send_all(b"250 ok\r\n")
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        reactor = m.reactor
+        assert reactor is not None
+        m.seen.append(link.write(big + b"\r\n"))
+        m.seen.append(watched(reactor, link))  # reading, and writing what waits
+        yield from read_all(b"", b"\r\n")
+        m.seen.append(watched(reactor, link))  # all written: reading only
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        await drive([machine], use_epoll=False)
+        nursery.cancel_scope.cancel()
+    both = selectors.EVENT_READ | selectors.EVENT_WRITE
+    assert machine.seen == [False, both, selectors.EVENT_READ]
+
+
+def watched(reactor: Reactor, link: Link) -> int:
+    """What the selector fallback watches the link's socket for."""
+    return reactor._poller._selector.get_key(link.fd).events  # type: ignore[attr-defined]
+
+
+async def test_end_of_file_while_asleep_stops_watching_the_socket() -> None:
+    async def server(stream: trio.SocketStream) -> None:
+        await stream.aclose()
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        reactor = m.reactor
+        assert reactor is not None
+        yield reactor.now() + 0.1
+        m.seen.append(watched(reactor, link))  # nothing: end of file would repeat forever
+        m.seen.append((yield READ))
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        await drive([machine], use_epoll=False)
+        nursery.cancel_scope.cancel()
+    assert machine.seen == [0, b""]
+
+
+@pytest.mark.parametrize("asleep", [False, True], ids=["reading", "asleep"])
+async def test_a_write_the_peer_breaks_is_told_to_the_session(asleep: bool) -> None:
+    big = b"x" * (32 << 20)  # never all taken before the reset
+
+    async def server(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        _reset(stream)
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        reactor = m.reactor
+        assert reactor is not None
+        m.seen.append(link.write(big))
+        if asleep:
+            yield reactor.now() + 0.2
+        try:
+            m.seen.append((yield READ))
+        except OSError as err:
+            m.seen.append(isinstance(err, ConnectionError))  # reset, or a broken pipe
+        m.seen.append(link.pending)  # what was waiting is dropped
+        m.seen.append(link.inbox)  # and the broken connection told once
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        feeder = await drive([machine])
+        nursery.cancel_scope.cancel()
+    # Waiting to read: the error itself. Asleep: end of file when it reads.
+    assert machine.seen == [False, b"" if asleep else True, b"", []] and feeder.ended == 1
+
+
+async def test_a_reactor_waiting_for_nothing_is_woken_to_start_sessions() -> None:
+    started: list[float] = []
+
+    class Later(Feeder):
+        go = False
+
+        def due_at(self) -> float:
+            return 0.0 if self.go and not self.started else math.inf
+
+    def script(m: Machine) -> Talk:
+        reactor = m.reactor
+        assert reactor is not None
+        started.append(reactor.now())
+        return
+        yield
+
+    feeder = Later([Machine(1, script)])
+    # Sweeps a day apart: nothing but wake() can end the wait.
+    reactor = Reactor(feeder, sweep_interval=86400.0)
+    feeder.reactor = reactor
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reactor.run)
+            await trio.sleep(0.05)
+            feeder.go = True
+            reactor.wake()
+    assert len(started) == 1 and feeder.ended == 1

@@ -395,8 +395,7 @@ class Reactor:
                 link.waiting = None
                 self._advance(link, None, err)
             else:
-                self._stop_reading(link)
-                link.inbox.append(b"")
+                self._broken(link)
             return
         if link.waiting is READ:
             link.waiting = None
@@ -499,7 +498,15 @@ class Reactor:
             link.waiting = None
             self._advance(link, None, err)
         else:
-            link.inbox.append(b"")
+            self._broken(link)
+
+    def _broken(self, link: Link) -> None:
+        """The connection failed while its session was not waiting to read: it is told
+        (end of file) when it reads, and the socket is no longer watched, since epoll
+        reports an error on it every turn."""
+        with contextlib.suppress(KeyError, OSError, ValueError):
+            self._poller.unregister(link.fd)
+        link.inbox.append(b"")
 
     def _next_wake(self, t: float) -> float:
         wake = min(self.feeder.due_at(), self._next_sweep, self.cancel_at)
