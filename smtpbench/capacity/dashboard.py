@@ -15,7 +15,12 @@ from rich.console import Console
 
 from smtpbench import exitcodes
 from smtpbench.capacity.driver import Progress, drive
-from smtpbench.capacity.headless import CapacityOptions, complete, print_capacity
+from smtpbench.capacity.headless import (
+    CapacityOptions,
+    complete,
+    print_capacity,
+    search_info,
+)
 from smtpbench.capacity.processes import ProcessEngine
 from smtpbench.capacity.search import Search
 from smtpbench.engine.embedded import EmbeddedSink, EmbeddedSinkError
@@ -57,7 +62,7 @@ def run_capacity_dashboard(options: CapacityOptions) -> int:
         return exitcodes.TARGET_UNUSABLE
     seed = MessageFactory(scenario).seed
     resolved = dataclasses.replace(scenario, seed=seed, thresholds=NO_THRESHOLDS)
-    info = run_info(resolved, label, seed)
+    info = search_info(run_info(resolved, label, seed), options.plan)
     job = EngineJob(
         scenario_to_toml(resolved), address, seed, info, password=resolved.auth.password
     )

@@ -40,7 +40,7 @@ from smtpbench.headless import (
 )
 from smtpbench.metrics.events import SessionEvents
 from smtpbench.metrics.recorder import Recorder
-from smtpbench.metrics.snapshot import RunState, Snapshot
+from smtpbench.metrics.snapshot import RunInfo, RunState, Snapshot
 from smtpbench.outcome import RunOutcome, finish_run
 from smtpbench.report.live import live_line
 from smtpbench.report.output import print_whole
@@ -173,7 +173,7 @@ async def search_capacity(
     async with open_target(scenario) as (address, label):
         factory = MessageFactory(scenario)
         resolved = dataclasses.replace(scenario, seed=factory.seed)
-        recorder = Recorder(run_info(resolved, label, factory.seed))
+        recorder = Recorder(search_info(run_info(resolved, label, factory.seed), options.plan))
         control = RunControl()
         make = planned_sessions(SessionSettings.from_scenario(resolved, address), factory)
         if options.slow_engine > 0:
@@ -208,7 +208,7 @@ async def search_with_workers(
     async with open_target(scenario) as (address, label):
         seed = MessageFactory(scenario).seed
         resolved = dataclasses.replace(scenario, seed=seed)
-        info = run_info(resolved, label, seed)
+        info = search_info(run_info(resolved, label, seed), options.plan)
         job = EngineJob(
             scenario_to_toml(resolved), address, seed, info, password=resolved.auth.password
         )
@@ -256,6 +256,15 @@ def _step_done(console: Console) -> Callable[[StepResult], None]:
         console.print(step_line(step), highlight=False, soft_wrap=True)
 
     return step_done
+
+
+def search_info(info: RunInfo, plan: Plan) -> RunInfo:
+    """The run's description says it was a capacity search, and which."""
+    ramp = plan.ramp
+    load = f"capacity search: {ramp.start:g}/s to {ramp.top:g}/s in steps of {ramp.step:g}/s"
+    if ramp.refine:
+        load += f", {ramp.refine} bisections"
+    return dataclasses.replace(info, load=f"{load}, each {format_duration(plan.step_duration)}")
 
 
 def _plan_line(plan: Plan) -> str:
