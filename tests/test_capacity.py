@@ -15,7 +15,13 @@ import pytest
 
 from smtpbench.capacity.search import Ramp, Search
 from smtpbench.capacity.verdict import Machine, StepResult, tool_signs
+from smtpbench.capacity.window import between
+from smtpbench.metrics.recorder import Recorder
+from smtpbench.metrics.snapshot import RunInfo
+from smtpbench.protocol.steps import Step
+from smtpbench.report.thresholds import evaluate
 from smtpbench.servers.sink_capacity import ServiceCapacity
+from smtpbench.thresholds import parse_threshold
 from tests.commands import TRACEBACK, read_until, smtpbench, start_smtpbench
 
 
@@ -205,3 +211,26 @@ def test_the_engine_falling_behind_blames_this_machine_and_waiting_for_a_cpu_alo
     # A saturated engine is a sign on its own.
     signs, _ = tool_signs(400, 0.9, 399, 0.001, {}, Machine(0.97, 1000, 5), first)
     assert signs == ("the engine's CPU was saturated (97% of one core)",)
+
+
+def test_a_steady_part_counts_only_what_happened_in_it() -> None:
+    recorder = Recorder(RunInfo("t", "sink", "load", "rate", 10.0, None, 1, "now", "0"))
+    for _ in range(100):  # the first second: fast replies
+        recorder.session_started(0.001)
+        recorder.reply(Step.DATA_END, 250, 0.002)
+    recorder.flush(1.0)
+    before = recorder.snapshot(1.0)
+    for k in range(50):  # the next: slower ones, and a few 451
+        recorder.session_started(0.001)
+        recorder.reply(Step.DATA_END, 451 if k < 5 else 250, 0.2)
+    recorder.flush(2.0)
+    part = between(before, recorder.snapshot(2.0))
+    assert part.elapsed == 1.0 and part.counters.started == 50
+    assert part.latency_count(Step.DATA_END) == 50
+    assert part.histogram(Step.DATA_END).percentile(50) == pytest.approx(0.2, rel=0.01)
+    assert part.reply_codes(Step.DATA_END) == {250: 45, 451: 5}
+    results = evaluate(
+        [parse_threshold("p99(DATA end) < 100ms"), parse_threshold("rate(4xx) < 5%")], part
+    )
+    assert [r.passed for r in results] == [False, False]
+    assert results[1].measured == pytest.approx(0.1)
