@@ -234,3 +234,10 @@ def test_a_steady_part_counts_only_what_happened_in_it() -> None:
     )
     assert [r.passed for r in results] == [False, False]
     assert results[1].measured == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("value", ["0/s", "fast", "-3/s"])
+def test_a_sink_capacity_that_makes_no_sense_is_refused(value: str) -> None:
+    done = smtpbench("sink", "--listen", "127.0.0.1:0", f"--capacity={value}", timeout=30)
+    assert done.returncode == 2 and "--capacity" in done.stderr
+    assert TRACEBACK not in done.stderr
