@@ -369,6 +369,11 @@ def _run(args: argparse.Namespace) -> int:
         from smtpbench.transit.cli import through_options
 
         through = through_options(args)
+        if through is not None and scenario.delivery.retries:
+            raise ValueError(
+                "--through: matching arrivals with messages tried again "
+                '([delivery] mode = "mta") is not supported yet; use one or the other'
+            )
     except ValueError as err:
         return _error(str(err))
     try:

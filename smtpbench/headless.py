@@ -153,6 +153,7 @@ def run_info(
         started_at=datetime.now().astimezone().isoformat(timespec="seconds"),
         version=__version__,
         run_id=transit.run_tag if transit is not None else uuid.uuid4().hex,
+        delivery=scenario.delivery.mode,
     )
 
 

@@ -46,11 +46,19 @@ Ask = Generator[Request, Any, bool]
 class PlannedConversation:
     """One session of the scenario's plan."""
 
-    __slots__ = ("factory", "plan")
+    __slots__ = ("factory", "plan", "transactions")
 
-    def __init__(self, factory: MessageFactory, plan: SessionPlan) -> None:
+    def __init__(
+        self,
+        factory: MessageFactory,
+        plan: SessionPlan,
+        only: tuple[tuple[int, MessagePlan], ...] | None = None,
+    ) -> None:
+        """``only``: the transactions to make, (number in the plan, envelope), instead of
+        every message of the plan (a message tried again under MTA-like delivery)."""
         self.factory = factory
         self.plan = plan
+        self.transactions = only if only is not None else tuple(enumerate(plan.messages))
 
     @property
     def number(self) -> int:
@@ -60,7 +68,7 @@ class PlannedConversation:
         ready = yield from s.open()
         banner = yield from s.banner(ready)
         if banner.code // 100 == 2 and (yield from self._open(s)):
-            for number, message in enumerate(self.plan.messages):
+            for number, message in self.transactions:
                 yield from self._transaction(s, number, message)
         yield from s.exchange(Step.QUIT, s.conn.quit())
 

@@ -40,6 +40,7 @@ import trio
 
 from smtpbench.engine.control import RunControl
 from smtpbench.engine.conversation import PlannedConversation
+from smtpbench.engine.delivery_queue import DeliveryQueue
 from smtpbench.engine.reactor import Machine, Reactor
 from smtpbench.engine.schedule import Pacer, RateProfile
 from smtpbench.engine.session import Session, SessionSettings
@@ -137,6 +138,13 @@ class LoadRun:
         self.settings = SessionSettings.from_scenario(scenario, address)
         if transit is not None:  # run --through: accepted messages are noted for matching
             self.settings = dataclasses.replace(self.settings, transit=transit)
+        open_model = self.load.mode == "rate"
+        cap = self.load.max_concurrency if open_model else self.load.concurrency
+        # [delivery] mode = "mta": deferred messages are queued and tried again.
+        self.queue: DeliveryQueue | None = None
+        if scenario.delivery.retries:
+            self.queue = DeliveryQueue(scenario.delivery, recorder, cap)
+            self.settings = dataclasses.replace(self.settings, queue=self.queue)
         self.factory = factory
         self.recorder = recorder
         self.control = control or RunControl()
@@ -148,9 +156,8 @@ class LoadRun:
         self.pacer: Schedule = self.share.schedule(
             schedule or Pacer(rate_profile(scenario), self.load.arrivals, seed=factory.seed)
         )
-        open_model = self.load.mode == "rate"
         self._open_model = open_model
-        self._cap = self.load.max_concurrency if open_model else self.load.concurrency
+        self._cap = cap
         self._backlog: deque[tuple[Any, float]] = deque()  # (plan, intended start)
         self._running = 0  # sessions started and not ended
         self._sweep = min(MAX_SWEEP, min(scenario.timeouts) / 20)
@@ -223,6 +230,8 @@ class LoadRun:
             background.start_soon(self._follow_control)
             await reactor.run()
             self._ended_at = trio.current_time()
+            if self.queue is not None:
+                self.queue.left_at_end()
             background.cancel_scope.cancel()
         recorder.flush(self._ended_at - self._t0)
         if self.settings.transit is not None:
@@ -283,26 +292,42 @@ class LoadRun:
             self._paused_since = None
         self.recorder.state = RunState.DRAINING
         assert self._reactor is not None
-        self._reactor.cancel_at = min(self._reactor.cancel_at, now + self.load.grace)
+        grace = self.load.grace
+        if self.queue is not None:  # queued messages have until their maximum age
+            grace += self.scenario.delivery.max_age
+        self._reactor.cancel_at = min(self._reactor.cancel_at, now + grace)
 
     # -- the reactor's feeder ---------------------------------------------------------
 
     @property
     def finished(self) -> bool:
-        return not self._scheduling and not self._backlog
+        return not self._scheduling and not self._backlog and not self.queue
 
     def due_at(self) -> float:
-        return min(self._next_at, self._next_flush)
+        due = min(self._next_at, self._next_flush)
+        queue = self.queue
+        if queue and self._running < self._limit():
+            due = min(due, queue.due_at())
+        return due
+
+    def _limit(self) -> int:
+        """Sessions that may be in flight: the cap, or the MTA-like concurrency window."""
+        queue = self.queue
+        return self._cap if queue is None else min(self._cap, queue.window)
 
     def start_due(self, now: float) -> None:
         if now >= self._next_flush:
             self._flush(now)
+        queue = self.queue
+        if queue:
+            self._retries(queue, now)
         if now < self._next_at:
             return
         self._next_at = math.inf
         started = 0
         backlog = self._backlog
-        while backlog and self._running < self._cap and started < ARRIVALS_PER_TURN:
+        limit = self._limit()
+        while backlog and self._running < limit and started < ARRIVALS_PER_TURN:
             plan, intended = backlog.popleft()
             self.recorder.waiting -= 1
             self._start(plan, intended)
@@ -322,10 +347,48 @@ class LoadRun:
         if self._backlog or not self._open_model:
             self._next_at = -math.inf  # a slot is free: start what waits, next turn
 
+    def _retries(self, queue: DeliveryQueue, now: float) -> None:
+        """Messages due for another attempt, each in a session of its own, within the
+        concurrency window."""
+        started = 0
+        while (
+            queue
+            and queue.due_at() <= now
+            and self._running < self._limit()
+            and started < ARRIVALS_PER_TURN
+        ):
+            item = queue.take()
+            self._running += 1
+            self.recorder.scheduled += 1
+            events: SessionEvents = self.recorder
+            if self._events_for is not None:
+                events = self._events_for(item.plan.number, now - self._t0)
+            conversation = PlannedConversation(
+                self.factory,  # type: ignore[arg-type]
+                item.plan,
+                only=((item.index, item.envelope),),
+            )
+            session = Session(
+                self.settings,
+                events,
+                conversation,
+                now,
+                self._clock,
+                item.envelope.recipients[0].rpartition("@")[2],
+                origin=item.origin,
+                tries=item.attempts + 1,
+                delivered_before=item.delivered,
+            )
+            assert self._reactor is not None
+            self._reactor.start(session)
+            started += 1
+
     def cut(self) -> None:
         now = trio.current_time()
         self._end_scheduling(now)
         recorder = self.recorder
+        if self.queue is not None:
+            self.queue.left_at_end()
         # Due, but the run ended before a slot freed: they never started.
         recorder.dropped += len(self._backlog)
         recorder.waiting -= len(self._backlog)
@@ -376,7 +439,7 @@ class LoadRun:
                 return
             pacer.next_due()
             number = self._next_plan()
-            if self._running < self._cap:
+            if self._running < self._limit():
                 self._start(self.factory.plan_session(number), intended)
             elif len(self._backlog) < self.load.backlog:
                 self._backlog.append((self.factory.plan_session(number), intended))
@@ -406,13 +469,15 @@ class LoadRun:
         (of the whole run; a worker keeps its part of it)."""
         whole = self.scenario.load.concurrency
         self._cap = self.share.concurrency(max(1, round(whole * self.control.rate_factor)))
+        if self.queue is not None:
+            self.queue.cap = self._cap
         duration = self.load.duration
         schedule_time = now - self._t0 - self._paused_total
         started = 0
         if self._done_scheduling(schedule_time):
             self._end_scheduling(now)
             return
-        while self._running < self._cap:
+        while self._running < self._limit():
             if self._done_scheduling(schedule_time):
                 self._end_scheduling(now)
                 return

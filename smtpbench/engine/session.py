@@ -59,6 +59,7 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from smtpbench.engine.delivery_queue import TRANSIENT_ERRORS, Attempt, DeliveryQueue
 from smtpbench.engine.reactor import CONNECT, READ, Link, Request, SessionCancelled, StepTimeout
 from smtpbench.engine.sources import SourceAddress, source_sockaddr
 from smtpbench.engine.targets import Targets, resolve_targets
@@ -122,6 +123,7 @@ class SessionSettings:
     sources: tuple[SourceAddress, ...] = ()  # local addresses, one per session in turn
     targets: Targets | None = None  # target.hosts: several servers, one per session
     target_names: tuple[str | None, ...] = ()  # the TLS server name of each of them
+    queue: DeliveryQueue | None = None  # [delivery] mode = "mta": deferred messages go here
 
     @classmethod
     def from_scenario(
@@ -206,6 +208,7 @@ class Session:
         "conversation",
         "deadline",
         "deferred",
+        "delivery",
         "failure",
         "fresh_tls",
         "intended",
@@ -214,6 +217,7 @@ class Session:
         "messages_ended",
         "metrics",
         "now",
+        "origin",
         "server_hostname",
         "settings",
         "source",
@@ -233,8 +237,15 @@ class Session:
         intended: float,
         clock: Callable[[], float],
         domain: str | None = None,
+        *,
+        origin: float | None = None,
+        tries: int = 1,
+        delivered_before: bool = False,
     ) -> None:
-        """``domain``: the first recipient's, for ``target.choose = "recipient-domain"``."""
+        """``domain``: the first recipient's, for ``target.choose = "recipient-domain"``.
+        A message tried again (``[delivery] mode = "mta"``) gives its first attempt's
+        intended start as ``origin`` (message latency counts from there), the number of
+        this attempt as ``tries``, and whether an earlier one delivered to some recipient."""
         self.settings = settings
         self.address = settings.address
         self.server_hostname = settings.server_hostname
@@ -249,6 +260,14 @@ class Session:
         self.metrics = metrics
         self.conversation = conversation
         self.intended = intended
+        self.origin = intended if origin is None else origin
+        self.delivery: Attempt | None = None
+        transactions = getattr(conversation, "transactions", None)
+        if settings.queue is not None and transactions is not None:
+            plan = conversation.plan  # type: ignore[attr-defined]
+            self.delivery = Attempt(
+                settings.queue, plan, transactions, self.origin, tries, delivered_before
+            )
         self.now = clock
         self.deadline = math.inf
         self.start = 0.0
@@ -468,6 +487,8 @@ class Session:
         does not count as success is an error at that step, and a 421 ends the session."""
         code = reply.code
         self.metrics.reply(step, code, seconds, reply.enhanced)
+        if self.delivery is not None:
+            self.delivery.reply(step, code)
         self.transcript.append((sent, reply))
         if code not in self.settings.success[step]:
             self.metrics.error(ErrorClass.REPLY, step)
@@ -479,9 +500,14 @@ class Session:
 
     def message_begun(self) -> None:
         self.messages_begun += 1
+        if self.delivery is not None:
+            self.delivery.begun()
 
     def message_refused(self) -> None:
         """The message ended before its content was sent (MAIL, every RCPT or DATA refused)."""
+        if self.delivery is not None:
+            self._settle()
+            return
         self.metrics.message(False, None)
         if self.settings.transit is not None:
             self.settings.transit.refused(self.conversation.number, self.messages_ended)
@@ -489,12 +515,15 @@ class Session:
 
     def message_done(self, finals: list[Reply]) -> None:
         """The end-of-data replies of one message (one each per recipient in LMTP)."""
+        if self.delivery is not None:
+            self._settle()
+            return
         if not finals:
             self.message_refused()
             return
         success = self.settings.success[Step.DATA_END]
         accepted = any(reply.code in success for reply in finals)
-        self.metrics.message(accepted, self.arrival - self.intended)
+        self.metrics.message(accepted, self.arrival - self.origin)
         transit = self.settings.transit
         if transit is not None:  # messages end in the order they began: the index is the count
             number = self.conversation.number
@@ -503,6 +532,15 @@ class Session:
             else:
                 transit.refused(number, self.messages_ended)
         self.messages_ended += 1
+
+    def _settle(self) -> None:
+        """MTA-like delivery: the message is delivered, refused for good, or queued again
+        for the recipients still owed (then it has no outcome yet)."""
+        assert self.delivery is not None
+        outcome = self.delivery.settle(self.now())
+        self.messages_ended += 1
+        if outcome is not None:
+            self.metrics.message(outcome, self.arrival - self.origin if outcome else None)
 
     # -- outcomes -------------------------------------------------------------------
 
@@ -556,11 +594,20 @@ class Session:
         if self.failure is not None:
             error, step, detail = self.failure
             failure = SessionFailure(error, step, detail, self._render_transcript())
+        aborted = self.messages_begun - self.messages_ended
+        delivery = self.delivery
+        if delivery is not None:
+            busy = failure is not None and failure.error in TRANSIENT_ERRORS
+            if delivery.trouble or busy:  # a sending MTA tries again later
+                aborted -= delivery.unfinished(aborted > 0, end)
+                delivery.queue.session_failed()
+            elif delivery.delivered_any:
+                delivery.queue.session_delivered()
         self.metrics.session_ended(
             self.conversation.number,
             end,
             end - self.intended,
-            self.messages_begun - self.messages_ended,
+            aborted,
             failure,
         )
 

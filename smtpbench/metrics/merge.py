@@ -48,6 +48,7 @@ def merged_info(infos: Sequence[RunInfo]) -> RunInfo:
         run_id="+".join(sorted(set().union(*(run_ids(i) for i in infos))))
         if all(i.run_id for i in infos)
         else "",
+        delivery="mta" if any(i.delivery == "mta" for i in infos) else "open",
     )
 
 

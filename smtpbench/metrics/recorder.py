@@ -67,6 +67,10 @@ class Recorder:
         self.messages_accepted = 0
         self.messages_rejected = 0
         self.messages_aborted = 0
+        self.messages_deferred = 0
+        self.messages_first_attempt = 0
+        self.messages_expired = 0
+        self.messages_queued = 0
         self.recipients_accepted = 0
         self.recipients_rejected = 0
         self.bytes_sent = 0

@@ -70,6 +70,7 @@ class RunInfo:
     # A fresh id for each run ("a+b" for a merge of runs a and b): merge refuses a run
     # twice. Empty in results written before there were ids.
     run_id: str = ""
+    delivery: str = "open"  # "mta": 4xx retried as a sending MTA does ([delivery])
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,12 @@ class Counters:
     recipients_accepted: int = 0
     recipients_rejected: int = 0
     bytes_sent: int = 0
+    # [delivery] mode = "mta": deferrals sent again later (each one counted), messages
+    # taken at their first attempt, given up at their maximum age, still queued at the end.
+    messages_deferred: int = 0
+    messages_first_attempt: int = 0
+    messages_expired: int = 0
+    messages_queued: int = 0
 
 
 @dataclass(frozen=True, slots=True)

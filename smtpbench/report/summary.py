@@ -38,6 +38,10 @@ def code_style(code: int) -> str:
     return CODE_STYLES.get(code // 100, "red")
 
 
+def _share(count: int, whole: int) -> str:
+    return f"{count / whole:.1%}" if whole else "-"
+
+
 def _rate(count: int, seconds: float) -> str:
     return f"{count / seconds:,.1f}" if seconds > 0 else "-"
 
@@ -97,11 +101,24 @@ def throughput_table(snapshot: Snapshot) -> Table:
             Text(f"{c.messages_rejected:,} refused", style="yellow"),
             f"{c.messages_aborted:,} cut short by a connection error",
         )
-    table.add_row(
-        "recipients",
-        f"{c.recipients_accepted:,} accepted",
-        f"{c.recipients_rejected:,} refused" if c.recipients_rejected else "",
-    )
+    if snapshot.info.delivery == "mta":
+        ended = c.messages_accepted + c.messages_rejected + c.messages_expired + c.messages_queued
+        table.add_row(
+            "delivery",
+            "MTA-like: 4xx retried",
+            f"{_share(c.messages_first_attempt, ended)} taken at the first attempt, "
+            f"{_share(c.messages_accepted, ended)} in the end",
+        )
+        table.add_row(
+            "",
+            f"{c.messages_deferred:,} deferrals",
+            f"{c.messages_expired:,} expired (max age), {c.messages_queued:,} still queued "
+            "at the end",
+        )
+    refused = f"{c.recipients_rejected:,} refused" if c.recipients_rejected else ""
+    if refused and snapshot.info.delivery == "mta":
+        refused += " (each deferral counted)"
+    table.add_row("recipients", f"{c.recipients_accepted:,} accepted", refused)
     return table
 
 

@@ -14,6 +14,7 @@ from smtpbench.faults import SINK_KEYS, FaultPlan, FaultSpecError, parse_fault_t
 from smtpbench.protocol.steps import Step
 from smtpbench.scenario.address_lists import AddressList, read_address_list
 from smtpbench.scenario.content_reader import read_content
+from smtpbench.scenario.delivery import DELIVERY_MODES, OPEN_DELIVERY, Delivery
 from smtpbench.scenario.errors import ScenarioError
 from smtpbench.scenario.model import (
     AUTH_MECHANISMS,
@@ -86,6 +87,7 @@ _TOP_KEYS: Final = (
     "tls",
     "auth",
     "content",
+    "delivery",
 )
 _STAGE_EXAMPLE: Final = '{ duration = "30s", rate = "100/s" }'
 # The keys that only mean something for the open model (an arrival rate).
@@ -201,6 +203,7 @@ def scenario_from_table(
         load=load,
         session=session,
         content=content,
+        delivery=_delivery(top.table("delivery")),
         success=_success(top.table("success")),
         timeouts=_timeouts(top.table("timeouts")),
         sink=sink,
@@ -435,6 +438,25 @@ def _session(t: Table, base: Path) -> Session:
                 )
     t.finish()
     return Session(**values)  # type: ignore[arg-type]
+
+
+def _delivery(t: Table) -> Delivery:
+    if not t.data:
+        t.finish()
+        return OPEN_DELIVERY
+    values = {
+        "mode": t.get("mode", "open", one_of(*DELIVERY_MODES)),
+        "first_retry": t.get("first_retry", 1.0, positive(_DURATION, "a delay")),
+        "max_retry": t.get("max_retry", 30.0, positive(_DURATION, "a delay")),
+        "max_age": t.get("max_age", 300.0, positive(_DURATION, "an age")),
+        "concurrency_feedback": t.get("concurrency_feedback", True, as_bool),
+        "initial_concurrency": t.get("initial_concurrency", 5, as_int(1)),
+    }
+    t.finish()
+    try:
+        return Delivery(**values)  # type: ignore[arg-type]
+    except ValueError as err:
+        raise t.error(None, str(err)) from None
 
 
 def _address_list(base: Path, utf8: bool) -> Callable[[object], AddressList]:

@@ -17,6 +17,7 @@ from smtpbench.faults import EMPTY_FAULTS, FaultPlan
 from smtpbench.protocol.steps import STEP_COUNT, Step
 from smtpbench.scenario.address_lists import AddressList
 from smtpbench.scenario.content_spec import NO_CONTENT, Content
+from smtpbench.scenario.delivery import OPEN_DELIVERY, Delivery
 from smtpbench.scenario.sizes import IntRange, SizeDistribution
 from smtpbench.scenario.templates import check_template
 from smtpbench.thresholds import NO_THRESHOLDS, ThresholdSettings
@@ -508,6 +509,7 @@ class Scenario:
     auth: Auth = NO_AUTH
     thresholds: ThresholdSettings = NO_THRESHOLDS
     content: Content = NO_CONTENT
+    delivery: Delivery = OPEN_DELIVERY
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isprintable():

@@ -115,6 +115,13 @@ def _at_least(name: str, value: int, least: int) -> None:
 
 def summarize_load(scenario: Scenario) -> str:
     """One line for people: ``300/s for 5m (uniform arrivals), cap 500``."""
+    line = _summarize_load(scenario)
+    if scenario.delivery.retries:
+        line += ", MTA-like delivery (4xx retried)"
+    return line
+
+
+def _summarize_load(scenario: Scenario) -> str:
     load = scenario.load
     if load.mode == "concurrency":
         noun = "session" if load.concurrency == 1 else "sessions"

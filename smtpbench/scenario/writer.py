@@ -56,6 +56,19 @@ def scenario_to_toml(scenario: Scenario) -> str:
     lines += ["", "[thresholds]", *_thresholds(scenario)]
     if not scenario.content.is_plain:
         lines += _content(scenario.content)
+    delivery = scenario.delivery
+    if delivery.retries:
+        lines += ["", "[delivery]"]
+        lines += _pairs(
+            {
+                "mode": delivery.mode,
+                "first_retry": duration_text(delivery.first_retry),
+                "max_retry": duration_text(delivery.max_retry),
+                "max_age": duration_text(delivery.max_age),
+                "concurrency_feedback": delivery.concurrency_feedback,
+                "initial_concurrency": delivery.initial_concurrency,
+            }
+        )
     return "\n".join(lines) + "\n"
 
 
