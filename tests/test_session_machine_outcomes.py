@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import resource
+import socket
 import ssl
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 
 from smtpbench.engine.reactor import SessionCancelled, StepTimeout
 from smtpbench.engine.session import Session, SessionSettings, SessionSetupError, Talk, preflight
+from smtpbench.engine.transport import Address
 from smtpbench.metrics.kinds import ErrorClass
 from smtpbench.protocol.server import CommandReceived, MessageReceived, ServerConnection
 from smtpbench.protocol.steps import Step
@@ -566,7 +568,7 @@ def test_a_close_notify_the_kernel_refuses_is_let_go(tmp_path: Path, certs: Cert
     # Reset at the read awaiting EHLO's reply; the close_notify written then fails.
     class Broken(Wire):
         def write(self, data: bytes) -> bool:
-            if self.clock.now >= 1000 + 4 * THINK:
+            if self.clock.now > 1000 + 3.5 * THINK:  # from read 3 on
                 raise BrokenPipeError(32, "Broken pipe")
             return super().write(data)
 
@@ -600,10 +602,11 @@ def test_lines_in_a_transcript_are_shown_as_text_whatever_their_bytes(tmp_path: 
         tmp_path,
         "",
         answers(NOOP=(502, "no", "5.5.1")),
-        conversation=Saying(b"NOOP \xff\r\n", b"NOOP X\r\n"),
+        conversation=Saying(b"NOOP \xff\r\n", b"NOOP X\r\n", b"NOOP y \r\n"),
     )
     shown = [line.sent for line in outcome.snapshot().failures[-1].transcript]
-    assert shown == ["(connect)", "NOOP \ufffd", "NOOP X"]
+    # Only the line end is left out: a space before it is the client's own.
+    assert shown == ["(connect)", "NOOP \ufffd", "NOOP X", "NOOP y "]
 
 
 def test_lmtp_shows_each_recipients_reply_to_the_message(tmp_path: Path) -> None:
@@ -624,3 +627,95 @@ def test_lmtp_shows_each_recipients_reply_to_the_message(tmp_path: Path) -> None
     transcript = outcome.snapshot().failures[-1].transcript
     same = [line for line in transcript if line.reply == "452 4.2.2 mailbox full"]
     assert [line.sent for line in same] == ["(the same message, for the next recipient)"]
+
+
+# -- several servers ------------------------------------------------------------------
+
+HOSTS = (
+    '[target]\nhosts = [{ host = "127.0.0.1", port = 25 }, { host = "127.0.0.2", port = 2526 }]\n'
+)
+SECOND = Address("127.0.0.2", 2526, socket.AF_INET, ("127.0.0.2", 2526))
+
+
+def test_sessions_go_to_each_server_in_turn_with_its_own_tls_name(tmp_path: Path) -> None:
+    tls = '[tls]\nmode = "starttls"\nverify = false\n'
+    settings = SessionSettings.from_scenario(
+        parse_scenario('name = "x"\n' + HOSTS + tls), ADDRESS, environ={}
+    )
+    assert settings.targets is not None and settings.targets.addresses == (ADDRESS, SECOND)
+    assert settings.target_names == ("127.0.0.1", "127.0.0.2")
+    first = converse(tmp_path, HOSTS + tls, number=2).session
+    second = converse(tmp_path, HOSTS + tls, number=3).session
+    assert (first.address, first.server_hostname) == (ADDRESS, "127.0.0.1")
+    assert (second.address, second.server_hostname) == (SECOND, "127.0.0.2")
+    plain = SessionSettings.from_scenario(parse_scenario('name = "x"\n' + HOSTS), ADDRESS)
+    assert plain.target_names == (None, None)
+    assert converse(tmp_path, HOSTS, number=1).session.server_hostname is None
+    one = SessionSettings.from_scenario(parse_scenario('name = "x"\n'), ADDRESS)
+    assert one.targets is None and one.target_names == ()
+
+
+def test_every_session_for_a_domain_goes_to_the_same_server(tmp_path: Path) -> None:
+    by_domain = HOSTS + 'choose = "recipient-domain"\n'
+    for domain in ("a.example", "b.example", "c.example"):
+        chosen = {
+            converse(tmp_path, by_domain, number=n, domain=d).session.address
+            for n in range(4)
+            for d in (domain, domain.upper())
+        }
+        assert len(chosen) == 1, domain
+
+
+def test_a_server_that_cannot_be_looked_up_stops_the_run_before_it_starts() -> None:
+    hosts = '[target]\nhosts = [{ host = "127.0.0.1" }, { host = "mx.nowhere.invalid" }]\n'
+    with pytest.raises(SessionSetupError, match=r"mx\.nowhere\.invalid"):
+        SessionSettings.from_scenario(parse_scenario('name = "x"\n' + hosts), ADDRESS)
+
+
+def test_content_files_are_checked_before_the_run(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    scenario = parse_scenario(f'name = "x"\n[content]\ncorpus = {{ path = "{corpus}" }}\n')
+    with pytest.raises(ValueError, match=r"corpus: no \.eml files"):
+        preflight(scenario, environ={})
+    (corpus / "one.eml").write_bytes(b"From: a@b.test\r\nSubject: hi\r\n\r\nHello\r\n")
+    preflight(scenario, environ={})
+
+
+def test_quit_sent_with_the_last_messages_content_is_shown_as_quit(tmp_path: Path) -> None:
+    outcome = converse(
+        tmp_path,
+        "[session]\nrecipients = 2\npipelining = true\n",
+        answers(RCPT=[(550, "no", "5.1.1"), (250, "ok", None)]),
+    )
+    transcript = outcome.snapshot().failures[-1].transcript
+    assert transcript[-2].sent.startswith("(message content, ")
+    assert (transcript[-1].sent, transcript[-1].reply) == ("QUIT", "221 2.0.0 bye")
+
+
+def test_an_auth_reply_already_read_is_taken_at_once(tmp_path: Path) -> None:
+    plain = answers()
+
+    def early_535(event: Any, server: ServerConnection) -> bytes | None:
+        said = plain(event, server)
+        if isinstance(event, CommandReceived) and event.step is Step.EHLO:
+            return (said or b"") + b"535 5.7.8 no\r\n"  # before AUTH is even sent
+        return said
+
+    outcome = converse(
+        tmp_path,
+        '[auth]\nmechanism = "PLAIN"\nusername = "u"\npassword_env = "SECRET"\n',
+        early_535,
+    )
+    assert [s for s in outcome.steps() if s[0] == "AUTH"] == [("AUTH", 0.0, 535)]
+    assert len(outcome.deadlines) == 3  # banner, EHLO, QUIT: none for AUTH
+
+
+def test_the_server_name_checked_is_the_one_asked_for(tmp_path: Path, certs: Certs) -> None:
+    # The certificate is for localhost: any other name is refused.
+    scenario = f'[tls]\nmode = "implicit"\nca_file = "{certs.ca_file}"\nsni = "mx.other.test"\n'
+    outcome = converse(tmp_path, scenario, tls=server_context(certs))
+    assert (outcome.record["error"], outcome.record["error_step"]) == (
+        "TLS error",
+        "TLS handshake",
+    )
