@@ -61,6 +61,8 @@ def test_greylisting_is_passed_by_trying_again(tmp_path: Path) -> None:
     assert counters["messages_deferred"] == 60
     assert counters["messages_expired"] == counters["messages_queued"] == 0
     assert counters["messages_rejected"] == 0
+    # Each deferral was tried again in a session of its own.
+    assert counters["sessions_retried"] == 60 and counters["started"] == 90
     snapshot = read_results(folder)
     # Time to acceptance counts from the intended start: past the greylist's delay.
     assert snapshot.histogram(MESSAGE_LATENCY).percentile(50) >= 0.3

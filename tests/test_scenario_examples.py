@@ -13,7 +13,14 @@ from smtpbench.scenario import load_scenario
 from smtpbench.scenario.loader import EXAMPLES_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ("default", "newsletter-burst", "slow-trickle", "steady-relay")
+EXAMPLES = (
+    "default",
+    "newsletter-burst",
+    "slow-trickle",
+    "steady-relay",
+    "corporate-mix",
+    "greylisting-relay",
+)
 
 
 def smtpbench(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -64,6 +71,4 @@ def test_run_an_example_by_name_outside_the_checkout(tmp_path: Path) -> None:
 def test_an_unknown_name_lists_the_examples(tmp_path: Path) -> None:
     done = smtpbench("run", "newsleter-burst", cwd=tmp_path)
     assert done.returncode == exitcodes.BAD_CONFIGURATION
-    assert "available: default, newsletter-burst, slow-trickle, steady-relay" in " ".join(
-        done.stderr.split()
-    )
+    assert f"available: {', '.join(sorted(EXAMPLES))}" in " ".join(done.stderr.split())

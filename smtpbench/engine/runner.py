@@ -360,6 +360,7 @@ class LoadRun:
             item = queue.take()
             self._running += 1
             self.recorder.scheduled += 1
+            self.recorder.sessions_retried += 1
             events: SessionEvents = self.recorder
             if self._events_for is not None:
                 events = self._events_for(item.plan.number, now - self._t0)

@@ -71,6 +71,7 @@ class Recorder:
         self.messages_first_attempt = 0
         self.messages_expired = 0
         self.messages_queued = 0
+        self.sessions_retried = 0
         self.recipients_accepted = 0
         self.recipients_rejected = 0
         self.bytes_sent = 0

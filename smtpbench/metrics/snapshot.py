@@ -94,6 +94,7 @@ class Counters:
     messages_first_attempt: int = 0
     messages_expired: int = 0
     messages_queued: int = 0
+    sessions_retried: int = 0  # sessions started for messages tried again
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,6 +72,12 @@ def throughput_table(snapshot: Snapshot) -> Table:
     table.add_column(justify="right")
     table.add_column(style="dim")
     table.add_row("sessions", f"{c.started:,} started", achieved_text(snapshot))
+    if c.sessions_retried:
+        table.add_row(
+            "",
+            f"{c.sessions_retried:,} retries",
+            "sessions of messages tried again, counted in the schedule and the starts above",
+        )
     table.add_row("", f"{c.completed - c.failed:,} ok", "every reply as expected")
     failed = snapshot.server_failed
     table.add_row(
