@@ -113,11 +113,17 @@ MODULES = (
             "tests/test_replay_plan.py",
         ),
     ),
-    # Captures built in the test and imported; the live loopback capture is left out.
+    # Captures built packet by packet, then captures of traffic through the proxy; the
+    # live loopback capture (tcpdump) is left out.
     Module(
         "pcap",
         "smtpbench/recording/pcap.py",
-        ("tests/test_pcap_import.py", "-k", "not loopback_capture"),
+        (
+            "tests/test_pcap_capture.py",
+            "tests/test_pcap_import.py",
+            "-k",
+            "not loopback_capture",
+        ),
     ),
 )
 

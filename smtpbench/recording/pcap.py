@@ -226,11 +226,11 @@ class _Importer:
 
     def _open(self, ts: float, client: tuple[str, int], server: tuple[str, int], seq: int) -> None:
         key = (client, server)
-        old = self.flows.pop(key, None)
+        old = self.flows.get(key)
         if old is not None:
             if old.up.isn == seq:
-                return  # a retransmitted SYN
-            self._end(old, ts)
+                return  # a retransmitted SYN: the same connection, kept
+            self._end(old, ts)  # the ports used again: that connection is over
         conversation = Conversation(
             0, ts, _show(client), keep_content=self.keep_content, redact_auth=self.redact_auth
         )
