@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import selectors
 import socket
 import struct
@@ -515,3 +516,67 @@ async def test_a_reactor_waiting_for_nothing_is_woken_to_start_sessions() -> Non
             feeder.go = True
             reactor.wake()
     assert len(started) == 1 and feeder.ended == 1
+
+
+async def test_what_waits_to_be_written_still_goes_after_the_server_stops_sending() -> None:
+    big = b"y" * (8 << 20)
+    received: list[int] = []
+
+    async def server(stream: trio.SocketStream) -> None:
+        await stream.send_eof()  # the server says no more, but still reads
+        total = 0
+        while total < len(big):
+            chunk = await stream.receive_some(1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+        received.append(total)
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        reactor = m.reactor
+        assert reactor is not None
+        m.seen.append(link.write(big))
+        yield reactor.now() + 0.1  # the end of file comes meanwhile
+        m.seen.append((yield READ))
+        for _ in range(2000):  # the rest of the write goes out while the session waits
+            if not link.pending:
+                break
+            yield reactor.now() + 0.005
+        m.seen.append(link.pending)
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        await drive([machine])
+        with trio.fail_after(LIMIT):
+            while not received:
+                await trio.sleep(0.005)
+        nursery.cancel_scope.cancel()
+    assert machine.seen == [False, b"", b""] and received == [len(big)]
+
+
+async def test_a_connection_on_descriptor_0_is_written_like_any_other() -> None:
+    # A daemon with standard input closed: the first socket it opens is descriptor 0.
+    big = b"z" * (8 << 20)
+    saved = os.dup(0)
+
+    async def server(stream: trio.SocketStream) -> None:
+        data = await read_until(stream, b"\r\n")
+        await stream.send_all(b"250 %d\r\n" % len(data))
+
+    def script(m: Machine) -> Talk:
+        os.close(0)
+        link = yield CONNECT
+        m.seen.append(link.fd)
+        m.seen.append(link.write(big + b"\r\n"))
+        m.seen.append((yield from read_all(b"", b"\r\n")))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            machine = Machine(await serving(nursery, server), script)
+            await drive([machine])
+            nursery.cancel_scope.cancel()
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+    assert machine.seen == [0, False, b"250 %d\r\n" % (len(big) + 2)]

@@ -504,8 +504,7 @@ class Reactor:
         """The connection failed while its session was not waiting to read: it is told
         (end of file) when it reads, and the socket is no longer watched, since epoll
         reports an error on it every turn."""
-        with contextlib.suppress(KeyError, OSError, ValueError):
-            self._poller.unregister(link.fd)
+        self._poller.unregister(link.fd)
         link.inbox.append(b"")
 
     def _next_wake(self, t: float) -> float:
