@@ -19,6 +19,7 @@ forms, and each turns back into either exactly:
     no_extension = ["PIPELINING", "DSN"]  --no-extension PIPELINING --no-extension DSN
     maildir = "received"                  --maildir received
     maildir_limit = 1000                  --maildir-limit 1000
+    proxy_protocol = "haproxy"            --proxy-protocol haproxy
 
 Each option's help names the Postfix parameter (or postgrey's) it mimics.
 
@@ -94,6 +95,7 @@ class Pushback:
     no_extension: tuple[str, ...] = ()  # EHLO keywords switched off (upper case)
     maildir: str | None = None  # write accepted messages here
     maildir_limit: int = DEFAULT_MAILDIR_LIMIT  # messages written at most
+    proxy_protocol: str | None = None  # "haproxy": a PROXY header (v1 or v2) comes first
 
     @property
     def is_empty(self) -> bool:
@@ -212,6 +214,12 @@ def _format_duration(seconds: float) -> str:
     return repr(seconds)
 
 
+def _proxy(value: object) -> str:
+    if value != "haproxy":
+        raise ValueError(f'expected "haproxy" (PROXY protocol v1 or v2), got {value!r}')
+    return "haproxy"
+
+
 def _same(value: object) -> object:
     return value
 
@@ -323,6 +331,15 @@ OPTIONS: Final = (
         _same,
         "N",
         f"write at most N messages to --maildir, count the rest (default {DEFAULT_MAILDIR_LIMIT})",
+    ),
+    Option(
+        "proxy_protocol",
+        _proxy,
+        _same,
+        "haproxy",
+        "every connection starts with a PROXY protocol header (v1 or v2), whose client "
+        "address the limits and greylisting count by; one without it is closed "
+        "(postscreen_upstream_proxy_protocol)",
     ),
 )
 KEYS: Final = tuple(option.key for option in OPTIONS)

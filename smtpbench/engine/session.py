@@ -71,6 +71,7 @@ from smtpbench.metrics.kinds import ErrorClass
 from smtpbench.metrics.snapshot import TranscriptLine
 from smtpbench.protocol.client import NEED_DATA, ClientConnection, Event, Response
 from smtpbench.protocol.errors import ProtocolError
+from smtpbench.protocol.proxy_header import proxy_header
 from smtpbench.protocol.replies import Reply
 from smtpbench.protocol.steps import Step
 from smtpbench.scenario.model import NO_DSN, Dsn
@@ -124,6 +125,8 @@ class SessionSettings:
     targets: Targets | None = None  # target.hosts: several servers, one per session
     target_names: tuple[str | None, ...] = ()  # the TLS server name of each of them
     queue: DeliveryQueue | None = None  # [delivery] mode = "mta": deferred messages go here
+    proxy_version: int = 0  # [client] proxy: a PROXY protocol header first, v1 or v2
+    claimed: tuple[str, ...] = ()  # the client addresses it claims, one per session in turn
 
     @classmethod
     def from_scenario(
@@ -164,6 +167,8 @@ class SessionSettings:
             auth_username=username,
             auth_secret=secret,
             sources=tuple(source_sockaddr(a) for a in scenario.target.source),
+            proxy_version=scenario.client.proxy,
+            claimed=scenario.client.addresses,
             targets=targets,
             target_names=tuple(
                 server_name(tls, a.host) if tls.enabled else None
@@ -325,7 +330,19 @@ class Session:
         self.link = yield CONNECT
         ready = self.now()
         self.metrics.timed(Step.CONNECT, ready - self.start)
-        if self.settings.tls_mode == "implicit":
+        settings = self.settings
+        if settings.proxy_version:  # who the client is, before anything else (and TLS)
+            number = self.conversation.number
+            self.write(
+                proxy_header(
+                    settings.proxy_version,
+                    settings.claimed[number % len(settings.claimed)],
+                    1024 + number % 64000,
+                    str(self.address.sockaddr[0]),
+                    self.address.port,
+                )
+            )
+        if settings.tls_mode == "implicit":
             yield from self.handshake()
             ready = self.now()
         return ready

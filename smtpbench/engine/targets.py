@@ -67,9 +67,12 @@ def resolve_targets(target: Target, first: Address) -> Targets | None:
     return Targets(tuple(addresses), tuple(cumulative), target.choose)
 
 
-def check_connections(target: Target, address: Address) -> None:
+def check_connections(
+    target: Target, address: Address, claimed_addresses: tuple[str, ...] = ()
+) -> None:
     """Before the first session: the source pool is usable and every server of
-    ``target.hosts`` resolves; ``SessionSetupError`` saying which is not."""
+    ``target.hosts`` resolves, the client addresses a PROXY header claims are of the
+    target's family; ``SessionSetupError`` saying which is not."""
     from smtpbench.engine.sources import check_sources
     from smtpbench.engine.tls import SessionSetupError
 
@@ -78,6 +81,13 @@ def check_connections(target: Target, address: Address) -> None:
         resolve_targets(target, address)
     except OSError as err:
         raise SessionSetupError(str(err)) from None
+    ipv6 = address.family == socket.AF_INET6
+    for claimed in claimed_addresses:
+        if (":" in claimed) != ipv6:
+            raise SessionSetupError(
+                f"client.addresses: {claimed} is not of the target's family "
+                f"({'IPv6' if ipv6 else 'IPv4'}): a PROXY header names both in one"
+            )
 
 
 __all__ = ["Targets", "check_connections", "resolve_targets"]

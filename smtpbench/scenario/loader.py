@@ -13,6 +13,7 @@ from typing import Final
 from smtpbench.faults import SINK_KEYS, FaultPlan, FaultSpecError, parse_fault_table
 from smtpbench.protocol.steps import Step
 from smtpbench.scenario.address_lists import AddressList, read_address_list
+from smtpbench.scenario.client_identity import NO_CLIENT_IDENTITY, ClientIdentity
 from smtpbench.scenario.content_reader import read_content
 from smtpbench.scenario.delivery import DELIVERY_MODES, OPEN_DELIVERY, Delivery
 from smtpbench.scenario.errors import ScenarioError
@@ -88,6 +89,7 @@ _TOP_KEYS: Final = (
     "auth",
     "content",
     "delivery",
+    "client",
 )
 _STAGE_EXAMPLE: Final = '{ duration = "30s", rate = "100/s" }'
 # The keys that only mean something for the open model (an arrival rate).
@@ -204,6 +206,7 @@ def scenario_from_table(
         session=session,
         content=content,
         delivery=_delivery(top.table("delivery")),
+        client=_client(top.table("client")),
         success=_success(top.table("success")),
         timeouts=_timeouts(top.table("timeouts")),
         sink=sink,
@@ -438,6 +441,19 @@ def _session(t: Table, base: Path) -> Session:
                 )
     t.finish()
     return Session(**values)  # type: ignore[arg-type]
+
+
+def _client(t: Table) -> ClientIdentity:
+    if not t.data:
+        t.finish()
+        return NO_CLIENT_IDENTITY
+    proxy = t.get("proxy", None, one_of("v1", "v2"))
+    addresses = t.get("addresses", (), _sources)
+    t.finish()
+    try:
+        return ClientIdentity(proxy=int(proxy[1]) if proxy else 0, addresses=addresses)
+    except ValueError as err:
+        raise t.error(None, str(err)) from None
 
 
 def _delivery(t: Table) -> Delivery:

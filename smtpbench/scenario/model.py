@@ -16,6 +16,7 @@ from typing import Final, Literal
 from smtpbench.faults import EMPTY_FAULTS, FaultPlan
 from smtpbench.protocol.steps import STEP_COUNT, Step
 from smtpbench.scenario.address_lists import AddressList
+from smtpbench.scenario.client_identity import NO_CLIENT_IDENTITY, ClientIdentity
 from smtpbench.scenario.content_spec import NO_CONTENT, Content
 from smtpbench.scenario.delivery import OPEN_DELIVERY, Delivery
 from smtpbench.scenario.sizes import IntRange, SizeDistribution
@@ -510,6 +511,7 @@ class Scenario:
     thresholds: ThresholdSettings = NO_THRESHOLDS
     content: Content = NO_CONTENT
     delivery: Delivery = OPEN_DELIVERY
+    client: ClientIdentity = NO_CLIENT_IDENTITY
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isprintable():

@@ -56,6 +56,10 @@ def scenario_to_toml(scenario: Scenario) -> str:
     lines += ["", "[thresholds]", *_thresholds(scenario)]
     if not scenario.content.is_plain:
         lines += _content(scenario.content)
+    client = scenario.client
+    if not client.is_empty:
+        lines += ["", "[client]"]
+        lines += _pairs({"proxy": f"v{client.proxy}", "addresses": ", ".join(client.addresses)})
     delivery = scenario.delivery
     if delivery.retries:
         lines += ["", "[delivery]"]

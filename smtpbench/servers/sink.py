@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import trio
 
 from smtpbench.faults import EMPTY_FAULTS, FaultPlan
+from smtpbench.protocol.proxy_header import ProxyHeaderError, parse_proxy_header
 from smtpbench.pushback import Pushback
 from smtpbench.servers.accepting import connection_limit, serve_quietly
 from smtpbench.servers.sink_capacity import ServiceCapacity
@@ -39,6 +40,7 @@ __all__ = [
     "serve_sink",
 ]
 
+PROXY_READ = 512  # bytes read at a time while a PROXY header is awaited
 logger = logging.getLogger("smtpbench.sink")
 
 
@@ -155,6 +157,10 @@ class SinkStats:
     # "client connection rate", "max sessions" (deferrals) and "tarpit" (replies held).
     deferred: Counter[str] = field(default_factory=Counter)
     maildir: Counter[str] = field(default_factory=Counter)  # "written", "over the limit", "failed"
+    # proxy_protocol: connections whose PROXY header named a client, and those closed
+    # for a header missing or malformed.
+    proxied: int = 0
+    bad_proxy_headers: int = 0
 
     @property
     def active(self) -> int:
@@ -189,6 +195,10 @@ class SinkStats:
             maildir = f"{self.maildir['written']} written to the maildir"
             extra = [f"{n} {why}" for why, n in sorted(self.maildir.items()) if why != "written"]
             parts.append(maildir + (f" ({', '.join(extra)})" if extra else ""))
+        if self.proxied or self.bad_proxy_headers:
+            parts.append(
+                f"{self.proxied} PROXY headers ({self.bad_proxy_headers} missing or malformed)"
+            )
         failed = sum(self.accept_errors.values())
         if failed:
             kinds = ", ".join(sorted(self.accept_errors))
@@ -248,7 +258,20 @@ class Sink:
         limit = self.config.faults.shutdown_after
         if limit is not None and stats.connections > limit:
             self.shutting_down = True
-        session = Session(self, stream)
+        client: str | None = None
+        early = b""
+        if self.config.pushback.proxy_protocol is not None:
+            read = await read_proxy_header(stream, self.config.command_timeout)
+            if read is None:
+                stats.bad_proxy_headers += 1
+                stats.sessions_closed += 1
+                await trio.aclose_forcefully(stream)
+                return
+            stats.proxied += 1
+            client, early = read
+        session = Session(self, stream, client)
+        if early:
+            session.conn.receive_data(early)
         if stats.active > self.max_connections:
             stats.refused += 1
             try:
@@ -284,6 +307,31 @@ class Sink:
             if policy is not None:
                 policy.close_session(session.client)
             await trio.aclose_forcefully(session.stream)
+
+
+async def read_proxy_header(
+    stream: trio.abc.ReceiveStream, timeout: float
+) -> tuple[str | None, bytes] | None:
+    """The client address a PROXY protocol header names (None for a header that names
+    none, as a proxy's health check), and what came after it; None when the
+    connection does not start with one in time."""
+    data = b""
+    with trio.move_on_after(timeout):
+        while True:
+            try:
+                header, used = parse_proxy_header(data)
+            except ProxyHeaderError:
+                return None
+            if header is not None:
+                return header.source, data[used:]
+            try:
+                more = await stream.receive_some(PROXY_READ)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return None
+            if not more:
+                return None
+            data += more
+    return None
 
 
 def make_ssl_context(config: SinkConfig) -> ssl.SSLContext | None:

@@ -157,7 +157,8 @@ class Session:
         "throttle",
     )
 
-    def __init__(self, sink: Sink, stream: trio.abc.Stream) -> None:
+    def __init__(self, sink: Sink, stream: trio.abc.Stream, client: str | None = None) -> None:
+        """``client``: the address a PROXY protocol header named, when the sink takes one."""
         self.sink = sink
         self.stream = stream
         config = sink.config
@@ -184,7 +185,7 @@ class Session:
         self.errors = 0
         self.failures = 0  # error replies (4xx, 5xx) sent: what the tarpit counts
         # The client's address, what per-client limits count by (only asked for by them).
-        self.client = "" if sink.pushback is None else _peer_address(stream)
+        self.client = "" if sink.pushback is None else client or _peer_address(stream)
         self.throttle = None if pushback.throttle is None else LinkThrottle(pushback.throttle)
 
     # -- the loop ---------------------------------------------------------------

@@ -147,7 +147,7 @@ def run_dashboard(options: RunOptions) -> int:
         else:
             address = resolve_now(scenario.target.host, scenario.target.port)
             label = str(address)
-        check_connections(scenario.target, address)
+        check_connections(scenario.target, address, scenario.client.addresses)
     except (TargetError, EmbeddedSinkError) as err:
         if sink is not None:
             sink.stop()
