@@ -23,7 +23,7 @@ from smtpbench.capacity.headless import (
 )
 from smtpbench.capacity.processes import ProcessEngine
 from smtpbench.capacity.search import Search
-from smtpbench.engine.embedded import EmbeddedSink, EmbeddedSinkError
+from smtpbench.engine.embedded import EmbeddedSinkError
 from smtpbench.engine.group import EngineGroup
 from smtpbench.engine.process import EngineJob, EngineProcess
 from smtpbench.engine.transport import TargetError
@@ -32,7 +32,7 @@ from smtpbench.metrics.snapshot import RunState
 from smtpbench.scenario import MessageFactory, scenario_to_toml
 from smtpbench.thresholds import NO_THRESHOLDS
 from smtpbench.tui.capacity import CapacityDashboard
-from smtpbench.tui.launch import HangUp, ResultsWriter, resolve_now, yield_cpu
+from smtpbench.tui.launch import HangUp, ResultsWriter, open_target_now, yield_cpu
 
 
 def start_driver(handle: ProcessEngine, progress: Progress) -> threading.Thread:
@@ -46,18 +46,9 @@ def start_driver(handle: ProcessEngine, progress: Progress) -> threading.Thread:
 
 def run_capacity_dashboard(options: CapacityOptions) -> int:
     scenario = options.scenario
-    sink: EmbeddedSink | None = None
     try:
-        if scenario.target.host is None:
-            sink = EmbeddedSink.start(scenario.sink.to_argv())
-            address = resolve_now(sink.host, sink.port)
-            label = f"embedded sink {address}"
-        else:
-            address = resolve_now(scenario.target.host, scenario.target.port)
-            label = str(address)
+        address, label, sink = open_target_now(scenario)
     except (TargetError, EmbeddedSinkError) as err:
-        if sink is not None:
-            sink.stop()
         print(f"error: {err}")
         return exitcodes.TARGET_UNUSABLE
     seed = MessageFactory(scenario).seed

@@ -135,9 +135,10 @@ class HangUp:
             self.app.call_from_thread(self.app.exit)
 
 
-def run_dashboard(options: RunOptions) -> int:
-    scenario = options.scenario
-    stack = contextlib.ExitStack()  # run --through: the receiving sink, until the end
+def open_target_now(scenario: Scenario) -> tuple[Address, str, EmbeddedSink | None]:
+    """The address to load, how to name it, and the embedded sink started when the
+    scenario names no host (the caller stops it); what each session needs to connect
+    checked. ``TargetError`` or ``EmbeddedSinkError`` (the sink stopped again) if not."""
     sink: EmbeddedSink | None = None
     try:
         if scenario.target.host is None:
@@ -148,9 +149,19 @@ def run_dashboard(options: RunOptions) -> int:
             address = resolve_now(scenario.target.host, scenario.target.port)
             label = str(address)
         check_connections(scenario.target, address, scenario.client.addresses)
-    except (TargetError, EmbeddedSinkError) as err:
+    except (TargetError, EmbeddedSinkError):
         if sink is not None:
             sink.stop()
+        raise
+    return address, label, sink
+
+
+def run_dashboard(options: RunOptions) -> int:
+    scenario = options.scenario
+    stack = contextlib.ExitStack()  # run --through: the receiving sink, until the end
+    try:
+        address, label, sink = open_target_now(scenario)
+    except (TargetError, EmbeddedSinkError) as err:
         print(f"error: {err}")
         return exitcodes.TARGET_UNUSABLE
     try:
