@@ -90,12 +90,20 @@ MODULES = (
     Module(
         "session",
         "smtpbench/engine/session.py",
-        ("tests/test_session_machine.py", "tests/test_session_machine_outcomes.py"),
+        (
+            "tests/test_session_machine.py",
+            "tests/test_session_machine_outcomes.py",
+            "tests/test_session_machine_delivery.py",
+        ),
     ),
     Module(
         "conversation",
         "smtpbench/engine/conversation.py",
-        ("tests/test_session_machine.py", "tests/test_session_machine_outcomes.py"),
+        (
+            "tests/test_session_machine.py",
+            "tests/test_session_machine_outcomes.py",
+            "tests/test_session_machine_delivery.py",
+        ),
     ),
     # The test's own machines on loopback (milliseconds), then real loads (a second or
     # so each); Ctrl-C in a child process (seconds more) is left out.

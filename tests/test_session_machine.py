@@ -196,13 +196,15 @@ def converse(
     tls: ssl.SSLContext | None = None,
     conversation: Conversation | None = None,
     domain: str | None = None,
+    attempt: dict[str, Any] | None = None,
 ) -> Outcome:
     """Runs session ``number`` of ``scenario`` (TOML added to a one-session base) to its
     end, started ``late`` seconds after its intended start, with settings changed by
     ``adjust``. ``throw_at`` = (n, exception): thrown into the session at its n-th read
     instead. ``tls``: the server's context, for STARTTLS or implicit TLS. ``conversation``:
     what the session says instead of the scenario's plan; ``domain``: the first
-    recipient's, as the run gives it."""
+    recipient's, as the run gives it; ``attempt``: ``origin``, ``tries`` and
+    ``delivered_before`` of a message tried again."""
     parsed = parse_scenario(f'name = "machine"\nseed = 1\n{scenario}')
     clock = Clock()
     settings = SessionSettings.from_scenario(parsed, ADDRESS, environ={"SECRET": "s3cret"})
@@ -214,7 +216,9 @@ def converse(
     record = SessionRecord(recorder, log, number, 0.0)
     if conversation is None:
         conversation = PlannedConversation(factory, factory.plan_session(number))
-    session = Session(settings, record, conversation, clock.now - late, clock, domain)
+    session = Session(
+        settings, record, conversation, clock.now - late, clock, domain, **(attempt or {})
+    )
     implicit = settings.tls_mode == "implicit"
     server = ServerConnection(tls=implicit)
     answer = answer or answers()
