@@ -94,6 +94,7 @@ MODULES = (
             "tests/test_session_machine.py",
             "tests/test_session_machine_outcomes.py",
             "tests/test_session_machine_delivery.py",
+            "tests/test_session_machine_conversation.py",
         ),
     ),
     Module(
@@ -103,6 +104,7 @@ MODULES = (
             "tests/test_session_machine.py",
             "tests/test_session_machine_outcomes.py",
             "tests/test_session_machine_delivery.py",
+            "tests/test_session_machine_conversation.py",
         ),
     ),
     # The test's own machines on loopback (milliseconds), then real loads (a second or
