@@ -6,6 +6,7 @@ sleeps, writes the kernel cannot take at once, and the feeder told of every end.
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
 import os
@@ -580,3 +581,61 @@ async def test_a_connection_on_descriptor_0_is_written_like_any_other() -> None:
         os.dup2(saved, 0)
         os.close(saved)
     assert machine.seen == [0, False, b"250 %d\r\n" % (len(big) + 2)]
+
+
+async def test_a_refused_connection_says_why() -> None:
+    def script(m: Machine) -> Talk:
+        try:
+            yield CONNECT
+        except OSError as err:
+            m.seen.append(str(err))
+
+    machine = Machine(free_port(), script)
+    await drive([machine])
+    refused = errno.ECONNREFUSED
+    assert machine.seen == [f"[Errno {refused}] {os.strerror(refused)}"]
+
+
+async def test_the_end_of_a_write_is_when_the_kernel_took_its_last_byte() -> None:
+    # The server answers 50 ms after it has every byte: the write ended before that.
+    big = b"w" * (8 << 20)
+
+    async def server(stream: trio.SocketStream) -> None:
+        await read_until(stream, b"\r\n")
+        await trio.sleep(0.05)
+        await stream.send_all(b"250 ok\r\n")
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        reactor = m.reactor
+        assert reactor is not None
+        link.write(big + b"\r\n")
+        yield from read_all(b"", b"\r\n")
+        m.seen.append(reactor.now() - link.written_at)
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        await drive([machine], use_epoll=False)
+        nursery.cancel_scope.cancel()
+    assert machine.seen[0] >= 0.05
+
+
+async def test_the_selector_fallback_waits_on_its_descriptor() -> None:
+    # Sweeps a day apart and nothing else due: only the socket can wake the reactor.
+    async def server(stream: trio.SocketStream) -> None:
+        await trio.sleep(0.05)
+        await stream.send_all(b"220 hi\r\n")
+
+    def script(m: Machine) -> Talk:
+        yield CONNECT
+        m.seen.append((yield from read_all(b"", b"\r\n")))
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        feeder = Feeder([machine])
+        reactor = Reactor(feeder, sweep_interval=86400.0, use_epoll=False)
+        feeder.reactor = reactor
+        with trio.fail_after(5):
+            await reactor.run()
+        nursery.cancel_scope.cancel()
+    assert machine.seen == [b"220 hi\r\n"]
