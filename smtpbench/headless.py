@@ -128,11 +128,15 @@ async def open_target(scenario: Scenario) -> AsyncIterator[tuple[Address, str]]:
     if scenario.target.host is None:
         async with embedded_sink(scenario.sink.to_argv()) as (host, port):
             address = await resolve(host, port)
-            check_connections(scenario.target, address, scenario.client.addresses)
+            check_connections(
+                scenario.target, address, scenario.client.addresses if scenario.client.proxy else ()
+            )
             yield address, f"embedded sink {address}"
     else:
         address = await resolve(scenario.target.host, scenario.target.port)
-        check_connections(scenario.target, address, scenario.client.addresses)
+        check_connections(
+            scenario.target, address, scenario.client.addresses if scenario.client.proxy else ()
+        )
         yield address, str(address)
 
 

@@ -120,3 +120,29 @@ def test_a_truncated_metrics_file_is_named_in_report_compare_and_merge(
         assert TRACEBACK not in done.stderr
         [line] = done.stderr.strip().splitlines()
         assert line.startswith(f"error: {metrics}: ")
+
+
+def test_a_folder_written_before_xclient_was_a_step_reads_as_it_was() -> None:
+    # Written by the version before XCLIENT became a step (18 steps): every figure reads
+    # back the same, and the new step is there, empty.
+    import json
+
+    from smtpbench.metrics.kinds import MESSAGE_LATENCY, SESSION_LATENCY, START_LAG
+    from smtpbench.protocol.steps import Step
+
+    folder = Path(__file__).resolve().parent / "data" / "results-before-xclient"
+    summary = json.loads((folder / "summary.json").read_text())
+    snapshot = read_results(folder)
+    assert snapshot.counters.messages_accepted == summary["counters"]["messages_accepted"] == 20
+    for step in (Step.CONNECT, Step.MAIL, Step.DATA_END, Step.QUIT):
+        row = summary["latency"][step.label]
+        assert snapshot.histogram(step).count == row["count"] == 20
+        assert snapshot.histogram(step).percentile(50) == pytest.approx(row["p50"], abs=1e-6)
+    # The rows after the steps moved down by one and kept their samples.
+    assert snapshot.histogram(START_LAG).count == 20
+    assert snapshot.histogram(MESSAGE_LATENCY).count == 20
+    assert snapshot.histogram(SESSION_LATENCY).count == 20
+    assert snapshot.histogram(Step.XCLIENT).count == 0
+    assert snapshot.replies[Step.QUIT][221] == 20 and not snapshot.replies[Step.XCLIENT].any()
+    done = smtpbench("report", str(folder))
+    assert done.returncode == exitcodes.OK and TRACEBACK not in done.stderr

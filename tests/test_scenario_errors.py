@@ -70,7 +70,7 @@ BROKEN = [
     ("[target]\nport = 70000", "target.port", "between 1 and 65535"),
     ('[target]\nport = "25"', "target.port", "whole number"),
     ('[target]\nhost = ""', "target.host", "embedded sink"),
-    ('[target]\nhots = "x"', "target.hots", "did you mean 'host'?"),
+    ('[target]\nhots = "x"', "target.hots", "did you mean 'hosts'?"),
     ('[session]\ngreeting = "HI"', "session.greeting", "'EHLO' or 'HELO'"),
     ('[session]\nmessages = "5..1"', "session.messages", "low to high"),
     ('[session]\nmessages = "many"', "session.messages", "range such as"),
@@ -214,7 +214,7 @@ def test_error_without_file_still_names_key() -> None:
 def test_unknown_key_lists_the_known_ones() -> None:
     with pytest.raises(ScenarioError) as caught:
         parse_scenario("[target]\nzzz = 1")
-    assert "known: host, port" in caught.value.message
+    assert "known: choose, host, hosts, port, source" in caught.value.message
 
 
 def test_error_survives_pickling() -> None:

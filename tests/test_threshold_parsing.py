@@ -410,7 +410,7 @@ def test_settings_validate_the_grace_and_add_checks() -> None:
             "rate(4xx, NOPE) < 1%",
             "'rate(4xx, NOPE) < 1%': unknown SMTP step 'NOPE'; known steps: connect, banner, "
             "HELO, EHLO, LHLO, STARTTLS, TLS handshake, AUTH, MAIL, RCPT, DATA, DATA end, BDAT, "
-            "RSET, NOOP, VRFY, EXPN, QUIT",
+            "RSET, NOOP, VRFY, EXPN, QUIT, XCLIENT",
         ),
         (
             "rate(4xx, A, B) < 1%",

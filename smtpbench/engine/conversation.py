@@ -39,6 +39,7 @@ _ASKED_BY = {
     "CHUNKING": "session.chunking",
     "DSN": "session.dsn",
     "STARTTLS": 'tls.mode = "starttls"',
+    "XCLIENT": "client.xclient",
 }
 Ask = Generator[Request, Any, bool]
 
@@ -88,6 +89,8 @@ class PlannedConversation:
             s.conn.tls_established()
             if not (yield from self._greet(s, fallback=False)):
                 return False
+        if settings.client.xclient and not (yield from self._xclient(s)):
+            return False
         required = settings.required
         if settings.tls_mode != "none":
             required = tuple(word for word in required if word != "STARTTLS")
@@ -112,6 +115,24 @@ class PlannedConversation:
             return False
         # Servers that do not know EHLO still take HELO (RFC 5321 section 3.2).
         return (yield from s.exchange(Step.HELO, conn.helo(name))).code // 100 == 2
+
+    def _xclient(self, s: Session) -> Ask:
+        """Postfix's XCLIENT: the client this session stands for; on 220 the session
+        starts over, and the client greets again."""
+        if not self._has_extensions(s, ("XCLIENT",)):
+            return False
+        settings = s.settings
+        number = self.plan.number
+        address = settings.claimed[number % len(settings.claimed)]
+        attributes = {
+            # Postfix writes an IPv6 address with its prefix, as in its own logs.
+            "ADDR": f"IPV6:{address}" if ":" in address else address,
+            "NAME": settings.client.name_of(number),
+            "HELO": self.plan.helo_name,
+        }
+        if (yield from s.exchange(Step.XCLIENT, s.conn.xclient(attributes))).code != 220:
+            return False
+        return (yield from self._greet(s, fallback=False))
 
     def _has_extensions(self, s: Session, keywords: tuple[str, ...]) -> bool:
         capabilities = s.conn.capabilities

@@ -74,6 +74,7 @@ from smtpbench.protocol.errors import ProtocolError
 from smtpbench.protocol.proxy_header import proxy_header
 from smtpbench.protocol.replies import Reply
 from smtpbench.protocol.steps import Step
+from smtpbench.scenario.client_identity import NO_CLIENT_IDENTITY, ClientIdentity
 from smtpbench.scenario.model import NO_DSN, Dsn
 
 if TYPE_CHECKING:
@@ -127,6 +128,7 @@ class SessionSettings:
     queue: DeliveryQueue | None = None  # [delivery] mode = "mta": deferred messages go here
     proxy_version: int = 0  # [client] proxy: a PROXY protocol header first, v1 or v2
     claimed: tuple[str, ...] = ()  # the client addresses it claims, one per session in turn
+    client: ClientIdentity = NO_CLIENT_IDENTITY  # [client]: what XCLIENT says
 
     @classmethod
     def from_scenario(
@@ -169,6 +171,7 @@ class SessionSettings:
             sources=tuple(source_sockaddr(a) for a in scenario.target.source),
             proxy_version=scenario.client.proxy,
             claimed=scenario.client.addresses,
+            client=scenario.client,
             targets=targets,
             target_names=tuple(
                 server_name(tls, a.host) if tls.enabled else None

@@ -229,6 +229,10 @@ def read_results(folder: Path) -> Snapshot:
     arrays = _read_metrics(metrics_path)
     layout = np.array([SUB_BUCKETS, OCTAVES, BUCKETS, STEP_COUNT, LATENCY_ROWS])
     found = arrays.get("layout")
+    before_xclient = np.array([SUB_BUCKETS, OCTAVES, BUCKETS, _STEPS_BEFORE_XCLIENT, 21])
+    if found is not None and found.shape == layout.shape and np.array_equal(found, before_xclient):
+        arrays = _with_xclient_step(arrays)
+        found = arrays["layout"]
     if found is None or found.shape != layout.shape or not np.array_equal(found, layout):
         raise ResultsError(f"{metrics_path}: layout: histogram layout differs from this version")
     try:
@@ -237,6 +241,33 @@ def read_results(folder: Path) -> Snapshot:
         raise ResultsError(
             f"{folder}: {SUMMARY_FILE} or {METRICS_FILE}: missing or malformed field {err}"
         ) from None
+
+
+_STEPS_BEFORE_XCLIENT = 18  # results written before XCLIENT was a step
+
+
+def _with_xclient_step(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Arrays of a folder written when there were 18 steps, as today's: an empty XCLIENT
+    step after QUIT, which moves the rows after the steps (start lag, message, session)
+    down by one. Nothing counted changes."""
+    at = _STEPS_BEFORE_XCLIENT
+    out = dict(arrays)
+    out["layout"] = np.array([SUB_BUCKETS, OCTAVES, BUCKETS, STEP_COUNT, LATENCY_ROWS])
+    out["latency_counts"] = np.insert(arrays["latency_counts"], at, 0, axis=0)
+    out["latency_total"] = np.insert(arrays["latency_total"], at, 0.0)
+    out["latency_min"] = np.insert(arrays["latency_min"], at, np.inf)
+    out["latency_max"] = np.insert(arrays["latency_max"], at, -np.inf)
+    out["replies"] = np.insert(arrays["replies"], at, 0, axis=0)
+    out["errors"] = np.insert(arrays["errors"], at, 0, axis=1)
+    for name in ("series_p50", "series_p99", "series_count"):
+        if name in arrays and arrays[name].ndim == 2:
+            out[name] = np.insert(arrays[name], at, 0, axis=1)
+    if "divergence" in arrays:
+        out["divergence"] = np.insert(arrays["divergence"], at, 0, axis=1)
+    if "intervals_latency_index" in arrays:  # flat (row, bucket) indices
+        index = arrays["intervals_latency_index"].astype(np.int64)
+        out["intervals_latency_index"] = np.where(index >= at * BUCKETS, index + BUCKETS, index)
+    return out
 
 
 def _read_metrics(path: Path) -> dict[str, np.ndarray]:

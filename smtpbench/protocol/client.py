@@ -44,6 +44,7 @@ last BDAT chunk may only go once every RCPT reply is in.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Final, NamedTuple
@@ -113,6 +114,7 @@ _ALLOWED: dict[State, frozenset[Step]] = {
             Step.VRFY,
             Step.EXPN,
             Step.QUIT,
+            Step.XCLIENT,
         }
     ),
     State.MAIL: frozenset({Step.RCPT, Step.RSET, Step.NOOP, Step.QUIT}),
@@ -138,6 +140,7 @@ _ENDS_GROUP: frozenset[Step] = frozenset(
         Step.QUIT,
         Step.STARTTLS,
         Step.AUTH,
+        Step.XCLIENT,
     }
 )
 # Where a command leaves the client when the server says yes.
@@ -316,6 +319,13 @@ class ClientConnection:
     def quit(self) -> bytes:
         return self._send(Step.QUIT, commands.quit_())
 
+    def xclient(self, attributes: Mapping[str, str]) -> bytes:
+        """Postfix's XCLIENT; a 220 starts the session over, as after STARTTLS: the
+        client greets again and the extensions are those of the new greeting."""
+        if not self.capabilities.has("XCLIENT"):
+            raise LocalProtocolError("cannot send XCLIENT: the server did not advertise it")
+        return self._send(Step.XCLIENT, commands.xclient(attributes))
+
     def send_raw(self, step: Step, data: bytes, replies: int = 1) -> bytes:
         """``data`` sent as a recorded client sent it, outside the rules above: no state
         or pipelining check. ``replies`` are owed to ``step`` (0 when the recorded
@@ -420,4 +430,7 @@ class ClientConnection:
             confirmed = State.AUTH if code == 334 else State.READY
         elif step is Step.QUIT:
             confirmed = State.CLOSED
+        elif step is Step.XCLIENT and code == 220:
+            confirmed = State.GREETED
+            self.capabilities = NO_CAPABILITIES
         self._confirmed = confirmed

@@ -113,6 +113,18 @@ def quit_() -> bytes:
     return b"QUIT\r\n"
 
 
+def xclient(attributes: Mapping[str, str]) -> bytes:
+    """Postfix's ``XCLIENT NAME=... ADDR=... HELO=...``: attribute values in xtext."""
+    if not attributes:
+        raise LocalProtocolError("XCLIENT needs at least one attribute")
+    items = []
+    for name, value in attributes.items():
+        if not name.isalpha() or not name.isascii():
+            raise LocalProtocolError(f"XCLIENT attribute name {name!r} is not a word")
+        items.append(f"{name.upper()}={xtext(value)}")
+    return _encode("XCLIENT " + " ".join(items))
+
+
 # -- ESMTP parameter values -------------------------------------------------------------
 
 

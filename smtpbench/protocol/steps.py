@@ -30,6 +30,7 @@ class Step(IntEnum):
     VRFY = 15
     EXPN = 16
     QUIT = 17
+    XCLIENT = 18  # Postfix's XCLIENT: the client identity a trusted client claims
 
     @property
     def label(self) -> str:

@@ -40,7 +40,7 @@ def read_content(t: Table, base: Path, *, size: SizeReader, eight_bit: bool) -> 
         )
     corpus = _corpus(t.table("corpus"), base) if t.has("corpus") else None
     dkim = _dkim(t.table("dkim"), base) if t.has("dkim") else None
-    t.finish()
+    t.finish(("mix", "corpus", "dkim"))
     try:
         return Content(
             headers=headers,

@@ -233,7 +233,7 @@ def _target(t: Table) -> Target:
     choose = t.get("choose", "round-robin", one_of(*TARGET_CHOICES))
     if t.has("choose") and not hosts:
         raise t.error("choose", "chooses among hosts; give hosts (two servers or more)")
-    t.finish()
+    t.finish(("hosts",))
     try:
         return Target(host=host, port=port, source=source, hosts=hosts, choose=choose)  # type: ignore[arg-type]
     except ValueError as err:
@@ -448,10 +448,14 @@ def _client(t: Table) -> ClientIdentity:
         t.finish()
         return NO_CLIENT_IDENTITY
     proxy = t.get("proxy", None, one_of("v1", "v2"))
+    xclient = t.get("xclient", False, as_bool)
     addresses = t.get("addresses", (), _sources)
+    name = t.get("name", None, as_str)
     t.finish()
     try:
-        return ClientIdentity(proxy=int(proxy[1]) if proxy else 0, addresses=addresses)
+        return ClientIdentity(
+            proxy=int(proxy[1]) if proxy else 0, xclient=xclient, addresses=addresses, name=name
+        )
     except ValueError as err:
         raise t.error(None, str(err)) from None
 

@@ -49,6 +49,7 @@ _DEFAULT_SUCCESS: Final[dict[Step, frozenset[int]]] = {
     Step.VRFY: frozenset({250, 251, 252}),
     Step.EXPN: frozenset({250}),
     Step.QUIT: frozenset({221}),
+    Step.XCLIENT: frozenset({220}),  # the new greeting
 }
 DEFAULT_SUCCESS: Final[tuple[frozenset[int], ...]] = tuple(
     _DEFAULT_SUCCESS.get(step, frozenset()) for step in Step

@@ -59,7 +59,13 @@ def scenario_to_toml(scenario: Scenario) -> str:
     client = scenario.client
     if not client.is_empty:
         lines += ["", "[client]"]
-        lines += _pairs({"proxy": f"v{client.proxy}", "addresses": ", ".join(client.addresses)})
+        claim: dict[str, TomlValue] = (
+            {"proxy": f"v{client.proxy}"} if client.proxy else {"xclient": True}
+        )
+        claim["addresses"] = ", ".join(client.addresses)
+        if client.name is not None:
+            claim["name"] = client.name
+        lines += _pairs(claim)
     delivery = scenario.delivery
     if delivery.retries:
         lines += ["", "[delivery]"]

@@ -148,7 +148,9 @@ def open_target_now(scenario: Scenario) -> tuple[Address, str, EmbeddedSink | No
         else:
             address = resolve_now(scenario.target.host, scenario.target.port)
             label = str(address)
-        check_connections(scenario.target, address, scenario.client.addresses)
+        check_connections(
+            scenario.target, address, scenario.client.addresses if scenario.client.proxy else ()
+        )
     except (TargetError, EmbeddedSinkError):
         if sink is not None:
             sink.stop()
