@@ -483,3 +483,125 @@ def test_files_that_cannot_be_read_as_captures(tmp_path: Path) -> None:
         f"{odd}: link type 147 is not one smtpbench reads "
         "(Ethernet, Linux cooked, loopback, raw IP)"
     )
+
+
+def test_the_servers_last_bytes_lost_before_its_fin_are_counted_without_the_fin(
+    tmp_path: Path,
+) -> None:
+    segments = connection(closer="s")
+    bye = next(s for s in segments if s.data == b"221 2.0.0 bye\r\n")
+    imported = import_pcap(write(tmp_path / "c.pcap", [s for s in segments if s is not bye]))
+    (problem,) = imported.problems
+    assert problem.endswith(
+        f"left out: 15 bytes from the server are missing from the capture "
+        f"(at offset {SERVER_BYTES - 15})"
+    )
+
+
+@pytest.mark.parametrize("link", ["sll", "sll2"])
+def test_cooked_frames_of_other_protocols_are_passed_over_and_short_ones_counted(
+    tmp_path: Path, link: str
+) -> None:
+    cooked = dpkt.sll.SLL if link == "sll" else dpkt.sll2.SLL2
+    arp = bytes(cooked(ethtype=0x0806, data=b"\x00" * 28))
+    short = bytes(cooked(ethtype=dpkt.ethernet.ETH_TYPE_IP)) + b"\x45\x00"
+    path = write(tmp_path / "c.pcap", connection(), link, extra=[arp, short])
+    imported = import_pcap(path)
+    assert steps(imported.recording.sessions[0]) == STEPS
+    assert imported.problems == (
+        f"{path}: 1 packets could not be read (damaged, or the file was cut short)",
+    )
+
+
+AUTH_TALK = [
+    ("s", b"220 mx.test ESMTP\r\n"),
+    ("c", b"EHLO c.test\r\n"),
+    ("s", b"250-mx.test\r\n250 AUTH PLAIN\r\n"),
+    ("c", b"AUTH PLAIN AHUAcw==\r\n"),
+    ("s", b"235 2.7.0 ok\r\n"),
+    ("c", b"MAIL FROM:<a@b.test>\r\n"),
+    ("s", b"250 2.1.0 Ok\r\n"),
+    ("c", b"RCPT TO:<c@d.test>\r\n"),
+    ("s", b"250 2.1.5 Ok\r\n"),
+    ("c", b"DATA\r\n"),
+    ("s", b"354 go ahead\r\n"),
+    ("c", CONTENT + b".\r\n"),
+    ("s", b"250 2.0.0 queued\r\n"),
+]
+
+
+def test_credentials_and_content_are_kept_only_when_asked(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.pcap", connection(AUTH_TALK))
+    kept = import_pcap(path, keep_content=True, redact_auth=False).recording.sessions[0]
+    auth = next(s for s in kept.steps if s.line and s.line.startswith(b"AUTH"))
+    assert auth.line == b"AUTH PLAIN AHUAcw==" and not auth.redacted
+    data = next(s for s in kept.steps if s.kind == "data")
+    assert data.content is not None and data.content.data == CONTENT
+    hidden = import_pcap(path, keep_content=False).recording.sessions[0]
+    auth = next(s for s in hidden.steps if s.line and s.line.startswith(b"AUTH"))
+    assert auth.line == b"AUTH PLAIN" and auth.redacted
+    data = next(s for s in hidden.steps if s.kind == "data")
+    assert data.content is not None and data.content.data is None
+    assert data.content.size == len(CONTENT)
+
+
+def test_a_session_lasts_until_its_last_fin(tmp_path: Path) -> None:
+    segments = connection(start=1.0)
+    imported = import_pcap(write(tmp_path / "c.pcap", segments))
+    # The FINs come 0.01 s after the last reply, which is 0.01 s after each step.
+    assert imported.recording.sessions[0].duration == pytest.approx(segments[-1].ts - 1.0)
+
+
+def test_ports_used_again_after_a_full_close_are_a_new_connection(tmp_path: Path) -> None:
+    # Even with the same initial sequence number: the first connection was over.
+    first = connection()
+    second = connection(start=5.0)
+    imported = import_pcap(write(tmp_path / "c.pcap", [*first, *second]))
+    assert imported.problems == () and len(imported.recording.sessions) == 2
+
+
+def test_a_last_segment_with_fin_and_reset_ends_the_connection_once(tmp_path: Path) -> None:
+    segments = connection(closer="s")
+    last = segments[-1]
+    segments[-1] = Segment(last.ts, last.src, last.dst, last.seq, last.ack, FIN | RST | ACK)
+    imported = import_pcap(write(tmp_path / "c.pcap", segments))
+    assert imported.problems == () and len(imported.recording.sessions) == 1
+
+
+def test_a_segment_from_before_the_stream_began_is_passed_over(tmp_path: Path) -> None:
+    segments = connection()
+    # A keep-alive probe carrying one byte at the sequence number before the first.
+    probe = Segment(0.015, CLIENT, SERVER, 1000, 5001, ACK, b"\x00")
+    imported = import_pcap(write(tmp_path / "c.pcap", [*segments[:3], probe, *segments[3:]]))
+    assert imported.problems == () and steps(imported.recording.sessions[0]) == STEPS
+
+
+def test_a_stray_segment_far_ahead_is_bytes_missing(tmp_path: Path) -> None:
+    segments = connection()
+    stray = Segment(0.015, CLIENT, SERVER, 1001 + 1_500_000_000, 5001, ACK, b"x")
+    imported = import_pcap(write(tmp_path / "c.pcap", [*segments[:3], stray, *segments[3:]]))
+    assert imported.recording.sessions == ()
+    assert "bytes from the client are missing from the capture" in imported.problems[0]
+
+
+def test_overlapping_and_contained_segments_held_for_a_gap(tmp_path: Path) -> None:
+    segments = connection()
+    content = next(s for s in segments if s.data == CONTENT + b".\r\n")
+    data = content.data
+
+    def piece(begin: int, end: int) -> Segment:
+        return Segment(
+            content.ts, CLIENT, SERVER, content.seq + begin, content.ack, ACK, data[begin:end]
+        )
+
+    # Come before the first 5 bytes: a long piece, a shorter one at the same place, one
+    # inside it; then a piece overlapping what is delivered by then, and the first bytes.
+    pieces = [piece(5, 20), piece(5, 9), piece(7, 9), piece(12, len(data)), piece(0, 5)]
+    at = segments.index(content)
+    rebuilt = [*segments[:at], *pieces, *segments[at + 1 :]]
+    imported = import_pcap(write(tmp_path / "c.pcap", rebuilt))
+    assert imported.problems == ()
+    session = imported.recording.sessions[0]
+    assert steps(session) == STEPS
+    step = next(s for s in session.steps if s.kind == "data")
+    assert step.content is not None and step.content.data == CONTENT

@@ -60,9 +60,10 @@ class _Direction:
     acked: int = 0  # the furthest stream offset the other side acknowledged
 
     def missing(self) -> int:
-        """Bytes the other side acknowledged that the capture does not hold."""
-        end = self.next + (1 if self.fin is not None and self.next >= self.fin else 0)
-        return max(0, self.acked - end)
+        """Bytes the other side acknowledged that the capture does not hold (the FIN's
+        sequence number, acknowledged as well, is not a byte)."""
+        acked = self.acked if self.fin is None else min(self.acked, self.fin)
+        return max(0, acked - self.next)
 
     def offset(self, seq: int) -> int:
         assert self.isn is not None
