@@ -68,7 +68,7 @@ MODULES = (
     Module(
         "replies",
         "smtpbench/protocol/replies.py",
-        ("tests/test_protocol_replies.py",),
+        ("tests/test_protocol_replies.py", "tests/test_protocol_replies_seen.py"),
         fresh_import=True,
     ),
     # The bucket table is built at import; its test builds it again, so fork mode will do.

@@ -1,0 +1,79 @@
+"""Replies the parser remembers: a reply read before is the very same object when its
+bytes come again (a one-line reply by its line, a multi-line reply when it was the whole
+of one read and short enough), never anything else; the table is forgotten when full."""
+
+from __future__ import annotations
+
+from smtpbench.protocol import replies
+from smtpbench.protocol.replies import Reply, ReplyParser
+
+
+def read(data: bytes | bytearray | memoryview) -> Reply | None:
+    parser = ReplyParser()
+    parser.feed(data)
+    return parser.next_reply()
+
+
+def test_a_one_line_reply_is_parsed_once() -> None:
+    first = read(b"250 2.1.0 remembered once\r\n")
+    assert first == Reply(250, ("2.1.0 remembered once",), "2.1.0")
+    assert read(b"250 2.1.0 remembered once\r\n") is first
+    # Also when it is not the whole read.
+    parser = ReplyParser()
+    parser.feed(b"250 2.1.0 remembered once\r\n221 bye\r\n")
+    assert parser.next_reply() is first
+
+
+def test_a_multi_line_reply_read_whole_is_parsed_once() -> None:
+    ehlo = b"250-mx.seen.test\r\n250-PIPELINING\r\n250 SIZE 1000\r\n"
+    first = read(ehlo)
+    assert first == Reply(250, ("mx.seen.test", "PIPELINING", "SIZE 1000"))
+    assert read(ehlo) is first
+
+
+def test_a_multi_line_reply_that_came_in_pieces_is_not_remembered() -> None:
+    ehlo = b"250-mx.pieces.test\r\n250 SIZE 2000\r\n"
+    parts = []
+    for _ in range(2):
+        parser = ReplyParser()
+        parser.feed(ehlo[:25])
+        assert parser.next_reply() is None
+        parser.feed(ehlo[25:])
+        parts.append(parser.next_reply())
+    assert parts[0] == parts[1] == Reply(250, ("mx.pieces.test", "SIZE 2000"))
+    assert parts[0] is not parts[1]
+    # Nor under any other bytes: what was not read parses as what it is.
+    assert read(b"XXXX") is None
+
+
+def test_a_multi_line_reply_is_remembered_up_to_its_size_limit() -> None:
+    def ehlo(size: int, tag: bytes) -> bytes:
+        head = b"250-" + tag + b"\r\n250 "
+        return head + b"x" * (size - len(head) - 2) + b"\r\n"
+
+    limit = replies._SEEN_KEY_LIMIT
+    at_limit = ehlo(limit, b"at.limit")
+    assert len(at_limit) == limit and read(at_limit) is read(at_limit)
+    over = ehlo(limit + 1, b"over.limit")
+    assert len(over) == limit + 1
+    first, second = read(over), read(over)
+    assert first == second and first is not second
+
+
+def test_a_read_handed_over_as_a_bytearray_or_a_view_parses_the_same() -> None:
+    data = bytearray(b"250 2.0.0 from a bytearray\r\n")
+    reply = read(data)
+    data[0:3] = b"554"  # the caller's buffer is used again: the parser kept its copy
+    assert reply == Reply(250, ("2.0.0 from a bytearray",), "2.0.0")
+    assert read(memoryview(b"221 2.0.0 from a view\r\n")) == Reply(
+        221, ("2.0.0 from a view",), "2.0.0"
+    )
+
+
+def test_the_table_is_forgotten_whole_when_full() -> None:
+    replies._SEEN.clear()
+    for number in range(replies._SEEN_LIMIT):
+        read(b"250 unique %d\r\n" % number)
+    assert len(replies._SEEN) == replies._SEEN_LIMIT
+    read(b"250 one more\r\n")
+    assert len(replies._SEEN) == 1
