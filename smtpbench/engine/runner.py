@@ -45,6 +45,7 @@ from smtpbench.engine.reactor import Machine, Reactor
 from smtpbench.engine.schedule import Pacer, RateProfile
 from smtpbench.engine.session import Session, SessionSettings
 from smtpbench.engine.shares import Share
+from smtpbench.metrics.client_groups import ClientGroups
 from smtpbench.metrics.events import SessionEvents
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import RunState, Snapshot
@@ -145,6 +146,10 @@ class LoadRun:
         if scenario.delivery.retries:
             self.queue = DeliveryQueue(scenario.delivery, recorder, cap)
             self.settings = dataclasses.replace(self.settings, queue=self.queue)
+        if scenario.target.source or scenario.client.addresses:
+            # Sessions come from several clients: the figures per client are kept too.
+            recorder.clients = recorder.clients or ClientGroups()
+            self.settings = dataclasses.replace(self.settings, clients=recorder.clients)
         self.factory = factory
         self.recorder = recorder
         self.control = control or RunControl()

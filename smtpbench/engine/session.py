@@ -66,6 +66,7 @@ from smtpbench.engine.targets import Targets, resolve_targets
 from smtpbench.engine.tls import SessionSetupError, client_context, failure_detail, server_name
 from smtpbench.engine.tls_channel import TlsChannel
 from smtpbench.engine.transport import Address, classify
+from smtpbench.metrics.client_groups import ClientGroups, SessionTally
 from smtpbench.metrics.events import SessionEvents, SessionFailure
 from smtpbench.metrics.kinds import ErrorClass
 from smtpbench.metrics.snapshot import TranscriptLine
@@ -129,6 +130,7 @@ class SessionSettings:
     proxy_version: int = 0  # [client] proxy: a PROXY protocol header first, v1 or v2
     claimed: tuple[str, ...] = ()  # the client addresses it claims, one per session in turn
     client: ClientIdentity = NO_CLIENT_IDENTITY  # [client]: what XCLIENT says
+    clients: ClientGroups | None = None  # figures per client (source or claimed address)
 
     @classmethod
     def from_scenario(
@@ -231,6 +233,7 @@ class Session:
         "source",
         "start",
         "step",
+        "tally",
         "timeouts",
         "tls",
         "transcript",
@@ -264,6 +267,7 @@ class Session:
             self.server_hostname = settings.target_names[chosen]
         sources = settings.sources
         self.source = sources[conversation.number % len(sources)] if sources else None
+        self.tally = SessionTally() if settings.clients is not None else None
         self.timeouts = settings.timeouts
         self.metrics = metrics
         self.conversation = conversation
@@ -509,6 +513,8 @@ class Session:
         self.metrics.reply(step, code, seconds, reply.enhanced)
         if self.delivery is not None:
             self.delivery.reply(step, code)
+        if self.tally is not None:
+            self.tally.reply(code, seconds if step is Step.DATA_END else None)
         self.transcript.append((sent, reply))
         if code not in self.settings.success[step]:
             self.metrics.error(ErrorClass.REPLY, step)
@@ -528,7 +534,7 @@ class Session:
         if self.delivery is not None:
             self._settle()
             return
-        self.metrics.message(False, None)
+        self._message(False, None)
         if self.settings.transit is not None:
             self.settings.transit.refused(self.conversation.number, self.messages_ended)
         self.messages_ended += 1
@@ -543,7 +549,7 @@ class Session:
             return
         success = self.settings.success[Step.DATA_END]
         accepted = any(reply.code in success for reply in finals)
-        self.metrics.message(accepted, self.arrival - self.origin)
+        self._message(accepted, self.arrival - self.origin)
         transit = self.settings.transit
         if transit is not None:  # messages end in the order they began: the index is the count
             number = self.conversation.number
@@ -553,6 +559,11 @@ class Session:
                 transit.refused(number, self.messages_ended)
         self.messages_ended += 1
 
+    def _message(self, accepted: bool, latency: float | None) -> None:
+        self.metrics.message(accepted, latency)
+        if self.tally is not None:
+            self.tally.message_ended(accepted, latency)
+
     def _settle(self) -> None:
         """MTA-like delivery: the message is delivered, refused for good, or queued again
         for the recipients still owed (then it has no outcome yet)."""
@@ -560,7 +571,7 @@ class Session:
         outcome = self.delivery.settle(self.now())
         self.messages_ended += 1
         if outcome is not None:
-            self.metrics.message(outcome, self.arrival - self.origin if outcome else None)
+            self._message(outcome, self.arrival - self.origin if outcome else None)
 
     # -- outcomes -------------------------------------------------------------------
 
@@ -630,6 +641,20 @@ class Session:
             aborted,
             failure,
         )
+        clients = self.settings.clients
+        if clients is not None and self.tally is not None:
+            clients.session_ended(self.client_name(), failure is not None, self.tally)
+
+    def client_name(self) -> str:
+        """Who this session was, for the figures per client: the client it claimed
+        (``[client]``), else its source address, else the target's view of it (none)."""
+        settings = self.settings
+        number = self.conversation.number
+        if settings.claimed:
+            return settings.claimed[number % len(settings.claimed)]
+        if self.source is not None:
+            return str(self.source[0])
+        return "(this machine)"
 
     def _render_transcript(self) -> tuple[TranscriptLine, ...]:
         lines = []

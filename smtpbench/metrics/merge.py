@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from smtpbench.metrics.client_groups import add_client_rows
 from smtpbench.metrics.histogram import HistogramSet, percentiles_of
 from smtpbench.metrics.intervals import Intervals, sparse
 from smtpbench.metrics.kinds import LATENCY_ROWS
@@ -88,6 +89,7 @@ def merge_snapshots(snapshots: Sequence[Snapshot]) -> Snapshot:
         intervals=intervals,
         divergence=_merge_divergence(snapshots),
         enhanced=add_enhanced(s.enhanced for s in snapshots),
+        clients=add_client_rows(s.clients for s in snapshots),
     )
 
 

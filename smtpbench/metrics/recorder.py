@@ -12,6 +12,7 @@ from collections import deque
 
 import numpy as np
 
+from smtpbench.metrics.client_groups import ClientGroups
 from smtpbench.metrics.events import SessionFailure
 from smtpbench.metrics.histogram import HistogramSet, IntArray, percentiles_of
 from smtpbench.metrics.intervals import IntervalDelta, IntervalsBuilder
@@ -72,6 +73,8 @@ class Recorder:
         self.messages_expired = 0
         self.messages_queued = 0
         self.sessions_retried = 0
+        # Figures per client, when sessions come from several addresses (set by the run).
+        self.clients: ClientGroups | None = None
         self.recipients_accepted = 0
         self.recipients_rejected = 0
         self.bytes_sent = 0
@@ -270,6 +273,7 @@ class Recorder:
             if self.info.mode == "replay" or any(self._compared)
             else None,
             enhanced=enhanced_counts(self._enhanced),
+            clients=self.clients.rows() if self.clients is not None else (),
         )
 
 

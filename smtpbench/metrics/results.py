@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from smtpbench.files import OutputError, write_atomically
+from smtpbench.metrics.client_groups import ClientRow
 from smtpbench.metrics.histogram import BUCKETS, OCTAVES, SUB_BUCKETS, UNIT, HistogramSet
 from smtpbench.metrics.intervals import Intervals
 from smtpbench.metrics.kinds import (
@@ -146,6 +147,7 @@ def summary_dict(snapshot: Snapshot) -> dict[str, Any]:
         "errors": errors,
         "recent_failures": [asdict(f) for f in snapshot.failures],
         **({"divergence": divergence_dict(snapshot)} if snapshot.divergence is not None else {}),
+        **({"clients": [row.to_dict() for row in snapshot.clients]} if snapshot.clients else {}),
     }
 
 
@@ -333,6 +335,8 @@ def _snapshot_from(summary: dict[str, Any], arrays: dict[str, np.ndarray]) -> Sn
         intervals=Intervals.from_arrays(arrays),
         divergence=_divergence(arrays.get("divergence")),
         enhanced=_enhanced(summary.get("enhanced", {})),
+        # Figures per client: only runs from several addresses have them.
+        clients=tuple(ClientRow.from_dict(row) for row in summary.get("clients", [])),
     )
 
 

@@ -9,6 +9,7 @@ from enum import Enum
 
 import numpy as np
 
+from smtpbench.metrics.client_groups import ClientRow
 from smtpbench.metrics.histogram import FloatArray, Histogram, HistogramSet, IntArray
 from smtpbench.metrics.intervals import Intervals
 from smtpbench.metrics.kinds import ErrorClass
@@ -130,6 +131,8 @@ class Snapshot:
     divergence: IntArray | None = None
     # Replies per step and enhanced status code, for the replies that carried one.
     enhanced: EnhancedCounts = ()
+    # Figures per client, when sessions came from several addresses (client_groups.py).
+    clients: tuple[ClientRow, ...] = ()
     _percentiles: dict[tuple[float, ...], FloatArray] = field(
         default_factory=dict, compare=False, repr=False
     )

@@ -265,6 +265,38 @@ def errors_table(snapshot: Snapshot) -> Table | None:
     return table
 
 
+CLIENTS_SHOWN = 20
+
+
+def clients_table(snapshot: Snapshot, limit: int = CLIENTS_SHOWN) -> Table | None:
+    """Figures per client, the busiest first, when sessions came from several clients."""
+    rows = sorted(snapshot.clients, key=lambda row: (-row.sessions, row.client))
+    if len(rows) < 2:
+        return None
+    shown = rows[:limit]
+    more = f" (the {limit} with most sessions of {len(rows)})" if len(rows) > limit else ""
+    table = Table(title=f"Per client{more}", title_justify="left")
+    for name in ("client", "sessions", "failed", "accepted", "refused", "4xx", "5xx"):
+        table.add_column(name, justify="left" if name == "client" else "right")
+    for name in ("message p50", "message p99", "DATA end p50", "DATA end p99"):
+        table.add_column(name, justify="right")
+    for row in shown:
+        replies = sum(row.replies)
+        message = row.histogram("message").percentiles([50, 99])
+        data_end = row.histogram("data_end").percentiles([50, 99])
+        table.add_row(
+            row.client,
+            f"{row.sessions:,}",
+            Text(f"{row.failed:,}", style="red" if row.failed else ""),
+            f"{row.accepted:,}",
+            Text(f"{row.refused:,}", style="yellow" if row.refused else ""),
+            _share(row.replies[2], replies),
+            _share(row.replies[3], replies),
+            *(format_duration(v) if v == v else "-" for v in (*message, *data_end)),
+        )
+    return table
+
+
 def failures_table(snapshot: Snapshot, limit: int = 5) -> Table | None:
     if not snapshot.failures:
         return None
@@ -293,7 +325,13 @@ def summary(snapshot: Snapshot) -> RenderableType:
         intended_table(snapshot),
         replies_table(snapshot),
     ]
-    for optional in (divergence_table(snapshot), errors_table(snapshot), failures_table(snapshot)):
+    optionals = (
+        divergence_table(snapshot),
+        clients_table(snapshot),
+        errors_table(snapshot),
+        failures_table(snapshot),
+    )
+    for optional in optionals:
         if optional is not None:
             parts.append(optional)
     return Group(*parts)
