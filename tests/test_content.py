@@ -342,3 +342,42 @@ def test_an_unusable_corpus_or_key_stops_the_run_before_it_starts(tmp_path: Path
         assert done.returncode != exitcodes.OK
         assert said in done.stdout + done.stderr, done.stdout + done.stderr
         assert TRACEBACK not in done.stderr
+
+
+def test_the_sink_writing_a_maildir_keeps_the_mix_byte_for_byte(tmp_path: Path) -> None:
+    # The embedded sink's own copy (its maildir), parsed back: the same structure and
+    # the same attachment bytes as the run planned.
+    maildir = tmp_path / "received"
+    text = MIX.replace("sessions = 60", "sessions = 30") + f'[sink]\nmaildir = "{maildir}"\n'
+    (tmp_path / "mix.toml").write_text(text)
+    done = smtpbench(
+        "run", str(tmp_path / "mix.toml"), "--headless", "--seed", "11",
+        "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert done.returncode == exitcodes.OK, done.stdout + done.stderr
+    box = mailbox.Maildir(maildir, create=False)
+    messages = [
+        email.message_from_bytes(box.get_bytes(key), policy=policy.default)  # type: ignore[misc]
+        for key in box.iterkeys()
+    ]
+    assert len(messages) == 30
+    scenario = parse_scenario(text)
+    factory = MessageFactory(scenario, seed=11)
+    plans = {n: factory.plan_session(n).messages[0] for n in range(30)}
+    mix = MimeMix(scenario.content.mix, 11)
+    kinds = Counter()
+    for message in messages:
+        plan = plans[int(message["X-Campaign"].removeprefix("spring-"))]
+        kinds[message.get_content_type()] += 1
+        if plan.attachment is not None:
+            (attachment,) = list(message.iter_attachments())
+            assert attachment.get_content() == mix.attachment_bytes(*plan.attachment)
+        assert (
+            message.get_content_type()
+            == (
+                "text/plain",
+                "multipart/alternative",
+                "multipart/mixed",
+            )[plan.mix]
+        )
+    assert len(kinds) >= 2
