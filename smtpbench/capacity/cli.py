@@ -126,8 +126,9 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--test-slow-engine",
         metavar="D",
-        help="FOR TESTS ONLY: the engine spends D of CPU on every session it starts, so "
-        "that this machine, not the server, becomes the limit",
+        # For the tests only: the engine spends D of CPU on every session it starts, so
+        # that this machine, not the server, becomes the limit. Not shown in --help.
+        help=argparse.SUPPRESS,
     )
 
 
