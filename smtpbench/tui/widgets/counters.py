@@ -61,6 +61,14 @@ class RunCounters(Pane):
                 lines[-1] = Content.assemble(rate, ", ", schedule)
             else:
                 lines.append(schedule)
+        if snapshot.info.delivery == "mta":
+            # MTA-like delivery: sessions that try messages again count among the starts.
+            lines.append(
+                Content.styled(
+                    f"MTA-like: {c.sessions_retried:,} retries, {c.messages_expired:,} expired",
+                    "cyan",
+                )
+            )
         if snapshot.cancelled:
             # Sessions smtpbench cut short at a stop: not the server's errors.
             text = f"cancelled at stop {snapshot.cancelled:,}"
