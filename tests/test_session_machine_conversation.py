@@ -395,8 +395,7 @@ def test_mail_refused_in_a_pipelined_group_ends_the_message(tmp_path: Path) -> N
 def test_bdat_chunks_one_after_the_other(tmp_path: Path) -> None:
     outcome, lines = said(tmp_path, '[session]\nchunking = true\nchunk_size = 400\nsize = "1000"\n')
     bdats = re.findall(rb"BDAT (\d+)( LAST)?\r\n", b"\r\n".join(lines))
-    assert bdats[:2] == [(b"400", b""), (b"400", b"")]
-    assert bdats[2][1] == b" LAST" and 0 < int(bdats[2][0]) <= 400 and len(bdats) == 3
+    assert bdats == [(b"400", b""), (b"400", b""), (b"200", b" LAST")]
     assert outcome.record["messages_accepted"] == 1
     failure = converse(
         tmp_path,
@@ -453,3 +452,186 @@ def test_a_message_with_more_recipients_counts_each(tmp_path: Path) -> None:
         answers(RCPT=[(250, "ok", None), (450, "later", None), (250, "ok", None)]),
     )
     assert outcome.recorder.recipients_accepted == 2 and outcome.recorder.recipients_rejected == 1
+
+
+# -- more of the rules ----------------------------------------------------------------
+
+
+def test_any_2xx_is_positive_even_200(tmp_path: Path) -> None:
+    # RFC 5321 section 4.2.1: the first digit says it; 200 is a (nonstandard) success.
+    plain = answers()
+
+    def all_200(event: Any, server: ServerConnection) -> bytes | None:
+        if isinstance(event, CommandReceived) and event.step in (
+            Step.HELO, Step.MAIL, Step.RCPT, Step.BDAT,
+        ):  # fmt: skip
+            return server.reply(200, "fine", None)
+        return plain(event, server)
+
+    helo = converse(tmp_path, '[session]\ngreeting = "HELO"\n', all_200)
+    assert helo.labels()[2:] == ["HELO", "MAIL", "RCPT", "DATA", "DATA end", "QUIT"]
+    assert helo.recorder.recipients_accepted == 1
+    piped = converse(tmp_path, "[session]\npipelining = true\n", all_200)
+    assert "DATA end" in piped.labels() and piped.recorder.recipients_accepted == 1
+    chunks = converse(
+        tmp_path, '[session]\nchunking = true\nchunk_size = 400\nsize = "1000"\n', all_200
+    )
+    assert chunks.labels().count("BDAT") == 2 and "DATA end" in chunks.labels()
+
+
+def test_starttls_required_without_tls_is_checked(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, '[session]\nrequire = ["STARTTLS"]\n')
+    assert outcome.record["error"] == "protocol error"
+    assert "STARTTLS" in outcome.record["detail"]
+
+
+def test_a_mechanism_not_offered_ends_the_session_at_once(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, AUTH_LOGIN, offering("AUTH PLAIN"))
+    assert outcome.labels()[2:] == ["EHLO", "QUIT"]
+
+
+def test_a_connection_broken_during_auth_shows_the_auth_line(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, AUTH_LOGIN, offering("AUTH LOGIN", AUTH=(0, "", None)))
+    last = outcome.snapshot().failures[-1].transcript[-1]
+    assert (last.sent, last.reply) == ("AUTH LOGIN (credentials hidden)", "")
+
+
+def test_rset_opens_a_pipelined_group_after_a_refused_message(tmp_path: Path) -> None:
+    outcome, lines = said(
+        tmp_path,
+        "[session]\nmessages = 2\npipelining = true\nrset_between_messages = true\n",
+        answers(MAIL=[(451, "later", None), (250, "ok", None)]),
+    )
+    assert command(lines, b"RSET") == [b"RSET"]
+    assert outcome.record["messages_accepted"] == 1
+
+
+def test_dsn_parameters_go_in_a_pipelined_group_too(tmp_path: Path) -> None:
+    _, lines = said(
+        tmp_path,
+        '[session]\npipelining = true\ndsn = { notify = "NEVER", orcpt = true }\n',
+        offering("PIPELINING", "DSN"),
+    )
+    assert command(lines, b"RCPT TO:") == [
+        b"RCPT TO:<user0@smtpbench.test> NOTIFY=NEVER ORCPT=rfc822;user0@smtpbench.test"
+    ]
+
+
+def test_the_last_chunk_refused_refuses_the_message(tmp_path: Path) -> None:
+    piped = (
+        "[session]\nmessages = 2\npipelining = true\nchunking = true\n"
+        'rset_between_messages = true\nchunk_size = 400\nsize = "1000"\n'
+    )
+    outcome = converse(tmp_path, piped, answers(DATA_END=[(250, "ok", None), (554, "no", "5.7.1")]))
+    assert (outcome.record["messages_accepted"], outcome.record["messages_rejected"]) == (1, 1)
+    shown = [line.sent for line in outcome.snapshot().failures[-1].transcript]
+    assert shown.count("BDAT 400 (and 400 bytes of message)") == 4
+    assert shown.count("BDAT 200 LAST (and 200 bytes of message)") == 2
+    lmtp = (
+        '[session]\ngreeting = "LHLO"\npipelining = true\nchunking = true\n'
+        'chunk_size = 400\nsize = "1000"\n'
+    )
+    refused = converse(tmp_path, lmtp, offering(*EHLO_LINES[1:], DATA_END=(554, "no", "5.7.1")))
+    assert refused.record["messages_rejected"] == 1
+    # LMTP: after the RCPT replies, every chunk in one write (one read for their replies).
+    assert len(refused.deadlines) == 5  # banner, LHLO, MAIL and RCPT, the chunks, QUIT
+
+
+def test_chunks_of_a_size_that_divides_the_message(tmp_path: Path) -> None:
+    for pipelining in ("false", "true"):
+        outcome, lines = said(
+            tmp_path,
+            f"[session]\nchunking = true\npipelining = {pipelining}\n"
+            'chunk_size = 500\nsize = "1000"\n',
+        )
+        bdats = re.findall(rb"BDAT (\d+)( LAST)?\r\n", b"\r\n".join(lines))
+        assert bdats == [(b"500", b""), (b"500", b" LAST")], pipelining
+        assert outcome.record["messages_accepted"] == 1
+
+
+def test_each_chunk_is_owed_within_its_own_timeout(tmp_path: Path) -> None:
+    outcome = converse(
+        tmp_path,
+        '[session]\nchunking = true\nchunk_size = 400\nsize = "1000"\n'
+        '[timeouts]\nBDAT = "7s"\n"DATA end" = "9s"\n',
+    )
+    # Reads 5 to 7 await the chunks (after banner, EHLO, MAIL and RCPT): BDAT, BDAT, then
+    # the last, owed as the end of data.
+    limits = [d - (1000 + (k + 1) * 0.001) for k, d in enumerate(outcome.deadlines)][4:7]
+    assert limits == pytest.approx([7, 7, 9], abs=1e-6)
+
+
+def test_the_lone_dot_is_shown_as_no_content(tmp_path: Path) -> None:
+    plain = answers(RCPT=(550, "no", "5.1.1"))
+
+    def go_ahead(event: Any, server: ServerConnection) -> bytes | None:
+        if isinstance(event, CommandReceived) and event.step is Step.DATA:
+            return server.reply(354, "go ahead anyway", None)
+        if isinstance(event, UnrecognizedCommand):
+            return server.reply(250, "nothing taken", None)
+        return plain(event, server)
+
+    outcome = converse(tmp_path, "[session]\npipelining = true\n", go_ahead)
+    shown = [(line.sent, line.reply) for line in outcome.snapshot().failures[-1].transcript]
+    assert ("(message content, 0 bytes)", "250 nothing taken") in shown
+
+
+# -- XCLIENT --------------------------------------------------------------------------
+
+XCLIENT = (
+    '[client]\nxclient = true\naddresses = ["198.51.100.1", "198.51.100.2"]\n'
+    'name = "client{session}.example.net"\n'
+)
+
+
+def postfix_xclient(code: int = 220) -> Answer:
+    """A server that offers XCLIENT and answers it with ``code``."""
+    rest = offering("XCLIENT ADDR NAME HELO", "PIPELINING")
+
+    def answer(event: Any, server: ServerConnection) -> bytes | None:
+        verb = getattr(event, "verb", "") or getattr(getattr(event, "step", None), "name", "")
+        if str(verb).upper() == "XCLIENT":
+            return server.reply(code, "ok" if code == 220 else "no", None)
+        return rest(event, server)
+
+    return answer
+
+
+def test_xclient_claims_the_sessions_client_and_greets_again(tmp_path: Path) -> None:
+    outcome, lines = said(tmp_path, XCLIENT, postfix_xclient(), number=3)
+    xclient = command(lines, b"XCLIENT")
+    # Session 3 of a pool of 2: the second address.
+    assert xclient == [
+        b"XCLIENT ADDR=198.51.100.2 NAME=client3.example.net HELO=smtpbench.localhost"
+    ]
+    assert outcome.labels()[2:5] == ["EHLO", "XCLIENT", "EHLO"]
+    assert outcome.record["messages_accepted"] == 1
+
+
+def test_xclient_writes_an_ipv6_address_as_postfix_does(tmp_path: Path) -> None:
+    six = '[client]\nxclient = true\naddresses = "2001:db8::7"\n'
+    _, lines = said(tmp_path, six, postfix_xclient())
+    assert command(lines, b"XCLIENT")[0].startswith(b"XCLIENT ADDR=IPV6:2001:db8::7 NAME=")
+
+
+def test_xclient_refused_or_not_offered_ends_the_session(tmp_path: Path) -> None:
+    refused = converse(tmp_path, XCLIENT, postfix_xclient(550))
+    assert refused.labels()[2:] == ["EHLO", "XCLIENT", "QUIT"]
+    missing = converse(tmp_path, XCLIENT)
+    assert missing.labels()[2:] == ["EHLO", "QUIT"]
+    assert "XCLIENT" in missing.record["detail"] and "client.xclient" in missing.record["detail"]
+
+
+def test_the_greeting_after_xclient_has_no_helo_fallback(tmp_path: Path) -> None:
+    plain = postfix_xclient()
+    ehlos: list[int] = []
+
+    def second_refused(event: Any, server: ServerConnection) -> bytes | None:
+        if isinstance(event, CommandReceived) and event.step is Step.EHLO:
+            ehlos.append(1)
+            if len(ehlos) == 2:
+                return server.reply(554, "not you", "5.7.1")
+        return plain(event, server)
+
+    outcome = converse(tmp_path, XCLIENT, second_refused)
+    assert outcome.labels()[2:] == ["EHLO", "XCLIENT", "EHLO", "QUIT"]
