@@ -8,7 +8,6 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -106,14 +105,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run a load scenario (against the embedded sink unless a target is given)",
         description="Run a load scenario and write a results folder.",
     )
-    run.add_argument(
-        "scenario",
-        nargs="?",
-        default="default",
-        help="a scenario file, or the name of one in ./scenarios or of an example that "
-        "ships with smtpbench: default, newsletter-burst, steady-relay, slow-trickle "
-        "(`smtpbench scenarios` lists them; default: default)",
+    from smtpbench.commands.flags import (
+        add_output_arguments,
+        add_scenario_argument,
+        add_tls_arguments,
     )
+
+    add_scenario_argument(run)
     run.add_argument(
         "--target", metavar="HOST:PORT", help="the server to load (port 25 if omitted)"
     )
@@ -129,21 +127,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--max-concurrency", metavar="N", type=int, help="cap on sessions in flight (rate mode)"
     )
     run.add_argument("--seed", type=int, help="makes generated content and arrivals reproducible")
-    run.add_argument(
-        "--out", metavar="DIR", type=Path, default=Path("results"), help="where results go"
-    )
-    display = run.add_mutually_exclusive_group()
-    display.add_argument(
-        "--headless", action="store_true", help="no dashboard: live lines, then the summary"
-    )
-    display.add_argument(
-        "--tui", action="store_true", help="the live dashboard even when not on a terminal"
-    )
-    run.add_argument(
-        "--progress-interval",
-        metavar="D",
-        default="2s",
-        help="seconds between live lines when not on a terminal (default 2s)",
+    add_output_arguments(
+        run, headless_help="no dashboard: live lines, then the summary", progress_default="2s"
     )
     run.add_argument(
         "--threshold",
@@ -165,16 +150,7 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop the run as soon as a threshold fails for good (exit code 5)",
     )
-    run.add_argument(
-        "--tls",
-        choices=("none", "starttls", "implicit"),
-        help="TLS for every session (instead of the scenario's tls.mode)",
-    )
-    run.add_argument(
-        "--insecure",
-        action="store_true",
-        help="do not verify the server's TLS certificate (tls.verify = false)",
-    )
+    add_tls_arguments(run)
     run.add_argument(
         "--abort-grace",
         metavar="D",
@@ -285,18 +261,6 @@ def _build_parser() -> argparse.ArgumentParser:
         )
     )
 
-    from smtpbench.capacity.cli import add_capacity_arguments
-
-    add_capacity_arguments(
-        commands.add_parser(
-            "capacity",
-            help="find the highest rate a server sustains: steps of rising rate, each judged",
-            description="Raise the rate step by step in one run (then bisect, with --refine), "
-            "hold each step, judge its steady part against criteria, and report the highest "
-            "rate that held, the first that did not and what broke it, and whether the server "
-            "or this machine was the limit.",
-        )
-    )
     from smtpbench.shell.cli import add_shell_arguments
 
     add_shell_arguments(
@@ -309,6 +273,18 @@ def _build_parser() -> argparse.ArgumentParser:
         )
     )
 
+    from smtpbench.capacity.cli import add_capacity_arguments
+
+    add_capacity_arguments(
+        commands.add_parser(
+            "capacity",
+            help="find the highest rate a server sustains: steps of rising rate, each judged",
+            description="Raise the rate step by step in one run (then bisect, with --refine), "
+            "hold each step, judge its steady part against criteria, and report the highest "
+            "rate that held, the first that did not and what broke it, and whether the server "
+            "or this machine was the limit.",
+        )
+    )
     sink = commands.add_parser(
         "sink",
         help="an SMTP server that accepts and discards mail, with optional faults",
@@ -520,14 +496,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from smtpbench.recording.pcap_cli import run_import
 
         return run_import(args)
-    if args.command == "capacity":
-        from smtpbench.capacity.cli import run_capacity
-
-        return run_capacity(args)
     if args.command == "shell":
         from smtpbench.shell.cli import run_shell
 
         return run_shell(args)
+    if args.command == "capacity":
+        from smtpbench.capacity.cli import run_capacity
+
+        return run_capacity(args)
     if args.command == "sink":
         from smtpbench.servers.sink_cli import run_sink
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from pathlib import Path
 
 from smtpbench.capacity.driver import Plan
 from smtpbench.capacity.search import Ramp
 from smtpbench.capacity.verdict import DEFAULT_CRITERIA, default_criteria
+from smtpbench.commands.flags import (
+    add_output_arguments,
+    add_scenario_argument,
+    add_tls_arguments,
+)
 from smtpbench.thresholds import Threshold, ThresholdError, parse_threshold
 from smtpbench.units import parse_duration, parse_rate, parse_share
 
@@ -20,12 +24,7 @@ SPARE = 60.0
 
 
 def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "scenario",
-        nargs="?",
-        default="default",
-        help="a scenario file or name, as for run (its rate is replaced by the steps')",
-    )
+    add_scenario_argument(parser, " (its rate is replaced by the steps')")
     parser.add_argument("--target", metavar="HOST:PORT", help="the server to measure")
     parser.add_argument(
         "--to", metavar="RATE", required=True, help="the highest rate to try, e.g. 2000/s"
@@ -83,28 +82,12 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, help="makes generated content and arrivals reproducible"
     )
-    parser.add_argument(
-        "--out", metavar="DIR", type=Path, default=Path("results"), help="where results go"
+    add_output_arguments(
+        parser,
+        headless_help="no dashboard: a line per step, then the table",
+        progress_default="5s",
     )
-    display = parser.add_mutually_exclusive_group()
-    display.add_argument(
-        "--headless", action="store_true", help="no dashboard: a line per step, then the table"
-    )
-    display.add_argument(
-        "--tui", action="store_true", help="the live dashboard even when not on a terminal"
-    )
-    parser.add_argument(
-        "--progress-interval",
-        metavar="D",
-        default="5s",
-        help="seconds between live lines when headless (default 5s)",
-    )
-    parser.add_argument(
-        "--tls", choices=("none", "starttls", "implicit"), help="TLS for every session"
-    )
-    parser.add_argument(
-        "--insecure", action="store_true", help="do not verify the server's TLS certificate"
-    )
+    add_tls_arguments(parser)
     parser.add_argument(
         "--keep-going",
         action="store_true",
