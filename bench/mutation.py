@@ -107,12 +107,18 @@ MODULES = (
             "tests/test_session_machine_conversation.py",
         ),
     ),
-    # The test's own machines on loopback (milliseconds), then real loads (a second or
-    # so each); Ctrl-C in a child process (seconds more) is left out.
+    # The test's own machines on loopback (milliseconds each), and two real loads from
+    # the reactor's end-to-end tests (a second or so each): many sessions at once, and
+    # descriptors running out. The other loads (a second each, per mutant) and Ctrl-C in a
+    # child process are left out.
     Module(
         "reactor",
         "smtpbench/engine/reactor.py",
-        ("tests/test_reactor_machines.py", "tests/test_reactor.py", "-k", "not ctrl_c"),
+        (
+            "tests/test_reactor_machines.py",
+            "tests/test_reactor.py::test_many_sessions_in_flight_at_once",
+            "tests/test_reactor.py::test_running_out_of_file_descriptors_is_named",
+        ),
     ),
     Module(
         "codec",
