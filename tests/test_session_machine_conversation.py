@@ -635,3 +635,21 @@ def test_the_greeting_after_xclient_has_no_helo_fallback(tmp_path: Path) -> None
 
     outcome = converse(tmp_path, XCLIENT, second_refused)
     assert outcome.labels()[2:] == ["EHLO", "XCLIENT", "EHLO", "QUIT"]
+
+
+@pytest.mark.parametrize(("chunk", "limit"), [(400, 7), (4000, 9)])
+def test_lmtp_chunks_are_owed_within_the_first_ones_timeout(
+    tmp_path: Path, chunk: int, limit: int
+) -> None:
+    # LMTP: every chunk goes in one write once the RCPT replies are in; the wait is the
+    # first chunk's (a BDAT, or the end of data when it is the only one).
+    outcome = converse(
+        tmp_path,
+        '[session]\ngreeting = "LHLO"\npipelining = true\nchunking = true\n'
+        f'chunk_size = {chunk}\nsize = "1000"\n'
+        '[timeouts]\nBDAT = "7s"\n"DATA end" = "9s"\n',
+        offering(*EHLO_LINES[1:]),
+    )
+    # Read 4 (after banner, LHLO, and MAIL with RCPT) awaits the chunks.
+    assert outcome.deadlines[3] == pytest.approx(1000 + 4 * 0.001 + limit, abs=1e-6)
+    assert outcome.record["messages_accepted"] == 1
