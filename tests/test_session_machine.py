@@ -197,6 +197,7 @@ def converse(
     conversation: Conversation | None = None,
     domain: str | None = None,
     attempt: dict[str, Any] | None = None,
+    banner: tuple[int, str] = (220, "mx.test ESMTP"),
 ) -> Outcome:
     """Runs session ``number`` of ``scenario`` (TOML added to a one-session base) to its
     end, started ``late`` seconds after its intended start, with settings changed by
@@ -204,7 +205,7 @@ def converse(
     instead. ``tls``: the server's context, for STARTTLS or implicit TLS. ``conversation``:
     what the session says instead of the scenario's plan; ``domain``: the first
     recipient's, as the run gives it; ``attempt``: ``origin``, ``tries`` and
-    ``delivered_before`` of a message tried again."""
+    ``delivered_before`` of a message tried again; ``banner``: the server's greeting."""
     parsed = parse_scenario(f'name = "machine"\nseed = 1\n{scenario}')
     clock = Clock()
     settings = SessionSettings.from_scenario(parsed, ADDRESS, environ={"SECRET": "s3cret"})
@@ -227,19 +228,19 @@ def converse(
     assert next(run) is CONNECT
     clock.now += THINK
     request = run.send(link)
-    banner = server.reply(220, "mx.test ESMTP", None)
+    greeting = server.reply(banner[0], banner[1], None)
     server_tls = ServerTls(tls) if implicit and tls is not None else None
     hung_up = False
 
     def serve(data: bytes) -> bytes:
         """What the server sends back to what the session wrote since its last read."""
-        nonlocal banner, server_tls, hung_up
+        nonlocal greeting, server_tls, hung_up
         clear = b""  # what goes before TLS (the 220 to STARTTLS)
         if server_tls is not None:
             data = server_tls.received(data)
             if not server_tls.done:
                 return server_tls.send(b"")
-        plain, banner = banner, b""  # the banner, once there is a channel for it
+        plain, greeting = greeting, b""  # the banner, once there is a channel for it
         if data:
             server.receive_data(data)
         while True:

@@ -6,14 +6,18 @@ BDAT chunks and LMTP, exactly as the server receives them."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
+from smtpbench.engine.conversation import PlannedConversation
+from smtpbench.metrics.kinds import ErrorClass
 from smtpbench.protocol.server import CommandReceived, ServerConnection, UnrecognizedCommand
 from smtpbench.protocol.steps import Step
+from smtpbench.scenario import MessageFactory, parse_scenario
 from tests.esmtp import Certs, make_certs
 from tests.test_session_machine import (
     EHLO_LINES,
@@ -653,3 +657,26 @@ def test_lmtp_chunks_are_owed_within_the_first_ones_timeout(
     # Read 4 (after banner, LHLO, and MAIL with RCPT) awaits the chunks.
     assert outcome.deadlines[3] == pytest.approx(1000 + 4 * 0.001 + limit, abs=1e-6)
     assert outcome.record["messages_accepted"] == 1
+
+
+def test_a_banner_is_positive_by_its_first_digit(tmp_path: Path) -> None:
+    ok = converse(tmp_path, "", banner=(200, "mx.test hello"))
+    assert ok.labels()[2] == "EHLO" and ok.record["messages_accepted"] == 1
+
+
+def test_a_message_tried_again_makes_only_its_own_transaction(tmp_path: Path) -> None:
+    scenario = "[session]\nmessages = 3\nrecipients = 2\n"
+    parsed = parse_scenario(f'name = "machine"\nseed = 1\n{scenario}')
+    factory = MessageFactory(parsed, seed=1)
+    plan = factory.plan_session(0)
+    again = dataclasses.replace(plan.messages[1], recipients=("user9@smtpbench.test",))
+    conversation = PlannedConversation(factory, plan, only=((1, again),))
+    outcome, lines = said(tmp_path, scenario, conversation=conversation)
+    assert command(lines, b"RCPT TO:") == [b"RCPT TO:<user9@smtpbench.test>"]
+    assert len(command(lines, b"MAIL FROM:")) == 1
+    assert outcome.record["messages_accepted"] == 1
+
+
+def test_ehlo_refused_with_auth_asked_is_one_error(tmp_path: Path) -> None:
+    outcome = converse(tmp_path, AUTH_LOGIN, answers(EHLO=(502, "what", "5.5.2")))
+    assert outcome.snapshot().errors_by_class() == {ErrorClass.REPLY: 1}
