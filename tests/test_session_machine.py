@@ -197,7 +197,7 @@ def converse(
     conversation: Conversation | None = None,
     domain: str | None = None,
     attempt: dict[str, Any] | None = None,
-    banner: tuple[int, str] = (220, "mx.test ESMTP"),
+    banner: bytes | None = None,
 ) -> Outcome:
     """Runs session ``number`` of ``scenario`` (TOML added to a one-session base) to its
     end, started ``late`` seconds after its intended start, with settings changed by
@@ -205,7 +205,8 @@ def converse(
     instead. ``tls``: the server's context, for STARTTLS or implicit TLS. ``conversation``:
     what the session says instead of the scenario's plan; ``domain``: the first
     recipient's, as the run gives it; ``attempt``: ``origin``, ``tries`` and
-    ``delivered_before`` of a message tried again; ``banner``: the server's greeting."""
+    ``delivered_before`` of a message tried again; ``banner``: what the client reads
+    as the greeting (the server's state machine greets with 220 all the same)."""
     parsed = parse_scenario(f'name = "machine"\nseed = 1\n{scenario}')
     clock = Clock()
     settings = SessionSettings.from_scenario(parsed, ADDRESS, environ={"SECRET": "s3cret"})
@@ -228,7 +229,9 @@ def converse(
     assert next(run) is CONNECT
     clock.now += THINK
     request = run.send(link)
-    greeting = server.reply(banner[0], banner[1], None)
+    greeting = server.reply(220, "mx.test ESMTP", None)
+    if banner is not None:
+        greeting = banner
     server_tls = ServerTls(tls) if implicit and tls is not None else None
     hung_up = False
 

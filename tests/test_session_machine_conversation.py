@@ -660,7 +660,7 @@ def test_lmtp_chunks_are_owed_within_the_first_ones_timeout(
 
 
 def test_a_banner_is_positive_by_its_first_digit(tmp_path: Path) -> None:
-    ok = converse(tmp_path, "", banner=(200, "mx.test hello"))
+    ok = converse(tmp_path, "", banner=b"200 mx.test hello\r\n")
     assert ok.labels()[2] == "EHLO" and ok.record["messages_accepted"] == 1
 
 
