@@ -3,93 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import os
 import re
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
 from smtpbench import __version__, exitcodes
 
 if TYPE_CHECKING:
-    from smtpbench.headless import RunOptions
-    from smtpbench.scenario import Scenario
-
-
-def parse_host_port(text: str, default_port: int = 25) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[::1]:port`` or ``::1``; raises ValueError saying why."""
-    text = text.strip()
-    if text.startswith("["):
-        host, closed, rest = text[1:].partition("]")
-        if not closed:
-            raise ValueError(f"expected [ADDRESS]:PORT, got {text!r}: the ] is missing")
-        port_text = rest[1:] if rest.startswith(":") else ""
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"expected [ADDRESS]:PORT, got {text!r}")
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, ""
-    if not host:
-        raise ValueError(f"expected HOST:PORT, got {text!r}")
-    if not port_text:
-        return host, default_port
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"the port must be a number from 0 to 65535, got {port_text!r}")
-    return host, int(port_text)
-
-
-CORES = os.cpu_count() or 1
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def add_workers_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--workers",
-        metavar="N",
-        type=positive_int,
-        help=f"engine processes sharing the load (default: the number of cores, {CORES} "
-        "here, one fewer when the embedded sink runs here too); never more than the "
-        "sessions allowed in flight",
-    )
-    parser.add_argument(
-        "--ignore-limits",
-        action="store_true",
-        help="run even when the load asks more of this machine than it has (open files "
-        "for --concurrency, cores and memory for --workers)",
-    )
-
-
-def check_limits(scenario: Scenario, workers: int, ignore: bool) -> str | None:
-    """Why the run cannot run on this machine (``--ignore-limits`` runs it anyway), or
-    None; lifts the soft open files limit as far as the run needs and the hard one allows."""
-    from smtpbench.limits import check_run, open_files_needed, raise_open_files, this_machine
-
-    embedded = scenario.target.host is None
-    raise_open_files(open_files_needed(scenario.load, workers, embedded))
-    problems = check_run(scenario.load, workers, embedded, this_machine())
-    if not problems or ignore:
-        return None
-    return "; ".join(problems) + " (--ignore-limits runs it anyway)"
-
-
-def default_workers(scenario: Scenario) -> int:
-    """Every core; the embedded sink runs on this machine too, so it keeps one (measured:
-    on two cores, a second worker takes the sink's CPU and lowers throughput)."""
-    return max(1, CORES - 1) if scenario.target.host is None else CORES
+    pass
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -162,6 +84,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run on when no session can connect (otherwise the run stops once a few "
         "connects failed and none succeeded, exit code 4)",
     )
+    from smtpbench.commands.flags import add_workers_argument
+
     add_workers_argument(run)
     from smtpbench.transit.cli import add_through_arguments
 
@@ -296,146 +220,6 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _error(message: str) -> int:
-    from rich.markup import escape
-
-    # Messages quote TOML tables ("in [load]"), which rich would take for markup.
-    Console(stderr=True).print(f"[red]error:[/] {escape(message)}", highlight=False)
-    return exitcodes.BAD_CONFIGURATION
-
-
-def _note(message: str) -> None:
-    from rich.markup import escape
-
-    Console(stderr=True).print(f"[yellow]note:[/] {escape(message)}", highlight=False)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from smtpbench.headless import RunOptions, stdout_is_terminal
-    from smtpbench.scenario import ScenarioError, load_scenario, with_overrides
-    from smtpbench.scenario.sources import source_option
-    from smtpbench.units import parse_duration
-
-    try:
-        scenario = load_scenario(args.scenario)
-    except ScenarioError as err:
-        return _error(str(err))
-    if args.target and not scenario.sink.is_empty:
-        _note(
-            f"{scenario.source or scenario.name}: sink: the faults of [sink] apply to the "
-            f"embedded sink; ignored, since --target sends to {args.target}"
-        )
-    try:
-        host = port = None
-        if args.target:
-            host, port = parse_host_port(args.target)
-        scenario = with_overrides(
-            scenario,
-            host=host,
-            port=port,
-            rate=args.rate,
-            concurrency=args.concurrency,
-            duration=args.duration,
-            sessions=args.sessions,
-            seed=args.seed,
-            max_concurrency=args.max_concurrency,
-            source=source_option(args.source),
-        )
-        interval = parse_duration(args.progress_interval)
-        from smtpbench.transit.cli import through_options
-
-        through = through_options(args)
-        if through is not None and scenario.delivery.retries:
-            raise ValueError(
-                "--through: matching arrivals with messages tried again "
-                '([delivery] mode = "mta") is not supported yet; use one or the other'
-            )
-    except ValueError as err:
-        return _error(str(err))
-    try:
-        scenario = _with_thresholds(scenario, args)
-    except ValueError as err:
-        return _error(str(err))
-    from smtpbench.engine.session import SessionSetupError, preflight
-
-    try:
-        scenario = _with_tls(scenario, args)
-        preflight(scenario)
-    except (ValueError, SessionSetupError) as err:
-        return _error(f"{scenario.source}: {err}" if scenario.source else str(err))
-    options = RunOptions(
-        scenario=scenario,
-        results_base=args.out,
-        progress_interval=max(0.1, interval),
-        terminal=stdout_is_terminal(),
-        record_sessions=args.record_sessions,
-        workers=args.workers or default_workers(scenario),
-        keep_going=args.keep_going,
-        through=through,
-    )
-    return start_run(options, args)
-
-
-def start_run(options: RunOptions, args: argparse.Namespace) -> int:
-    """What ``run`` and ``replay`` do once their options are built: the machine's limits
-    and the output folder checked before the first session, then the run, with the
-    dashboard on a terminal (or ``--tui``), headless otherwise."""
-    refused = check_limits(options.scenario, options.worker_count, args.ignore_limits)
-    if refused is not None:
-        return _error(refused)
-    from smtpbench.files import OutputError, check_output_folder
-
-    try:
-        check_output_folder(args.out)
-    except OutputError as err:
-        return _error(f"--out {err}")
-    if args.tui or (options.terminal and not args.headless):
-        from smtpbench.tui.launch import run_dashboard
-
-        return run_dashboard(options)
-    from smtpbench.headless import run_headless
-
-    return run_headless(options)
-
-
-def _with_thresholds(scenario: Scenario, args: argparse.Namespace) -> Scenario:
-    """The scenario with the command line's thresholds added; errors name the flag."""
-    from smtpbench.thresholds import ThresholdError, parse_threshold
-    from smtpbench.units import parse_duration
-
-    extra = []
-    for text in args.threshold:
-        try:
-            extra.append(parse_threshold(text))
-        except ThresholdError as err:
-            raise ValueError(f"--threshold {err}") from None
-    settings = scenario.thresholds.with_checks(extra)
-    if args.abort_on_fail:
-        settings = dataclasses.replace(settings, abort_on_fail=True)
-    if args.abort_grace is not None:
-        try:
-            grace = parse_duration(args.abort_grace)
-        except ValueError as err:
-            raise ValueError(f"--abort-grace: {err}") from None
-        settings = dataclasses.replace(settings, abort_grace=grace)
-    return dataclasses.replace(scenario, thresholds=settings)
-
-
-def _with_tls(scenario: Scenario, args: argparse.Namespace) -> Scenario:
-    """The scenario with --tls and --insecure applied; ValueError naming the flag."""
-    tls = scenario.tls
-    if args.tls is not None:
-        tls = dataclasses.replace(tls, mode=args.tls)
-    if args.insecure:
-        if not tls.enabled:
-            raise ValueError("--insecure: the scenario uses no TLS (set tls.mode or --tls)")
-        tls = dataclasses.replace(tls, verify=False)
-    try:
-        return dataclasses.replace(scenario, tls=tls)
-    except ValueError as err:
-        raise ValueError(f"--tls: {err}") from None
-
-
 def _report(args: argparse.Namespace) -> int:
     from smtpbench.report.commands import run_report
 
@@ -461,7 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return exitcodes.OK
     if args.command == "run":
-        return _run(args)
+        from smtpbench.commands.run import run_command
+
+        return run_command(args)
     if args.command == "report":
         return _report(args)
     if args.command == "compare":

@@ -7,10 +7,10 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from smtpbench import exitcodes
+from smtpbench.commands.start import usage_error
 from smtpbench.engine.replay_plan import DryRun, dry_run
 from smtpbench.scenario.sources import add_source_argument, source_option
 from smtpbench.units import format_duration, parse_duration, parse_rate
@@ -90,14 +90,9 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         "--abort-on-fail", action="store_true", help="stop as soon as a threshold fails for good"
     )
     parser.add_argument("--abort-grace", metavar="D", help=argparse.SUPPRESS)
-    from smtpbench.cli import add_workers_argument
+    from smtpbench.commands.flags import add_workers_argument
 
     add_workers_argument(parser)
-
-
-def _error(message: str) -> int:
-    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {escape(message)}", highlight=False)
-    return exitcodes.BAD_CONFIGURATION
 
 
 def dry_run_table(report: DryRun) -> Table:
@@ -116,7 +111,8 @@ def dry_run_table(report: DryRun) -> Table:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from smtpbench.cli import _with_thresholds, default_workers, parse_host_port
+    from smtpbench.commands.flags import parse_host_port
+    from smtpbench.commands.start import default_workers, with_threshold_flags
     from smtpbench.engine.replay import ReplayJob, replay_scenario
     from smtpbench.headless import RunOptions, stdout_is_terminal
     from smtpbench.recording import RecordingError
@@ -137,13 +133,13 @@ def run_replay(args: argparse.Namespace) -> int:
         if args.target:
             host, port = parse_host_port(args.target)
     except ValueError as err:
-        return _error(str(err))
+        return usage_error(str(err))
     try:
         recordings = job.read()
     except RecordingError as err:
-        return _error(str(err))
+        return usage_error(str(err))
     if not any(recording.sessions for recording in recordings):
-        return _error(f"{', '.join(job.recordings)}: no sessions to replay")
+        return usage_error(f"{', '.join(job.recordings)}: no sessions to replay")
     if args.dry_run:
         report = dry_run(recordings, speed=job.speed, rate=rate, loop=job.loop, max_gap=max_gap)
         console = Console()
@@ -164,9 +160,9 @@ def run_replay(args: argparse.Namespace) -> int:
             seed=args.seed,
             **({"max_concurrency": args.max_concurrency} if args.max_concurrency else {}),
         )
-        scenario = _with_thresholds(scenario, args)
+        scenario = with_threshold_flags(scenario, args)
     except ValueError as err:
-        return _error(str(err))
+        return usage_error(str(err))
     options = RunOptions(
         scenario=scenario,
         results_base=args.out,
@@ -175,6 +171,6 @@ def run_replay(args: argparse.Namespace) -> int:
         replay=job,
         workers=args.workers or default_workers(scenario),
     )
-    from smtpbench.cli import start_run
+    from smtpbench.commands.start import start_run
 
     return start_run(options, args)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from smtpbench import exitcodes
-from smtpbench.cli import parse_host_port
+from smtpbench.commands.flags import parse_host_port
 from smtpbench.metrics.results import read_results
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from smtpbench import exitcodes
-from smtpbench.cli import parse_host_port
+from smtpbench.commands.flags import parse_host_port
 from tests.commands import TRACEBACK, smtpbench
 
 

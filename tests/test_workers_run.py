@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from smtpbench import exitcodes
-from smtpbench.cli import CORES, default_workers
+from smtpbench.commands.flags import CORES
+from smtpbench.commands.start import default_workers
 from smtpbench.engine.embedded import EmbeddedSink
 from smtpbench.engine.group import EngineGroup
 from smtpbench.engine.process import EngineJob

@@ -176,7 +176,8 @@ def build_plan(args: argparse.Namespace, scenario_checks: tuple[Threshold, ...] 
 
 def run_capacity(args: argparse.Namespace) -> int:
     from smtpbench.capacity.headless import CapacityOptions, run_capacity_headless
-    from smtpbench.cli import _error, _with_tls, check_limits, parse_host_port
+    from smtpbench.commands.flags import parse_host_port
+    from smtpbench.commands.start import check_limits, usage_error, with_tls_flags
     from smtpbench.engine.session import SessionSetupError, preflight
     from smtpbench.engine.shares import worker_count
     from smtpbench.files import OutputError, check_output_folder
@@ -185,7 +186,7 @@ def run_capacity(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as err:
-        return _error(str(err))
+        return usage_error(str(err))
     try:
         plan = build_plan(args, scenario.thresholds.checks)
         host = port = None
@@ -205,7 +206,7 @@ def run_capacity(args: argparse.Namespace) -> int:
         if args.test_slow_engine is not None:
             slow = _duration("--test-slow-engine", args.test_slow_engine)
     except ValueError as err:
-        return _error(str(err))
+        return usage_error(str(err))
     if scenario.load.sessions is not None:
         scenario = dataclasses.replace(
             scenario, load=dataclasses.replace(scenario.load, sessions=None)
@@ -217,22 +218,22 @@ def run_capacity(args: argparse.Namespace) -> int:
         messages_per_session=(messages.low + messages.high) / 2,
     )
     try:
-        scenario = _with_tls(scenario, args)
+        scenario = with_tls_flags(scenario, args)
         preflight(scenario)
     except (ValueError, SessionSetupError) as err:
-        return _error(f"{scenario.source}: {err}" if scenario.source else str(err))
+        return usage_error(f"{scenario.source}: {err}" if scenario.source else str(err))
     if args.workers < 1:
-        return _error(f"--workers: must be at least 1, got {args.workers}")
+        return usage_error(f"--workers: must be at least 1, got {args.workers}")
     workers = worker_count(scenario.load, args.workers)
     if slow and workers > 1:
-        return _error("--test-slow-engine: only with one worker (the engine in this process)")
+        return usage_error("--test-slow-engine: only with one worker (the engine in this process)")
     refused = check_limits(scenario, workers, args.ignore_limits)
     if refused is not None:
-        return _error(refused)
+        return usage_error(refused)
     try:
         check_output_folder(args.out)
     except OutputError as err:
-        return _error(f"--out {err}")
+        return usage_error(f"--out {err}")
     options = CapacityOptions(
         scenario=scenario,
         plan=plan,
@@ -244,7 +245,9 @@ def run_capacity(args: argparse.Namespace) -> int:
     )
     if args.tui or (sys.stdout.isatty() and not args.headless):
         if slow:
-            return _error("--test-slow-engine: only with --headless (the engine in this process)")
+            return usage_error(
+                "--test-slow-engine: only with --headless (the engine in this process)"
+            )
         from smtpbench.capacity.dashboard import run_capacity_dashboard
 
         return run_capacity_dashboard(options)

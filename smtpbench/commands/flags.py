@@ -1,8 +1,10 @@
-"""Flags that several subcommands take alike (``run``, ``capacity``), defined once."""
+"""Flags that several subcommands take alike (``run``, ``replay``, ``capacity``, ``send``
+...), and the values they parse, defined once."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from smtpbench.scenario.loader import EXAMPLES_DIR
@@ -55,4 +57,66 @@ def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-__all__ = ["add_output_arguments", "add_scenario_argument", "add_tls_arguments"]
+def parse_host_port(text: str, default_port: int = 25) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[::1]:port`` or ``::1``; raises ValueError saying why."""
+    text = text.strip()
+    if text.startswith("["):
+        host, closed, rest = text[1:].partition("]")
+        if not closed:
+            raise ValueError(f"expected [ADDRESS]:PORT, got {text!r}: the ] is missing")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"expected [ADDRESS]:PORT, got {text!r}")
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"the port must be a number from 0 to 65535, got {port_text!r}")
+    return host, int(port_text)
+
+
+CORES = os.cpu_count() or 1
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_workers_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers",
+        metavar="N",
+        type=positive_int,
+        help=f"engine processes sharing the load (default: the number of cores, {CORES} "
+        "here, one fewer when the embedded sink runs here too); never more than the "
+        "sessions allowed in flight",
+    )
+    parser.add_argument(
+        "--ignore-limits",
+        action="store_true",
+        help="run even when the load asks more of this machine than it has (open files "
+        "for --concurrency, cores and memory for --workers)",
+    )
+
+
+__all__ = [
+    "CORES",
+    "add_output_arguments",
+    "add_scenario_argument",
+    "add_tls_arguments",
+    "add_workers_argument",
+    "parse_host_port",
+    "positive_int",
+]

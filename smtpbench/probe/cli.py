@@ -85,7 +85,7 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> ProbeOptions:
     """``ValueError`` naming the flag."""
-    from smtpbench.cli import parse_host_port
+    from smtpbench.commands.flags import parse_host_port
     from smtpbench.units import parse_duration
 
     implicit = args.implicit_tls

@@ -223,7 +223,7 @@ def options_from_args(
     stdin: Callable[[], bytes] | None = None,
 ) -> SendOptions:
     """``UsageError`` naming the flag; reads --body, --attach and --eml files."""
-    from smtpbench.cli import parse_host_port
+    from smtpbench.commands.flags import parse_host_port
     from smtpbench.send.message import MessageSpec, build_message
 
     env = os.environ if environ is None else environ

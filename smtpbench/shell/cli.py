@@ -56,7 +56,7 @@ def _error(message: str) -> int:
 
 
 def run_shell(args: argparse.Namespace) -> int:
-    from smtpbench.cli import parse_host_port
+    from smtpbench.commands.flags import parse_host_port
     from smtpbench.engine.tls import SessionSetupError, client_context, server_name
     from smtpbench.scenario.model import Tls
     from smtpbench.units import parse_duration

@@ -26,7 +26,7 @@ def add_through_arguments(parser: argparse.ArgumentParser) -> None:
 
 def through_options(args: argparse.Namespace) -> TransitOptions | None:
     """``--through`` and ``--through-drain`` checked; ValueError naming the flag."""
-    from smtpbench.cli import parse_host_port
+    from smtpbench.commands.flags import parse_host_port
 
     if args.through is None:
         if args.through_drain is not None:
