@@ -43,7 +43,10 @@ async def test_500_sessions_per_second_for_10_seconds() -> None:
 async def test_data_delay_shows_in_data_service_time() -> None:
     snapshot = await run_with_sink({"delay": {"DATA": "50ms"}}, rate=20, duration=3)
     p50 = snapshot.histogram(Step.DATA).percentile(50)
-    assert abs(p50 - 0.050) <= 0.002, p50
+    # Never shorter than the delay; a little longer, by the sink's own timers (an event
+    # loop's, late by a millisecond or more on a busy machine). How exactly the engine
+    # measures is tested against an exact server below.
+    assert 0.050 <= p50 <= 0.060, p50
     # Other commands are not slowed down by it.
     assert snapshot.histogram(Step.MAIL).percentile(50) < 0.02
 
