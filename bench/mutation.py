@@ -95,6 +95,7 @@ MODULES = (
             "tests/test_session_machine_outcomes.py",
             "tests/test_session_machine_delivery.py",
             "tests/test_session_machine_conversation.py",
+            "tests/test_session_machine_clients.py",
         ),
     ),
     Module(
@@ -105,6 +106,7 @@ MODULES = (
             "tests/test_session_machine_outcomes.py",
             "tests/test_session_machine_delivery.py",
             "tests/test_session_machine_conversation.py",
+            "tests/test_session_machine_clients.py",
         ),
     ),
     # The test's own machines on loopback (milliseconds each), and two real loads from

@@ -53,6 +53,7 @@ def test_a_recipient_greylisted_goes_back_to_the_queue_alone(tmp_path: Path) -> 
     item = queue.take()
     assert item.envelope.recipients == ("user0@smtpbench.test",)
     assert item.index == 0 and item.attempts == 1 and item.delivered is True
+    assert item.plan is outcome.session.conversation.plan  # its content comes from there
     assert item.origin == pytest.approx(1000 - 0.25)  # the intended start
     # Deferred: no outcome for the message yet, and nothing aborted.
     record = outcome.record
@@ -158,3 +159,10 @@ def test_a_conversation_that_is_not_planned_is_not_queued(tmp_path: Path) -> Non
         conversation=Saying(b"NOOP\r\n"),
     )
     assert outcome.session.delivery is None and len(queue) == 0
+
+
+def test_every_message_delivered_leaves_none_aborted(tmp_path: Path) -> None:
+    outcome, queue = deliver(tmp_path, "[session]\nmessages = 3\n")
+    record = outcome.record
+    assert (record["messages_accepted"], record["messages_aborted"]) == (3, 0)
+    assert len(queue) == 0 and queue.recorder.messages_first_attempt == 3
