@@ -639,3 +639,33 @@ async def test_the_selector_fallback_waits_on_its_descriptor() -> None:
             await reactor.run()
         nursery.cancel_scope.cancel()
     assert machine.seen == [b"220 hi\r\n"]
+
+
+@pollers
+async def test_a_descriptor_closed_is_forgotten_so_a_later_connection_may_reuse_it(
+    use_epoll: bool,
+) -> None:
+    async def server(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"220 hi\r\n")
+        await trio.sleep_forever()
+
+    def first(m: Machine) -> Talk:
+        link = yield CONNECT
+        m.seen.append(link.fd)
+        yield from read_all(b"", b"\r\n")
+
+    def later(m: Machine) -> Talk:
+        reactor = m.reactor
+        assert reactor is not None
+        yield reactor.now() + 0.1  # the first session has ended and closed its socket
+        link = yield CONNECT
+        m.seen.append(link.fd)
+        m.seen.append((yield from read_all(b"", b"\r\n")))
+
+    async with trio.open_nursery() as nursery:
+        port = await serving(nursery, server)
+        machines = [Machine(port, first), Machine(port, later)]
+        await drive(machines, use_epoll=use_epoll)
+        nursery.cancel_scope.cancel()
+    # The lowest free descriptor is taken again.
+    assert machines[1].seen == [machines[0].seen[0], b"220 hi\r\n"]
