@@ -97,11 +97,11 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Print the summary of a finished run from its results folder, offline; "
         "check thresholds on it; export it (JSON, CSV, Markdown, HdrHistogram log); draw it.",
     )
-    from smtpbench.report.commands import add_report_arguments
+    from smtpbench.commands.report import add_report_arguments
 
     add_report_arguments(report)
 
-    from smtpbench.report.commands import add_compare_arguments, add_merge_arguments
+    from smtpbench.commands.report import add_compare_arguments, add_merge_arguments
 
     add_compare_arguments(
         commands.add_parser(
@@ -139,11 +139,11 @@ def _build_parser() -> argparse.ArgumentParser:
         description="The SMTP health check an admin does in a telnet session, automated and "
         "explained. Exit code 1 when a check fails (an open relay, a bad certificate).",
     )
-    from smtpbench.probe.cli import add_probe_arguments
+    from smtpbench.commands.probe import add_probe_arguments
 
     add_probe_arguments(probe)
 
-    from smtpbench.replay_cli import add_replay_arguments
+    from smtpbench.commands.replay import add_replay_arguments
 
     add_replay_arguments(
         commands.add_parser(
@@ -155,7 +155,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "like any run, with per-command divergence from the recorded replies.",
         )
     )
-    from smtpbench.scenario_cli import add_scenarios_arguments
+    from smtpbench.commands.scenarios import add_scenarios_arguments
 
     add_scenarios_arguments(
         commands.add_parser(
@@ -165,7 +165,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "the examples that ship with smtpbench.",
         )
     )
-    from smtpbench.servers.proxy_cli import add_record_arguments
+    from smtpbench.commands.record import add_record_arguments
 
     add_record_arguments(
         commands.add_parser(
@@ -175,7 +175,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "relayed to --upstream unchanged, and what was said is written to --out.",
         )
     )
-    from smtpbench.recording.pcap_cli import add_import_arguments
+    from smtpbench.commands.import_capture import add_import_arguments
 
     add_import_arguments(
         commands.add_parser(
@@ -185,7 +185,7 @@ def _build_parser() -> argparse.ArgumentParser:
         )
     )
 
-    from smtpbench.shell.cli import add_shell_arguments
+    from smtpbench.commands.shell import add_shell_arguments
 
     add_shell_arguments(
         commands.add_parser(
@@ -197,7 +197,7 @@ def _build_parser() -> argparse.ArgumentParser:
         )
     )
 
-    from smtpbench.capacity.cli import add_capacity_arguments
+    from smtpbench.commands.capacity import add_capacity_arguments
 
     add_capacity_arguments(
         commands.add_parser(
@@ -214,14 +214,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="an SMTP server that accepts and discards mail, with optional faults",
         description="An SMTP sink: accepts and discards mail; injects faults on request.",
     )
-    from smtpbench.servers.sink_cli import add_sink_arguments
+    from smtpbench.commands.sink import add_sink_arguments
 
     add_sink_arguments(sink)
     return parser
 
 
 def _report(args: argparse.Namespace) -> int:
-    from smtpbench.report.commands import run_report
+    from smtpbench.commands.report import run_report
 
     return run_report(args)
 
@@ -251,47 +251,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "report":
         return _report(args)
     if args.command == "compare":
-        from smtpbench.report.commands import run_compare
+        from smtpbench.commands.report import run_compare
 
         return run_compare(args)
     if args.command == "merge":
-        from smtpbench.report.commands import run_merge
+        from smtpbench.commands.report import run_merge
 
         return run_merge(args)
     if args.command == "send":
-        from smtpbench.send.cli import run_send
+        from smtpbench.commands.send import run_send
 
         return run_send(args)
     if args.command == "probe":
-        from smtpbench.probe.cli import run_probe
+        from smtpbench.commands.probe import run_probe
 
         return run_probe(args)
     if args.command == "replay":
-        from smtpbench.replay_cli import run_replay
+        from smtpbench.commands.replay import run_replay
 
         return run_replay(args)
     if args.command == "scenarios":
-        from smtpbench.scenario_cli import run_scenarios
+        from smtpbench.commands.scenarios import run_scenarios
 
         return run_scenarios(args)
     if args.command == "record":
-        from smtpbench.servers.proxy_cli import run_record
+        from smtpbench.commands.record import run_record
 
         return run_record(args)
     if args.command == "import":
-        from smtpbench.recording.pcap_cli import run_import
+        from smtpbench.commands.import_capture import run_import
 
         return run_import(args)
     if args.command == "shell":
-        from smtpbench.shell.cli import run_shell
+        from smtpbench.commands.shell import run_shell
 
         return run_shell(args)
     if args.command == "capacity":
-        from smtpbench.capacity.cli import run_capacity
+        from smtpbench.commands.capacity import run_capacity
 
         return run_capacity(args)
     if args.command == "sink":
-        from smtpbench.servers.sink_cli import run_sink
+        from smtpbench.commands.sink import run_sink
 
         return run_sink(args)
     parser.error(f"unknown command {args.command}")

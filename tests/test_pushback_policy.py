@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from smtpbench.commands.sink import add_sink_arguments, config_from_args
 from smtpbench.faults import FaultSpecError, parse_fault_table
 from smtpbench.pushback import (
     KEYS,
@@ -21,7 +22,6 @@ from smtpbench.pushback import (
     parse_pushback_table,
 )
 from smtpbench.scenario import ScenarioError, load_scenario
-from smtpbench.servers.sink_cli import add_sink_arguments, config_from_args
 from smtpbench.servers.sink_pushback import LinkThrottle, PushbackPolicy
 
 

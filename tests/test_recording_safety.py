@@ -16,10 +16,10 @@ import pytest
 import trio
 
 from smtpbench import exitcodes
+from smtpbench.commands.record import is_loopback
 from smtpbench.recording import read_recording
 from smtpbench.recording.reader import RecordingError, read_header
 from smtpbench.servers.proxy import ProxyConfig, serve_proxy
-from smtpbench.servers.proxy_cli import is_loopback
 from tests.commands import TRACEBACK, read_until, smtpbench, start_smtpbench
 from tests.servers import LOOPBACK
 from tests.test_pcap_import import TappedFlow, packets, write_capture

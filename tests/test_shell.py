@@ -19,9 +19,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 
+from smtpbench.commands.shell import repeat
 from smtpbench.protocol.client import State
 from smtpbench.shell.app import CommandLine, RepeatRequest, ShellApp
-from smtpbench.shell.cli import repeat
 from smtpbench.shell.screens import ComposerScreen, SecretScreen
 from tests.esmtp import make_certs
 from tests.misbehaving import misbehaving

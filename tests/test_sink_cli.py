@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from smtpbench.faults import Delay, ReplyFault, Stall
-from smtpbench.protocol.steps import Step
-from smtpbench.servers.sink_cli import (
+from smtpbench.commands.sink import (
     add_sink_arguments,
     config_from_args,
     format_address,
     main,
     parse_listen,
 )
+from smtpbench.faults import Delay, ReplyFault, Stall
+from smtpbench.protocol.steps import Step
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 20
@@ -31,7 +31,7 @@ TIMEOUT = 20
 def sink_process(*flags: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.Popen(
-        [sys.executable, "-m", "smtpbench.servers.sink_cli", *flags],
+        [sys.executable, "-m", "smtpbench.commands.sink", *flags],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -91,7 +91,7 @@ def test_serves_then_stops_cleanly_on_a_signal(
 )
 def test_bad_flags_name_the_flag_and_exit_2(flags: list[str], flag: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "smtpbench.servers.sink_cli", *flags],
+        [sys.executable, "-m", "smtpbench.commands.sink", *flags],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -103,7 +103,7 @@ def run_shell(args: argparse.Namespace) -> int:
 def repeat(request: RepeatRequest, target: str, out: Path) -> int:
     """The saved session replayed ``count`` times at ``rate`` a second: the ``replay``
     command's own parsing and run (on the dashboard, from a terminal)."""
-    from smtpbench.replay_cli import add_replay_arguments, run_replay
+    from smtpbench.commands.replay import add_replay_arguments, run_replay
 
     parser = argparse.ArgumentParser(prog="smtpbench replay")
     add_replay_arguments(parser)

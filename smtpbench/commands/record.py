@@ -18,9 +18,9 @@ from pathlib import Path
 
 import trio
 
+from smtpbench.commands.sink import format_address, parse_listen
 from smtpbench.files import OutputError, check_new_file
 from smtpbench.servers.proxy import ProxyConfig, serve_proxy
-from smtpbench.servers.sink_cli import format_address, parse_listen
 
 EXIT_USAGE = 2
 EXIT_RUNTIME = 1
