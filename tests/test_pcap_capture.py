@@ -68,6 +68,8 @@ class Segment:
     flags: int
     data: bytes = b""
     claimed: int = 0  # extra bytes the IP header claims (a packet cut by the snap length)
+    options: bytes = b""  # IPv4 options
+    zero_length: bool = False  # a length of 0 in the IP header, as segmentation offload writes
 
 
 def connection(
@@ -125,16 +127,20 @@ def ip_packet(segment: Segment) -> bytes:
             data=tcp,
         )
         raw = bytearray(bytes(ip6))
-        raw[4:6] = (len(bytes(tcp)) + segment.claimed).to_bytes(2, "big")  # payload length
+        plen = 0 if segment.zero_length else len(bytes(tcp)) + segment.claimed
+        raw[4:6] = plen.to_bytes(2, "big")  # payload length
         return bytes(raw)
     ip = dpkt.ip.IP(
         src=socket.inet_aton(segment.src[0]),
         dst=socket.inet_aton(segment.dst[0]),
         p=dpkt.ip.IP_PROTO_TCP,
+        opts=segment.options,
         data=tcp,
     )
+    ip.hl = 5 + len(segment.options) // 4  # header length in 32-bit words
     raw = bytearray(bytes(ip))
-    raw[2:4] = (len(raw) + segment.claimed).to_bytes(2, "big")  # total length
+    total = 0 if segment.zero_length else len(raw) + segment.claimed
+    raw[2:4] = total.to_bytes(2, "big")  # total length
     return bytes(raw)
 
 
@@ -605,3 +611,68 @@ def test_overlapping_and_contained_segments_held_for_a_gap(tmp_path: Path) -> No
     assert steps(session) == STEPS
     step = next(s for s in session.steps if s.kind == "data")
     assert step.content is not None and step.content.data == CONTENT
+
+
+def test_a_packet_cut_by_a_single_byte(tmp_path: Path) -> None:
+    segments = connection()
+    next(s for s in segments if s.data and s.src == CLIENT).claimed = 1
+    imported = import_pcap(write(tmp_path / "c.pcap", segments))
+    assert imported.problems[0].endswith(
+        "the capture cut a packet from the client short (snap length)"
+    )
+
+
+@pytest.mark.parametrize("how", ["options", "zero length", "zero length ipv6"])
+def test_ip_options_and_a_zero_total_length_are_not_a_cut(tmp_path: Path, how: str) -> None:
+    six = how.endswith("ipv6")
+    segments = connection(client=CLIENT6, server=SERVER6) if six else connection()
+    for segment in segments:
+        if how == "options":
+            segment.options = b"\x01\x01\x01\x00"  # NOP, NOP, NOP, end of options
+        else:
+            segment.zero_length = True
+    imported = import_pcap(write(tmp_path / "c.pcap", segments))
+    assert imported.problems == ()
+    assert steps(imported.recording.sessions[0]) == STEPS
+
+
+def test_a_segment_overlapping_what_was_delivered_keeps_only_its_new_bytes(
+    tmp_path: Path,
+) -> None:
+    segments = connection()
+    content = next(s for s in segments if s.data == CONTENT + b".\r\n")
+
+    def piece(begin: int, end: int) -> Segment:
+        data = content.data[begin:end]
+        return Segment(content.ts, CLIENT, SERVER, content.seq + begin, content.ack, ACK, data)
+
+    at = segments.index(content)
+    rebuilt = [*segments[:at], piece(0, 10), piece(5, len(content.data)), *segments[at + 1 :]]
+    imported = import_pcap(write(tmp_path / "c.pcap", rebuilt))
+    step = next(s for s in imported.recording.sessions[0].steps if s.kind == "data")
+    assert step.content is not None and step.content.data == CONTENT
+
+
+def test_held_pieces_go_on_as_soon_as_the_gap_fills(tmp_path: Path) -> None:
+    segments = connection()
+    content = next(s for s in segments if s.data == CONTENT + b".\r\n")
+
+    def piece(begin: int, end: int, ts: float) -> Segment:
+        data = content.data[begin:end]
+        return Segment(ts, CLIENT, SERVER, content.seq + begin, content.ack, ACK, data)
+
+    # Held: a piece, one inside it, and the rest; then the first bytes fill the gap.
+    t = content.ts
+    pieces = [piece(5, 20, t), piece(7, 9, t), piece(20, len(content.data), t), piece(0, 5, t)]
+    at = segments.index(content)
+    imported = import_pcap(
+        write(tmp_path / "c.pcap", [*segments[:at], *pieces, *segments[at + 1 :]])
+    )
+    session = imported.recording.sessions[0]
+    step = next(s for s in session.steps if s.kind == "data")
+    # The message ended with those packets, not with the next one the client sent.
+    assert step.content is not None and step.content.data == CONTENT
+    assert step.replies[0].code == 250
+    quit_step = session.steps[-1]
+    assert step.at < quit_step.at
+    assert step.at == pytest.approx(t, abs=1e-6)
