@@ -669,3 +669,29 @@ async def test_a_descriptor_closed_is_forgotten_so_a_later_connection_may_reuse_
         nursery.cancel_scope.cancel()
     # The lowest free descriptor is taken again.
     assert machines[1].seen == [machines[0].seen[0], b"220 hi\r\n"]
+
+
+async def test_a_selector_without_a_descriptor_of_its_own_is_polled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # select() has no descriptor to wait on (unlike epoll, poll, kqueue).
+    monkeypatch.setattr(selectors, "DefaultSelector", selectors.SelectSelector)
+
+    async def server(stream: trio.SocketStream) -> None:
+        await trio.sleep(0.05)
+        await stream.send_all(b"220 hi\r\n")
+
+    def script(m: Machine) -> Talk:
+        yield CONNECT
+        m.seen.append((yield from read_all(b"", b"\r\n")))
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        feeder = Feeder([machine])
+        reactor = Reactor(feeder, sweep_interval=86400.0, use_epoll=False)
+        assert reactor._poller.fileno() == -1
+        feeder.reactor = reactor
+        with trio.fail_after(5):
+            await reactor.run()
+        nursery.cancel_scope.cancel()
+    assert machine.seen == [b"220 hi\r\n"]
