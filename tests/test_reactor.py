@@ -217,3 +217,44 @@ async def test_running_out_of_file_descriptors_is_named(tmp_path: Path) -> None:
     assert snapshot.counters.started == 400
     assert snapshot.errors_by_class()[ErrorClass.NETWORK] > 0
     assert "ran out of file descriptors (limit 40)" in snapshot.failures[0].detail
+
+
+def test_a_writes_first_part_is_noted_when_its_last_byte_goes() -> None:
+    # A message's content carried before the next commands: its end is noted apart from
+    # the whole write's, both when the first send takes it and when a later one does.
+    import socket as socket_module
+
+    class Clock:
+        now_value = 1.0
+
+        def now(self) -> float:
+            return self.now_value
+
+        def _want_write(self, link: object, on: bool) -> None:
+            pass
+
+    left, right = socket_module.socketpair()
+    with left, right:
+        left.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_SNDBUF, 4096)
+        left.setblocking(False)
+        clock = Clock()
+        link = reactor.Link.__new__(reactor.Link)
+        link.reactor = clock  # type: ignore[assignment]
+        link.sock = left
+        link.pending = b""
+        link.mark = 0
+        link.marked_at = 0.0
+        link.written_at = 0.0
+        content = b"x" * 200_000  # more than the buffer takes at once
+        assert link.write(content + b"MAIL FROM:<a@b>\r\n", mark=len(content)) is False
+        assert link.mark > 0 and link.marked_at == 0.0  # the content is not all gone yet
+        moved = 0
+        while link.pending:
+            clock.now_value += 1.0
+            moved += len(right.recv(1 << 20)) if select.select([right], [], [], 1)[0] else 0
+            link._flush()
+        while select.select([right], [], [], 0.05)[0] and (got := right.recv(1 << 20)):
+            moved += len(got)
+        assert moved == len(content) + len(b"MAIL FROM:<a@b>\r\n")
+        assert 1.0 < link.marked_at <= link.written_at
+        assert link.mark == 0

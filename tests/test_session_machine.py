@@ -101,19 +101,30 @@ class Wire:
     and ``written_at`` says so from the session's next read on (as the reactor sets it
     when it finishes the write, while the session waits)."""
 
-    def __init__(self, clock: Clock, slow: int | None = None, lag: float = 0.0) -> None:
+    def __init__(
+        self, clock: Clock, slow: int | None = None, lag: float = 0.0, taken: int = 0
+    ) -> None:
+        """``taken``: bytes of a slow write the kernel takes at once, the rest ``lag``
+        later."""
         self.sent = bytearray()
         self.sock = object()
         self.written_at = 0.0
+        self.marked_at = 0.0
         self.clock = clock
         self.slow = slow
         self.lag = lag
+        self.taken = taken
         self.taken_at: float | None = None  # when the kernel takes the last slow write
+        self.mark_pending = False
 
-    def write(self, data: bytes) -> bool:
+    def write(self, data: bytes, mark: int = 0) -> bool:
         self.sent += data
         if self.slow is not None and len(data) >= self.slow:
             self.taken_at = self.clock.now + self.lag
+            if mark and self.taken >= mark:
+                self.marked_at = self.clock.now  # the first part went with the first send
+            else:
+                self.mark_pending = bool(mark)
             return False
         return True
 
@@ -121,6 +132,8 @@ class Wire:
         """The session waits: the reactor finishes what the kernel had not taken."""
         if self.taken_at is not None:
             self.written_at, self.taken_at = self.taken_at, None
+            if self.mark_pending:
+                self.marked_at, self.mark_pending = self.written_at, False
 
 
 def answers(**replies: Reply | list[Reply]) -> Answer:
@@ -338,6 +351,20 @@ def test_data_end_is_timed_from_when_the_kernel_took_the_last_byte(tmp_path: Pat
     )
     data_end = [s for label, s, _ in outcome.steps() if label == "DATA end"]
     assert data_end == [pytest.approx(THINK - 0.0004, abs=1e-9)]
+
+
+def test_content_carried_first_is_timed_from_its_own_last_byte(tmp_path: Path) -> None:
+    # Pipelined: each message's content goes first in the next group's write. The kernel
+    # takes the content at once and the commands after it 5 ms later (a full buffer):
+    # the server can answer the content before the whole write is taken, and its DATA
+    # end is the server's time from the content's last byte, never less.
+    outcome = converse(
+        tmp_path,
+        '[session]\nmessages = 2\npipelining = true\nsize = "1KiB"\n',
+        wire=lambda clock: Wire(clock, slow=900, lag=0.005, taken=100_000),
+    )
+    data_end = [s for label, s, _ in outcome.steps() if label == "DATA end"]
+    assert data_end == [pytest.approx(THINK, abs=1e-9)] * 2
 
 
 def test_a_refused_recipient_is_skipped_and_all_refused_is_rset(tmp_path: Path) -> None:

@@ -118,6 +118,8 @@ class Link:
         "gen",
         "inbox",
         "machine",
+        "mark",
+        "marked_at",
         "pending",
         "reactor",
         "sock",
@@ -135,11 +137,19 @@ class Link:
         self.inbox: list[bytes] = []  # read while the session was not waiting to read
         self.pending = b""  # written, not yet taken by the kernel
         self.written_at = 0.0  # when the last write was wholly handed to the kernel
+        # A write's first part (a message's content carried before the next commands) can
+        # be answered before the rest is taken: when its last byte went is noted apart.
+        self.mark = 0  # bytes of ``pending`` still to go before the mark
+        self.marked_at = 0.0  # when the mark's last byte was handed to the kernel
 
-    def write(self, data: bytes) -> bool:
+    def write(self, data: bytes, mark: int = 0) -> bool:
         """Sends ``data``; what the kernel does not take now is sent as it makes room.
-        True when all of it went at once. ``OSError`` when the connection is broken."""
+        True when all of it went at once. ``OSError`` when the connection is broken.
+        ``mark``: the length of ``data``'s first part, whose end is noted in
+        ``marked_at`` (when not all went at once)."""
         if self.pending:
+            if mark:
+                self.mark = len(self.pending) + mark
             self.pending += data
             return False
         sock = self.sock
@@ -151,6 +161,11 @@ class Link:
         if sent == len(data):
             return True
         self.pending = data[sent:]
+        if mark:
+            if sent >= mark:
+                self.marked_at = self.reactor.now()
+            else:
+                self.mark = mark - sent
         self.reactor._want_write(self, True)
         return False
 
@@ -162,6 +177,10 @@ class Link:
         except BlockingIOError:
             return
         self.pending = self.pending[sent:]
+        if self.mark:
+            self.mark = max(0, self.mark - sent)
+            if not self.mark:
+                self.marked_at = self.reactor.now()
         if not self.pending:
             self.written_at = self.reactor.now()
             self.reactor._want_write(self, False)

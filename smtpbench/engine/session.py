@@ -387,14 +387,20 @@ class Session:
 
     # -- commands on the wire -------------------------------------------------------
 
-    def write(self, data: bytes) -> bool:
-        """Hands ``data`` to the connection; True when the kernel took all of it at once."""
+    def write(self, data: bytes, first: int = 0) -> bool:
+        """Hands ``data`` to the connection; True when the kernel took all of it at once.
+        ``first``: the length of a first part whose end the link notes apart."""
         link = self.link
         assert link is not None
         self.metrics.sent(len(data))
-        if self.tls is not None:
-            data = self.tls.encrypt(data)
-        return link.write(data)
+        tls = self.tls
+        if tls is not None:
+            if first:  # encrypted apart, so that its end is known on the wire
+                head = tls.encrypt(data[:first])
+                data, first = head + tls.encrypt(data[first:]), len(head)
+            else:
+                data = tls.encrypt(data)
+        return link.write(data, first) if first else link.write(data)
 
     def written_since(self, done_at_once: bool) -> float:
         """When the last write was wholly handed over (now, or when the reactor finished it)."""
@@ -444,7 +450,10 @@ class Session:
         data = commands[0][1] if len(commands) == 1 else b"".join(c[1] for c in commands)
         began = self.now()
         self.arm(commands[0][0], began)
-        at_once = self.write(data)
+        # The earlier message's content goes first: its end of data is timed from when
+        # its own last byte went, which may be before the whole group's (a full buffer).
+        content = len(deferred[1]) if deferred is not None and len(commands) > 1 else 0
+        at_once = self.write(data, content)
         written = self.written_since(at_once) if at_once else None
         # LMTP: the end of data is owed one reply per accepted recipient.
         for _ in range(conn.outstanding - len(self.unanswered)):
@@ -464,9 +473,15 @@ class Session:
             waiting_since = self.arrival
             shown = unanswered.popleft()
             if response.step is Step.DATA_END:
-                if written is None:
-                    written = self.written_since(False)
-                since = written
+                if content and not at_once:
+                    content = 0  # the first end of data in the group is the content's
+                    link = self.link
+                    assert link is not None
+                    since = link.marked_at
+                else:
+                    if written is None:
+                        written = self.written_since(False)
+                    since = written
             else:
                 since = began
             self.count(response.step, shown, response.reply, self.arrival - since)
