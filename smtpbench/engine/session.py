@@ -29,8 +29,10 @@ Timing of each step (service time):
   last reply's time is the group's round trip. Replies that arrive in one
   read share its arrival time. When another message follows on the
   connection, a message's content (and final dot) goes out first in the next
-  transaction's write (RFC 2920 section 3.1): its DATA end is timed from the
-  end of that write, and the next group's commands from its start. The last
+  transaction's write (RFC 2920 section 3.1): its DATA end is timed from when its
+  own last byte was handed over (a full buffer can hold back the commands after
+  it while the server answers it), and the next group's commands from the
+  write's start. The last
   message's content goes out with QUIT, as Postfix's client does.
 Message latency is measured from the session's intended start to each
 message's final reply, and session latency to the end of the session, so a
