@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import shutil
 import ssl
 import subprocess
@@ -102,6 +103,9 @@ def test_what_aiosmtpd_does_not_offer_is_named() -> None:
 def swaks() -> str:
     found = shutil.which("swaks")
     if found is None:
+        # CI's script installs it: there a missing swaks fails instead of hiding.
+        if os.environ.get("CI"):
+            pytest.fail("swaks is not installed (Debian package swaks), and CI installs it")
         pytest.skip("swaks is not installed (Debian package swaks)")
     return found
 
