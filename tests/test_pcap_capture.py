@@ -12,6 +12,7 @@ from pathlib import Path
 import dpkt
 import pytest
 
+from smtpbench import __version__
 from smtpbench.recording import RecordedSession
 from smtpbench.recording.pcap import CaptureError, import_pcap
 
@@ -224,8 +225,9 @@ def test_the_recording_says_where_it_came_from(tmp_path: Path) -> None:
     assert header.epoch == EPOCH + 2.5
     assert header.started_at == "2023-11-14T22:13:22.500+00:00"
     assert (header.content, header.auth) == ("hash", "kept")
-    assert header.extra == {"capture": "mx.pcapng"}
+    assert header.extra == {"capture": "mx.pcapng"} and header.smtpbench == __version__
     kept = import_pcap(path).recording
+    assert kept.path == str(path)
     assert (kept.header.content, kept.header.auth) == ("full", "redacted")
     data = next(s for s in kept.sessions[0].steps if s.kind == "data")
     assert data.content is not None and data.content.data == CONTENT
@@ -676,3 +678,73 @@ def test_held_pieces_go_on_as_soon_as_the_gap_fills(tmp_path: Path) -> None:
     quit_step = session.steps[-1]
     assert step.at < quit_step.at
     assert step.at == pytest.approx(t, abs=1e-6)
+
+
+def test_a_server_that_greets_and_closes_is_a_session(tmp_path: Path) -> None:
+    imported = import_pcap(write(tmp_path / "c.pcap", connection(TALK[:1])))
+    assert imported.problems == ()
+    assert steps(imported.recording.sessions[0]) == [("banner", None, [220])]
+
+
+def test_connections_left_out_do_not_stop_the_others(tmp_path: Path) -> None:
+    silent = connection([], client=("192.0.2.1", 40001), start=0.0)
+    broken = connection(client=("192.0.2.1", 40002), start=1.0)
+    del broken[1]  # no SYN-ACK
+    good = connection(client=("192.0.2.1", 40003), start=2.0)
+    imported = import_pcap(write(tmp_path / "c.pcap", [*silent, *broken, *good]))
+    assert [s.client for s in imported.recording.sessions] == ["192.0.2.1:40003"]
+    assert len(imported.problems) == 2
+
+
+def test_the_clients_last_bytes_lost_are_known_from_the_servers_acknowledgement(
+    tmp_path: Path,
+) -> None:
+    segments = connection(closer="s")
+    lost = next(s for s in segments if s.data == b"QUIT\r\n")
+    imported = import_pcap(write(tmp_path / "c.pcap", [s for s in segments if s is not lost]))
+    (problem,) = imported.problems
+    assert problem.endswith(
+        f"left out: 6 bytes from the client are missing from the capture "
+        f"(at offset {CLIENT_BYTES - 6})"
+    )
+
+
+def test_a_reset_from_the_client_says_the_client_closed(tmp_path: Path) -> None:
+    segments = connection(closer=None)
+    last = segments[-1]
+    reset = Segment(last.ts + 0.01, CLIENT, SERVER, last.ack, 0, RST)
+    imported = import_pcap(write(tmp_path / "c.pcap", [*segments, reset]))
+    assert imported.recording.sessions[0].closed_by == "client"
+
+
+def test_a_cut_of_one_byte_with_ip_options(tmp_path: Path) -> None:
+    segments = connection()
+    for segment in segments:
+        segment.options = b"\x01\x01\x01\x00"
+    next(s for s in segments if s.data and s.src == SERVER).claimed = 1
+    imported = import_pcap(write(tmp_path / "c.pcap", segments))
+    assert imported.problems[0].endswith(
+        "the capture cut a packet from the server short (snap length)"
+    )
+
+
+def test_a_fin_with_the_last_reply_that_overtakes_the_one_before(tmp_path: Path) -> None:
+    long_bye = b"221 2.0.0 bye, closing the connection now\r\n"
+    talk = [*TALK[:-1], ("s", long_bye)]
+    segments = connection(talk, closer=None)
+    last = segments[-1]
+    assert last.data == long_bye
+    last.flags |= FIN  # the last reply and the FIN in one segment
+    before = next(s for s in segments if s.data == b"250 2.0.0 queued\r\n")
+    quit_ = next(s for s in segments if s.data == b"QUIT\r\n")
+    # The server's "250 queued" is held up; the client's QUIT, and the 221 with the FIN,
+    # come first.
+    order = [s for s in segments if s is not before]
+    order.insert(order.index(last) + 1, before)
+    client_fin = Segment(
+        last.ts + 0.01, CLIENT, SERVER, quit_.seq + 6, last.seq + len(long_bye) + 1, FIN | ACK
+    )
+    imported = import_pcap(write(tmp_path / "c.pcap", [*order, client_fin]))
+    assert imported.problems == ()
+    session = imported.recording.sessions[0]
+    assert steps(session) == STEPS and session.closed_by == "server"
