@@ -30,13 +30,13 @@ class Proxied(Wire):
         super().__init__(clock)
         self.first = True
 
-    def write(self, data: bytes) -> bool:
+    def write(self, data: bytes, mark: int = 0) -> bool:
         if self.first:
             self.first = False
             if data.startswith((b"PROXY ", V2_SIGNATURE)):
                 Proxied.headers.append(data)
                 return True
-        return super().write(data)
+        return super().write(data, mark)
 
 
 def header_of(tmp_path: Path, scenario: str, number: int, **options: object) -> bytes:

@@ -47,9 +47,9 @@ class Taping(Wire):
         self.all = bytearray()
         Taping.tapes.append(self.all)
 
-    def write(self, data: bytes) -> bool:
+    def write(self, data: bytes, mark: int = 0) -> bool:
         self.all += data
-        return super().write(data)
+        return super().write(data, mark)
 
 
 def said(tmp_path: Path, scenario: str = "", answer: Answer | None = None, **options: Any):
