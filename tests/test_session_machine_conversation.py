@@ -680,3 +680,37 @@ def test_a_message_tried_again_makes_only_its_own_transaction(tmp_path: Path) ->
 def test_ehlo_refused_with_auth_asked_is_one_error(tmp_path: Path) -> None:
     outcome = converse(tmp_path, AUTH_LOGIN, answers(EHLO=(502, "what", "5.5.2")))
     assert outcome.snapshot().errors_by_class() == {ErrorClass.REPLY: 1}
+
+
+def test_a_200_to_the_greeting_is_positive_too(tmp_path: Path) -> None:
+    plain = answers()
+
+    def greet_200(event: Any, server: ServerConnection) -> bytes | None:
+        if isinstance(event, CommandReceived) and event.step in (Step.EHLO, Step.LHLO):
+            return server.reply(200, "hello", None)
+        return plain(event, server)
+
+    ehlo = converse(tmp_path, "", greet_200)
+    assert ehlo.labels()[2:4] == ["EHLO", "MAIL"]
+    lhlo = converse(tmp_path, '[session]\ngreeting = "LHLO"\n', greet_200)
+    assert lhlo.labels()[2:4] == ["LHLO", "MAIL"]
+
+    def helo_200(event: Any, server: ServerConnection) -> bytes | None:
+        if isinstance(event, CommandReceived) and event.step is Step.EHLO:
+            return server.reply(502, "what", "5.5.2")
+        if isinstance(event, CommandReceived) and event.step is Step.HELO:
+            return server.reply(200, "hello", None)
+        return plain(event, server)
+
+    fallback = converse(tmp_path, "", helo_200)
+    assert fallback.labels()[2:5] == ["EHLO", "HELO", "MAIL"]
+
+
+def test_the_last_chunk_refused_is_shown_as_the_last(tmp_path: Path) -> None:
+    outcome = converse(
+        tmp_path,
+        '[session]\nchunking = true\nchunk_size = 400\nsize = "1000"\n',
+        answers(DATA_END=(554, "no", "5.7.1")),
+    )
+    shown = [(line.sent, line.reply) for line in outcome.snapshot().failures[-1].transcript]
+    assert ("BDAT 200 LAST (and 200 bytes of message)", "554 5.7.1 no") in shown
