@@ -719,3 +719,26 @@ def test_the_server_name_checked_is_the_one_asked_for(tmp_path: Path, certs: Cer
         "TLS error",
         "TLS handshake",
     )
+
+
+def test_pipelined_content_over_tls_goes_with_the_next_group(tmp_path: Path, certs: Certs) -> None:
+    outcome = converse(
+        tmp_path,
+        tls_scenario(certs, "implicit") + "[session]\nmessages = 2\npipelining = true\n",
+        tls=server_context(certs),
+    )
+    assert outcome.record["messages_accepted"] == 2 and outcome.tls_closed
+    assert all(s == pytest.approx(THINK, abs=1e-9) for _, s, _ in outcome.steps())
+
+
+def test_data_end_is_timed_from_the_last_byte_when_the_kernel_took_some_at_once(
+    tmp_path: Path,
+) -> None:
+    # The kernel takes the first 1000 bytes of the content at once, the rest 0.4 ms later.
+    outcome = converse(
+        tmp_path,
+        '[session]\nsize = "64KiB"\n',
+        wire=lambda clock: Wire(clock, 60000, 0.0004, taken=1000),
+    )
+    data_end = [s for label, s, _ in outcome.steps() if label == "DATA end"]
+    assert data_end == [pytest.approx(THINK - 0.0004, abs=1e-9)]
