@@ -742,3 +742,25 @@ def test_data_end_is_timed_from_the_last_byte_when_the_kernel_took_some_at_once(
     )
     data_end = [s for label, s, _ in outcome.steps() if label == "DATA end"]
     assert data_end == [pytest.approx(THINK - 0.0004, abs=1e-9)]
+
+
+def test_each_write_over_tls_is_one_record(tmp_path: Path, certs: Certs) -> None:
+    writes: list[bytes] = []
+
+    class Keeping(Wire):
+        def write(self, data: bytes, mark: int = 0) -> bool:
+            writes.append(data)
+            return super().write(data, mark)
+
+    converse(tmp_path, tls_scenario(certs, "implicit"), tls=server_context(certs), wire=Keeping)
+
+    def records(data: bytes) -> int:
+        count = 0
+        while data:  # a TLS record: type, version (2 bytes), length (2 bytes), body
+            data = data[5 + int.from_bytes(data[3:5], "big") :]
+            count += 1
+        return count
+
+    # After the client's hello and its Finished: EHLO, MAIL, RCPT, DATA, the content,
+    # QUIT and the close_notify, each in one record.
+    assert [records(data) for data in writes[2:]] == [1] * 7
