@@ -596,7 +596,8 @@ async def test_a_refused_connection_says_why() -> None:
     assert machine.seen == [f"[Errno {refused}] {os.strerror(refused)}"]
 
 
-async def test_the_end_of_a_write_is_when_the_kernel_took_its_last_byte() -> None:
+@pollers
+async def test_the_end_of_a_write_is_when_the_kernel_took_its_last_byte(use_epoll: bool) -> None:
     # The server answers 50 ms after it has every byte: the write ended before that.
     big = b"w" * (8 << 20)
 
@@ -615,7 +616,7 @@ async def test_the_end_of_a_write_is_when_the_kernel_took_its_last_byte() -> Non
 
     async with trio.open_nursery() as nursery:
         machine = Machine(await serving(nursery, server), script)
-        await drive([machine], use_epoll=False)
+        await drive([machine], use_epoll=use_epoll)
         nursery.cancel_scope.cancel()
     assert machine.seen[0] >= 0.05
 
@@ -695,3 +696,97 @@ async def test_a_selector_without_a_descriptor_of_its_own_is_polled(
             await reactor.run()
         nursery.cancel_scope.cancel()
     assert machine.seen == [b"220 hi\r\n"]
+
+
+async def test_a_session_connects_from_its_source_address() -> None:
+    peers: list[str] = []
+
+    async def server(stream: trio.SocketStream) -> None:
+        peers.append(stream.socket.getpeername()[0])
+        await stream.send_all(b"220 hi\r\n")
+
+    def script(m: Machine) -> Talk:
+        yield CONNECT
+        yield from read_all(b"", b"\r\n")
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        machine.source = ("127.0.0.2", 0)
+        await drive([machine])
+        nursery.cancel_scope.cancel()
+    assert peers == ["127.0.0.2"]
+
+
+async def test_a_connect_refused_at_once_by_the_kernel_says_why() -> None:
+    # A TCP connection to the broadcast address is refused before any packet goes.
+    def script(m: Machine) -> Talk:
+        try:
+            yield CONNECT
+        except OSError as err:
+            m.seen.append((err.errno, str(err)))
+
+    machine = Machine(25, script)
+    machine.address = Address("255.255.255.255", 25, socket.AF_INET, ("255.255.255.255", 25))
+    await drive([machine])
+    ((number, text),) = machine.seen
+    assert number is not None and text == f"[Errno {number}] {os.strerror(number)}"
+
+
+async def test_a_session_due_later_is_started_with_nothing_else_to_wake_for() -> None:
+    started: list[float] = []
+
+    class Later(Feeder):
+        def due_at(self) -> float:
+            assert self.reactor is not None
+            return math.inf if self.started else self.first + 0.05
+
+    def script(m: Machine) -> Talk:
+        assert m.reactor is not None
+        started.append(m.reactor.now())
+        return
+        yield
+
+    feeder = Later([Machine(1, script)])
+    reactor = Reactor(feeder, sweep_interval=86400.0)  # sweeps a day apart
+    feeder.reactor = reactor
+    feeder.first = reactor.now()  # type: ignore[attr-defined]
+    with trio.fail_after(5):
+        await reactor.run()
+    assert len(started) == 1 and started[0] >= feeder.first + 0.05  # type: ignore[attr-defined]
+
+
+async def test_a_timeout_and_the_cut_come_with_nothing_else_to_wake_for() -> None:
+    async def silent(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    def waiting(m: Machine) -> Talk:
+        yield CONNECT
+        assert m.reactor is not None
+        m.deadline = m.reactor.now() + 0.03
+        try:
+            yield READ
+        except StepTimeout:
+            m.seen.append("timeout")
+
+    def reading(m: Machine) -> Talk:
+        yield CONNECT
+        try:
+            yield READ
+        except SessionCancelled:
+            m.seen.append("cancelled")
+
+    async with trio.open_nursery() as nursery:
+        port = await serving(nursery, silent)
+        late = Machine(port, waiting)
+        with trio.fail_after(5):
+            await drive([late])
+        assert late.seen == ["timeout"]
+        cut = Machine(port, reading)
+        feeder = Feeder([cut])
+        reactor = Reactor(feeder, sweep_interval=86400.0)
+        feeder.reactor = reactor
+        reactor.cancel_at = reactor.now() + 0.05
+        with trio.fail_after(5):
+            await reactor.run()
+        assert cut.seen == ["cancelled"]
+        nursery.cancel_scope.cancel()
