@@ -790,3 +790,16 @@ async def test_a_timeout_and_the_cut_come_with_nothing_else_to_wake_for() -> Non
             await reactor.run()
         assert cut.seen == ["cancelled"]
         nursery.cancel_scope.cancel()
+
+
+async def test_wake_while_the_reactor_is_busy_is_harmless() -> None:
+    def script(m: Machine) -> Talk:
+        reactor = m.reactor
+        assert reactor is not None
+        yield reactor.now() + 0.02  # the reactor has waited at least once
+        reactor.wake()  # as control may, while the reactor is not waiting
+        m.seen.append("woke")
+
+    machine = Machine(1, script)
+    feeder = await drive([machine])
+    assert machine.seen == ["woke"] and feeder.ended == 1
