@@ -350,13 +350,14 @@ def prepare(module: Module, rev: str | None, folder: str = "") -> Path:
 
 
 def run(module: Module, rev: str | None) -> Outcome:
+    source = _source(rev)  # before the run: the commit may move on meanwhile
     where = prepare(module, rev)
     started = time.monotonic()
     print(f"== {module.path}: mutmut in {where.relative_to(ROOT)}", flush=True)
     subprocess.run(
         [sys.executable, "-m", "mutmut", "run", "--max-children", "1"], cwd=where, check=False
     )
-    outcome = Outcome(module, seconds=time.monotonic() - started, source=_source(rev))
+    outcome = Outcome(module, seconds=time.monotonic() - started, source=source)
     listing = subprocess.run(
         [sys.executable, "-m", "mutmut", "results", "--all", "true"],
         cwd=where,
