@@ -29,6 +29,7 @@ import zlib
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
+from tokenize import TokenError
 from typing import Any
 
 import numpy as np
@@ -285,7 +286,8 @@ def _read_metrics(path: Path) -> dict[str, np.ndarray]:
         raise ResultsError(f"{path}: missing") from None
     except zipfile.BadZipFile as err:
         raise ResultsError(f"{path}: damaged or cut short (was the disk full?): {err}") from None
-    except (OSError, ValueError, EOFError, zlib.error, KeyError) as err:
+    # numpy reads each array's header with the tokenizer: a damaged one can fail there.
+    except (OSError, ValueError, EOFError, zlib.error, KeyError, SyntaxError, TokenError) as err:
         raise ResultsError(f"{path}: unreadable: {err}") from None
 
 
