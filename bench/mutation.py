@@ -266,6 +266,36 @@ HAND_MUTANTS = (
         "np.bincount(rows, weights=seconds, minlength=self.rows)",
         "np.bincount(rows, minlength=self.rows).astype(np.float64)",
     ),
+    HandMutant(
+        "session",
+        "a reply the scenario counts as success counted as an error, and the others not",
+        "if code not in self.settings.success[step]:",
+        "if code in self.settings.success[step]:",
+    ),
+    HandMutant(
+        "conversation",
+        "a refused MAIL taken as accepted: its recipients sent after it",
+        "        if mail.code // 100 != 2:",
+        "        if mail.code // 100 == 5:",
+    ),
+    HandMutant(
+        "reactor",
+        "a write the kernel took in part taken as whole: the rest never sent",
+        "        if sent == len(data):",
+        "        if sent:",
+    ),
+    HandMutant(
+        "codec",
+        "a recorded content whose digest does not match read as good",
+        "if hashlib.sha256(data).hexdigest() != digest:",
+        "if hashlib.sha256(data).hexdigest() == '':",
+    ),
+    HandMutant(
+        "pcap",
+        "a segment's place in its stream counted from the initial sequence number itself",
+        "return (seq - self.isn - 1) % _SEQ",
+        "return (seq - self.isn) % _SEQ",
+    ),
 )
 
 
