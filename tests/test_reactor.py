@@ -258,3 +258,29 @@ def test_a_writes_first_part_is_noted_when_its_last_byte_goes() -> None:
         assert moved == len(content) + len(b"MAIL FROM:<a@b>\r\n")
         assert 1.0 < link.marked_at <= link.written_at
         assert link.mark == 0
+
+
+def test_the_selector_fallback_watches_for_nothing_without_an_empty_mask() -> None:
+    # Some selectors (kqueue's) refuse to be asked for no events: a socket watched for
+    # nothing leaves the selector and comes back when watched for something again.
+    import socket as socket_module
+
+    poller = reactor._Selector()
+    left, right = socket_module.socketpair()
+    with left, right:
+        right.sendall(b"250 ok\r\n")  # readable from now on
+        fd = left.fileno()
+        poller.register(fd, reactor.IN)
+        assert [fd for fd, _ in poller.ready()] == [fd]
+        poller.modify(fd, 0)
+        poller.modify(fd, 0)  # twice is no error either
+        assert poller.ready() == []
+        assert fd not in poller._selector.get_map()
+        poller.modify(fd, reactor.IN)
+        assert [fd for fd, _ in poller.ready()] == [fd]
+        poller.modify(fd, 0)
+        poller.unregister(fd)  # from watched for nothing
+        poller.register(fd, reactor.IN)
+        poller.unregister(fd)  # from watched for something
+        assert fd not in poller._selector.get_map()
+    poller.close()

@@ -236,6 +236,9 @@ class _Selector:
 
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
+        # Watched for nothing: out of the selector (some, kqueue's among them, refuse an
+        # empty mask), back in when watched for something again.
+        self._silent: set[int] = set()
 
     def fileno(self) -> int:
         return self._selector.fileno() if hasattr(self._selector, "fileno") else -1
@@ -250,10 +253,22 @@ class _Selector:
         self._selector.register(fd, self._events(mask))
 
     def modify(self, fd: int, mask: int) -> None:
-        self._selector.modify(fd, self._events(mask))
+        events = self._events(mask)
+        if not events:
+            if fd not in self._silent:
+                self._selector.unregister(fd)
+                self._silent.add(fd)
+        elif fd in self._silent:
+            self._silent.discard(fd)
+            self._selector.register(fd, events)
+        else:
+            self._selector.modify(fd, events)
 
     def unregister(self, fd: int) -> None:
-        self._selector.unregister(fd)
+        if fd in self._silent:
+            self._silent.discard(fd)
+        else:
+            self._selector.unregister(fd)
 
     def ready(self) -> list[tuple[int, int]]:
         return [
