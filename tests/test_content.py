@@ -193,8 +193,8 @@ def _corpus_message(number: int, attachment: bytes) -> EmailMessage:
     message["Subject"] = f"quarterly figures {number}"
     message["Message-ID"] = f"<original{number}@corp.example>"
     message["Date"] = "Mon, 02 Mar 2026 10:00:00 +0000"
-    message["Received"] = "from mx1.corp.example (10.1.2.3) by mx2.corp.example"
-    message.set_content(f"Figures attached. Ask carol@corp.example or 10.20.30.40.\n{number}\n")
+    message["Received"] = "from mx1.corp.example (127.1.2.3) by mx2.corp.example"
+    message.set_content(f"Figures attached. Ask carol@corp.example or 127.20.30.40.\n{number}\n")
     message.add_attachment(attachment, maintype="application", subtype="octet-stream",
                            filename=f"figures{number}.bin")  # fmt: skip
     return message
@@ -249,7 +249,7 @@ def test_an_anonymised_corpus_keeps_no_address_and_no_trace(tmp_path: Path) -> N
     )
     for message in messages:
         raw = message.as_bytes()
-        assert b"corp.example" not in raw and b"10.20.30.40" not in raw
+        assert b"corp.example" not in raw and b"127.20.30.40" not in raw
         assert message["Received"] is None
         assert message["From"].addresses[0].domain == "example.invalid"
         (attachment,) = list(message.iter_attachments())
