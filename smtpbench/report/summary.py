@@ -268,23 +268,25 @@ def errors_table(snapshot: Snapshot) -> Table | None:
 CLIENTS_SHOWN = 20
 
 
-def clients_table(snapshot: Snapshot, limit: int = CLIENTS_SHOWN) -> Table | None:
-    """Figures per client, the busiest first, when sessions came from several clients."""
+def clients_table(snapshot: Snapshot, limit: int = CLIENTS_SHOWN) -> RenderableType | None:
+    """Figures per client, the busiest first, when sessions came from several clients: in
+    two tables narrow enough for 80 columns, so that no figure is cut."""
     rows = sorted(snapshot.clients, key=lambda row: (-row.sessions, row.client))
     if len(rows) < 2:
         return None
     shown = rows[:limit]
     more = f" (the {limit} with most sessions of {len(rows)})" if len(rows) > limit else ""
-    table = Table(title=f"Per client{more}", title_justify="left")
-    for name in ("client", "sessions", "failed", "accepted", "refused", "4xx", "5xx"):
-        table.add_column(name, justify="left" if name == "client" else "right")
+    counts = Table(title=f"Per client{more}: sessions and replies", title_justify="left")
+    latency = Table(title="Per client: latency", title_justify="left")
+    for table in (counts, latency):
+        table.add_column("client", no_wrap=True)
+    for name in ("sessions", "failed", "accepted", "refused", "4xx", "5xx"):
+        counts.add_column(name, justify="right", no_wrap=True)
     for name in ("message p50", "message p99", "DATA end p50", "DATA end p99"):
-        table.add_column(name, justify="right")
+        latency.add_column(name, justify="right", no_wrap=True)
     for row in shown:
         replies = sum(row.replies)
-        message = row.histogram("message").percentiles([50, 99])
-        data_end = row.histogram("data_end").percentiles([50, 99])
-        table.add_row(
+        counts.add_row(
             row.client,
             f"{row.sessions:,}",
             Text(f"{row.failed:,}", style="red" if row.failed else ""),
@@ -292,9 +294,14 @@ def clients_table(snapshot: Snapshot, limit: int = CLIENTS_SHOWN) -> Table | Non
             Text(f"{row.refused:,}", style="yellow" if row.refused else ""),
             _share(row.replies[2], replies),
             _share(row.replies[3], replies),
+        )
+        message = row.histogram("message").percentiles([50, 99])
+        data_end = row.histogram("data_end").percentiles([50, 99])
+        latency.add_row(
+            row.client,
             *(format_duration(v) if v == v else "-" for v in (*message, *data_end)),
         )
-    return table
+    return Group(counts, latency)
 
 
 def failures_table(snapshot: Snapshot, limit: int = 5) -> Table | None:
