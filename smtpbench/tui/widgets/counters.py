@@ -63,12 +63,11 @@ class RunCounters(Pane):
                 lines.append(schedule)
         if snapshot.info.delivery == "mta":
             # MTA-like delivery: sessions that try messages again count among the starts.
-            lines.append(
-                Content.styled(
-                    f"MTA-like: {c.sessions_retried:,} retries, {c.messages_expired:,} expired",
-                    "cyan",
-                )
-            )
+            text = f"MTA-like: {c.sessions_retried:,} retries, {c.messages_expired:,} expired"
+            width = self.content_size.width
+            if width and len(text) > width:  # a narrow pane: the figures, never cut
+                text = f"retries {c.sessions_retried:,}   expired {c.messages_expired:,}"
+            lines.append(Content.styled(text, "cyan"))
         if snapshot.cancelled:
             # Sessions smtpbench cut short at a stop: not the server's errors.
             text = f"cancelled at stop {snapshot.cancelled:,}"
