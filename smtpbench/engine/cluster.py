@@ -426,6 +426,8 @@ class ClusterGroup:
                         why = "its Dask worker left the cluster"
                     else:
                         why = f"it did not answer {host.failures} polls in a row ({_say(err)})"
+                        if present is None:
+                            why += f"; the scheduler at {self.settings.address} is gone too"
                     self._lose(host, why)
 
     def _scheduler_workers(self) -> set[str] | None:

@@ -91,14 +91,9 @@ class EngineActor:
     def __init__(
         self, job: EngineJob, record_sessions: bool = False, silence: float = DRIVER_SILENCE
     ) -> None:
-        self._log: Path | None = None
-        if record_sessions:
-            fd, name = tempfile.mkstemp(prefix="smtpbench-sessions-", suffix=".ndjson")
-            os.close(fd)
-            self._log = Path(name)
-        self.job = dataclasses.replace(
-            job, sessions_log=str(self._log) if self._log is not None else None, transit_log=None
-        )
+        self.job = dataclasses.replace(job, sessions_log=None, transit_log=None)
+        self._record_sessions = record_sessions
+        self._log: Path | None = None  # made at the start: a run that never starts leaves none
         self._silence = silence
         self._lock = threading.Lock()
         self._heard = time.monotonic()
@@ -147,8 +142,8 @@ class EngineActor:
             check_connections(scenario.target, self.job.address, claimed)
         except Exception as err:  # SessionSetupError: a source address this host lacks...
             problems.append(str(err))
-        if self._log is not None and not os.access(self._log, os.W_OK):
-            problems.append(f"cannot write session records to {self._log}")
+        if self._record_sessions and not os.access(tempfile.gettempdir(), os.W_OK):
+            problems.append(f"cannot write session records in {tempfile.gettempdir()}")
         return {
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
@@ -348,15 +343,23 @@ class EngineActor:
 
     def _keep(self) -> None:
         try:
-            engine = EngineProcess(self.job, listener=self._received)
+            if self._record_sessions:
+                fd, name = tempfile.mkstemp(prefix="smtpbench-sessions-", suffix=".ndjson")
+                os.close(fd)
+                self._log = Path(name)
+                self.job = dataclasses.replace(self.job, sessions_log=name)
+            engine = self._engine = EngineProcess(self.job, listener=self._received)
             engine.start()
         except Exception as err:
+            self._engine = None
             self._start_error = f"the engine process did not start: {err}"
             self._closed.set()
+            if self._log is not None:
+                with contextlib.suppress(OSError):
+                    self._log.unlink()
             self._shut_down.set()
             self._started.set()
             return
-        self._engine = engine
         self._started.set()
         # Watch the driver until the actor is closed; this thread must outlive the engine.
         while not self._closed.wait(WATCH_INTERVAL):
