@@ -30,8 +30,8 @@ from compare_clients import placement, postfix_binary, postfix_sink
 
 from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.transport import resolve
-from smtpbench.headless import run_info
 from smtpbench.metrics.recorder import Recorder
+from smtpbench.run.prepare import run_info
 from smtpbench.scenario import (
     IntRange,
     MessageFactory,

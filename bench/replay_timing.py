@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 from smtpbench.engine.runner import LoadRun  # noqa: E402
 from smtpbench.engine.transport import resolve  # noqa: E402
-from smtpbench.headless import run_info  # noqa: E402
 from smtpbench.metrics.recorder import Recorder  # noqa: E402
 from smtpbench.recording import Recording, read_recording, write_recording  # noqa: E402
+from smtpbench.run.prepare import run_info  # noqa: E402
 from smtpbench.scenario import MessageFactory, default_scenario, with_overrides  # noqa: E402
 from smtpbench.servers.proxy import ProxyConfig, serve_proxy  # noqa: E402
 from smtpbench.servers.sink import SinkConfig, serve_sink  # noqa: E402

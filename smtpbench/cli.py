@@ -84,9 +84,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run on when no session can connect (otherwise the run stops once a few "
         "connects failed and none succeeded, exit code 4)",
     )
-    from smtpbench.commands.flags import add_workers_argument
+    from smtpbench.commands.flags import add_cluster_arguments, add_workers_argument
 
     add_workers_argument(run)
+    add_cluster_arguments(run)
     from smtpbench.transit.cli import add_through_arguments
 
     add_through_arguments(run)

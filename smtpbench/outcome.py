@@ -3,6 +3,7 @@ and session records), the exit code, and what is printed after it."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ from rich.markup import escape
 
 from smtpbench import exitcodes
 from smtpbench.files import OutputError
+from smtpbench.metrics.hosts import Hosts, hosts_table, write_hosts
 from smtpbench.metrics.results import new_results_folder, write_results
 from smtpbench.metrics.sessions import SESSIONS_FILE
 from smtpbench.metrics.snapshot import RunState, Snapshot
@@ -40,6 +42,7 @@ class RunOutcome:
     unwritten: str | None = None  # what could not be written, and why (a full disk)
     verdict: str | None = None  # why the run failed when no threshold says so
     transit: TransitFigures | None = None  # run --through: transit through the server
+    hosts: Hosts | None = None  # run --cluster: each engine's host and figures
 
 
 def run_started(snapshot: Snapshot) -> datetime:
@@ -100,8 +103,24 @@ def finish_run(
     return RunOutcome(final, folder, code, results, aborted_by, unwritten, verdict)
 
 
+def with_hosts(outcome: RunOutcome, hosts: Hosts) -> RunOutcome:
+    """The outcome with a cluster run's breakdown per host, written beside its results."""
+    unwritten = outcome.unwritten
+    if unwritten is None:
+        try:
+            write_hosts(outcome.folder, hosts)
+        except OutputError as err:
+            unwritten = str(err)
+    code = exitcodes.RESULTS_NOT_WRITTEN if unwritten is not None else outcome.exit_code
+    return dataclasses.replace(outcome, hosts=hosts, unwritten=unwritten, exit_code=code)
+
+
 def print_outcome(console: Console, outcome: RunOutcome) -> None:
     print_whole(console, summary(outcome.snapshot))
+    if outcome.hosts is not None:
+        print_whole(console, hosts_table(outcome.hosts))
+        for warning in outcome.hosts.warnings:
+            console.print(f"[yellow]{escape(warning)}[/]", highlight=False)
     if outcome.thresholds:
         print_whole(console, thresholds_table(outcome.thresholds))
     if outcome.transit is not None:

@@ -115,7 +115,7 @@ def synthetic_snapshot(seconds: int = 72, rate: int = 300) -> Snapshot:
 
 
 class FakeEngine:
-    """Implements the dashboard's ``EngineSource``; records every control word."""
+    """Implements the ``EngineHandle``; records every control word."""
 
     def __init__(self, snapshot: Snapshot | None = None, remaining: float = 228.0) -> None:
         self._snapshot = snapshot or synthetic_snapshot()

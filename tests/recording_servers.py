@@ -14,9 +14,9 @@ import trio
 
 from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.transport import resolve
-from smtpbench.headless import run_info
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import Snapshot
+from smtpbench.run.prepare import run_info
 from smtpbench.scenario import IntRange, MessageFactory, Scenario, default_scenario, with_overrides
 from smtpbench.servers.proxy import ProxyConfig, RecordingProxy, serve_proxy
 from smtpbench.servers.sink import Sink, SinkConfig, serve_sink

@@ -5,9 +5,9 @@ from __future__ import annotations
 from smtpbench.engine.control import RunControl
 from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.transport import resolve
-from smtpbench.headless import run_info
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import Snapshot
+from smtpbench.run.prepare import run_info
 from smtpbench.scenario import MessageFactory, Scenario, default_scenario, with_overrides
 
 

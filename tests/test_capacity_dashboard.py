@@ -18,11 +18,12 @@ from smtpbench.capacity.processes import ProcessEngine
 from smtpbench.capacity.search import Ramp, Search
 from smtpbench.engine.embedded import EmbeddedSink
 from smtpbench.engine.process import EngineJob, EngineProcess
-from smtpbench.headless import run_info
+from smtpbench.run.dashboard import ResultsWriter
+from smtpbench.run.prepare import run_info
+from smtpbench.run.target import resolve_now
 from smtpbench.scenario import default_scenario, scenario_to_toml, with_overrides
 from smtpbench.thresholds import parse_threshold
 from smtpbench.tui.capacity import CapacityDashboard, CapacityLine
-from smtpbench.tui.launch import ResultsWriter, resolve_now
 
 
 async def wait_for(condition: Callable[[], bool], timeout: float = 90.0) -> None:

@@ -11,11 +11,11 @@ import pytest
 
 from smtpbench import exitcodes
 from smtpbench.engine.delivery_queue import Attempt, DeliveryQueue
-from smtpbench.headless import run_info
 from smtpbench.metrics.kinds import MESSAGE_LATENCY
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.results import read_results
 from smtpbench.protocol.steps import Step
+from smtpbench.run.prepare import run_info
 from smtpbench.scenario import MessageFactory, parse_scenario
 from smtpbench.scenario.delivery import Delivery
 from smtpbench.scenario.errors import ScenarioError

@@ -74,8 +74,8 @@ async def test_server_too_slow_for_the_rate_drops_and_lags_within_bounds() -> No
         )
         from smtpbench.engine.runner import LoadRun
         from smtpbench.engine.transport import resolve
-        from smtpbench.headless import run_info
         from smtpbench.metrics.recorder import Recorder
+        from smtpbench.run.prepare import run_info
         from smtpbench.scenario import MessageFactory
 
         address = await resolve("127.0.0.1", port)

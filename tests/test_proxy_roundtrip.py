@@ -10,10 +10,10 @@ import trio
 
 from smtpbench.engine.replay import ReplayJob, replay_scenario
 from smtpbench.engine.transport import resolve
-from smtpbench.headless import run_info
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.protocol.steps import Step
 from smtpbench.recording import read_recording
+from smtpbench.run.prepare import run_info
 from tests.recording_servers import keeping_aiosmtpd, proxy_in_front, run_scenario, settle, varied
 from tests.servers import LOOPBACK
 

@@ -120,8 +120,8 @@ async def test_a_rate_beyond_any_machine_ends_on_time() -> None:
 async def test_a_worker_share_of_a_hopeless_rate_ends_on_time(arrivals: str) -> None:
     from smtpbench.engine.runner import LoadRun
     from smtpbench.engine.shares import Share
-    from smtpbench.headless import run_info
     from smtpbench.metrics.recorder import Recorder
+    from smtpbench.run.prepare import run_info
     from smtpbench.scenario import MessageFactory
     from tests.test_runner_clock import ADDRESS, scenario, timed_session
 

@@ -15,11 +15,11 @@ from smtpbench.engine.process import EngineJob, EngineProcess
 from smtpbench.engine.replay import ReplayJob, replay_scenario
 from smtpbench.engine.transport import resolve
 from smtpbench.faults import parse_fault_table
-from smtpbench.headless import run_info
 from smtpbench.metrics.kinds import START_LAG
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.protocol.steps import Step
+from smtpbench.run.prepare import run_info
 from smtpbench.scenario import scenario_to_toml
 from smtpbench.scenario.model import Auth, Tls
 from tests.esmtp import esmtp_scenario, make_certs

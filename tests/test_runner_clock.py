@@ -15,11 +15,11 @@ from smtpbench.engine.control import RunControl
 from smtpbench.engine.reactor import SessionCancelled
 from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.transport import Address
-from smtpbench.headless import run_info
 from smtpbench.metrics.events import SessionEvents
 from smtpbench.metrics.kinds import MESSAGE_LATENCY, START_LAG
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import RunState
+from smtpbench.run.prepare import run_info
 from smtpbench.scenario import MessageFactory, Scenario, SessionPlan, default_scenario
 
 ADDRESS = Address("127.0.0.1", 2525, 2, ("127.0.0.1", 2525))

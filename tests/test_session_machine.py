@@ -23,7 +23,6 @@ from smtpbench.engine.conversation import PlannedConversation
 from smtpbench.engine.reactor import CONNECT, READ, SessionCancelled, StepTimeout
 from smtpbench.engine.session import Conversation, Session, SessionSettings
 from smtpbench.engine.transport import Address
-from smtpbench.headless import run_info
 from smtpbench.metrics.kinds import ErrorClass
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.sessions import SessionLog, SessionRecord
@@ -37,6 +36,7 @@ from smtpbench.protocol.server import (
     ServerConnection,
 )
 from smtpbench.protocol.steps import Step
+from smtpbench.run.prepare import run_info
 from smtpbench.scenario import MessageFactory, parse_scenario
 
 ADDRESS = Address("127.0.0.1", 25, 2, ("127.0.0.1", 25))

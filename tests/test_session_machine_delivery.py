@@ -13,8 +13,8 @@ import pytest
 
 from smtpbench.engine.delivery_queue import DeliveryQueue
 from smtpbench.engine.reactor import StepTimeout
-from smtpbench.headless import run_info
 from smtpbench.metrics.recorder import Recorder
+from smtpbench.run.prepare import run_info
 from smtpbench.scenario import parse_scenario
 from tests.test_session_machine import THINK, Outcome, answers, converse
 from tests.test_session_machine_outcomes import Saying

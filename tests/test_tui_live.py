@@ -14,12 +14,12 @@ import pytest
 from smtpbench.engine.embedded import EmbeddedSink
 from smtpbench.engine.process import EngineJob, EngineProcess
 from smtpbench.engine.transport import Address
-from smtpbench.headless import run_info
 from smtpbench.metrics.results import read_results
 from smtpbench.metrics.snapshot import RunState
+from smtpbench.run.dashboard import ResultsWriter
+from smtpbench.run.prepare import run_info
 from smtpbench.scenario import default_scenario, scenario_to_toml, with_overrides
 from smtpbench.tui.app import DashboardApp
-from smtpbench.tui.launch import ResultsWriter
 
 
 async def wait_for(condition: Callable[[], bool], timeout: float = 90.0) -> None:

@@ -26,15 +26,15 @@ from smtpbench.engine.embedded import EmbeddedSink
 from smtpbench.engine.group import EngineGroup
 from smtpbench.engine.process import EngineJob
 from smtpbench.engine.transport import Address
-from smtpbench.headless import run_info
 from smtpbench.metrics.merge import merge_snapshots
 from smtpbench.metrics.results import read_results
 from smtpbench.metrics.sessions import SESSIONS_FILE, read_sessions
 from smtpbench.metrics.snapshot import RunState, Snapshot
 from smtpbench.protocol.steps import Step
+from smtpbench.run.dashboard import ResultsWriter
+from smtpbench.run.prepare import run_info
 from smtpbench.scenario import Scenario, default_scenario, scenario_to_toml, with_overrides
 from smtpbench.tui.app import DashboardApp
-from smtpbench.tui.launch import ResultsWriter
 from tests.test_cli import ROOT, only_results_folder, smtpbench
 
 LIMIT = 120.0  # seconds: a bound on every wait, never a measure

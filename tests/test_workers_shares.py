@@ -16,10 +16,10 @@ from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.schedule import Pacer, RateProfile
 from smtpbench.engine.shares import Share, worker_count
 from smtpbench.engine.transport import Address
-from smtpbench.headless import run_info
 from smtpbench.metrics.kinds import START_LAG
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import Snapshot
+from smtpbench.run.prepare import run_info
 from smtpbench.scenario import Load, MessageFactory, Scenario, SessionPlan, Stage
 from tests.test_runner_clock import scenario, timed_session
 

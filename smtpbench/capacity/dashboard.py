@@ -27,12 +27,13 @@ from smtpbench.engine.embedded import EmbeddedSinkError
 from smtpbench.engine.group import EngineGroup
 from smtpbench.engine.process import EngineJob, EngineProcess
 from smtpbench.engine.transport import TargetError
-from smtpbench.headless import run_info
 from smtpbench.metrics.snapshot import RunState
+from smtpbench.run.dashboard import HangUp, ResultsWriter, yield_cpu
+from smtpbench.run.prepare import run_info
+from smtpbench.run.target import open_target_now
 from smtpbench.scenario import MessageFactory, scenario_to_toml
 from smtpbench.thresholds import NO_THRESHOLDS
 from smtpbench.tui.capacity import CapacityDashboard
-from smtpbench.tui.launch import HangUp, ResultsWriter, open_target_now, yield_cpu
 
 
 def start_driver(handle: ProcessEngine, progress: Progress) -> threading.Thread:

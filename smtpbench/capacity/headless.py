@@ -29,21 +29,17 @@ from smtpbench.engine.runner import LoadRun, SessionMaker, planned_sessions
 from smtpbench.engine.session import SessionSettings
 from smtpbench.engine.transport import TargetError
 from smtpbench.files import OutputError
-from smtpbench.headless import (
-    WORKERS_POLL,
-    EngineFailedError,
-    GroupSteering,
-    _watch_signals,
-    open_target,
-    run_info,
-    watch_target,
-)
 from smtpbench.metrics.events import SessionEvents
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import RunInfo, RunState, Snapshot
 from smtpbench.outcome import RunOutcome, finish_run
 from smtpbench.report.live import live_line
 from smtpbench.report.output import print_whole
+from smtpbench.run.handle import POLL as WORKERS_POLL
+from smtpbench.run.headless import EngineFailedError, watch_run, watch_signals
+from smtpbench.run.prepare import run_info
+from smtpbench.run.stopping import RunWatch, Stopper
+from smtpbench.run.target import open_target
 from smtpbench.scenario import MessageFactory, Scenario, scenario_to_toml
 from smtpbench.thresholds import NO_THRESHOLDS
 from smtpbench.units import format_duration
@@ -188,9 +184,10 @@ async def search_capacity(
         )
 
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_signals, control, console)
-            if not options.keep_going:
-                nursery.start_soon(watch_target, run.snapshot, control, console)
+            stopper = Stopper(control)
+            watch = RunWatch(NO_THRESHOLDS, options.keep_going)
+            nursery.start_soon(watch_signals, stopper, console)
+            nursery.start_soon(watch_run, run.snapshot, watch, stopper, console)
             nursery.start_soon(_live_lines, engine, progress, options.progress_interval, console)
             nursery.start_soon(drive, engine, progress, _said(console), _step_done(console))
             final = await run.run()
@@ -213,7 +210,7 @@ async def search_with_workers(
             scenario_to_toml(resolved), address, seed, info, password=resolved.auth.password
         )
         group = EngineGroup(job, options.workers)
-        steering = GroupSteering(group)
+        steering = Stopper(group)
         engine = ProcessEngine(group, resolved.load.rate)
         progress = Progress(options.plan, Search(options.plan.ramp))
         console.print(
@@ -224,9 +221,9 @@ async def search_with_workers(
         group.start()
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_watch_signals, steering, console)
-                if not options.keep_going:
-                    nursery.start_soon(watch_target, group.snapshot, steering, console)
+                watch = RunWatch(NO_THRESHOLDS, options.keep_going)
+                nursery.start_soon(watch_signals, steering, console)
+                nursery.start_soon(watch_run, group.snapshot, watch, steering, console)
                 nursery.start_soon(drive, engine, progress, _said(console), _step_done(console))
                 while not group.done:
                     await trio.sleep(WORKERS_POLL)

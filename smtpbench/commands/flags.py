@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smtpbench.scenario.loader import EXAMPLES_DIR
+
+if TYPE_CHECKING:
+    from smtpbench.run.options import ClusterOptions
 
 
 def add_scenario_argument(parser: argparse.ArgumentParser, help_more: str = "") -> None:
@@ -111,12 +115,69 @@ def add_workers_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("across machines (a Dask cluster)")
+    group.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run on the workers of this Dask scheduler (e.g. tcp://10.0.0.5:8786): one "
+        "engine on each, sharing one schedule; --workers N uses N engines instead",
+    )
+    group.add_argument(
+        "--per-host",
+        metavar="N",
+        type=positive_int,
+        help="with --cluster: N engines on each host that has Dask workers",
+    )
+    group.add_argument(
+        "--on-host-loss",
+        choices=("stop", "continue"),
+        default="stop",
+        help="with --cluster: when a host dies mid-run, stop the others (default) or let "
+        "them go on; either way the results are marked partial and name the host",
+    )
+    group.add_argument(
+        "--max-clock-offset",
+        metavar="DURATION",
+        default="50ms",
+        help="with --cluster: warn about a host whose clock is further than this from "
+        "this machine's (default 50ms)",
+    )
+
+
+def cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
+    """``--cluster`` and its companions; ValueError naming the flag."""
+    from smtpbench.run.options import ClusterOptions
+    from smtpbench.units import parse_duration
+
+    if args.cluster is None:
+        if args.per_host is not None:
+            raise ValueError("--per-host: only with --cluster")
+        return None
+    if args.per_host is not None and args.workers is not None:
+        raise ValueError("--per-host: give it or --workers, not both")
+    try:
+        offset = parse_duration(args.max_clock_offset)
+    except ValueError as err:
+        raise ValueError(f"--max-clock-offset: {err}") from None
+    address = args.cluster if "://" in args.cluster else f"tcp://{args.cluster}"
+    return ClusterOptions(
+        address=address,
+        workers=args.workers,
+        per_host=args.per_host,
+        on_host_loss=args.on_host_loss,
+        max_clock_offset=offset,
+    )
+
+
 __all__ = [
     "CORES",
+    "add_cluster_arguments",
     "add_output_arguments",
     "add_scenario_argument",
     "add_tls_arguments",
     "add_workers_argument",
+    "cluster_options",
     "parse_host_port",
     "positive_int",
 ]

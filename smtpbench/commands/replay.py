@@ -90,9 +90,10 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         "--abort-on-fail", action="store_true", help="stop as soon as a threshold fails for good"
     )
     parser.add_argument("--abort-grace", metavar="D", help=argparse.SUPPRESS)
-    from smtpbench.commands.flags import add_workers_argument
+    from smtpbench.commands.flags import add_cluster_arguments, add_workers_argument
 
     add_workers_argument(parser)
+    add_cluster_arguments(parser)
 
 
 def dry_run_table(report: DryRun) -> Table:
@@ -111,11 +112,12 @@ def dry_run_table(report: DryRun) -> Table:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from smtpbench.commands.flags import parse_host_port
+    from smtpbench.commands.flags import cluster_options, parse_host_port
     from smtpbench.commands.start import default_workers, with_threshold_flags
-    from smtpbench.engine.replay import ReplayJob, replay_scenario
-    from smtpbench.headless import RunOptions, stdout_is_terminal
+    from smtpbench.engine.replay import PreparedReplay, ReplayJob, replay_scenario
     from smtpbench.recording import RecordingError
+    from smtpbench.run.headless import stdout_is_terminal
+    from smtpbench.run.options import RunOptions
 
     try:
         rate = parse_rate(args.rate) if args.rate is not None else None
@@ -132,6 +134,7 @@ def run_replay(args: argparse.Namespace) -> int:
         host = port = None
         if args.target:
             host, port = parse_host_port(args.target)
+        cluster = cluster_options(args)
     except ValueError as err:
         return usage_error(str(err))
     try:
@@ -168,8 +171,9 @@ def run_replay(args: argparse.Namespace) -> int:
         results_base=args.out,
         progress_interval=max(0.1, interval),
         terminal=stdout_is_terminal(),
-        replay=job,
+        replay=PreparedReplay(job, timeline),  # read and merged once, here
         workers=args.workers or default_workers(scenario),
+        cluster=cluster,
     )
     from smtpbench.commands.start import start_run
 

@@ -99,6 +99,14 @@ def run_report(args: argparse.Namespace) -> int:
             return _error(str(err))
         if transit is not None:
             print_whole(Console(), transit_table(transit))
+        from smtpbench.metrics.hosts import hosts_table, read_hosts
+
+        try:
+            hosts = read_hosts(args.results)
+        except ValueError as err:
+            return _error(str(err))
+        if hosts is not None:  # run --cluster: each engine's host and figures
+            print_whole(Console(), hosts_table(hosts))
     if args.hlog is not None:
         from smtpbench.report.hlog import write_hlog
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from smtpbench.commands.flags import parse_host_port
+from smtpbench.commands.flags import cluster_options, parse_host_port
 from smtpbench.commands.start import (
     default_workers,
     note,
@@ -16,7 +16,8 @@ from smtpbench.commands.start import (
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from smtpbench.headless import RunOptions, stdout_is_terminal
+    from smtpbench.run.headless import stdout_is_terminal
+    from smtpbench.run.options import RunOptions
     from smtpbench.scenario import ScenarioError, load_scenario, with_overrides
     from smtpbench.scenario.sources import source_option
     from smtpbench.units import parse_duration
@@ -50,6 +51,9 @@ def run_command(args: argparse.Namespace) -> int:
         from smtpbench.transit.cli import through_options
 
         through = through_options(args)
+        cluster = cluster_options(args)
+        if through is not None and cluster is not None:
+            raise ValueError("--through: not with --cluster yet; use one or the other")
         if through is not None and scenario.delivery.retries:
             raise ValueError(
                 "--through: matching arrivals with messages tried again "
@@ -77,6 +81,7 @@ def run_command(args: argparse.Namespace) -> int:
         workers=args.workers or default_workers(scenario),
         keep_going=args.keep_going,
         through=through,
+        cluster=cluster,
     )
     return start_run(options, args)
 

@@ -14,7 +14,7 @@ from smtpbench import exitcodes
 from smtpbench.commands.flags import CORES
 
 if TYPE_CHECKING:
-    from smtpbench.headless import RunOptions
+    from smtpbench.run.options import RunOptions
     from smtpbench.scenario import Scenario
 
 
@@ -57,7 +57,14 @@ def start_run(options: RunOptions, args: argparse.Namespace) -> int:
     """What ``run`` and ``replay`` do once their options are built: the machine's limits
     and the output folder checked before the first session, then the run, with the
     dashboard on a terminal (or ``--tui``), headless otherwise."""
-    refused = check_limits(options.scenario, options.worker_count, args.ignore_limits)
+    if options.cluster is None:
+        refused = check_limits(options.scenario, options.worker_count, args.ignore_limits)
+    elif options.scenario.target.host is None:
+        # The engines run on the cluster's hosts, which check their own limits before the
+        # start; here runs the embedded sink, which serves every session.
+        refused = check_limits(options.scenario, 1, args.ignore_limits)
+    else:
+        refused = None
     if refused is not None:
         return usage_error(refused)
     from smtpbench.files import OutputError, check_output_folder
@@ -67,10 +74,10 @@ def start_run(options: RunOptions, args: argparse.Namespace) -> int:
     except OutputError as err:
         return usage_error(f"--out {err}")
     if args.tui or (options.terminal and not args.headless):
-        from smtpbench.tui.launch import run_dashboard
+        from smtpbench.run.dashboard import run_dashboard
 
         return run_dashboard(options)
-    from smtpbench.headless import run_headless
+    from smtpbench.run.headless import run_headless
 
     return run_headless(options)
 

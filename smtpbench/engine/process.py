@@ -29,7 +29,7 @@ from typing import Any
 import trio
 
 from smtpbench.engine.control import RunControl
-from smtpbench.engine.replay import ReplayJob
+from smtpbench.engine.replay import PreparedReplay
 from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.shares import Share
 from smtpbench.engine.snapshot_wire import Packer, Unpacker
@@ -60,7 +60,9 @@ class EngineJob:
     info: RunInfo
     publish_interval: float = PUBLISH_INTERVAL
     sessions_log: str | None = None  # where per-session records go (run --record-sessions)
-    replay: ReplayJob | None = None  # recordings to replay instead of the scenario's sessions
+    # Recordings to replay instead of the scenario's sessions, read and merged once by the
+    # parent: a worker, here or on another host, needs none of their files.
+    replay: PreparedReplay | None = None
     share: Share | None = None  # a worker of a group: its share of the load
     transit_log: str | None = None  # run --through: where accepted messages are noted
     # A password given in the scenario file: the TOML never holds it, so it crosses alone.
@@ -115,6 +117,11 @@ class EngineProcess:
     @property
     def done(self) -> bool:
         return self._done.is_set()
+
+    @property
+    def lost_workers(self) -> list[int]:
+        """[0] once the engine ended without its final snapshot (as a group says)."""
+        return [0] if self._done.is_set() and self._final is None else []
 
     @property
     def pid(self) -> int | None:
@@ -246,8 +253,8 @@ def engine_main(conn: Connection, job: EngineJob) -> None:
             job.seed,
             recorder,
             RunControl(),
-            share=job.share,
             events_for=events_for,
+            share=job.share,
         )
     else:
         run = LoadRun(

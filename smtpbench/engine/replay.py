@@ -206,9 +206,17 @@ class PreparedReplay:
         recorder: Recorder,
         control: RunControl | None = None,
         events_for: EventsFor | None = None,
+        share: Share | None = None,
     ) -> LoadRun:
         return self.job.load_run(
-            scenario, address, seed, recorder, control, self.timeline, events_for=events_for
+            scenario,
+            address,
+            seed,
+            recorder,
+            control,
+            self.timeline,
+            share=share,
+            events_for=events_for,
         )
 
 

@@ -20,11 +20,11 @@ from textual.widgets import Footer
 from smtpbench.files import OutputError
 from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.protocol.steps import Step
-from smtpbench.report.reachability import KEEP_GOING_HINT, unreachable
 from smtpbench.report.thresholds import ThresholdGuard, ThresholdResult, evaluate
+from smtpbench.run.handle import EngineHandle
+from smtpbench.run.stopping import CUT_SHORT, RunWatch, Stopper
 from smtpbench.thresholds import ThresholdSettings
 from smtpbench.tui.screens import HelpScreen, SummaryScreen, TranscriptScreen
-from smtpbench.tui.source import EngineSource
 from smtpbench.tui.view import INTENDED, SERVICE, WINDOWS, View, format_window
 from smtpbench.tui.widgets.charts import LatencyChart, RateChart
 from smtpbench.tui.widgets.commands import CommandTable, listed_steps
@@ -79,7 +79,7 @@ class DashboardApp(App[int]):
 
     def __init__(
         self,
-        source: EngineSource,
+        source: EngineHandle,
         save: SaveResults | None = None,
         thresholds: ThresholdSettings | None = None,
         keep_going: bool = False,
@@ -90,10 +90,10 @@ class DashboardApp(App[int]):
         self.transit = transit  # run --through: the line of transit figures so far
         self.source = source
         self.save = save
-        self.guard = ThresholdGuard(thresholds or ThresholdSettings())
+        self.run_watch = RunWatch(thresholds or ThresholdSettings(), keep_going)
+        self.stopper = Stopper(source)
         self.thresholds: tuple[ThresholdResult, ...] = ()
         self.note = ""
-        self.stopping = False
         self.paused = False
         self.results_folder: Path | None = None
         self._last: Snapshot | None = None
@@ -150,32 +150,34 @@ class DashboardApp(App[int]):
         if snapshot is None:
             return
         if snapshot is not self._last:
-            self._check_thresholds(snapshot)
-            self._check_target(snapshot)
+            self._check(snapshot)
         self._last = snapshot
         self.draw()
 
-    def _check_thresholds(self, snapshot: Snapshot) -> None:
-        checks = self.guard.settings.checks
-        if not checks:
-            return
-        self.thresholds = tuple(evaluate(checks, snapshot))
-        if self.source.final is None and not self.stopping:
-            failed = self.guard.check(snapshot)
-            if failed is not None:
-                self.stopping = True
-                self.source.interrupt()
-                self.note = f"threshold failed: {failed.threshold}; stopping the run"
+    @property
+    def guard(self) -> ThresholdGuard:
+        return self.run_watch.guard
 
-    def _check_target(self, snapshot: Snapshot) -> None:
-        """Stops the run, saying why, once a few connects failed and none succeeded."""
-        if self.keep_going or not self.running:
+    @property
+    def stopping(self) -> bool:
+        return self.stopper.requested
+
+    def _check(self, snapshot: Snapshot) -> None:
+        """The thresholds as they stand; stops the run when one failed for good
+        (abort-on-fail) or nothing answers at the target."""
+        checks = self.guard.settings.checks
+        if checks:
+            self.thresholds = tuple(evaluate(checks, snapshot))
+        if not self.running:
             return
-        reason = unreachable(snapshot)
+        reason = self.run_watch.check(snapshot)
         if reason is not None:
-            self.stopping = True
-            self.source.interrupt()
-            self.note = f"{reason}; stopping the run ({KEEP_GOING_HINT})"
+            self.stopper.interrupt()
+            self.note = (
+                f"threshold failed: {reason.threshold.threshold}; stopping the run"
+                if reason.threshold is not None
+                else reason.text
+            )
 
     def view(self) -> View | None:
         if self._last is None:
@@ -296,13 +298,8 @@ class DashboardApp(App[int]):
         if self.source.final is not None or self.source.error:
             self.exit(0)
             return
-        if self.stopping:
-            self.source.abort()
-            self._say("cutting sessions in flight short")
-            return
-        self.stopping = True
-        self.source.interrupt()
-        self._say("stopping: sessions in flight get the grace period; q again cuts them short")
+        said = self.stopper.stop()
+        self._say(said if said == CUT_SHORT else f"{said}; q again cuts them short")
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

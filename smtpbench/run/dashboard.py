@@ -1,13 +1,12 @@
 """`smtpbench run` on a terminal: the embedded sink or the target, the engine in its
-own process, the dashboard in this one, and the same results folder as headless."""
+own processes (or on a cluster), the dashboard in this one, and the same results
+folder as headless."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import signal
-import socket
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -15,33 +14,23 @@ from pathlib import Path
 from rich.console import Console
 
 from smtpbench import exitcodes
-from smtpbench.engine.embedded import EmbeddedSink, EmbeddedSinkError
-from smtpbench.engine.group import EngineGroup
-from smtpbench.engine.process import EngineJob, EngineProcess
-from smtpbench.engine.session_records import partial_log_path
-from smtpbench.engine.targets import check_connections
-from smtpbench.engine.transport import Address, TargetError
+from smtpbench.engine.embedded import EmbeddedSinkError
+from smtpbench.engine.transport import TargetError
 from smtpbench.files import OutputError
-from smtpbench.headless import RunOptions, run_info
 from smtpbench.metrics.results import new_results_folder, write_results
 from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.outcome import RunOutcome, finish_run, print_outcome
 from smtpbench.report.thresholds import ThresholdGuard
-from smtpbench.scenario import MessageFactory, Scenario, scenario_to_toml
+from smtpbench.run.engines import outside
+from smtpbench.run.handle import Engine
+from smtpbench.run.options import RunOptions
+from smtpbench.run.prepare import prepare
+from smtpbench.run.target import open_target_now
+from smtpbench.scenario import Scenario, scenario_to_toml
 from smtpbench.transit.receiver import ReceiverError
 from smtpbench.transit.run import transit_session, with_transit
 from smtpbench.tui.app import DashboardApp
 from smtpbench.units import format_clock
-
-
-def resolve_now(host: str, port: int) -> Address:
-    """The blocking twin of ``transport.resolve``, for a parent with no trio loop."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as err:
-        raise TargetError(f"cannot resolve {host!r}: {err.strerror}") from None
-    family, _, _, _, sockaddr = infos[0]
-    return Address(host, port, family, sockaddr)
 
 
 class ResultsWriter:
@@ -115,7 +104,7 @@ class HangUp:
     locks the interrupted code may hold.
     """
 
-    def __init__(self, app: DashboardApp, engine: EngineProcess | EngineGroup) -> None:
+    def __init__(self, app: DashboardApp, engine: Engine) -> None:
         self.app = app
         self.engine = engine
         self.heard = threading.Event()
@@ -135,29 +124,6 @@ class HangUp:
             self.app.call_from_thread(self.app.exit)
 
 
-def open_target_now(scenario: Scenario) -> tuple[Address, str, EmbeddedSink | None]:
-    """The address to load, how to name it, and the embedded sink started when the
-    scenario names no host (the caller stops it); what each session needs to connect
-    checked. ``TargetError`` or ``EmbeddedSinkError`` (the sink stopped again) if not."""
-    sink: EmbeddedSink | None = None
-    try:
-        if scenario.target.host is None:
-            sink = EmbeddedSink.start(scenario.sink.to_argv())
-            address = resolve_now(sink.host, sink.port)
-            label = f"embedded sink {address}"
-        else:
-            address = resolve_now(scenario.target.host, scenario.target.port)
-            label = str(address)
-        check_connections(
-            scenario.target, address, scenario.client.addresses if scenario.client.proxy else ()
-        )
-    except (TargetError, EmbeddedSinkError):
-        if sink is not None:
-            sink.stop()
-        raise
-    return address, label, sink
-
-
 def run_dashboard(options: RunOptions) -> int:
     scenario = options.scenario
     stack = contextlib.ExitStack()  # run --through: the receiving sink, until the end
@@ -173,25 +139,9 @@ def run_dashboard(options: RunOptions) -> int:
             sink.stop()
         print(f"error: {err}")
         return exitcodes.TARGET_UNUSABLE
-    seed = MessageFactory(scenario).seed
-    resolved = dataclasses.replace(scenario, seed=seed)
-    info = run_info(resolved, label, seed, transit)
-    replay = options.replay
-    if replay is not None:
-        info = replay.prepare().run_info(info)
-    sessions_log = partial_log_path(options.results_base) if options.record_sessions else None
-    job = EngineJob(
-        scenario_to_toml(resolved),
-        address,
-        seed,
-        info,
-        replay=replay,
-        sessions_log=str(sessions_log) if sessions_log is not None else None,
-        password=resolved.auth.password,
-        transit_log=str(transit.log) if transit is not None else None,
-    )
-    workers = options.worker_count
-    engine = EngineGroup(job, workers) if workers > 1 else EngineProcess(job)
+    prepared = prepare(options, address, label, transit)
+    resolved = prepared.scenario
+    engine = outside(prepared, options)
     app = DashboardApp(
         engine,
         thresholds=resolved.thresholds,
@@ -199,7 +149,11 @@ def run_dashboard(options: RunOptions) -> int:
         transit=transit.line if transit is not None else None,
     )
     writer = ResultsWriter(
-        options.results_base, resolved, app.guard, sessions_log, keep_going=options.keep_going
+        options.results_base,
+        resolved,
+        app.guard,
+        prepared.sessions_log,
+        keep_going=options.keep_going,
     )
     app.save = writer
     try:

@@ -1,0 +1,91 @@
+"""Which engine runs a prepared run: the one place that chooses.
+
+Headless with one worker: the engine in the caller's trio loop. Under the dashboard,
+the engine in a process of its own (drawing the screen never delays a session).
+Several local workers: a group of engine processes. ``--cluster``: a group of
+actors on a Dask cluster's workers. All four are read and steered through the one
+``EngineHandle``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from smtpbench.engine.control import RunControl
+from smtpbench.engine.group import EngineGroup
+from smtpbench.engine.process import EngineProcess
+from smtpbench.engine.runner import LoadRun
+from smtpbench.engine.session_records import records_to
+from smtpbench.metrics.recorder import Recorder
+from smtpbench.metrics.sessions import SessionLog
+from smtpbench.run.handle import Engine, InProcessEngine
+from smtpbench.run.options import RunOptions
+from smtpbench.run.prepare import PreparedRun
+from smtpbench.scenario import MessageFactory
+
+
+def in_process(prepared: PreparedRun) -> tuple[InProcessEngine, Callable[[], None]]:
+    """The engine in this trio loop, and what closes its files once it ended."""
+    scenario = prepared.scenario
+    factory = MessageFactory(scenario)
+    recorder = Recorder(prepared.info)
+    control = RunControl()
+    log = SessionLog(prepared.sessions_log) if prepared.sessions_log is not None else None
+    events_for = records_to(log, recorder) if log is not None else None
+    transit = prepared.transit
+    sends = transit.sends() if transit is not None else None
+    factory.transit_tag = prepared.info.run_id if transit is not None else None
+    if prepared.replay is None:
+        run = LoadRun(
+            scenario,
+            prepared.address,
+            factory,
+            recorder,
+            control,
+            events_for=events_for,
+            transit=sends,
+        )
+    else:
+        run = prepared.replay.load_run(
+            scenario, prepared.address, prepared.seed, recorder, control, events_for=events_for
+        )
+
+    def close() -> None:
+        if log is not None:
+            log.close()
+        if sends is not None:
+            sends.close()
+
+    return InProcessEngine(run), close
+
+
+def outside(prepared: PreparedRun, options: RunOptions) -> Engine:
+    """The engine in processes of its own: one, a local group, or actors on a cluster."""
+    job = prepared.job()
+    if options.cluster is not None:
+        from smtpbench.engine.cluster import ClusterGroup, ClusterSettings
+
+        cluster = options.cluster
+        return ClusterGroup(
+            job,
+            ClusterSettings(
+                address=cluster.address,
+                workers=cluster.workers,
+                per_host=cluster.per_host,
+                on_host_loss=cluster.on_host_loss,
+                max_clock_offset=cluster.max_clock_offset,
+            ),
+        )
+    workers = options.worker_count
+    return EngineGroup(job, workers) if workers > 1 else EngineProcess(job)
+
+
+def describe(engine: Engine | InProcessEngine) -> str:
+    """What runs the load, for the header line ("" for this process)."""
+    if isinstance(engine, EngineGroup):
+        return f", {engine.workers} worker processes"
+    workers = getattr(engine, "workers", None)
+    address = getattr(engine, "address", None)
+    if address is not None and workers is not None:
+        return f", {workers} engines on the cluster at {address}"
+    return ""
