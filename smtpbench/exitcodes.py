@@ -16,3 +16,6 @@ MESSAGE_REFUSED = 8  # the server refused the session, the sender, a recipient o
 TLS_FAILED = 9  # STARTTLS not offered or refused, or the TLS handshake failed
 AUTH_FAILED = 10  # the AUTH mechanism not offered, or the credentials refused
 CONVERSATION_BROKEN = 11  # the connection closed, timed out or garbled after it opened
+# run --cluster: the scheduler could not be reached, it had no workers, or a host could not
+# run its share (each named): nothing ran.
+CLUSTER_UNUSABLE = 12

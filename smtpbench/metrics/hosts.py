@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from smtpbench.files import write_atomically
@@ -22,18 +23,18 @@ FORMAT = 1
 
 @dataclass(frozen=True, slots=True)
 class HostRow:
-    """One engine of the run: where it ran and what it did."""
+    """One engine worker of a cluster run: where it ran, what it did, how it ended."""
 
-    worker: int  # the engine's index in the run (its share of the schedule)
-    host: str  # the machine's name
-    address: str  # the Dask worker it ran in
-    sessions_started: int = 0
-    achieved_rate: float = 0.0  # sessions started per second of its run
-    cpu_seconds: float | None = None  # its engine process's CPU time
-    clock_offset: float | None = None  # seconds its clock is ahead of the driver's
-    round_trip: float | None = None  # seconds of the round trip the offset was read in
+    worker: str  # the Dask worker's address
+    hostname: str
+    index: int  # its share: worker ``index`` of the run's workers
+    started: int  # sessions, by its final snapshot (its last one, if lost)
+    rate: float | None  # sessions started a second over its run
+    cpu_seconds: float | None  # of its engine process
+    clock_offset: float  # seconds its clock is ahead of the driver's
+    round_trip: float  # seconds, of the clock reading that measured the offset
     lost: bool = False
-    lost_at: float | None = None  # seconds into the run when it was found gone
+    lost_at: float | None = None  # seconds into the run (negative: before the start)
     lost_reason: str | None = None
 
 
@@ -68,7 +69,7 @@ def hosts_dict(hosts: Hosts) -> dict[str, Any]:
         "engines": [
             {
                 **asdict(row),
-                "achieved_rate": _number(row.achieved_rate),
+                "rate": _number(row.rate),
                 "cpu_seconds": _number(row.cpu_seconds),
             }
             for row in hosts.rows
@@ -94,14 +95,14 @@ def read_hosts(folder: Path) -> Hosts | None:
             raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
         rows = tuple(
             HostRow(
-                worker=int(entry["worker"]),
-                host=str(entry["host"]),
-                address=str(entry["address"]),
-                sessions_started=int(entry["sessions_started"]),
-                achieved_rate=float(entry["achieved_rate"] or 0.0),
-                cpu_seconds=_float_or_none(entry.get("cpu_seconds")),
-                clock_offset=_float_or_none(entry.get("clock_offset")),
-                round_trip=_float_or_none(entry.get("round_trip")),
+                worker=str(entry["worker"]),
+                hostname=str(entry["hostname"]),
+                index=int(entry["index"]),
+                started=int(entry["started"]),
+                rate=_float_or_none(entry["rate"]),
+                cpu_seconds=_float_or_none(entry["cpu_seconds"]),
+                clock_offset=float(entry["clock_offset"]),
+                round_trip=float(entry["round_trip"]),
                 lost=bool(entry.get("lost", False)),
                 lost_at=_float_or_none(entry.get("lost_at")),
                 lost_reason=entry.get("lost_reason"),
@@ -117,8 +118,10 @@ def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value * 1000:+.1f} ms"
+def _ms(value: float) -> str:
+    """Milliseconds, signed; a reading that rounds to zero shows as 0, not -0."""
+    text = f"{value * 1000:+.2f}"
+    return f"{'0.00' if text in ('+0.00', '-0.00') else text} ms"
 
 
 def hosts_table(hosts: Hosts) -> Table:
@@ -141,16 +144,16 @@ def hosts_table(hosts: Hosts) -> Table:
             at = f" at {row.lost_at:.1f}s" if row.lost_at is not None else ""
             state = f"[red]lost{at}[/]"
         table.add_row(
-            str(row.worker + 1),
-            row.host,
-            row.address,
-            f"{row.sessions_started:,}",
-            f"{row.achieved_rate:,.1f}",
+            str(row.index + 1),
+            escape(row.hostname),
+            escape(row.worker),
+            f"{row.started:,}",
+            "-" if row.rate is None else f"{row.rate:,.1f}",
             "-" if row.cpu_seconds is None else f"{row.cpu_seconds:.2f}",
             _ms(row.clock_offset),
             state,
         )
-    total = sum(row.sessions_started for row in hosts.rows)
+    total = sum(row.started for row in hosts.rows)
     table.add_section()
     table.add_row("", "all", "", f"{total:,}", "", "", "", "")
     return table

@@ -14,14 +14,15 @@ from pathlib import Path
 from rich.console import Console
 
 from smtpbench import exitcodes
+from smtpbench.engine.cluster import ClusterError
 from smtpbench.engine.embedded import EmbeddedSinkError
 from smtpbench.engine.transport import TargetError
 from smtpbench.files import OutputError
 from smtpbench.metrics.results import new_results_folder, write_results
 from smtpbench.metrics.snapshot import Snapshot
-from smtpbench.outcome import RunOutcome, finish_run, print_outcome
+from smtpbench.outcome import RunOutcome, finish_run, print_outcome, with_hosts
 from smtpbench.report.thresholds import ThresholdGuard
-from smtpbench.run.engines import outside
+from smtpbench.run.engines import hosts_of, outside
 from smtpbench.run.handle import Engine
 from smtpbench.run.options import RunOptions
 from smtpbench.run.prepare import prepare
@@ -141,7 +142,14 @@ def run_dashboard(options: RunOptions) -> int:
         return exitcodes.TARGET_UNUSABLE
     prepared = prepare(options, address, label, transit)
     resolved = prepared.scenario
-    engine = outside(prepared, options)
+    try:
+        engine = outside(prepared, options)
+    except ClusterError as err:
+        if sink is not None:
+            sink.stop()
+        stack.close()
+        print(f"error: {err}")
+        return exitcodes.CLUSTER_UNUSABLE
     app = DashboardApp(
         engine,
         thresholds=resolved.thresholds,
@@ -172,6 +180,9 @@ def run_dashboard(options: RunOptions) -> int:
         if transit is not None and writer.outcome is not None:
             figures = transit.drain_blocking(Console())
             writer.outcome = with_transit(writer.outcome, figures)
+        hosts = hosts_of(engine)
+        if hosts is not None and writer.outcome is not None:
+            writer.outcome = with_hosts(writer.outcome, hosts)
     finally:
         engine.close()
         if sink is not None:

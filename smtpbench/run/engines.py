@@ -16,6 +16,7 @@ from smtpbench.engine.group import EngineGroup
 from smtpbench.engine.process import EngineProcess
 from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.session_records import records_to
+from smtpbench.metrics.hosts import Hosts
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.sessions import SessionLog
 from smtpbench.run.handle import Engine, InProcessEngine
@@ -84,8 +85,21 @@ def describe(engine: Engine | InProcessEngine) -> str:
     """What runs the load, for the header line ("" for this process)."""
     if isinstance(engine, EngineGroup):
         return f", {engine.workers} worker processes"
-    workers = getattr(engine, "workers", None)
-    address = getattr(engine, "address", None)
-    if address is not None and workers is not None:
-        return f", {workers} engines on the cluster at {address}"
+    from smtpbench.engine.cluster import ClusterGroup
+
+    if isinstance(engine, ClusterGroup):
+        hosts = len({row.hostname for row in engine.hosts()})
+        return (
+            f", {engine.workers} engines on {hosts} host{'s' if hosts != 1 else ''} of the "
+            f"cluster at {engine.settings.address}"
+        )
     return ""
+
+
+def hosts_of(engine: Engine | InProcessEngine) -> Hosts | None:
+    """A cluster run's figures per host; None for a run on this machine."""
+    from smtpbench.engine.cluster import ClusterGroup
+
+    if not isinstance(engine, ClusterGroup):
+        return None
+    return Hosts(engine.settings.address, tuple(engine.hosts()), tuple(engine.warnings))

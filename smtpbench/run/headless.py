@@ -20,13 +20,14 @@ from rich.live import Live
 from rich.markup import escape
 
 from smtpbench import exitcodes
+from smtpbench.engine.cluster import ClusterError
 from smtpbench.engine.embedded import EmbeddedSinkError
 from smtpbench.engine.transport import TargetError
 from smtpbench.metrics.snapshot import Snapshot
-from smtpbench.outcome import RunOutcome, finish_run, print_outcome
+from smtpbench.outcome import RunOutcome, finish_run, print_outcome, with_hosts
 from smtpbench.report.live import live_line, live_panel
 from smtpbench.report.thresholds import evaluate, live_thresholds, thresholds_line
-from smtpbench.run.engines import describe, in_process, outside
+from smtpbench.run.engines import describe, hosts_of, in_process, outside
 from smtpbench.run.handle import Engine, EngineHandle, InProcessEngine, drive
 from smtpbench.run.options import RunOptions
 from smtpbench.run.prepare import prepare
@@ -138,6 +139,8 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
             f"against {escape(target_label)}{escape(describe(engine))}",
             highlight=False,
         )
+        for warning in getattr(engine, "warnings", ()):
+            console.print(f"[yellow]warning: {escape(warning)}[/]", highlight=False)
         stopper = Stopper(engine)
         watch = RunWatch(prepared.scenario.thresholds, options.keep_going)
         checks = prepared.scenario.thresholds.checks
@@ -168,6 +171,9 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
     )
     if figures is not None:
         outcome = with_transit(outcome, figures)
+    hosts = hosts_of(engine)
+    if hosts is not None:
+        outcome = with_hosts(outcome, hosts)
     if engine.lost_workers and outcome.unwritten is None:
         outcome = dataclasses.replace(outcome, exit_code=exitcodes.WORKER_LOST)
     return outcome
@@ -183,6 +189,11 @@ def run_headless(options: RunOptions, console: Console | None = None) -> int:
     except EngineFailedError as err:
         Console(stderr=True).print(f"[red]error:[/] {err}", highlight=False)
         return exitcodes.WORKER_LOST
+    except ClusterError as err:
+        Console(stderr=True, soft_wrap=True).print(
+            f"[red]error:[/] {escape(str(err))}", highlight=False
+        )
+        return exitcodes.CLUSTER_UNUSABLE
     print_outcome(console, outcome)
     return outcome.exit_code
 
