@@ -67,6 +67,9 @@ class EngineJob:
     transit_log: str | None = None  # run --through: where accepted messages are noted
     # A password given in the scenario file: the TOML never holds it, so it crosses alone.
     password: str | None = field(default=None, repr=False)
+    # A cluster run: the files the scenario names, (path, bytes), for hosts without them
+    # (``job_files.py``); empty on this machine, where the engine reads them in place.
+    files: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
 
 
 class EngineProcess:

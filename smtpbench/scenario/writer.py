@@ -318,6 +318,11 @@ def _value(value: TomlValue) -> str:
     return "{ " + ", ".join(f"{toml_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
 
 
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string, quotes included, as the writer writes it."""
+    return _string(text)
+
+
 def _string(text: str) -> str:
     escaped = []
     for ch in text:
