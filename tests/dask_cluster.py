@@ -159,15 +159,17 @@ class DaskCluster:
         was gone (none, when every engine died with its worker)."""
         processes = [worker.process for worker in self.workers] + [self.scheduler]
         children = [c for p in processes for c in _descendants(p.pid)]
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(LIMIT)
+        # The workers first: one that closes while the scheduler goes too may hang.
+        for group in (processes[:-1], processes[-1:]):
+            for process in group:
+                if process.poll() is None:
+                    process.terminate()
+            for process in group:
+                try:
+                    process.wait(5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(LIMIT)
         described = []
         for child in wait_gone(children, 10):
             with contextlib.suppress(psutil.Error):
@@ -294,7 +296,7 @@ def drive(scheduler: str, host: str, port: str) -> None:
     from smtpbench.engine.cluster import ClusterGroup, ClusterSettings
 
     job = cluster_job(host, int(port), rate=100, duration=60)
-    group = ClusterGroup(job, ClusterSettings(scheduler))
+    group = ClusterGroup(job, ClusterSettings(scheduler, connect_timeout=LIMIT))
     group.start()
     deadline = time.monotonic() + LIMIT
     while time.monotonic() < deadline:
