@@ -200,6 +200,39 @@ def test_no_scheduler_and_no_workers_are_said_plainly(tmp_path: Path) -> None:
         assert empty.stop() == []
 
 
+def test_the_group_steers_every_host(cluster: DaskCluster) -> None:
+    def state() -> RunState | None:
+        snapshot = group.snapshot()
+        return snapshot.state if snapshot is not None else None
+
+    with counting_sink() as sink:
+        host, port = sink.address
+        group = ClusterGroup(
+            cluster_job(host, port, rate=100, duration=30), ClusterSettings(cluster.address)
+        )
+        group.start()
+        try:
+            wait_until(lambda: started(group) > 20, "sessions started")
+            group.pause()
+            wait_until(lambda: state() is RunState.PAUSED, "every host paused")
+            held = started(group)
+            time.sleep(0.6)  # a measure: nothing may start on any host meanwhile
+            assert started(group) == held
+            group.resume()
+            group.scale_rate(2.0)
+            wait_until(lambda: (group.snapshot().target_rate or 0) > 199, "the rate doubled")
+            assert group.snapshot().target_rate == pytest.approx(200)
+            wait_until(lambda: started(group) > held + 20, "sessions started again")
+            group.interrupt()
+            final = group.wait(LIMIT)
+        finally:
+            group.close()
+    assert final is not None and group.error is None
+    assert final.state is RunState.INTERRUPTED
+    assert final.counters.messages_accepted == final.counters.started < 30 * 200
+    assert all(p is not None and p.state is RunState.INTERRUPTED for p in group.parts())
+
+
 def test_an_engine_that_dies_stops_the_others(cluster: DaskCluster) -> None:
     with counting_sink() as sink:
         host, port = sink.address
