@@ -39,8 +39,10 @@ LIMIT = 60.0  # seconds: a bound on every wait, never a measure
 SCHEDULER_HOST = "127.0.0.1"
 
 
-def _environment() -> dict[str, str]:
+def _environment(tmp: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if tmp is not None:
+        env["TMPDIR"] = str(tmp)  # what the worker leaves behind is seen there
     # The workers import smtpbench from this checkout, installed or not.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     env["DASK_LOGGING__DISTRIBUTED"] = "warning"
@@ -54,7 +56,12 @@ class DaskWorker:
     host: str
     name: str
     process: subprocess.Popen[bytes]
+    tmp: Path  # its temporary folder
     address: str = ""  # tcp://HOST:PORT, once registered with the scheduler
+
+    def leftovers(self) -> list[str]:
+        """What runs left in its temporary folder (records, the scenario's files)."""
+        return sorted(p.name for p in self.tmp.iterdir() if p.name.startswith("smtpbench-"))
 
     def kill(self) -> None:
         """SIGKILL, as a host that dies; its engine must die with it."""
@@ -117,7 +124,9 @@ class DaskCluster:
             "--no-dashboard", "--dashboard-address", f"{host}:0",
             "--death-timeout", "30", "--local-directory", str(self.folder / name),
         ]  # fmt: skip
-        worker = DaskWorker(host, name, _spawn(command, self.folder / f"{name}.log"))
+        tmp = self.folder / f"{name}.tmp"
+        tmp.mkdir()
+        worker = DaskWorker(host, name, _spawn(command, self.folder / f"{name}.log", tmp), tmp)
         self.workers.append(worker)
         if wait:
             self.wait_for_workers()
@@ -178,14 +187,14 @@ class DaskCluster:
         return described
 
 
-def _spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+def _spawn(command: list[str], log: Path, tmp: Path | None = None) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
             command,
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=_environment(),
+            env=_environment(tmp),
             cwd=ROOT,
         )
 
@@ -255,8 +264,13 @@ def cluster_job(
     duration: float | None = None,
     sessions_log: str | None = None,
     seed: int = 3,
+    session: tuple[str, ...] = (),
+    tables: str = "",
+    folder: Path | None = None,
 ) -> EngineJob:
-    """A run's job as the command builds it: the scenario from TOML text, resolved."""
+    """A run's job as the command builds it: the scenario from TOML text, resolved
+    (``session``: more lines of its [session] table, ``tables``: more tables, file names
+    relative to ``folder``)."""
     limits = [f"sessions = {sessions}"] if sessions is not None else []
     limits += [f'duration = "{duration:g}s"'] if duration is not None else []
     text = "\n".join(
@@ -271,9 +285,12 @@ def cluster_job(
             'grace = "5s"',
             "[session]",
             'size = "1KiB"',
+            *session,
+            tables,
         ]
     )
-    scenario = dataclasses.replace(parse_scenario(text), seed=seed)
+    file = str(folder / "scenario.toml") if folder is not None else None
+    scenario = dataclasses.replace(parse_scenario(text, file=file), seed=seed)
     info = RunInfo(
         scenario=scenario.name,
         target=f"{host}:{port}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ except ImportError:
         raise  # CI installs the test extra: a missing Dask fails there instead of hiding
     pytest.skip("Dask's distributed is not installed (the dask extra)", allow_module_level=True)
 
+from smtpbench.engine import job_files
 from smtpbench.engine.cluster import ClusterError, ClusterGroup, ClusterSettings
 from smtpbench.engine.shares import Share
 from smtpbench.metrics.sessions import read_sessions
@@ -128,6 +130,35 @@ def test_a_run_over_the_cluster_is_the_sum_of_its_hosts(
         assert row.cpu_seconds is not None and row.cpu_seconds > 0
         assert row.hostname and 0 <= row.round_trip < 1 and abs(row.clock_offset) < 0.05
     assert cluster.engine_processes() == []  # closed: every engine has exited
+    assert [w.leftovers() for w in cluster.live_workers()] == [[]] * HOSTS  # nor its records
+
+
+def test_the_files_a_scenario_names_go_with_the_run(cluster: DaskCluster, tmp_path: Path) -> None:
+    here = tmp_path / "driver"
+    here.mkdir()
+    (here / "senders.csv").write_text("news@shop.test\n")
+    (here / "body.txt").write_text("Hello from a file on the driver.\n")
+    sessions = 20
+    with counting_sink(keep_messages=True) as sink:
+        host, port = sink.address
+        job = cluster_job(
+            host,
+            port,
+            rate=200,
+            sessions=sessions,
+            session=('senders_file = "senders.csv"',),
+            tables='[content]\nbody_file = "body.txt"',
+            folder=here,
+        )
+        group = ClusterGroup(job_files.pack(job), ClusterSettings(cluster.address))
+        shutil.rmtree(here)  # the hosts read their own copies
+        final = run_to_end(group)
+        messages = list(sink.messages)
+    assert final.counters.messages_accepted == sessions == len(messages)
+    assert group.error is None
+    assert {m.mail_from for m in messages} == {"news@shop.test"}
+    assert all(m.data and b"Hello from a file on the driver." in m.data for m in messages)
+    assert [w.leftovers() for w in cluster.live_workers()] == [[]] * HOSTS
 
 
 @pytest.mark.postfix
@@ -338,4 +369,5 @@ def test_when_the_driver_dies_every_engine_stops(cluster: DaskCluster) -> None:
         connections = sink.stats.connections
         time.sleep(0.5)  # a measure: no connection may come after the engines are gone
         assert sink.stats.connections == connections
+    assert [w.leftovers() for w in cluster.live_workers()] == [[]] * len(engines)
     print(f"every engine stopped {stopped:.1f}s after the driver died")

@@ -195,6 +195,8 @@ class ClusterGroup:
         self._error: str | None = None
         self._done = threading.Event()
         self._closing = threading.Event()
+        self._go_ahead = threading.Event()  # start() was called
+        self._nudge = threading.Event()  # start() or close(): the runner looks at once
         self._t0: float | None = None  # the start, on this process's monotonic clock
         self._words: queue.Queue[tuple[str, tuple[Any, ...]] | None] = queue.Queue()
         self._hosts: list[_Host] = []
@@ -210,12 +212,16 @@ class ClusterGroup:
         except BaseException:
             self._release()
             raise
+        # From now on the hosts hear from this process several times a second, until close():
+        # a host that hears nothing for a while takes it that this process is gone.
         self._runner = threading.Thread(
             target=self._run, name="smtpbench-cluster-poller", daemon=True
         )
         self._steerer = threading.Thread(
             target=self._steer_loop, name="smtpbench-cluster-steering", daemon=True
         )
+        self._steerer.start()
+        self._runner.start()
 
     # -- before the start ----------------------------------------------------
 
@@ -340,15 +346,18 @@ class ClusterGroup:
 
     def start(self) -> None:
         """Starts the engines; returns at once (they start together when all are ready)."""
-        if self._runner.is_alive() or self._runner.ident is not None:
-            return
-        self._steerer.start()
-        self._runner.start()
+        self._go_ahead.set()
+        self._nudge.set()
 
     def _run(self) -> None:
+        interval = self.job.publish_interval
         try:
+            while not self._go_ahead.is_set() and not self._closing.is_set():
+                self._poll([h for h in self._hosts if not h.ended])  # word that we are here
+                self._nudge.wait(interval)
+            if not self._go_ahead.is_set():
+                return  # closed before the start
             self._start_engines()
-            interval = self.job.publish_interval
             while not self._merge.done and not self._closing.is_set():
                 began = time.monotonic()
                 self._poll([h for h in self._hosts if not h.ended])
@@ -611,16 +620,16 @@ class ClusterGroup:
         def left() -> float:
             return max(0.1, deadline - time.monotonic())
 
-        if self._runner.ident is not None:
+        if self._go_ahead.is_set():
             self._runner.join(left())
             if self._runner.is_alive():
-                self._steer("abort")
-                self._closing.set()  # the poller gives up on those still running
-                self._runner.join(POLL_TIMEOUT + RESULTS_TIMEOUT)
-        self._closing.set()
+                self._steer("abort")  # a moment for their final snapshots
+                self._runner.join(CONTROL_TIMEOUT)
+        self._closing.set()  # the poller gives up on those still running
+        self._nudge.set()
+        self._runner.join(POLL_TIMEOUT + 1)
         self._words.put(None)
-        if self._steerer.ident is not None:
-            self._steerer.join(CONTROL_TIMEOUT + 1)
+        self._steerer.join(CONTROL_TIMEOUT + 1)
         answering = [h for h in self._hosts if h.answers and h.actor is not None]
         close = left()
         _gather({h.index: (h.actor, "close", (close,)) for h in answering}, close + 2)

@@ -17,12 +17,17 @@ actor's methods one at a time on one thread of the worker:
   them, so that a reply lost on the way is sent again;
 - the control words, ``results()`` (the session records written here) and ``close()``.
 
-The engine is started from a keeper thread of the actor's own, which then watches the
-driver: when no call has come for ``silence`` seconds, the driver is gone (killed, or
-its host cut off), and the keeper aborts the engine, so that no load goes on against
-a server with nobody reading the results. The engine process asks the kernel to die
-with the thread that started it (``lifeline.py``), so it cannot outlive its keeper
-either, nor the Dask worker.
+The files the scenario names come inside the job (``job_files.py``): they are written
+under a private temporary folder here before the scenario is first read, and removed
+with the session records when the actor closes.
+
+A keeper thread of the actor's own watches the driver from the moment the actor is
+made, and starts the engine when asked: when no call has come for ``silence``
+seconds, the driver is gone (killed, or its host cut off), and the keeper aborts the
+engine and removes what the run wrote here, so that no load goes on against a server
+with nobody reading the results. The engine process asks the kernel to die with the
+thread that started it (``lifeline.py``), so it cannot outlive its keeper either, nor
+the Dask worker.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import contextlib
 import dataclasses
 import multiprocessing
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -45,6 +51,7 @@ from smtpbench.metrics.intervals import IntervalDelta
 from smtpbench.metrics.snapshot import Snapshot
 
 DRIVER_SILENCE = 5.0  # seconds without a call from the driver before the engine is aborted
+BEFORE_START = 60.0  # seconds without a call, before the start, before the actor closes
 WATCH_INTERVAL = 0.25  # seconds between the keeper's looks at the driver's silence
 CONNECT_CHECK = 3.0  # seconds the check gives a connection to the target
 START_TIMEOUT = 10.0  # seconds ``start`` waits for the keeper to have started the engine
@@ -98,9 +105,15 @@ class EngineActor:
         self._lock = threading.Lock()
         self._heard = time.monotonic()
         self._engine: EngineProcess | None = None
-        self._keeper: threading.Thread | None = None
-        self._started = threading.Event()
+        self._started = threading.Event()  # the keeper has started the engine, or failed to
+        self._start_asked = False
         self._start_error: str | None = None
+        self._wake = threading.Event()
+        self._words: list[tuple[str, tuple[Any, ...]]] | None = []  # before the engine exists
+        self._files: Path | None = None  # where the scenario's files are written here
+        self._prepared = threading.Lock()
+        self._prepare_error: str | None = None
+        self._unpacked = False
         self._closed = threading.Event()
         self._shut_down = threading.Event()  # the engine has exited, its records are gone
         self._stopped_by: str | None = None  # why the keeper stopped the engine itself
@@ -114,6 +127,10 @@ class EngineActor:
         self._lost: str | None = None
         self._ended = False  # the engine's last message is in the outbox
         self._cpu: float | None = None
+        self._keeper = threading.Thread(
+            target=self._keep, name="smtpbench-cluster-keeper", daemon=True
+        )
+        self._keeper.start()
 
     # -- before the start ----------------------------------------------------
 
@@ -132,16 +149,22 @@ class EngineActor:
         reached = self._reach_target()
         if reached is not None:
             problems.append(reached)
-        scenario = parse_scenario(self.job.scenario_toml, default_name=self.job.info.scenario)
-        load = self.job.share.load(scenario.load) if self.job.share else scenario.load
-        raise_open_files(open_files_needed(load, 1, False))
         machine = this_machine()
-        problems += check_run(load, 1, False, machine)
         try:
-            claimed = scenario.client.addresses if scenario.client.proxy else ()
-            check_connections(scenario.target, self.job.address, claimed)
-        except Exception as err:  # SessionSetupError: a source address this host lacks...
+            self._prepare()
+            scenario = parse_scenario(self.job.scenario_toml, default_name=self.job.info.scenario)
+        except Exception as err:  # the scenario's files cannot be written, or read, here
             problems.append(str(err))
+        else:
+            load = self.job.share.load(scenario.load) if self.job.share else scenario.load
+            raise_open_files(open_files_needed(load, 1, False))
+            machine = this_machine()
+            problems += check_run(load, 1, False, machine)
+            try:
+                claimed = scenario.client.addresses if scenario.client.proxy else ()
+                check_connections(scenario.target, self.job.address, claimed)
+            except Exception as err:  # SessionSetupError: a source address this host lacks
+                problems.append(str(err))
         if self._record_sessions and not os.access(tempfile.gettempdir(), os.W_OK):
             problems.append(f"cannot write session records in {tempfile.gettempdir()}")
         return {
@@ -167,23 +190,40 @@ class EngineActor:
             return f"cannot connect to the target {address}: {err.strerror or err}"
         return None
 
+    def _prepare(self) -> None:
+        """Writes the files the job carries under a private folder here, once, and points
+        the scenario at them; raises what went wrong (every time it is asked)."""
+        with self._prepared:
+            if not self._unpacked:
+                self._unpacked = True
+                if self.job.files:
+                    from smtpbench.engine.job_files import unpack
+
+                    try:
+                        self._files = Path(tempfile.mkdtemp(prefix="smtpbench-files-"))
+                        self.job = unpack(self.job, self._files)
+                    except OSError as err:
+                        self._prepare_error = (
+                            f"cannot write the files the scenario names under "
+                            f"{self._files or tempfile.gettempdir()}: {err.strerror or err}"
+                        )
+            if self._prepare_error is not None:
+                raise RuntimeError(self._prepare_error)
+
     def clock(self) -> float:
         """This host's wall clock."""
         self._heard_now()
         return time.time()
 
     def start(self) -> None:
-        """Starts the engine (from the keeper thread, which then watches the driver);
-        returns once its process has started."""
+        """Has the keeper start the engine; returns once its process has started."""
         self._heard_now()
-        if self._keeper is not None:
-            return
         if self._closed.is_set():
-            raise RuntimeError("this engine worker is closed")
-        self._keeper = threading.Thread(
-            target=self._keep, name="smtpbench-cluster-keeper", daemon=True
-        )
-        self._keeper.start()
+            raise RuntimeError(self._stopped_by or "this engine worker is closed")
+        self._prepare()
+        with self._lock:
+            self._start_asked = True
+        self._wake.set()
         if not self._started.wait(START_TIMEOUT):
             raise RuntimeError(f"the engine process did not start within {START_TIMEOUT:g}s")
         if self._start_error is not None:
@@ -277,9 +317,13 @@ class EngineActor:
         self._word("abort")
 
     def _word(self, word: str, *args: Any) -> None:
-        self._heard_now()
-        if self._engine is not None:
-            getattr(self._engine, word)(*args)
+        """To the engine, in order; kept until it exists (as its pipe would keep them)."""
+        with self._lock:
+            self._heard = time.monotonic()
+            if self._words is not None:
+                self._words.append((word, args))
+            elif self._engine is not None:
+                getattr(self._engine, word)(*args)
 
     def cpu_seconds(self) -> float | None:
         """The engine process's CPU time (user and system), as last seen while it ran;
@@ -329,6 +373,9 @@ class EngineActor:
             if self._log is not None:
                 with contextlib.suppress(OSError):
                     self._log.unlink()
+            with self._prepared:
+                if self._files is not None:
+                    shutil.rmtree(self._files, ignore_errors=True)
         finally:
             self._shut_down.set()
         keeper = self._keeper
@@ -342,6 +389,31 @@ class EngineActor:
             self._heard = time.monotonic()
 
     def _keep(self) -> None:
+        """The keeper thread: starts the engine when asked, and watches the driver until
+        the actor is closed. It must outlive the engine, which dies with it."""
+        while not self._closed.is_set():
+            self._wake.clear()
+            with self._lock:
+                start = self._start_asked and not self._started.is_set()
+            if start:
+                self._start_engine()
+            with self._lock:
+                quiet = time.monotonic() - self._heard
+                # Before the start there is no engine to stop, only files to remove, and the
+                # driver may be busy with the other hosts: it gets longer.
+                limit = self._silence if self._start_asked else max(self._silence, BEFORE_START)
+            if quiet > limit:
+                self._stopped_by = f"stopped: no word from the driver for {quiet:.1f}s (it is gone)"
+                engine = self._engine
+                if engine is not None:
+                    engine.abort()
+                self._shut(CLOSE_TIMEOUT)
+                return
+            self._wake.wait(WATCH_INTERVAL)
+        # Closed by the driver: the engine is exiting, or close() ends it.
+        self._shut_down.wait(KEEPER_LINGER)
+
+    def _start_engine(self) -> None:
         try:
             if self._record_sessions:
                 fd, name = tempfile.mkstemp(prefix="smtpbench-sessions-", suffix=".ndjson")
@@ -353,26 +425,13 @@ class EngineActor:
         except Exception as err:
             self._engine = None
             self._start_error = f"the engine process did not start: {err}"
-            self._closed.set()
-            if self._log is not None:
-                with contextlib.suppress(OSError):
-                    self._log.unlink()
-            self._shut_down.set()
+        else:
+            with self._lock:  # the words said before, in order, then those that come
+                words, self._words = self._words or [], None
+                for word, args in words:
+                    getattr(engine, word)(*args)
+        finally:
             self._started.set()
-            return
-        self._started.set()
-        # Watch the driver until the actor is closed; this thread must outlive the engine.
-        while not self._closed.wait(WATCH_INTERVAL):
-            with self._lock:
-                quiet = time.monotonic() - self._heard
-            if quiet > self._silence:
-                self._stopped_by = f"stopped: no word from the driver for {quiet:.1f}s (it is gone)"
-                engine.abort()
-                self._shut(CLOSE_TIMEOUT)
-                return
-        # Closed by the driver: the engine is exiting, or close() ends it; this thread ends
-        # after it, as the engine would die with it.
-        self._shut_down.wait(KEEPER_LINGER)
 
 
 def _cpu_seconds(pid: int) -> float | None:
