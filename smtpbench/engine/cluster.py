@@ -469,7 +469,8 @@ class ClusterGroup:
                 elif sent.kind == "lost":
                     self._lose(host, f"its {sent.error or 'engine ended'}", started=False)
             host.ready = reply.ready
-            host.remaining = reply.remaining
+            if reply.remaining is not None or reply.done:  # before its engine: as planned
+                host.remaining = reply.remaining
             if reply.cpu_seconds is not None:
                 host.cpu_seconds = reply.cpu_seconds
 
