@@ -44,6 +44,7 @@ from smtpbench.engine.cluster_actor import DRIVER_SILENCE, EngineActor, PollRepl
 from smtpbench.engine.process import EngineJob
 from smtpbench.engine.shares import Share, worker_count
 from smtpbench.engine.snapshot_wire import Unpacker
+from smtpbench.metrics.hosts import HostRow
 from smtpbench.metrics.live_merge import WorkerMerge
 from smtpbench.metrics.snapshot import Snapshot
 
@@ -93,23 +94,6 @@ class ClusterSettings:
             raise ValueError(f"the clock offset must be 0 or more, got {self.max_clock_offset}")
 
 
-@dataclass(frozen=True, slots=True)
-class HostRow:
-    """One engine worker of a cluster run, for the results and the screen."""
-
-    worker: str  # the Dask worker's address
-    hostname: str
-    index: int  # its share: worker ``index`` of the run's workers
-    started: int  # sessions, by its final snapshot (its last one, if lost)
-    rate: float | None  # sessions started a second over its run
-    cpu_seconds: float | None  # of its engine process
-    clock_offset: float  # seconds its clock is ahead of the driver's
-    round_trip: float  # seconds, of the clock reading that measured the offset
-    lost: bool
-    lost_at: float | None  # seconds into the run (negative: before the start)
-    lost_reason: str | None
-
-
 @dataclass(eq=False)
 class _Host:
     """The driver's side of one engine worker."""
@@ -141,7 +125,8 @@ class _Host:
 
 
 def _say(err: BaseException) -> str:
-    text = str(err).strip()
+    """The error in one line (Dask's own messages run over several)."""
+    text = " ".join(str(err).split())
     if isinstance(err, TimeoutError):
         return f"no answer in time{f' ({text})' if text else ''}"
     return text or type(err).__name__

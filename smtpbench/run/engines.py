@@ -64,8 +64,13 @@ def outside(prepared: PreparedRun, options: RunOptions) -> Engine:
     """The engine in processes of its own: one, a local group, or actors on a cluster."""
     job = prepared.job()
     if options.cluster is not None:
+        import logging
+
         from smtpbench.engine.cluster import ClusterGroup, ClusterSettings
 
+        # Dask's own logs (a worker lost, a connection retried) would cut through the
+        # dashboard and the live lines; the group says what matters, naming the host.
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
         cluster = options.cluster
         return ClusterGroup(
             job,
