@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -40,6 +40,10 @@ from smtpbench.lifeline import die_with_parent
 from smtpbench.metrics.intervals import IntervalDelta
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import RunInfo, Snapshot
+
+if TYPE_CHECKING:
+    from smtpbench.scenario import Scenario
+    from smtpbench.transit.sends import TransitSends
 
 PUBLISH_INTERVAL = 0.25  # seconds between snapshots sent to the parent
 CONTROL_WORDS = frozenset({"pause", "resume", "scale_rate", "stop", "interrupt", "abort"})
@@ -242,37 +246,39 @@ def _bare_main() -> Iterator[None]:
         sys.modules["__main__"] = main
 
 
-def engine_main(conn: Connection, job: EngineJob) -> None:
-    """Child side entry point."""
-    # The parent owns Ctrl-C and a closed terminal, and turns them into an "interrupt" word;
-    # when the parent dies, so does this process.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    parent = multiprocessing.parent_process()
-    if parent is not None and parent.pid is not None:
-        die_with_parent(parent.pid)
+def build_run(
+    job: EngineJob, scenario: Scenario | None = None, transit: TransitSends | None = None
+) -> tuple[LoadRun, Callable[[], None]]:
+    """The one place a job becomes a run, in an engine process or in the caller's loop:
+    the scenario (parsed from the job unless given), the message factory, the recorder,
+    session records, and the scenario's sessions or the replay; and what closes the
+    run's files once it ended. ``transit``: where a run in this process notes its sends
+    (an engine process opens the job's ``transit_log`` itself)."""
     from smtpbench.engine.session_records import records_to
     from smtpbench.metrics.sessions import SessionLog
     from smtpbench.scenario import MessageFactory, parse_scenario
     from smtpbench.transit.sends import TransitSends
 
-    scenario = parse_scenario(job.scenario_toml, default_name=job.info.scenario)
-    if job.password is not None:
-        scenario = replace(scenario, auth=replace(scenario.auth, password=job.password))
-    transit = TransitSends(Path(job.transit_log)) if job.transit_log else None
+    if scenario is None:
+        scenario = parse_scenario(job.scenario_toml, default_name=job.info.scenario)
+        if job.password is not None:
+            scenario = replace(scenario, auth=replace(scenario.auth, password=job.password))
+    if transit is None and job.transit_log:
+        transit = TransitSends(Path(job.transit_log))
     factory = MessageFactory(
         scenario, seed=job.seed, transit_tag=job.info.run_id if transit is not None else None
     )
     recorder = Recorder(job.info, live_intervals=job.share is not None)
     log = SessionLog(Path(job.sessions_log)) if job.sessions_log else None
     events_for = records_to(log, recorder) if log is not None else None
+    control = RunControl()
     if job.replay is not None:
         run = job.replay.load_run(
             scenario,
             job.address,
             job.seed,
             recorder,
-            RunControl(),
+            control,
             events_for=events_for,
             share=job.share,
         )
@@ -282,19 +288,36 @@ def engine_main(conn: Connection, job: EngineJob) -> None:
             job.address,
             factory,
             recorder,
-            RunControl(),
+            control,
             events_for=events_for,
             share=job.share,
             transit=transit,
         )
-    try:
-        final = trio.run(_serve, conn, run, job.publish_interval, job.share is not None)
-    finally:
+
+    def close() -> None:
         if log is not None:
             log.close()
         if transit is not None:
             transit.close()
-    message: Message = ("final", final, 0.0, recorder.take_intervals())
+
+    return run, close
+
+
+def engine_main(conn: Connection, job: EngineJob) -> None:
+    """Child side entry point."""
+    # The parent owns Ctrl-C and a closed terminal, and turns them into an "interrupt" word;
+    # when the parent dies, so does this process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        die_with_parent(parent.pid)
+    run, close = build_run(job)
+    try:
+        final = trio.run(_serve, conn, run, job.publish_interval, job.share is not None)
+    finally:
+        close()
+    message: Message = ("final", final, 0.0, run.recorder.take_intervals())
     conn.send(message)
     conn.close()
 

@@ -11,52 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from smtpbench.engine.control import RunControl
 from smtpbench.engine.group import EngineGroup
-from smtpbench.engine.process import EngineProcess
-from smtpbench.engine.runner import LoadRun
-from smtpbench.engine.session_records import records_to
+from smtpbench.engine.process import EngineProcess, build_run
 from smtpbench.metrics.hosts import Hosts
-from smtpbench.metrics.recorder import Recorder
-from smtpbench.metrics.sessions import SessionLog
 from smtpbench.run.handle import Engine, InProcessEngine
 from smtpbench.run.options import RunOptions
 from smtpbench.run.prepare import PreparedRun
-from smtpbench.scenario import MessageFactory
 
 
 def in_process(prepared: PreparedRun) -> tuple[InProcessEngine, Callable[[], None]]:
     """The engine in this trio loop, and what closes its files once it ended."""
-    scenario = prepared.scenario
-    factory = MessageFactory(scenario)
-    recorder = Recorder(prepared.info)
-    control = RunControl()
-    log = SessionLog(prepared.sessions_log) if prepared.sessions_log is not None else None
-    events_for = records_to(log, recorder) if log is not None else None
     transit = prepared.transit
-    sends = transit.sends() if transit is not None else None
-    factory.transit_tag = prepared.info.run_id if transit is not None else None
-    if prepared.replay is None:
-        run = LoadRun(
-            scenario,
-            prepared.address,
-            factory,
-            recorder,
-            control,
-            events_for=events_for,
-            transit=sends,
-        )
-    else:
-        run = prepared.replay.load_run(
-            scenario, prepared.address, prepared.seed, recorder, control, events_for=events_for
-        )
-
-    def close() -> None:
-        if log is not None:
-            log.close()
-        if sends is not None:
-            sends.close()
-
+    run, close = build_run(
+        prepared.job(), prepared.scenario, transit.sends() if transit is not None else None
+    )
     return InProcessEngine(run), close
 
 
