@@ -109,15 +109,18 @@ MODULES = (
             "tests/test_session_machine_clients.py",
         ),
     ),
-    # The test's own machines on loopback (milliseconds each), and two real loads from
-    # the reactor's end-to-end tests (a second or so each): many sessions at once, and
-    # descriptors running out. The other loads (a second each, per mutant) and Ctrl-C in a
-    # child process are left out.
+    # The test's own machines on loopback (milliseconds each), the two unit tests of the
+    # reactor's end-to-end file (a write's marked part, the selector fallback's empty
+    # masks), and two real loads from it (a second or so each): many sessions at once,
+    # and descriptors running out. The other loads (a second each, per mutant) and Ctrl-C
+    # in a child process are left out.
     Module(
         "reactor",
         "smtpbench/engine/reactor.py",
         (
             "tests/test_reactor_machines.py",
+            "tests/test_reactor.py::test_a_writes_first_part_is_noted_when_its_last_byte_goes",
+            "tests/test_reactor.py::test_the_selector_fallback_watches_for_nothing_without_an_empty_mask",
             "tests/test_reactor.py::test_many_sessions_in_flight_at_once",
             "tests/test_reactor.py::test_running_out_of_file_descriptors_is_named",
         ),
@@ -518,7 +521,11 @@ def write_report(outcomes: list[Outcome], command: str) -> None:
             lines.append("None.")
             continue
         for name, diff in sorted(o.diffs.items(), key=lambda item: _number(item[0])):
-            reason = reasons.get(mutated_line(diff), "NO REASON RECORDED: a test or a reason")
+            reason = reasons.get(mutated_line(diff))
+            if reason is None and o.statuses[name] == "timeout":
+                reason = "Timed out: the tests hung under it and were stopped (counted as killed)."
+            elif reason is None:
+                reason = "NO REASON RECORDED: a test or a reason"
             body = diff.split("\n", 1)[1] if diff.startswith("#") else diff
             lines += [
                 f"### `{name}` ({o.statuses[name]})",
