@@ -2,14 +2,19 @@
 milliseconds: what a session is resumed with (its link, the bytes read, end of file),
 what is thrown into it (a refused connect, a reset, a timeout past its deadline, the
 cut at the end of the grace period), sleeps woken in order, bytes kept while a session
-sleeps, writes the kernel cannot take at once, and the feeder told of every end."""
+sleeps, writes the kernel cannot take at once, and the feeder told of every end.
+Then its parts alone: a link's bookkeeping of a write and its marked part (against a
+stand-in socket), what falls due exactly on time under trio's MockClock, and how the
+reactor waits (select() for the last stretch, trio's timers, or polling)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import math
 import os
+import select
 import selectors
 import socket
 import struct
@@ -18,9 +23,11 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from smtpbench.engine.reactor import (
     CONNECT,
+    FINE_WAIT,
     READ,
     Link,
     Reactor,
@@ -261,6 +268,11 @@ def _reset(stream: trio.SocketStream) -> None:
     stream.socket.close()
 
 
+def _reset_socket(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
 async def test_a_reset_is_thrown_into_a_session_waiting_to_read() -> None:
     async def server(stream: trio.SocketStream) -> None:
         await read_until(stream, b"\r\n")
@@ -281,7 +293,10 @@ async def test_a_reset_is_thrown_into_a_session_waiting_to_read() -> None:
     assert machine.seen == [ConnectionResetError] and feeder.ended == 1
 
 
-async def test_a_reset_while_a_session_sleeps_is_an_end_of_file_when_it_reads() -> None:
+@pollers
+async def test_a_reset_while_a_session_sleeps_is_an_end_of_file_when_it_reads(
+    use_epoll: bool,
+) -> None:
     async def server(stream: trio.SocketStream) -> None:
         await read_until(stream, b"\r\n")
         _reset(stream)
@@ -297,7 +312,8 @@ async def test_a_reset_while_a_session_sleeps_is_an_end_of_file_when_it_reads() 
 
     async with trio.open_nursery() as nursery:
         machine = Machine(await serving(nursery, server), script)
-        await drive([machine])
+        # Unwatched once broken, and again as the session ends: neither is an error.
+        await drive([machine], use_epoll=use_epoll)
         nursery.cancel_scope.cancel()
     assert machine.seen == [b"", []]
 
@@ -800,8 +816,537 @@ async def test_wake_while_the_reactor_is_busy_is_harmless() -> None:
         assert reactor is not None
         yield reactor.now() + 0.02  # the reactor has waited at least once
         reactor.wake()  # as control may, while the reactor is not waiting
+        yield reactor.now() + 0.01  # nothing else is ready in this turn: the run goes on
         m.seen.append("woke")
 
     machine = Machine(1, script)
     feeder = await drive([machine])
     assert machine.seen == ["woke"] and feeder.ended == 1
+
+
+@pollers
+async def test_bytes_that_came_before_a_reset_are_read_before_the_reset_is_told(
+    use_epoll: bool,
+) -> None:
+    # epoll reports the reset (an error) while the greeting before it is still unread.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((LOOPBACK, 0))
+    listener.listen()
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        peer, _ = listener.accept()
+        peer.sendall(b"220 hi\r\n")
+        _reset_socket(peer)
+        # Both the greeting and the reset are in before the reactor looks at the socket.
+        arrived = select.poll()
+        arrived.register(link.sock, 0)  # an error or a hang-up is always reported
+        assert arrived.poll(LIMIT * 1000)
+        m.seen.append((yield READ))
+        try:
+            yield READ
+        except OSError as err:
+            m.seen.append(type(err))
+
+    with listener:
+        machine = Machine(listener.getsockname()[1], script)
+        feeder = await drive([machine], use_epoll=use_epoll)
+    assert machine.seen == [b"220 hi\r\n", ConnectionResetError] and feeder.ended == 1
+
+
+@pollers
+async def test_end_of_file_is_not_read_again_at_every_turn_while_a_write_goes_out(
+    use_epoll: bool,
+) -> None:
+    big = b"v" * (32 << 20)  # far more than the socket buffers hold
+    go = trio.Event()
+    received: list[int] = []
+
+    async def server(stream: trio.SocketStream) -> None:
+        await stream.send_eof()
+        await go.wait()  # reads nothing until the session has seen the end of file
+        total = 0
+        while total < len(big):
+            chunk = await stream.receive_some(1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+        received.append(total)
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        reactor = m.reactor
+        assert reactor is not None
+        m.seen.append(link.write(big))
+        while not link.inbox:  # asleep while the end of file comes
+            yield reactor.now() + 0.001
+        m.seen.append((yield READ))
+        go.set()
+        while link.pending:  # the rest goes out in many turns
+            yield reactor.now() + 0.001
+        # Once the write is done the socket is watched for reading again, which shows
+        # the end of file once more: at most one, not one per turn of the write.
+        m.seen.append(link.inbox.count(b"") <= 1 and len(link.inbox) <= 1)
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        await drive([machine], use_epoll=use_epoll)
+        with trio.fail_after(LIMIT):
+            while not received:
+                await trio.sleep(0.005)
+        nursery.cancel_scope.cancel()
+    assert machine.seen == [False, b"", True] and received == [len(big)]
+
+
+async def test_sleepers_due_at_the_same_time_wake_in_the_order_they_fell_asleep() -> None:
+    woke: list[int] = []
+    until: list[float] = []
+
+    def sleeper(number: int) -> Callable[[Machine], Talk]:
+        def script(m: Machine) -> Talk:
+            reactor = m.reactor
+            assert reactor is not None
+            if not until:
+                until.append(reactor.now() + 0.01)
+            yield until[0]
+            woke.append(number)
+
+        return script
+
+    feeder = await drive([Machine(1, sleeper(n)) for n in range(5)])
+    assert woke == [0, 1, 2, 3, 4] and feeder.ended == 5
+
+
+async def test_wake_before_the_reactor_runs_is_harmless() -> None:
+    def script(m: Machine) -> Talk:
+        m.seen.append("ran")
+        return
+        yield
+
+    machine = Machine(1, script)
+    feeder = Feeder([machine])
+    reactor = Reactor(feeder, sweep_interval=0.005)
+    feeder.reactor = reactor
+    reactor.wake()  # as control may, before the run has begun
+    with trio.fail_after(LIMIT):
+        await reactor.run()
+    assert machine.seen == ["ran"] and feeder.ended == 1
+
+
+def _full(sock: socket.socket) -> None:
+    """Fills ``sock``'s send buffer: the kernel takes nothing more until the peer reads."""
+    sock.setblocking(False)
+    for size in (65536, 1):
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                sock.send(b"f" * size)
+
+
+async def test_a_write_a_full_socket_refuses_is_kept_whole() -> None:
+    left, right = socket.socketpair()
+    with left, right:
+        _full(left)
+        link = Link(Reactor(Feeder([])), Machine(1, lambda m: iter(())))
+        link.sock = left  # no descriptor in the poller: nothing else is watched
+        assert link.write(b"MAIL FROM:<a@b>\r\n") is False
+        assert link.pending == b"MAIL FROM:<a@b>\r\n"
+        assert link.write(b"RCPT TO:<c@d>\r\n") is False  # queued behind it
+        assert link.pending == b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n"
+
+
+async def test_a_connect_the_kernel_completes_at_once_goes_on_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As on a kernel whose non-blocking connect is done before it returns (0, not
+    # EINPROGRESS): the session is resumed with its link at once.
+    class AtOnce(socket.socket):
+        def connect_ex(self, address: Any) -> int:
+            self.setblocking(True)
+            try:
+                return super().connect_ex(address)
+            finally:
+                self.setblocking(False)
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((LOOPBACK, 0))
+    listener.listen()
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        m.seen.append(isinstance(link, Link))
+        peer, _ = listener.accept()
+        with peer:
+            peer.sendall(b"220 hi\r\n")
+            m.seen.append((yield from read_all(b"", b"\r\n")))
+
+    with listener:
+        machine = Machine(listener.getsockname()[1], script)
+        monkeypatch.setattr(socket, "socket", AtOnce)
+        feeder = await drive([machine])
+    assert machine.seen == [True, b"220 hi\r\n"] and feeder.ended == 1
+
+
+class Turns(Feeder):
+    """Starts every machine at ``start_at``, and fails a reactor that spins: one that
+    wakes over and over with nothing done, as it would if something due exactly now were
+    left for a later turn under a clock that stands still while it works."""
+
+    def __init__(self, machines: list[Machine], start_at: float = 0.0) -> None:
+        super().__init__(machines)
+        self.start_at = start_at
+        self.asked = 0
+
+    def due_at(self) -> float:
+        self.asked += 1  # two questions a turn
+        assert self.asked < 10_000, "the reactor spins"
+        return math.inf if self.started else self.start_at
+
+
+async def run_turns(feeder: Turns, sweep_interval: float, cancel_at: float = math.inf) -> None:
+    reactor = Reactor(feeder, sweep_interval=sweep_interval)
+    feeder.reactor = reactor
+    reactor.cancel_at = cancel_at
+    with trio.fail_after(LIMIT):
+        await reactor.run()
+
+
+# trio's MockClock (autojump_clock) stands still while the reactor works and jumps to the
+# next due time when it waits: a due time is met exactly, and the times are exact.
+
+
+async def test_a_session_due_at_a_time_starts_exactly_then(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    started: list[float] = []
+
+    def script(m: Machine) -> Talk:
+        assert m.reactor is not None
+        started.append(m.reactor.now())
+        return
+        yield
+
+    feeder = Turns([Machine(1, script)], start_at=trio.current_time() + 0.02)
+    await run_turns(feeder, sweep_interval=86400.0)
+    assert started == [feeder.start_at] and feeder.ended == 1
+
+
+async def test_a_sleeper_wakes_exactly_at_its_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    def script(m: Machine) -> Talk:
+        reactor = m.reactor
+        assert reactor is not None
+        until = reactor.now() + 0.03
+        yield until
+        m.seen.append(reactor.now() - until)
+
+    machine = Machine(1, script)
+    await run_turns(Turns([machine]), sweep_interval=86400.0)
+    assert machine.seen == [0.0]
+
+
+async def test_a_step_whose_deadline_is_a_sweeps_time_times_out_at_that_sweep(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    def script(m: Machine) -> Talk:
+        reactor = m.reactor
+        assert reactor is not None
+        m.deadline = reactor.now() + 0.05  # the first sweep's time: started with the run
+        try:
+            yield math.inf
+        except StepTimeout:
+            m.seen.append(reactor.now() - m.deadline)
+
+    def patient(m: Machine) -> Talk:
+        reactor = m.reactor
+        assert reactor is not None
+        until = reactor.now() + 0.12  # the sweeps go on meanwhile, an interval apart
+        yield until
+        m.seen.append(reactor.now() - until)
+
+    machines = [Machine(1, script), Machine(1, patient)]
+    await run_turns(Turns(machines), sweep_interval=0.05)
+    assert [m.seen for m in machines] == [[0.0], [0.0]]
+
+
+async def test_the_cut_comes_exactly_at_its_time(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cut_at = trio.current_time() + 0.04
+
+    def script(m: Machine) -> Talk:
+        reactor = m.reactor
+        assert reactor is not None
+        try:
+            yield math.inf
+        except SessionCancelled:
+            m.seen.append(reactor.now())
+
+    machine = Machine(1, script)
+    feeder = Turns([machine])
+    await run_turns(feeder, sweep_interval=86400.0, cancel_at=cut_at)
+    assert machine.seen == [cut_at] and feeder.cuts >= 1
+
+
+async def test_by_default_a_timeout_is_noticed_within_50_ms(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    def script(m: Machine) -> Talk:
+        reactor = m.reactor
+        assert reactor is not None
+        m.deadline = reactor.now() + 0.001
+        try:
+            yield math.inf
+        except StepTimeout:
+            m.seen.append(reactor.now() - m.deadline)
+
+    machine = Machine(1, script)
+    feeder = Feeder([machine])
+    reactor = Reactor(feeder)  # the default sweep interval
+    feeder.reactor = reactor
+    with trio.fail_after(LIMIT):
+        await reactor.run()
+    assert len(machine.seen) == 1 and 0 <= machine.seen[0] <= 0.05
+
+
+class Waits:
+    """Stands in for what the reactor waits with (select(), and trio's wait for a
+    descriptor and sleep): notes each call, with the deadline trio's would end at."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[str, Any, float]] = []
+        monkeypatch.setattr(select, "select", self.select)
+        monkeypatch.setattr(trio.lowlevel, "wait_readable", self.wait_readable)
+        monkeypatch.setattr(trio, "sleep", self.sleep)
+
+    def select(self, r: list[int], w: list[int], x: list[int], timeout: float) -> tuple:
+        self.calls.append(("select", r, timeout))
+        return [], [], []
+
+    async def wait_readable(self, fd: int) -> None:
+        self.calls.append(("wait_readable", fd, trio.current_effective_deadline()))
+
+    async def sleep(self, seconds: float) -> None:
+        self.calls.append(("sleep", seconds, trio.current_effective_deadline()))
+
+
+def still_reactor(use_epoll: bool = True) -> tuple[Reactor, float]:
+    """A reactor whose clock stands at a time of trio's clock still to come."""
+    reactor = Reactor(Feeder([]), use_epoll=use_epoll)
+    at = trio.current_time() + 100.0
+    reactor.now = lambda: at
+    return reactor, at
+
+
+async def test_the_last_stretch_of_a_wait_is_done_in_select_on_the_pollers_descriptor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # trio's timers round up to the millisecond: under 2 ms, select() waits what is left.
+    waits = Waits(monkeypatch)
+    reactor, at = still_reactor()
+    until = at + 0.0015
+    await reactor._wait(until)
+    assert waits.calls == [("select", [reactor._poller.fileno()], until - at)]
+
+
+async def test_a_longer_wait_ends_half_a_fine_wait_early_for_select_to_finish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits = Waits(monkeypatch)
+    reactor, at = still_reactor()
+    fd = reactor._poller.fileno()
+    await reactor._wait(at + 10.0)
+    assert waits.calls == [("wait_readable", fd, at + 10.0 - FINE_WAIT / 2)]
+    # Exactly the fine wait left: trio's timer, not select().
+    waits.calls.clear()
+    reactor.now = lambda: 0.0
+    await reactor._wait(FINE_WAIT)
+    assert [call[:2] for call in waits.calls] == [("wait_readable", fd)]
+
+
+async def test_under_a_mock_clock_a_wait_ends_exactly_at_its_time(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No select() below the millisecond: the mock clock's times are exact already.
+    waits = Waits(monkeypatch)
+    reactor = Reactor(Feeder([]))
+    fd = reactor._poller.fileno()
+    until = reactor.now() + FINE_WAIT / 4
+    await reactor._wait(until)
+    assert waits.calls == [("wait_readable", fd, until)]
+
+
+async def test_a_poller_on_descriptor_0_is_waited_on_like_any_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A daemon with standard input closed: the epoll set it opens first is descriptor 0.
+    saved = os.dup(0)
+    os.close(0)
+    try:
+        reactor, at = still_reactor()
+        try:
+            assert reactor._poller.fileno() == 0
+            waits = Waits(monkeypatch)
+            await reactor._wait(at + 0.0015)
+            await reactor._wait(at + 10.0)
+            assert [call[:2] for call in waits.calls] == [
+                ("select", [0]),
+                ("wait_readable", 0),
+            ]
+        finally:
+            reactor._poller.close()
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+
+
+async def test_a_poller_descriptor_select_cannot_take_is_not_given_to_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # select() takes descriptors below 1024 only; a process with many open may get more.
+    waits = Waits(monkeypatch)
+    reactor, at = still_reactor()
+    monkeypatch.setattr(reactor._poller, "fileno", lambda: 1024)
+    await reactor._wait(at + 0.0015)  # the rest of the wait: the reactor's next turn
+    await reactor._wait(at + 10.0)
+    assert [call[:2] for call in waits.calls] == [("wait_readable", 1024)]
+
+
+async def test_a_selector_without_a_descriptor_polls_every_millisecond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(selectors, "DefaultSelector", selectors.SelectSelector)
+    waits = Waits(monkeypatch)
+    reactor, at = still_reactor(use_epoll=False)
+    assert reactor._poller.fileno() == -1
+    await reactor._wait(at + 10.0)
+    assert waits.calls == [("sleep", 0.001, at + 10.0 - FINE_WAIT / 2)]
+
+
+class Kernel:
+    """Stands in for a link's socket: each send takes at most the next of ``room``
+    (0: nothing, as a full buffer refuses), all of it once ``room`` is used up."""
+
+    def __init__(self, *room: int) -> None:
+        self.room = list(room)
+        self.taken = bytearray()
+
+    def send(self, data: bytes) -> int:
+        took = min(len(data), self.room.pop(0)) if self.room else len(data)
+        if not took:
+            raise BlockingIOError
+        self.taken += data[:took]
+        return took
+
+
+async def link_on(kernel: Kernel) -> tuple[Link, list[float]]:
+    """A link writing to ``kernel``, on a reactor whose clock reads ``clock[0]``; it has
+    no descriptor, so nothing is watched."""
+    reactor = Reactor(Feeder([]))
+    clock = [1.0]
+    reactor.now = lambda: clock[0]
+    link = Link(reactor, Machine(1, lambda m: iter(())))
+    link.sock = kernel  # type: ignore[assignment]
+    return link, clock
+
+
+def flush_at(link: Link, clock: list[float], when: float) -> None:
+    clock[0] = when
+    link._flush()
+
+
+CONTENT = b"c" * 100  # a message's content, marked, carried before the next commands
+COMMANDS = b"m" * 200
+
+
+async def test_a_mark_the_first_send_passes_is_noted_then_not_when_the_rest_goes() -> None:
+    link, clock = await link_on(kernel := Kernel(150, 100))
+    assert link.write(CONTENT + COMMANDS, mark=len(CONTENT)) is False
+    assert link.marked_at == 1.0
+    flush_at(link, clock, 2.0)
+    flush_at(link, clock, 3.0)
+    assert (link.marked_at, link.written_at, link.pending) == (1.0, 3.0, b"")
+    assert kernel.taken == CONTENT + COMMANDS
+
+
+async def test_a_first_send_that_takes_exactly_the_marked_part_notes_the_mark() -> None:
+    link, clock = await link_on(Kernel(len(CONTENT)))
+    assert link.write(CONTENT + COMMANDS, mark=len(CONTENT)) is False
+    flush_at(link, clock, 2.0)
+    assert (link.marked_at, link.written_at) == (1.0, 2.0)
+
+
+async def test_a_mark_is_noted_by_the_send_that_takes_its_last_byte() -> None:
+    link, clock = await link_on(kernel := Kernel(40, 30, 30, 50))
+    assert link.write(CONTENT + COMMANDS, mark=len(CONTENT)) is False
+    for when in (2.0, 3.0, 4.0):  # 70, 100 (the mark), then 150 bytes gone
+        flush_at(link, clock, when)
+    assert (link.marked_at, link.pending) == (3.0, COMMANDS[50:])
+    flush_at(link, clock, 5.0)
+    assert (link.marked_at, link.written_at, link.mark) == (3.0, 5.0, 0)
+    assert kernel.taken == CONTENT + COMMANDS
+
+
+async def test_a_marked_write_queued_behind_another_notes_its_own_marks_end() -> None:
+    link, clock = await link_on(kernel := Kernel(50, 100, 100, 99))
+    first = b"a" * 200
+    assert link.write(first) is False  # no mark: nothing noted
+    assert link.marked_at == 0.0
+    assert link.write(CONTENT + COMMANDS, mark=len(CONTENT)) is False  # queued behind
+    for when in (2.0, 3.0, 4.0, 5.0):  # 150, 250 (the mark), 349 bytes gone, then all
+        flush_at(link, clock, when)
+    assert (link.marked_at, link.written_at) == (4.0, 5.0)
+    assert kernel.taken == first + CONTENT + COMMANDS
+
+
+async def test_a_marked_write_the_kernel_takes_none_of_is_kept_whole() -> None:
+    link, clock = await link_on(kernel := Kernel(0, 60))
+    assert link.write(CONTENT + COMMANDS, mark=len(CONTENT)) is False
+    assert link.pending == CONTENT + COMMANDS
+    flush_at(link, clock, 2.0)  # 60 bytes
+    flush_at(link, clock, 3.0)  # the rest
+    assert (link.marked_at, link.written_at) == (3.0, 3.0)
+    assert kernel.taken == CONTENT + COMMANDS
+
+
+async def test_a_loopback_connection_goes_on_at_once_watched_for_reading() -> None:
+    # On loopback the handshake is over before connect() returns: the session is
+    # resumed with its link within start(), its socket watched for what it reads.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((LOOPBACK, 0))
+    listener.listen()
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        assert m.reactor is not None
+        m.seen.append(watched(m.reactor, link))
+
+    with listener:
+        machine = Machine(listener.getsockname()[1], script)
+        feeder = Feeder([])
+        reactor = Reactor(feeder, use_epoll=False)
+        feeder.reactor = machine.reactor = reactor
+        reactor.start(machine)
+        at_once = list(machine.seen)
+        with trio.fail_after(LIMIT):
+            await reactor.run()  # the rest, if anything is left
+    assert at_once == [selectors.EVENT_READ]
+
+
+async def test_the_reactor_waits_with_epoll_where_there_is_one_unless_told_not_to() -> None:
+    if not hasattr(select, "epoll"):
+        pytest.skip("no epoll here")
+    assert type(Reactor(Feeder([]))._poller).__name__ == "_Epoll"
+    assert type(Reactor(Feeder([]), use_epoll=False)._poller).__name__ == "_Selector"
+
+
+async def test_the_selector_fallback_waits_on_its_selectors_descriptor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # epoll's, poll's or kqueue's selector has a descriptor: waited on, not polled.
+    waits = Waits(monkeypatch)
+    reactor, at = still_reactor(use_epoll=False)
+    fd = reactor._poller.fileno()
+    assert fd >= 0
+    await reactor._wait(at + 10.0)
+    assert waits.calls == [("wait_readable", fd, at + 10.0 - FINE_WAIT / 2)]
