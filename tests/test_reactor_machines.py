@@ -1350,3 +1350,44 @@ async def test_the_selector_fallback_waits_on_its_selectors_descriptor(
     assert fd >= 0
     await reactor._wait(at + 10.0)
     assert waits.calls == [("wait_readable", fd, at + 10.0 - FINE_WAIT / 2)]
+
+
+@pytest.mark.parametrize("then", ["reads on", "ends", "asleep"])
+@pollers
+async def test_a_reply_that_came_before_a_reset_is_read_even_while_a_write_waits(
+    use_epoll: bool, then: str
+) -> None:
+    # A server that answers and resets while the client still writes (a close with bytes
+    # unread resets): the failed write must not lose the reply that came before it.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((LOOPBACK, 0))
+    listener.listen()
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        reactor = m.reactor
+        assert reactor is not None
+        peer, _ = listener.accept()
+        m.seen.append(link.write(b"x" * (32 << 20)))  # far more than the buffers hold
+        peer.sendall(b"554 no\r\n")
+        _reset_socket(peer)
+        arrived = select.poll()
+        arrived.register(link.sock, 0)  # an error or a hang-up is always reported
+        assert arrived.poll(LIMIT * 1000)
+        if then == "asleep":
+            while not link.inbox:  # the failure is found while the session sleeps
+                yield reactor.now() + 0.001
+        m.seen.append((yield READ))
+        if then == "ends":
+            return
+        try:
+            m.seen.append((yield READ))
+        except OSError as err:
+            m.seen.append(type(err))
+        m.seen.append(link.pending)
+
+    with listener:
+        machine = Machine(listener.getsockname()[1], script)
+        feeder = await drive([machine], use_epoll=use_epoll)
+    told = {"reads on": [ConnectionResetError, b""], "ends": [], "asleep": [b"", b""]}
+    assert machine.seen == [False, b"554 no\r\n", *told[then]] and feeder.ended == 1

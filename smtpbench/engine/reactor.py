@@ -527,7 +527,22 @@ class Reactor:
             poller.close()
 
     def _failed_write(self, link: Link, err: OSError) -> None:
+        """What waited to be written is dropped. Bytes that came before the failure (a last
+        reply, sent just before a reset) are the session's before the error."""
         link.pending = b""
+        sock = link.sock
+        assert sock is not None
+        try:
+            data = sock.recv(RECEIVE_SIZE)
+        except OSError:
+            data = b""
+        if data and link.waiting is READ:
+            link.waiting = None
+            self._advance(link, data)
+            if link.sock is None:  # the session ended
+                return
+        elif data:
+            link.inbox.append(data)
         if link.waiting is READ:
             link.waiting = None
             self._advance(link, None, err)
