@@ -25,6 +25,7 @@ import pytest
 import trio
 import trio.testing
 
+from smtpbench.engine import reactor as reactor_module
 from smtpbench.engine.reactor import (
     CONNECT,
     FINE_WAIT,
@@ -1391,3 +1392,61 @@ async def test_a_reply_that_came_before_a_reset_is_read_even_while_a_write_waits
         feeder = await drive([machine], use_epoll=use_epoll)
     told = {"reads on": [ConnectionResetError, b""], "ends": [], "asleep": [b"", b""]}
     assert machine.seen == [False, b"554 no\r\n", *told[then]] and feeder.ended == 1
+
+
+@pollers
+async def test_everything_that_came_before_a_reset_is_read_before_it_is_told(
+    use_epoll: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reads of 4 bytes: the greeting takes two, and the reset is told only after both.
+    monkeypatch.setattr(reactor_module, "RECEIVE_SIZE", 4)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((LOOPBACK, 0))
+    listener.listen()
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        peer, _ = listener.accept()
+        peer.sendall(b"220 hi\r\n")
+        _reset_socket(peer)
+        arrived = select.poll()
+        arrived.register(link.sock, 0)  # an error or a hang-up is always reported
+        assert arrived.poll(LIMIT * 1000)
+        try:
+            m.seen.append((yield from read_all(b"", b"\r\n")))
+            yield READ
+        except OSError as err:
+            m.seen.append(type(err))
+
+    with listener:
+        machine = Machine(listener.getsockname()[1], script)
+        await drive([machine], use_epoll=use_epoll)
+    assert machine.seen == [b"220 hi\r\n", ConnectionResetError]
+
+
+class Unreadable:
+    """Stands in for the socket of a connection whose write failed and that has nothing
+    left to read: a read raises."""
+
+    def recv(self, size: int) -> bytes:
+        raise BlockingIOError
+
+
+async def test_a_failed_write_with_nothing_left_to_read_tells_the_error_itself() -> None:
+    reactor = Reactor(Feeder([]))
+
+    def script(m: Machine) -> Talk:
+        try:
+            yield READ
+        except OSError as err:
+            m.seen.append(err)
+        yield math.inf  # asleep from then on
+
+    machine = Machine(1, script)
+    link = Link(reactor, machine)
+    link.sock = Unreadable()  # type: ignore[assignment]
+    link.pending = b"QUIT\r\n"
+    reactor._advance(link, None)  # to its READ
+    broken = BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+    reactor._failed_write(link, broken)
+    assert machine.seen == [broken] and link.pending == b""

@@ -199,11 +199,14 @@ class _Poller(Protocol):
     def register(self, fd: int, mask: int) -> None: ...
     def modify(self, fd: int, mask: int) -> None: ...
     def unregister(self, fd: int) -> None: ...
+    def closing(self, fd: int) -> None: ...  # the socket is about to be closed
     def ready(self) -> Iterable[tuple[int, int]]: ...
     def close(self) -> None: ...
 
 
 IN, OUT, ERR = 1, 4, 8  # our own event bits; epoll's EPOLLIN, EPOLLOUT, EPOLLERR
+# Linux makes a socket non-blocking as it creates it: one system call fewer per session.
+SOCK_STREAM_NONBLOCK = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
 
 
 class _Epoll:
@@ -223,6 +226,9 @@ class _Epoll:
 
     def unregister(self, fd: int) -> None:
         self._epoll.unregister(fd)
+
+    def closing(self, fd: int) -> None:
+        """Nothing: closing a socket takes it out of the epoll set (its only descriptor)."""
 
     def ready(self) -> list[tuple[int, int]]:
         return self._epoll.poll(0, EVENTS_PER_TURN)
@@ -269,6 +275,9 @@ class _Selector:
             self._silent.discard(fd)
         else:
             self._selector.unregister(fd)
+
+    def closing(self, fd: int) -> None:
+        self.unregister(fd)  # the selector keeps its own map of what it watches
 
     def ready(self) -> list[tuple[int, int]]:
         return [
@@ -362,11 +371,12 @@ class Reactor:
     def _connect(self, link: Link) -> OSError | None:
         address = link.machine.address
         try:
-            sock = socket.socket(address.family, socket.SOCK_STREAM)
+            sock = socket.socket(address.family, SOCK_STREAM_NONBLOCK)
         except OSError as err:  # out of descriptors, most often
             return err
         try:
-            sock.setblocking(False)
+            if not SOCK_STREAM_NONBLOCK & getattr(socket, "SOCK_NONBLOCK", 0):
+                sock.setblocking(False)
             # Commands are small and each waits for its reply: Nagle would only delay them.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             source = link.machine.source
@@ -411,7 +421,7 @@ class Reactor:
         if sock is not None:
             del self.links[link.fd]
             with contextlib.suppress(KeyError, OSError, ValueError):
-                self._poller.unregister(link.fd)
+                self._poller.closing(link.fd)
             sock.close()
             link.sock = None
             link.fd = -1
@@ -528,7 +538,8 @@ class Reactor:
 
     def _failed_write(self, link: Link, err: OSError) -> None:
         """What waited to be written is dropped. Bytes that came before the failure (a last
-        reply, sent just before a reset) are the session's before the error."""
+        reply, sent just before a reset: what one read takes) are the session's before
+        the error."""
         link.pending = b""
         sock = link.sock
         assert sock is not None
