@@ -375,8 +375,8 @@ class Reactor:
         except OSError as err:  # out of descriptors, most often
             return err
         try:
-            if not SOCK_STREAM_NONBLOCK & getattr(socket, "SOCK_NONBLOCK", 0):
-                sock.setblocking(False)
+            if SOCK_STREAM_NONBLOCK == socket.SOCK_STREAM:
+                sock.setblocking(False)  # no SOCK_NONBLOCK here
             # Commands are small and each waits for its reply: Nagle would only delay them.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             source = link.machine.source
