@@ -170,3 +170,21 @@ def test_a_host_killed_mid_run_gives_a_partial_run_that_names_it(
     finally:
         victim.kill()
     assert cluster.engine_processes() == []
+
+
+def test_replay_on_the_cluster_shares_the_recorded_sessions_between_hosts(
+    cluster: DaskCluster, tmp_path: Path
+) -> None:
+    recording = tmp_path / "only-here.jsonl"
+    recording.write_bytes((ROOT / "scenarios" / "recordings" / "default-sink.jsonl").read_bytes())
+    out = tmp_path / "out"
+    run = smtpbench(
+        "replay", str(recording), "--headless", "--cluster", cluster.address,
+        "--speed", "20", "--out", str(out),
+    )  # fmt: skip
+    assert run.returncode == exitcodes.OK, run.stderr + run.stdout
+    folder = only_folder(out)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["counters"]["started"] == 20
+    hosts = json.loads((folder / "hosts.json").read_text())
+    assert sorted(e["started"] for e in hosts["engines"]) == [10, 10]
