@@ -28,6 +28,7 @@ import trio.testing
 from smtpbench.engine import reactor as reactor_module
 from smtpbench.engine.reactor import (
     CONNECT,
+    EVENTS_PER_TURN,
     FINE_WAIT,
     READ,
     Link,
@@ -1148,6 +1149,8 @@ async def test_the_last_stretch_of_a_wait_is_done_in_select_on_the_pollers_descr
     until = at + 0.0015
     await reactor._wait(until)
     assert waits.calls == [("select", [reactor._poller.fileno()], until - at)]
+    await reactor._wait(at)  # nothing left to wait: no system call
+    assert len(waits.calls) == 1
 
 
 async def test_a_longer_wait_ends_half_a_fine_wait_early_for_select_to_finish(
@@ -1292,7 +1295,7 @@ async def test_a_marked_write_queued_behind_another_notes_its_own_marks_end() ->
     link, clock = await link_on(kernel := Kernel(50, 100, 100, 99))
     first = b"a" * 200
     assert link.write(first) is False  # no mark: nothing noted
-    assert link.marked_at == 0.0
+    assert (link.mark, link.marked_at) == (0, 0.0)
     assert link.write(CONTENT + COMMANDS, mark=len(CONTENT)) is False  # queued behind
     for when in (2.0, 3.0, 4.0, 5.0):  # 150, 250 (the mark), 349 bytes gone, then all
         flush_at(link, clock, when)
@@ -1450,3 +1453,49 @@ async def test_a_failed_write_with_nothing_left_to_read_tells_the_error_itself()
     broken = BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
     reactor._failed_write(link, broken)
     assert machine.seen == [broken] and link.pending == b""
+
+
+async def test_a_write_the_kernel_takes_whole_leaves_nothing_waiting() -> None:
+    link, _ = await link_on(kernel := Kernel())
+    assert link.write(b"QUIT\r\n") is True
+    assert (link.pending, link.mark, kernel.taken) == (b"", 0, b"QUIT\r\n")
+
+
+def test_epoll_gives_at_most_a_turns_worth_of_ready_sockets() -> None:
+    # The feeder and the timers are looked at between batches, however many are ready.
+    if not hasattr(select, "epoll"):
+        pytest.skip("no epoll here")
+    poller = reactor_module._Epoll()
+    pairs = [socket.socketpair() for _ in range(EVENTS_PER_TURN + 1)]
+    try:
+        for left, right in pairs:
+            right.send(b"x")
+            poller.register(left.fileno(), reactor_module.IN)
+        assert len(poller.ready()) == EVENTS_PER_TURN
+    finally:
+        poller.close()
+        for left, right in pairs:
+            left.close()
+            right.close()
+
+
+@pytest.mark.parametrize("nonblock", ["at creation", "after"])
+async def test_a_sessions_socket_is_non_blocking(
+    nonblock: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Linux makes a socket non-blocking as it creates it; elsewhere (no SOCK_NONBLOCK,
+    # as on macOS) the reactor does it once the socket is made.
+    if nonblock == "after":
+        monkeypatch.setattr(reactor_module, "SOCK_STREAM_NONBLOCK", socket.SOCK_STREAM)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((LOOPBACK, 0))
+    listener.listen()
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        m.seen.append(link.sock.getblocking())
+
+    with listener:
+        machine = Machine(listener.getsockname()[1], script)
+        await drive([machine])
+    assert machine.seen == [False]
