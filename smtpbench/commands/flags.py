@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from smtpbench.scenario.loader import EXAMPLES_DIR
 
 if TYPE_CHECKING:
-    from smtpbench.run.options import ClusterOptions
+    from smtpbench.engine.cluster import ClusterSettings
 
 
 def add_scenario_argument(parser: argparse.ArgumentParser, help_more: str = "") -> None:
@@ -145,9 +145,9 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
+def cluster_options(args: argparse.Namespace) -> ClusterSettings | None:
     """``--cluster`` and its companions; ValueError naming the flag."""
-    from smtpbench.run.options import ClusterOptions
+    from smtpbench.engine.cluster import ClusterSettings
     from smtpbench.units import parse_duration
 
     if args.cluster is None:
@@ -161,7 +161,7 @@ def cluster_options(args: argparse.Namespace) -> ClusterOptions | None:
     except ValueError as err:
         raise ValueError(f"--max-clock-offset: {err}") from None
     address = args.cluster if "://" in args.cluster else f"tcp://{args.cluster}"
-    return ClusterOptions(
+    return ClusterSettings(
         address=address,
         workers=args.workers,
         per_host=args.per_host,

@@ -34,22 +34,12 @@ def outside(prepared: PreparedRun, options: RunOptions) -> Engine:
     if options.cluster is not None:
         import logging
 
-        from smtpbench.engine.cluster import ClusterGroup, ClusterSettings
+        from smtpbench.engine.cluster import ClusterGroup
 
         # Dask's own logs (a worker lost, a connection retried) would cut through the
         # dashboard and the live lines; the group says what matters, naming the host.
         logging.getLogger("distributed").setLevel(logging.CRITICAL)
-        cluster = options.cluster
-        return ClusterGroup(
-            job,
-            ClusterSettings(
-                address=cluster.address,
-                workers=cluster.workers,
-                per_host=cluster.per_host,
-                on_host_loss=cluster.on_host_loss,
-                max_clock_offset=cluster.max_clock_offset,
-            ),
-        )
+        return ClusterGroup(job, options.cluster)
     workers = options.worker_count
     return EngineGroup(job, workers) if workers > 1 else EngineProcess(job)
 

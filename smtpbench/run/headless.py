@@ -139,7 +139,8 @@ async def run_load(options: RunOptions, console: Console) -> RunOutcome:
             f"against {escape(target_label)}{escape(describe(engine))}",
             highlight=False,
         )
-        for warning in getattr(engine, "warnings", ()):
+        hosts = hosts_of(engine)
+        for warning in hosts.warnings if hosts is not None else ():
             console.print(f"[yellow]warning: {escape(warning)}[/]", highlight=False)
         stopper = Stopper(engine)
         watch = RunWatch(prepared.scenario.thresholds, options.keep_going)

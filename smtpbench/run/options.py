@@ -5,28 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from smtpbench.engine.cluster import ClusterSettings
 from smtpbench.engine.replay import PreparedReplay
 from smtpbench.engine.shares import worker_count
 from smtpbench.scenario import Scenario
 from smtpbench.transit.run import TransitOptions
-
-STOP = "stop"  # a host lost mid-run stops the others (what ran is kept)
-CONTINUE = "continue"  # the others go on; the run is marked partial either way
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterOptions:
-    """``--cluster``: where the Dask scheduler is, and how to use its workers."""
-
-    address: str  # the scheduler, e.g. tcp://10.0.0.5:8786
-    workers: int | None = None  # engine actors; None: one per Dask worker
-    per_host: int | None = None  # engine actors on each host instead
-    on_host_loss: str = STOP
-    max_clock_offset: float = 0.05  # seconds: a host's clock further off is warned about
-
-    def __post_init__(self) -> None:
-        if self.on_host_loss not in (STOP, CONTINUE):
-            raise ValueError(f"--on-host-loss must be {STOP} or {CONTINUE}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +24,7 @@ class RunOptions:
     workers: int = 1  # engine processes; 1 runs the engine in this process
     keep_going: bool = False  # run on when no session can connect
     through: TransitOptions | None = None  # run --through: the receiving sink's address
-    cluster: ClusterOptions | None = None  # run --cluster: engines on a Dask cluster
+    cluster: ClusterSettings | None = None  # run --cluster: engines on a Dask cluster
 
     @property
     def worker_count(self) -> int:
