@@ -42,6 +42,9 @@ _ASKED_BY = {
     "XCLIENT": "client.xclient",
 }
 Ask = Generator[Request, Any, bool]
+# The steps of every transaction, as module names: Python 3.11 reaches an enum member
+# through its class with a Python-level call, and these run for every message.
+_MAIL, _RCPT, _DATA, _DATA_END = Step.MAIL, Step.RCPT, Step.DATA, Step.DATA_END
 
 
 class PlannedConversation:
@@ -206,29 +209,27 @@ class PlannedConversation:
             group.append(_command(Step.NOOP, conn.noop()))
             yield from s.send_group(group)
             group = []
-        group.append(
-            _command(Step.MAIL, conn.mail(message.mail_from, self._mail(s, content, message)))
-        )
+        group.append(_command(_MAIL, conn.mail(message.mail_from, self._mail(s, content, message))))
         for recipient in message.recipients:
-            group.append(_command(Step.RCPT, conn.rcpt(recipient, self._rcpt(s, recipient))))
+            group.append(_command(_RCPT, conn.rcpt(recipient, self._rcpt(s, recipient))))
         chunked_together = settings.chunking and not conn.lmtp
         if chunked_together:
             group += self._chunk_commands(s, content)
         elif not settings.chunking:
-            group.append(_command(Step.DATA, conn.data()))
+            group.append(_command(_DATA, conn.data()))
         responses = yield from s.send_group(group)
         mail_ok = True
         data_reply: Reply | None = None
         finals: list[Reply] = []
         for response in responses:
             step = response.step
-            if step is Step.MAIL:
+            if step is _MAIL:
                 mail_ok = response.reply.code // 100 == 2
-            elif step is Step.RCPT:
+            elif step is _RCPT:
                 s.metrics.recipient(response.reply.code // 100 == 2)
-            elif step is Step.DATA:
+            elif step is _DATA:
                 data_reply = response.reply
-            elif step is Step.DATA_END:
+            elif step is _DATA_END:
                 finals.append(response.reply)
         if chunked_together:
             s.message_done(finals)
@@ -248,12 +249,12 @@ class PlannedConversation:
             return
         if conn.accepted_recipients == 0:
             # A 354 after every RCPT was refused: the lone dot (RFC 2920 section 3.1).
-            yield from s.send_group([(Step.DATA_END, conn.message(b""), 0)])
+            yield from s.send_group([(_DATA_END, conn.message(b""), 0)])
             s.message_refused()
             return
         if not conn.lmtp:
             line = conn.message(content)
-            s.deferred = (Step.DATA_END, line, len(line))
+            s.deferred = (_DATA_END, line, len(line))
             return
         yield from self._content(s, content)
 
@@ -264,13 +265,13 @@ class PlannedConversation:
         if message.noop_before:
             yield from s.exchange(Step.NOOP, conn.noop())
         mail = yield from s.exchange(
-            Step.MAIL, conn.mail(message.mail_from, self._mail(s, content, message))
+            _MAIL, conn.mail(message.mail_from, self._mail(s, content, message))
         )
         if mail.code // 100 != 2:
             s.message_refused()
             return
         for recipient in message.recipients:
-            reply = yield from s.exchange(Step.RCPT, conn.rcpt(recipient, self._rcpt(s, recipient)))
+            reply = yield from s.exchange(_RCPT, conn.rcpt(recipient, self._rcpt(s, recipient)))
             s.metrics.recipient(reply.code // 100 == 2)
         if conn.accepted_recipients == 0:
             s.message_refused()
@@ -279,7 +280,7 @@ class PlannedConversation:
         if s.settings.chunking:
             yield from self._chunks(s, content, pipelined=False)
             return
-        if (yield from s.exchange(Step.DATA, conn.data())).code != 354:
+        if (yield from s.exchange(_DATA, conn.data())).code != 354:
             s.message_refused()
             return
         yield from self._content(s, content)
@@ -316,7 +317,7 @@ class PlannedConversation:
 
     def _content(self, s: Session, content: bytes) -> Talk:
         line = s.conn.message(content)
-        responses = yield from s.send_group([(Step.DATA_END, line, len(line))])
+        responses = yield from s.send_group([(_DATA_END, line, len(line))])
         s.message_done([response.reply for response in responses])
 
     def _chunk_commands(self, s: Session, content: bytes) -> list[Command]:

@@ -71,6 +71,11 @@ class State(Enum):
     REJECTED = auto()
     CLOSED = auto()
 
+    # Members are singletons compared by identity: hashing them by identity (C) rather
+    # than by name (Enum's own __hash__, Python) makes the per-command state look-ups
+    # cheap.
+    __hash__ = object.__hash__
+
 
 class Response(NamedTuple):
     """A reply matched to the command it answers (a tuple: one is made per reply)."""
@@ -94,6 +99,9 @@ class _NeedData:
 
 
 NEED_DATA: Final = _NeedData()
+# The steps and states of a transaction, for the reply path of every message.
+_MAIL, _RCPT, _DATA, _DATA_END = Step.MAIL, Step.RCPT, Step.DATA, Step.DATA_END
+_READY, _IN_MAIL, _IN_RCPT = State.READY, State.MAIL, State.RCPT
 Event = Response | ConnectionClosed | _NeedData
 
 _ALLOWED: dict[State, frozenset[Step]] = {
@@ -370,7 +378,7 @@ class ClientConnection:
     @property
     def idle(self) -> bool:
         """Nothing read is waiting to be taken: ``next_event`` would say ``NEED_DATA``."""
-        return not self._parser.buffered and not self._saw_eof
+        return not self._parser._buffer and not self._saw_eof
 
     def next_event(self) -> Event:
         reply = self._parser.next_reply()
@@ -398,20 +406,21 @@ class ClientConnection:
             self._pending.clear()
             return
         confirmed = self._confirmed
-        # The steps of a transaction first: they are most of every session.
-        if step is Step.MAIL:
+        # The steps of a transaction first: they are most of every session (and looked
+        # up as module names: an enum member through its class costs a Python call).
+        if step is _MAIL:
             self._accepted_recipients = 0
-            confirmed = State.MAIL if positive else State.READY
-        elif step is Step.RCPT:
-            if positive and confirmed in (State.MAIL, State.RCPT):
+            confirmed = _IN_MAIL if positive else _READY
+        elif step is _RCPT:
+            if positive and (confirmed is _IN_MAIL or confirmed is _IN_RCPT):
                 self._accepted_recipients += 1
-                confirmed = State.RCPT
-        elif step is Step.DATA:
+                confirmed = _IN_RCPT
+        elif step is _DATA:
             # A 354 after every RCPT was refused happens with pipelining (RFC 2920
             # section 3.1): the client must then send the lone terminating dot.
-            confirmed = State.CONTENT if code == 354 else State.READY
-        elif step is Step.DATA_END:
-            confirmed = State.READY
+            confirmed = State.CONTENT if code == 354 else _READY
+        elif step is _DATA_END:
+            confirmed = _READY
         elif step is Step.BANNER:
             confirmed = State.GREETED if positive else State.REJECTED
         elif step in (Step.EHLO, Step.HELO, Step.LHLO):
