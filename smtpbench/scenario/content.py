@@ -66,9 +66,13 @@ _MONTHS: Final = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessagePlan:
-    """One transaction: envelope, size in bytes, subject, and what to send before it."""
+    """One transaction: envelope, size in bytes, subject, and what to send before it.
+
+    Not changed once made (``dataclasses.replace`` makes another), but not a frozen
+    dataclass either: a frozen one's ``__init__`` sets each field through a Python-level
+    call, and one plan is made per message of the run."""
 
     mail_from: str
     recipients: tuple[str, ...]
@@ -152,30 +156,34 @@ class MessageFactory:
         count = session.messages.pick(rng)
         messages = []
         senders, listed = session.senders, session.recipients_list
+        # Looked up once: this loop runs for every message of the run.
+        render_from, render_to = self._mail_from.render, self._rcpt_to.render
+        render_subject = self._subject.render
+        pick_recipients, sample_size = session.recipients.pick, session.size.sample
+        envid = self._envid
+        rich = self._rich
+        noop = session.noop
+        rset = session.rset_between_messages
         for index in range(count):
-            if senders is None:
-                mail_from = self._mail_from.render(number, index)
+            mail_from = render_from(number, index) if senders is None else senders.pick(rng)
+            wanted = pick_recipients(rng)
+            if listed is not None:
+                recipients = tuple([listed.pick(rng) for _ in range(wanted)])
+            elif wanted == 1:
+                recipients = (render_to(number, index, 0),)
             else:
-                mail_from = senders.pick(rng)
-            if listed is None:
-                recipients = tuple(
-                    self._rcpt_to.render(number, index, rcpt)
-                    for rcpt in range(session.recipients.pick(rng))
-                )
-            else:
-                recipients = tuple(listed.pick(rng) for _ in range(session.recipients.pick(rng)))
-            noop = session.noop
+                recipients = tuple([render_to(number, index, rcpt) for rcpt in range(wanted)])
             plan = MessagePlan(
-                mail_from=mail_from,
-                recipients=recipients,
-                size=session.size.sample(rng),
-                subject=self._subject.render(number, index),
-                rset_before=session.rset_between_messages and index > 0,
-                noop_before=noop >= 1.0 or (noop > 0.0 and rng.random() < noop),
-                envid=self._envid.render(number, index) if self._envid else None,
+                mail_from,
+                recipients,
+                sample_size(rng),
+                render_subject(number, index),
+                rset and index > 0,
+                noop >= 1.0 or (noop > 0.0 and rng.random() < noop),
+                envid.render(number, index) if envid is not None else None,
             )
-            if self._rich is not None:  # draws only when [content] asks: plain runs repeat
-                plan = self._rich.plan(plan, rng, self._rendered_headers(number, index))
+            if rich is not None:  # draws only when [content] asks: plain runs repeat
+                plan = rich.plan(plan, rng, self._rendered_headers(number, index))
             messages.append(plan)
         return SessionPlan(number, self._helo.render(number), tuple(messages))
 
