@@ -177,7 +177,7 @@ class PlannedConversation:
             reply = (yield from s.read_reply()).reply
             if reply.code != 334:
                 break
-            s.transcript.append((shown, reply))
+            s.transcript.lines.append((shown, reply))
             challenge = reply.lines[0].strip() if reply.lines else ""
             response = conn.auth_response(mechanism.respond(challenge))
             shown = s.unanswered[0] = sasl.redact_auth_line(response)

@@ -515,7 +515,7 @@ class ReplayConversation:
         shown = s.unanswered[0]
         if not step.replies and step.kind != "banner":
             s.unanswered.popleft()
-            s.transcript.append((shown, None))
+            s.transcript.lines.append((shown, None))
             return []  # the recorded client did not wait for an answer: neither do we
         which = step_of(step)
         owed = 1
@@ -536,11 +536,11 @@ class ReplayConversation:
             if which is Step.RCPT:
                 s.metrics.recipient(200 <= reply.code < 300)
             if which is None:
-                s.transcript.append((shown, reply))
+                s.transcript.lines.append((shown, reply))
             elif which is Step.AUTH and reply.code == 334:
                 if self.auth_began is None:
                     self.auth_began = began
-                s.transcript.append((shown, reply))
+                s.transcript.lines.append((shown, reply))
             else:
                 if which is Step.AUTH and self.auth_began is not None:
                     since, self.auth_began = self.auth_began, None

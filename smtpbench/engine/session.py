@@ -67,11 +67,11 @@ from smtpbench.engine.sources import SourceAddress, source_sockaddr
 from smtpbench.engine.targets import Targets, resolve_targets
 from smtpbench.engine.tls import SessionSetupError, client_context, failure_detail, server_name
 from smtpbench.engine.tls_channel import TlsChannel
+from smtpbench.engine.transcript import TRIM_AT, Shown, Transcript
 from smtpbench.engine.transport import Address, classify
 from smtpbench.metrics.client_groups import ClientGroups, SessionTally
 from smtpbench.metrics.events import SessionEvents, SessionFailure
 from smtpbench.metrics.kinds import ErrorClass
-from smtpbench.metrics.snapshot import TranscriptLine
 from smtpbench.protocol.client import NEED_DATA, ClientConnection, Event, Response
 from smtpbench.protocol.errors import ProtocolError
 from smtpbench.protocol.proxy_header import proxy_header
@@ -84,7 +84,6 @@ if TYPE_CHECKING:
     from smtpbench.scenario import Scenario
     from smtpbench.transit.sends import TransitSends
 
-Shown = bytes | int | str | None  # a command line, a content size, a redacted line, connect
 Command = tuple[Step, bytes, Shown]  # what to send, and how the transcript shows it
 Talk = Generator[Request, Any, None]
 _DATA_END = Step.DATA_END  # a module name: cheaper than the enum's class on every message
@@ -299,7 +298,7 @@ class Session:
         # next transaction's commands, or with QUIT (RFC 2920 section 3.1 allows
         # content first in a group): one write and one round trip per message.
         self.deferred: Command | None = None
-        self.transcript: list[tuple[Shown, Reply | None]] = []
+        self.transcript = Transcript()  # bounded: the opening, the failure, the end
         # What each outstanding reply answers, as the transcript shows it, oldest first.
         self.unanswered: deque[Shown] = deque()
 
@@ -533,7 +532,10 @@ class Session:
             self.delivery.reply(step, code)
         if self.tally is not None:
             self.tally.reply(code, seconds if step is Step.DATA_END else None)
-        self.transcript.append((sent, reply))
+        lines = self.transcript.lines
+        lines.append((sent, reply))
+        if len(lines) > TRIM_AT:
+            self.transcript.trim()
         if code not in self.settings.success[step]:
             self.metrics.error(ErrorClass.REPLY, step)
             self.note(ErrorClass.REPLY, step, str(reply))
@@ -600,6 +602,7 @@ class Session:
     def note(self, error: ErrorClass, step: Step, detail: str) -> None:
         if self.failure is None:
             self.failure = (error, step, detail)
+            self.transcript.failure_noted()
 
     def fail(self, error: ErrorClass, step: Step, detail: str) -> None:
         self.metrics.error(error, step)
@@ -609,7 +612,7 @@ class Session:
         if isinstance(exc, ServerShutdown):
             return  # already counted as the reply it was
         for shown in self.unanswered:
-            self.transcript.append((shown, None))
+            self.transcript.lines.append((shown, None))
         self.unanswered.clear()
         if isinstance(exc, ServerClosed):
             self.fail(ErrorClass.CLOSED, self.step, str(exc))
@@ -646,7 +649,7 @@ class Session:
         failure = None
         if self.failure is not None:
             error, step, detail = self.failure
-            failure = SessionFailure(error, step, detail, self._render_transcript())
+            failure = SessionFailure(error, step, detail, self.transcript.rendered())
         aborted = self.messages_begun - self.messages_ended
         delivery = self.delivery
         if delivery is not None:
@@ -677,20 +680,6 @@ class Session:
         if self.source is not None:
             return str(self.source[0])
         return "(this machine)"
-
-    def _render_transcript(self) -> tuple[TranscriptLine, ...]:
-        lines = []
-        for sent, reply in self.transcript:
-            if isinstance(sent, bytes):
-                text = sent.decode("utf-8", "replace").rstrip("\r\n")
-            elif isinstance(sent, str):
-                text = sent
-            elif isinstance(sent, int):
-                text = f"(message content, {sent} bytes)"
-            else:
-                text = "(connect)"
-            lines.append(TranscriptLine(text, str(reply) if reply is not None else ""))
-        return tuple(lines)
 
 
 __all__ = [
