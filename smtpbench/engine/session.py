@@ -424,8 +424,12 @@ class Session:
         self.step = step
         began = self.now()
         self.deadline = began + self.timeouts[step]
-        self.write(line)
-        # read_reply, inlined: this is the path of every command.
+        # write, inlined: this is the path of every command.
+        self.metrics.sent(len(line))
+        link = self.link
+        assert link is not None
+        link.write(line if self.tls is None else self.tls.encrypt(line))
+        # read_reply, inlined too.
         conn = self.conn
         event = NEED_DATA if conn.idle else conn.next_event()
         while event is NEED_DATA:

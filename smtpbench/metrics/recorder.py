@@ -99,7 +99,8 @@ class Recorder:
         self._failures: deque[FailureRecord] = deque(maxlen=RECENT_FAILURES)
         # Enhanced status codes (RFC 3463) per step, as the server gave them: a few
         # distinct ones per run, so counted by name rather than in an array.
-        self._enhanced: dict[tuple[int, str], int] = {}
+        # Kept per step (a dict each), so counting one needs no tuple for its key.
+        self._enhanced_by_step: list[dict[str, int]] = [{} for _ in range(STEP_COUNT)]
         # Replays: per step, replies compared with the recording, and codes that differed.
         self._compared = [0] * STEP_COUNT
         self._differed = [0] * STEP_COUNT
@@ -129,9 +130,8 @@ class Recorder:
         if 0 <= code < MAX_REPLY_CODE:
             self._replies.append(step * MAX_REPLY_CODE + code)
         if enhanced is not None:
-            key = (step, enhanced)
-            counts = self._enhanced
-            counts[key] = counts.get(key, 0) + 1
+            counts = self._enhanced_by_step[step]
+            counts[enhanced] = counts.get(enhanced, 0) + 1
 
     def recipient(self, accepted: bool) -> None:
         if accepted:
@@ -237,7 +237,11 @@ class Recorder:
 
     def enhanced_counts(self) -> dict[tuple[int, str], int]:
         """Replies per (step, enhanced status code) so far (a copy)."""
-        return dict(self._enhanced)
+        return {
+            (step, code): count
+            for step, counts in enumerate(self._enhanced_by_step)
+            for code, count in counts.items()
+        }
 
     def take_intervals(self) -> list[IntervalDelta]:
         """The intervals closed since the last call: end, sparse latency and reply counts."""
@@ -272,7 +276,7 @@ class Recorder:
             divergence=np.array([self._compared, self._differed], dtype=np.int64)
             if self.info.mode == "replay" or any(self._compared)
             else None,
-            enhanced=enhanced_counts(self._enhanced),
+            enhanced=enhanced_counts(self.enhanced_counts()),
             clients=self.clients.rows() if self.clients is not None else (),
         )
 

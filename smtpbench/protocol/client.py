@@ -370,9 +370,8 @@ class ClientConnection:
     def received(self, data: bytes) -> Event:
         """``receive_data`` then ``next_event``: what a driver does with every read."""
         if data:
-            self._parser.feed(data)
-        else:
-            self._saw_eof = True
+            return self._event(self._parser.take(data))
+        self._saw_eof = True
         return self.next_event()
 
     @property
@@ -381,7 +380,9 @@ class ClientConnection:
         return not self._parser._buffer and not self._saw_eof
 
     def next_event(self) -> Event:
-        reply = self._parser.next_reply()
+        return self._event(self._parser.next_reply())
+
+    def _event(self, reply: Reply | None) -> Event:
         if reply is None:
             if self._saw_eof:
                 self.state = self._confirmed = State.CLOSED

@@ -98,6 +98,16 @@ class ReplyParser:
         # Most reads hold exactly what is needed: keep them as they are, uncopied.
         self._buffer = self._buffer + data if self._buffer else bytes(data)
 
+    def take(self, data: bytes) -> Reply | None:
+        """``feed`` then ``next_reply`` in one call: what happens to every read. A read
+        that is one whole reply already seen, with nothing before it, is looked up only."""
+        if not self._buffer and not self._lines and not self._scan_from:
+            seen = _SEEN.get(data)
+            if seen is not None:
+                return seen
+        self.feed(data)
+        return self.next_reply()
+
     def next_reply(self) -> Reply | None:
         """The next complete reply, or None until more bytes arrive."""
         whole = b""  # what was buffered, when a reply starts it: the key if it is all of one
