@@ -254,11 +254,13 @@ class Session:
         origin: float | None = None,
         tries: int = 1,
         delivered_before: bool = False,
+        whole_transcript: bool = False,
     ) -> None:
         """``domain``: the first recipient's, for ``target.choose = "recipient-domain"``.
         A message tried again (``[delivery] mode = "mta"``) gives its first attempt's
         intended start as ``origin`` (message latency counts from there), the number of
-        this attempt as ``tries``, and whether an earlier one delivered to some recipient."""
+        this attempt as ``tries``, and whether an earlier one delivered to some recipient.
+        ``whole_transcript``: keep every line, not the bounded transcript of a run."""
         self.settings = settings
         self.address = settings.address
         self.server_hostname = settings.server_hostname
@@ -298,7 +300,8 @@ class Session:
         # next transaction's commands, or with QUIT (RFC 2920 section 3.1 allows
         # content first in a group): one write and one round trip per message.
         self.deferred: Command | None = None
-        self.transcript = Transcript()  # bounded: the opening, the failure, the end
+        # Bounded: the opening, the failure, the end (see transcript.py).
+        self.transcript = Transcript(bounded=not whole_transcript)
         # What each outstanding reply answers, as the transcript shows it, oldest first.
         self.unanswered: deque[Shown] = deque()
 

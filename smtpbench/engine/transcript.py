@@ -34,9 +34,12 @@ Line = tuple[Shown, "Reply | None"]
 
 
 class Transcript:
-    __slots__ = ("at_failure", "lines", "omitted", "omitted_before_failure", "opening")
+    __slots__ = ("at_failure", "bounded", "lines", "omitted", "omitted_before_failure", "opening")
 
-    def __init__(self) -> None:
+    def __init__(self, *, bounded: bool = True) -> None:
+        """``bounded=False``: every line is kept (``smtpbench send``: one message, whose
+        whole transcript is what the user asked to see)."""
+        self.bounded = bounded
         self.lines: list[Line] = []  # since the last cut (or the failure)
         self.opening: list[Line] | None = None  # set at the first cut
         self.omitted = 0  # lines left out between what is kept and ``lines``
@@ -45,6 +48,8 @@ class Transcript:
 
     def trim(self) -> None:
         """Cuts ``lines`` back to its last ``LAST`` (after setting the opening aside)."""
+        if not self.bounded:
+            return
         lines = self.lines
         if self.opening is None and self.at_failure is None:
             self.opening, lines = lines[:OPENING], lines[OPENING:]
@@ -56,7 +61,7 @@ class Transcript:
 
     def failure_noted(self) -> None:
         """The session's first failure is the last line so far: keep what led to it."""
-        if self.at_failure is not None:
+        if self.at_failure is not None or not self.bounded:
             return
         if self.opening is None and len(self.lines) <= OPENING + LAST:
             self.opening, self.lines = self.lines, []  # short enough to keep whole

@@ -99,6 +99,9 @@ class _NeedData:
 
 
 NEED_DATA: Final = _NeedData()
+# A Response made as the tuple it is, one per reply: a NamedTuple's own __new__ is a
+# Python function around this very call.
+_new_response = tuple.__new__
 # The steps and states of a transaction, for the reply path of every message.
 _MAIL, _RCPT, _DATA, _DATA_END = Step.MAIL, Step.RCPT, Step.DATA, Step.DATA_END
 _READY, _IN_MAIL, _IN_RCPT = State.READY, State.MAIL, State.RCPT
@@ -397,7 +400,7 @@ class ClientConnection:
         self._confirm(step, reply)
         if not self._pending:
             self.state = self._confirmed
-        return Response(step, reply)
+        return _new_response(Response, (step, reply))
 
     def _confirm(self, step: Step, reply: Reply) -> None:
         code = reply.code

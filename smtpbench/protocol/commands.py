@@ -46,7 +46,8 @@ def format_parameters(params: Parameters | None) -> str:
 
 
 def _path(address: str) -> str:
-    _check(address, "address")
+    if "\r" in address or "\n" in address or "\x00" in address:  # _check, inlined: hot
+        raise LocalProtocolError(f"address contains a line break or NUL: {address!r}")
     if address.startswith("<") and address.endswith(">"):
         return address
     if "<" in address or ">" in address:
@@ -70,11 +71,11 @@ def lhlo(name: str) -> bytes:
 
 
 def mail_from(address: str, params: Parameters | None = None) -> bytes:
-    return _encode(f"MAIL FROM:{_path(address)}{format_parameters(params)}")
+    return _encode(f"MAIL FROM:{_path(address)}{format_parameters(params) if params else ''}")
 
 
 def rcpt_to(address: str, params: Parameters | None = None) -> bytes:
-    return _encode(f"RCPT TO:{_path(address)}{format_parameters(params)}")
+    return _encode(f"RCPT TO:{_path(address)}{format_parameters(params) if params else ''}")
 
 
 def data() -> bytes:

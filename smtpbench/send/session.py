@@ -105,7 +105,7 @@ class _Events:
         s = self.session
         assert s is not None
         # Session.count notes the time, then appends the line: this is its index.
-        self.times[len(s.transcript)] = (seconds, s.arrival - s.start)
+        self.times[len(s.transcript.lines)] = (seconds, s.arrival - s.start)
 
     def recipient(self, accepted: bool) -> None:
         pass
@@ -258,8 +258,8 @@ class SendConversation:
             reply = (yield from s.read_reply()).reply
             if reply.code != 334:
                 break
-            self.events.times[len(s.transcript)] = (s.arrival - began, s.arrival - s.start)
-            s.transcript.append((shown, reply))
+            self.events.times[len(s.transcript.lines)] = (s.arrival - began, s.arrival - s.start)
+            s.transcript.lines.append((shown, reply))
             challenge = reply.lines[0].strip() if reply.lines else ""
             response = conn.auth_response(mechanism.respond(challenge))
             shown = s.unanswered[0] = sasl.redact_auth_line(response)
@@ -316,10 +316,10 @@ class SendConversation:
         return params or None
 
     def _group(self, s: Session, commands: list[Command]) -> Any:
-        first = len(s.transcript)
+        first = len(s.transcript.lines)
         responses = yield from s.send_group(commands)
         if len(commands) > 1:
-            self.pipelined.update(range(first, len(s.transcript)))
+            self.pipelined.update(range(first, len(s.transcript.lines)))
         return responses
 
     def _transaction(self, s: Session) -> Talk:
@@ -478,7 +478,7 @@ async def send_one(options: SendOptions) -> SendResult:
     events = _Events()
     conversation = SendConversation(options, result, events)
     now = trio.current_time
-    session = Session(settings, events, conversation, now(), now)
+    session = Session(settings, events, conversation, now(), now, whole_transcript=True)
     events.session = session
     feeder = _OneSession(session)
     reactor = Reactor(feeder, sweep_interval=min(0.05, options.timeout / 20))
@@ -486,7 +486,7 @@ async def send_one(options: SendOptions) -> SendResult:
     await reactor.run()
     result.duration = now() - session.start
     result.connect_seconds = events.timed_steps.get(Step.CONNECT)
-    for index, (sent, reply) in enumerate(session.transcript):
+    for index, (sent, reply) in enumerate(session.transcript.lines):
         seconds, at = events.times.get(index, (None, None))
         result.lines.append(
             Line(sent, reply, seconds, at, pipelined=index in conversation.pipelined)
