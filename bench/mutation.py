@@ -230,8 +230,8 @@ HAND_MUTANTS = (
     HandMutant(
         "client",
         "the client left at MAIL after the server refused MAIL",
-        "confirmed = State.MAIL if positive else State.READY",
-        "confirmed = State.MAIL",
+        "confirmed = _IN_MAIL if positive else _READY",
+        "confirmed = _IN_MAIL",
     ),
     HandMutant(
         "client",
