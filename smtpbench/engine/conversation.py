@@ -50,7 +50,7 @@ _MAIL, _RCPT, _DATA, _DATA_END = Step.MAIL, Step.RCPT, Step.DATA, Step.DATA_END
 class PlannedConversation:
     """One session of the scenario's plan."""
 
-    __slots__ = ("factory", "plan", "transactions")
+    __slots__ = ("factory", "only", "plan")
 
     def __init__(
         self,
@@ -62,17 +62,25 @@ class PlannedConversation:
         every message of the plan (a message tried again under MTA-like delivery)."""
         self.factory = factory
         self.plan = plan
-        self.transactions = only if only is not None else tuple(enumerate(plan.messages))
+        self.only = only
 
     @property
     def number(self) -> int:
         return self.plan.number
 
+    @property
+    def transactions(self) -> tuple[tuple[int, MessagePlan], ...]:
+        """The transactions to make: (number in the plan, envelope)."""
+        if self.only is not None:
+            return self.only
+        return tuple(enumerate(self.plan.messages))
+
     def talk(self, s: Session) -> Talk:
         ready = yield from s.open()
         banner = yield from s.banner(ready)
         if banner.code // 100 == 2 and (yield from self._open(s)):
-            for number, message in self.transactions:
+            only = self.only  # a session of thousands of messages: no tuple made of them
+            for number, message in enumerate(self.plan.messages) if only is None else only:
                 yield from self._transaction(s, number, message)
         yield from s.exchange(Step.QUIT, s.conn.quit())
 

@@ -278,7 +278,9 @@ class Session:
         self.intended = intended
         self.origin = intended if origin is None else origin
         self.delivery: Attempt | None = None
-        transactions = getattr(conversation, "transactions", None)
+        transactions = (
+            getattr(conversation, "transactions", None) if settings.queue is not None else None
+        )
         if settings.queue is not None and transactions is not None:
             plan = conversation.plan  # type: ignore[attr-defined]
             self.delivery = Attempt(
@@ -456,7 +458,7 @@ class Session:
             commands = [deferred, *commands]
         for _, _, shown in commands:
             self.unanswered.append(shown)
-        data = commands[0][1] if len(commands) == 1 else b"".join(c[1] for c in commands)
+        data = commands[0][1] if len(commands) == 1 else b"".join([c[1] for c in commands])
         began = self.now()
         self.arm(commands[0][0], began)
         # The earlier message's content goes first: its end of data is timed from when

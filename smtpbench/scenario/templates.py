@@ -110,11 +110,23 @@ def _known() -> str:
     return ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
 
 
+def _positional(text: str) -> str:
+    """``text`` (a checked template) with each placeholder as its index in
+    ``PLACEHOLDERS``: formatting by position builds no keyword dict, half the cost."""
+    out = []
+    for literal, name, spec, _conversion in _FORMATTER.parse(text):
+        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        if name is not None:
+            index = PLACEHOLDERS.index(name)
+            out.append(f"{{{index}:{spec}}}" if spec else f"{{{index}}}")
+    return "".join(out)
+
+
 class Renderer:
     """One template, compiled, with its own ``{counter}``; made once per message factory.
 
-    Formatting costs one bound ``str.format`` call; a template without
-    placeholders costs nothing. ``{random}`` draws from the factory's seeded
+    Formatting costs one bound ``str.format`` call with the numbers by position; a
+    template without placeholders costs nothing. ``{random}`` draws from the factory's seeded
     generator only when the template uses it, so adding it to one template does
     not shift the random sequence of templates that do not.
     """
@@ -125,7 +137,7 @@ class Renderer:
         fields = template_fields(text)
         # "{{" in a constant template still needs unescaping: format it once.
         self._constant: str | None = None if fields else text.format()
-        self._format = text.format
+        self._format = _positional(text).format
         self._uses_random = "random" in fields
         self._rng = rng
         self.counter = 0
@@ -136,6 +148,4 @@ class Renderer:
         if self._constant is not None:
             return self._constant
         value = self._rng.randrange(RANDOM_LIMIT) if self._uses_random else 0
-        return self._format(
-            session=session, message=message, rcpt=rcpt, counter=counter, random=value
-        )
+        return self._format(session, message, rcpt, counter, value)  # PLACEHOLDERS' order
