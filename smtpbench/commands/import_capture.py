@@ -8,7 +8,6 @@ from pathlib import Path
 
 from smtpbench import exitcodes
 from smtpbench.files import OutputError, check_new_file
-from smtpbench.recording.pcap import CaptureError, import_pcap
 from smtpbench.recording.writer import write_recording
 
 
@@ -48,6 +47,9 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    # Here, not at the top: dpkt is read only by this command, not by every start-up.
+    from smtpbench.recording.pcap import CaptureError, import_pcap
+
     out: Path = args.out or args.capture.with_suffix(".jsonl")
     try:
         check_new_file(out, force=args.force)
