@@ -866,3 +866,37 @@ def test_an_unasked_421_after_a_raw_command_answers_that_command() -> None:
     answer(conn, b"250 ok\r\n")
     [event] = answer(conn, b"421 bye\r\n")
     assert event.step is Step.MAIL
+
+
+def test_xclient_needs_the_extension_and_a_220_starts_the_session_over() -> None:
+    plain = greeted()
+    with pytest.raises(LocalProtocolError, match="XCLIENT"):
+        plain.xclient({"ADDR": "192.0.2.7"})
+    conn = greeted(b"250-sink\r\n250-PIPELINING\r\n250 XCLIENT ADDR NAME HELO\r\n")
+    assert conn.xclient({"ADDR": "192.0.2.7", "NAME": "client.test"}) == (
+        b"XCLIENT ADDR=192.0.2.7 NAME=client.test\r\n"
+    )
+    [response] = answer(conn, b"220 sink ESMTP\r\n")
+    assert response.step is Step.XCLIENT
+    # As after STARTTLS: the client greets again, and knows no extension until then.
+    assert conn.state is State.GREETED
+    assert not conn.capabilities.pipelining and not conn.capabilities.has("XCLIENT")
+    conn.ehlo("client.test")
+    answer(conn, b"250-sink\r\n250 PIPELINING\r\n")
+    assert conn.state is State.READY and conn.capabilities.pipelining
+
+
+def test_a_refused_xclient_keeps_the_session_and_its_extensions() -> None:
+    conn = greeted(b"250-sink\r\n250-PIPELINING\r\n250 XCLIENT ADDR\r\n")
+    conn.xclient({"ADDR": "192.0.2.7"})
+    answer(conn, b"550 5.7.0 not authorized\r\n")
+    assert conn.state is State.READY
+    assert conn.capabilities.pipelining and conn.capabilities.has("XCLIENT")
+
+
+def test_a_220_to_another_command_does_not_start_the_session_over() -> None:
+    conn = greeted(b"250-sink\r\n250 PIPELINING\r\n")
+    conn.noop()
+    answer(conn, b"220 odd but harmless\r\n")
+    assert conn.state is State.READY and conn.capabilities.pipelining
+    conn.mail("a@x.test")  # still in the session: a transaction may begin

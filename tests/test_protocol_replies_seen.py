@@ -77,3 +77,31 @@ def test_the_table_is_forgotten_whole_when_full() -> None:
     assert len(replies._SEEN) == replies._SEEN_LIMIT
     read(b"250 one more\r\n")
     assert len(replies._SEEN) == 1
+
+
+def test_take_is_feed_then_next_reply() -> None:
+    """``take`` looks a whole read up in the table only when nothing came before it:
+    not over a reply still buffered, nor in the middle of a multi-line reply."""
+    assert read(b"250 2.1.5 seen before\r\n") is not None  # now in the table
+    parser = ReplyParser()
+    assert parser.take(b"250 first\r\n250 second\r\n") == Reply(250, ("first",))
+    # "second" is still buffered: it comes before the read just taken.
+    assert parser.take(b"250 2.1.5 seen before\r\n") == Reply(250, ("second",))
+    assert parser.next_reply() == Reply(250, ("2.1.5 seen before",), "2.1.5")
+    assert parser.next_reply() is None
+    # A multi-line reply under way takes the next line as its own.
+    assert parser.take(b"250-mx.take.test\r\n") is None
+    assert parser.take(b"250 2.1.5 seen before\r\n") == Reply(
+        250, ("mx.take.test", "2.1.5 seen before")
+    )
+    # A partial line, then its end.
+    assert parser.take(b"250 2.1.5 seen") is None
+    assert parser.take(b" before\r\n") is read(b"250 2.1.5 seen before\r\n")
+    # A reply never seen is parsed; a bytearray or a view is taken as bytes are.
+    assert parser.take(b"251 2.1.5 never seen before this read\r\n") == Reply(
+        251, ("2.1.5 never seen before this read",), "2.1.5"
+    )
+    assert parser.take(bytearray(b"250 2.1.5 seen before\r\n")) is read(
+        b"250 2.1.5 seen before\r\n"
+    )
+    assert parser.take(memoryview(b"252 from a view\r\n")) == Reply(252, ("from a view",))

@@ -100,8 +100,9 @@ class ReplyParser:
 
     def take(self, data: bytes) -> Reply | None:
         """``feed`` then ``next_reply`` in one call: what happens to every read. A read
-        that is one whole reply already seen, with nothing before it, is looked up only."""
-        if not self._buffer and not self._lines and not self._scan_from:
+        that is one whole reply already seen, with nothing before it, is looked up only
+        (``data`` as bytes; a bytearray or a view goes the long way, unhashable)."""
+        if not self._buffer and not self._lines and not self._scan_from and type(data) is bytes:
             seen = _SEEN.get(data)
             if seen is not None:
                 return seen
