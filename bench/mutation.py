@@ -96,6 +96,7 @@ MODULES = (
             "tests/test_session_machine_delivery.py",
             "tests/test_session_machine_conversation.py",
             "tests/test_session_machine_clients.py",
+            "tests/test_transcript.py",
         ),
     ),
     Module(
