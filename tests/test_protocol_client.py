@@ -871,7 +871,7 @@ def test_an_unasked_421_after_a_raw_command_answers_that_command() -> None:
 def test_xclient_needs_the_extension_and_a_220_starts_the_session_over() -> None:
     plain = greeted()
     with pytest.raises(
-        LocalProtocolError, match="^cannot send XCLIENT: the server did not advertise it$"
+        LocalProtocolError, match=r"^cannot send XCLIENT: the server did not advertise it$"
     ):
         plain.xclient({"ADDR": "192.0.2.7"})
     conn = greeted(b"250-sink\r\n250-PIPELINING\r\n250 XCLIENT ADDR NAME HELO\r\n")

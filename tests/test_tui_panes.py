@@ -89,6 +89,25 @@ def test_short_transcript_names_the_banner_and_the_content() -> None:
     assert short_transcript(failure) == "banner 220, EHLO 250, content 451, QUIT no reply"
 
 
+def test_short_transcript_shows_where_lines_were_left_out_not_a_command() -> None:
+    left_out = TranscriptLine.left_out(4_000)
+    assert left_out.is_left_out and left_out.sent == "(4,000 lines of this session left out)"
+    assert not TranscriptLine("(message content, 2048 bytes)", "").is_left_out
+    failure = FailureRecord(
+        time=1.0,
+        session=7,
+        step="MAIL",
+        error="closed by server",
+        detail="server closed the connection awaiting MAIL",
+        transcript=(
+            TranscriptLine("(connect)", "220 mx ESMTP"),
+            left_out,
+            TranscriptLine("MAIL FROM:<a@x.test>", ""),
+        ),
+    )
+    assert short_transcript(failure) == "banner 220, …, MAIL no reply"
+
+
 def failure(number: int) -> FailureRecord:
     return FailureRecord(
         time=float(number),

@@ -85,8 +85,7 @@ class Transcript:
 
 def _left_out(out: list[TranscriptLine], count: int) -> None:
     if count:
-        lines = "line" if count == 1 else "lines"
-        out.append(TranscriptLine(f"({count:,} {lines} of this session left out)", ""))
+        out.append(TranscriptLine.left_out(count))
 
 
 def _line(sent: Shown, reply: Reply | None) -> TranscriptLine:

@@ -103,6 +103,17 @@ class TranscriptLine:
     sent: str  # the command line as sent, or "(message content, N bytes)"
     reply: str  # "250 2.0.0 Ok", or "" when none came
 
+    @classmethod
+    def left_out(cls, count: int) -> TranscriptLine:
+        """Where a long session's transcript leaves ``count`` lines out."""
+        lines = "line" if count == 1 else "lines"
+        return cls(f"({count:,} {lines} of this session left out)", "")
+
+    @property
+    def is_left_out(self) -> bool:
+        """Not a command but where lines were left out: shown apart, with no reply."""
+        return not self.reply and self.sent.endswith(" of this session left out)")
+
 
 @dataclass(frozen=True, slots=True)
 class FailureRecord:

@@ -83,6 +83,9 @@ class TranscriptScreen(_TextScreen):
             table.add_column(style="cyan", no_wrap=True)
             table.add_column()
             for line in failure.transcript:
+                if line.is_left_out:
+                    table.add_row("", Text(line.sent, style="dim italic"))
+                    continue
                 table.add_row("C:", line.sent)
                 table.add_row(
                     "S:", Text(line.reply or "(no reply)", style=_reply_style(line.reply))

@@ -25,6 +25,9 @@ def short_transcript(failure: FailureRecord) -> str:
     """``EHLO 250, MAIL 250, RCPT 550``: the verbs sent and the codes got."""
     parts = []
     for line in failure.transcript:
+        if line.is_left_out:
+            parts.append("…")
+            continue
         if line.sent == "(connect)":
             verb = "banner"  # the reply to connecting
         elif line.sent.startswith("("):
