@@ -380,7 +380,7 @@ class ClientConnection:
     @property
     def idle(self) -> bool:
         """Nothing read is waiting to be taken: ``next_event`` would say ``NEED_DATA``."""
-        return not self._parser._buffer and not self._saw_eof
+        return not self._parser.buffered and not self._saw_eof
 
     def next_event(self) -> Event:
         return self._event(self._parser.next_reply())
