@@ -275,6 +275,16 @@ def _reset_socket(sock: socket.socket) -> None:
     sock.close()
 
 
+def _say_then_reset(peer: socket.socket, data: bytes, link: Link) -> None:
+    """The peer sends ``data`` and resets the connection; returns once both are in at
+    ``link``'s socket, before the reactor looks at it."""
+    peer.sendall(data)
+    _reset_socket(peer)
+    arrived = select.poll()
+    arrived.register(link.sock, 0)  # an error or a hang-up is always reported
+    assert arrived.poll(LIMIT * 1000)
+
+
 async def test_a_reset_is_thrown_into_a_session_waiting_to_read() -> None:
     async def server(stream: trio.SocketStream) -> None:
         await read_until(stream, b"\r\n")
@@ -838,12 +848,7 @@ async def test_bytes_that_came_before_a_reset_are_read_before_the_reset_is_told(
     def script(m: Machine) -> Talk:
         link = yield CONNECT
         peer, _ = listener.accept()
-        peer.sendall(b"220 hi\r\n")
-        _reset_socket(peer)
-        # Both the greeting and the reset are in before the reactor looks at the socket.
-        arrived = select.poll()
-        arrived.register(link.sock, 0)  # an error or a hang-up is always reported
-        assert arrived.poll(LIMIT * 1000)
+        _say_then_reset(peer, b"220 hi\r\n", link)
         m.seen.append((yield READ))
         try:
             yield READ
@@ -1373,11 +1378,7 @@ async def test_a_reply_that_came_before_a_reset_is_read_even_while_a_write_waits
         assert reactor is not None
         peer, _ = listener.accept()
         m.seen.append(link.write(b"x" * (32 << 20)))  # far more than the buffers hold
-        peer.sendall(b"554 no\r\n")
-        _reset_socket(peer)
-        arrived = select.poll()
-        arrived.register(link.sock, 0)  # an error or a hang-up is always reported
-        assert arrived.poll(LIMIT * 1000)
+        _say_then_reset(peer, b"554 no\r\n", link)
         if then == "asleep":
             while not link.inbox:  # the failure is found while the session sleeps
                 yield reactor.now() + 0.001
@@ -1410,11 +1411,7 @@ async def test_everything_that_came_before_a_reset_is_read_before_it_is_told(
     def script(m: Machine) -> Talk:
         link = yield CONNECT
         peer, _ = listener.accept()
-        peer.sendall(b"220 hi\r\n")
-        _reset_socket(peer)
-        arrived = select.poll()
-        arrived.register(link.sock, 0)  # an error or a hang-up is always reported
-        assert arrived.poll(LIMIT * 1000)
+        _say_then_reset(peer, b"220 hi\r\n", link)
         try:
             m.seen.append((yield from read_all(b"", b"\r\n")))
             yield READ
