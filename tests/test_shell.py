@@ -308,6 +308,47 @@ def test_repeat_saves_and_hands_the_session_to_a_replay_run(tmp_path: Path) -> N
     assert "sessions" in json.dumps(summary)
 
 
+def test_repeat_logs_in_with_what_auth_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The saved session leaves the credentials out; /repeat hands the ones /auth used to
+    the replay, in memory: every replayed session logs in, and the secret is shown nowhere."""
+    secret = "s3cret-Passw0rd"
+    saved = tmp_path / "login.jsonl"
+    with sink_in_thread(credentials=(("alice", secret),)) as sink:
+        app = shell_app(sink.address[1])
+
+        async def session(app: ShellApp, pilot: Pilot[Any]) -> None:
+            await say(pilot, "EHLO client.example", DONE)
+            await type_line(pilot, "/auth LOGIN alice")
+            await wait_for(pilot, lambda: isinstance(app.screen, SecretScreen), "the prompt")
+            await pilot.press(*secret)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: "235" in transcript(app), "235")
+            await say(pilot, "MAIL FROM:<alice@example.org>", "2.1.0")
+            await say(pilot, "RCPT TO:<bob@example.net>", "2.1.5")
+            await say(pilot, "DATA", "354 Start")
+            await say(pilot, ".", "DATA end")
+            await say(pilot, "QUIT", "221")
+            await type_line(pilot, f"/repeat 2 20 {saved}")
+            await pilot.pause()
+
+        request = drive(app, session)
+        assert request == RepeatRequest(str(saved), 2, "20", "alice", secret)
+        assert secret not in repr(request)
+        assert secret not in saved.read_text()
+        capsys.readouterr()
+        assert repeat(request, f"127.0.0.1:{sink.address[1]}", tmp_path / "results") == 0
+        assert sink.stats.replies_by_code[235] == 3  # the shell's session and both replays
+        assert len(sink.messages) == 3 and all(m.authenticated for m in sink.messages)
+    err = capsys.readouterr().err
+    assert "--user alice" in err and secret not in err
+    [folder] = (tmp_path / "results").iterdir()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["divergence"]["AUTH"]["compared"] == 2
+    assert summary["divergence"]["AUTH"]["differed"] == 0
+
+
 def test_a_silent_server_is_reported_late_and_the_screen_answers() -> None:
     with misbehaving("silence") as server:
         app = shell_app(server.port, reply_timeout=0.5)

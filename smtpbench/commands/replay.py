@@ -4,6 +4,11 @@ results folder and report), or with ``--dry-run`` only described."""
 from __future__ import annotations
 
 import argparse
+import getpass
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -12,6 +17,7 @@ from rich.table import Table
 from smtpbench import exitcodes
 from smtpbench.commands.start import usage_error
 from smtpbench.engine.replay_plan import DryRun, dry_run
+from smtpbench.scenario.model import AUTH_MECHANISMS, DEFAULT_PASSWORD_ENV, Auth
 from smtpbench.scenario.sources import add_source_argument, source_option
 from smtpbench.units import format_duration, parse_duration, parse_rate
 
@@ -64,6 +70,20 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, help="makes the --unique tags reproducible")
     parser.add_argument(
+        "--user",
+        metavar="NAME",
+        help="log in as NAME where the recording left the credentials out (AUTH with the "
+        f"recorded mechanism); the password from ${DEFAULT_PASSWORD_ENV}, the prompt or "
+        "--password-from-flag",
+    )
+    parser.add_argument(
+        "--password-from-flag",
+        metavar="PASSWORD",
+        dest="password",
+        help="the password on the command line, seen by anyone who lists processes: prefer "
+        f"${DEFAULT_PASSWORD_ENV} or the prompt",
+    )
+    parser.add_argument(
         "--max-concurrency", metavar="N", type=int, help="cap on sessions in flight (default 1000)"
     )
     parser.add_argument(
@@ -96,7 +116,7 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
     add_cluster_arguments(parser)
 
 
-def dry_run_table(report: DryRun) -> Table:
+def dry_run_table(report: DryRun, left_out: Counter[str] | None = None) -> Table:
     table = Table(title="Replay plan (nothing sent)", title_justify="left", show_header=False)
     table.add_column(style="bold")
     table.add_column()
@@ -107,14 +127,75 @@ def dry_run_table(report: DryRun) -> Table:
     table.add_row("commands", mix or "none")
     table.add_row("last session starts", f"after {format_duration(report.schedule_span)}")
     table.add_row("expected duration", format_duration(report.expected_duration))
+    if left_out:
+        names = ", ".join(f"{name} {count:,}" for name, count in left_out.most_common())
+        table.add_row(
+            "credentials left out",
+            f"{sum(left_out.values()):,} sessions (AUTH {names}): log in with --user",
+        )
     table.add_row("out of order", f"{len(report.problems):,}" if report.problems else "nothing")
     return table
+
+
+def login(
+    args: argparse.Namespace,
+    left_out: Counter[str],
+    recordings: tuple[str, ...],
+    prompt: Callable[[str], str] | None = None,
+) -> Auth | None:
+    """The credentials to log in with where the recordings left them out (``--user``),
+    or None; a warning on stderr when they leave some out and none are given, or when a
+    mechanism cannot be done live. ``ValueError`` for a user without a password."""
+    sessions = sum(left_out.values())
+    names = ", ".join(f"{name} ({count:,})" for name, count in left_out.most_common())
+    where = ", ".join(recordings)
+    if args.user is None:
+        if args.password is not None:
+            raise ValueError("--password-from-flag needs --user NAME")
+        if sessions:
+            warn(
+                f"{where}: {sessions:,} sessions log in with credentials the recording left "
+                f"out (AUTH {names}); without --user NAME and ${DEFAULT_PASSWORD_ENV} their "
+                "AUTH goes out bare and fails"
+            )
+        return None
+    if not args.user or any(c.isspace() for c in args.user):
+        raise ValueError(f"--user: a user name, one word, got {args.user!r}")
+    usable = [name for name in left_out if name in AUTH_MECHANISMS]
+    if not sessions:
+        warn(f"{where}: no AUTH with its credentials left out: --user is not used")
+        return None
+    unusable = sorted(set(left_out) - set(usable))
+    if unusable:
+        warn(
+            f"{where}: AUTH {', '.join(unusable)} cannot be done with --user (only "
+            f"{', '.join(AUTH_MECHANISMS)}): those sessions' AUTH goes out as recorded"
+        )
+    password = args.password if args.password is not None else os.environ.get(DEFAULT_PASSWORD_ENV)
+    if not password:
+        if prompt is None and not sys.stdin.isatty():
+            raise ValueError(
+                f"--user: no password: set ${DEFAULT_PASSWORD_ENV} (no terminal to prompt on)"
+            )
+        password = (prompt or getpass.getpass)(f"Password for {args.user}: ")
+        if not password:
+            raise ValueError("--user: an empty password")
+    return Auth(mechanism=usable[0] if usable else "PLAIN", username=args.user, password=password)
+
+
+def warn(text: str) -> None:
+    Console(stderr=True).print(f"[yellow]warning:[/] {text}", highlight=False)
 
 
 def run_replay(args: argparse.Namespace) -> int:
     from smtpbench.commands.flags import cluster_options, parse_host_port
     from smtpbench.commands.start import default_workers, with_threshold_flags
-    from smtpbench.engine.replay import PreparedReplay, ReplayJob, replay_scenario
+    from smtpbench.engine.replay import (
+        PreparedReplay,
+        ReplayJob,
+        logins_left_out,
+        replay_scenario,
+    )
     from smtpbench.recording import RecordingError
     from smtpbench.run.headless import stdout_is_terminal
     from smtpbench.run.options import RunOptions
@@ -146,13 +227,17 @@ def run_replay(args: argparse.Namespace) -> int:
     if args.dry_run:
         report = dry_run(recordings, speed=job.speed, rate=rate, loop=job.loop, max_gap=max_gap)
         console = Console()
-        console.print(dry_run_table(report))
+        console.print(dry_run_table(report, logins_left_out(job.timeline(recordings))))
         for line in report.problems[:PROBLEMS_SHOWN]:
             console.print(f"  [yellow]{line}[/]", highlight=False)
         if len(report.problems) > PROBLEMS_SHOWN:
             console.print(f"  ... and {len(report.problems) - PROBLEMS_SHOWN} more")
         return exitcodes.OK
     timeline = job.timeline(recordings)
+    try:
+        auth = login(args, logins_left_out(timeline), job.recordings)
+    except ValueError as err:
+        return usage_error(str(err))
     try:
         scenario = replay_scenario(
             job,
@@ -161,6 +246,7 @@ def run_replay(args: argparse.Namespace) -> int:
             port=port or 25,
             source=source_option(args.source) or (),
             seed=args.seed,
+            auth=auth,
             **({"max_concurrency": args.max_concurrency} if args.max_concurrency else {}),
         )
         scenario = with_threshold_flags(scenario, args)

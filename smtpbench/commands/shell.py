@@ -110,5 +110,9 @@ def repeat(request: RepeatRequest, target: str, out: Path) -> int:
     argv = [request.path, "--target", target, "--rate", request.rate]
     # The pauses of a session typed by hand are the typing: capped, not repeated.
     argv += ["--loop", str(request.count), "--max-gap", TYPING_GAP, "--out", str(out)]
+    if request.user is not None:
+        argv += ["--user", request.user]  # the password from /auth crosses in memory
     print(f"smtpbench replay {' '.join(argv)}", file=sys.stderr)
-    return run_replay(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    args.password = request.password
+    return run_replay(args)

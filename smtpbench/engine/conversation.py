@@ -20,18 +20,15 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from smtpbench.engine.reactor import Request
-from smtpbench.engine.session import Command, Session, Shown, Talk
+from smtpbench.engine.session import Command, Session, Talk
 from smtpbench.metrics.kinds import ErrorClass
-from smtpbench.protocol import sasl
 from smtpbench.protocol.commands import orcpt, xtext
-from smtpbench.protocol.errors import RemoteProtocolError
 from smtpbench.protocol.replies import Reply
 from smtpbench.protocol.steps import Step
 
 if TYPE_CHECKING:
     from smtpbench.scenario import MessageFactory, MessagePlan, SessionPlan
 
-MAX_AUTH_ROUNDS = 5  # challenges in one AUTH exchange; LOGIN needs 2
 # The scenario key that asks for each extension, for the error when one is missing.
 _ASKED_BY = {
     "8BITMIME": 'session.body = "8bitmime"',
@@ -174,26 +171,7 @@ class PlannedConversation:
                 f"it offers {offered}",
             )
             return False
-        mechanism = sasl.client_mechanism(name, settings.auth_username, settings.auth_secret)
-        line = sasl.auth_command(mechanism)
-        shown: Shown = sasl.redact_auth_line(line)
-        s.unanswered.append(shown)
-        began = s.now()
-        s.arm(Step.AUTH, began)
-        s.write(conn.auth(line))
-        for _ in range(MAX_AUTH_ROUNDS):
-            reply = (yield from s.read_reply()).reply
-            if reply.code != 334:
-                break
-            s.transcript.lines.append((shown, reply))
-            challenge = reply.lines[0].strip() if reply.lines else ""
-            response = conn.auth_response(mechanism.respond(challenge))
-            shown = s.unanswered[0] = sasl.redact_auth_line(response)
-            s.write(response)
-        else:
-            raise RemoteProtocolError(f"AUTH {name}: more than {MAX_AUTH_ROUNDS} challenges")
-        s.unanswered.popleft()
-        s.count(Step.AUTH, shown, reply, s.arrival - began)
+        reply = yield from s.authenticate(name)
         return reply.code in settings.success[Step.AUTH]
 
     # -- a transaction --------------------------------------------------------------

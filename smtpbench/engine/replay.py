@@ -25,6 +25,14 @@ part ways: content goes only after a 354, a 354 the recording did not get is
 answered with the lone dot, a 334 with no recorded SASL response with ``*``,
 and a STARTTLS answered 220 is followed by the TLS handshake. A step the
 recording got no reply to is sent without waiting for one.
+
+Logging in: a recording normally leaves credentials out (an AUTH line keeps
+its mechanism only, SASL responses are not kept). Given credentials (the
+replay scenario's ``[auth]``, ``replay --user``), such an AUTH is done live
+with the recorded mechanism: the same exchange as a generated session's, timed
+and counted as one AUTH step, its final reply compared with the recorded one.
+Without them, the AUTH goes out as recorded (the bare mechanism, ``*`` for a
+SASL response) and fails; ``logins_left_out`` says how many sessions that is.
 """
 
 from __future__ import annotations
@@ -32,7 +40,8 @@ from __future__ import annotations
 import bisect
 import math
 import ssl
-from collections.abc import Callable, Generator
+from collections import Counter
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -60,6 +69,7 @@ from smtpbench.recording.model import (
     is_message_end,
 )
 from smtpbench.recording.reader import read_recording
+from smtpbench.scenario.model import AUTH_MECHANISMS, NO_AUTH, Auth
 
 if TYPE_CHECKING:
     from smtpbench.engine.control import RunControl
@@ -231,10 +241,13 @@ def replay_scenario(
     max_concurrency: int = 1000,
     backlog: int = 10000,
     grace: float = 10.0,
+    auth: Auth | None = None,
 ) -> Scenario:
     """The scenario a replay runs as: its name, target, cap, backlog and grace; every
     session's content comes from the recordings. The load's rate is the replay's mean
-    arrival rate, for the record: the schedule is the recording's."""
+    arrival rate, for the record: the schedule is the recording's. ``auth``: the
+    credentials to log in with where the recordings left them out (its mechanism only
+    names one they use: each AUTH keeps its recorded mechanism)."""
     from smtpbench.scenario import Load, Scenario, Target
 
     due = offsets(timeline, job.loop, job.rate)
@@ -256,6 +269,7 @@ def replay_scenario(
             backlog=backlog,
             grace=grace,
         ),
+        auth=auth or NO_AUTH,
     )
 
 
@@ -374,6 +388,33 @@ class ReplayPlanner:
 # -- how --------------------------------------------------------------------------------
 
 
+def left_out_login(steps: Sequence[RecordedStep], index: int) -> str | None:
+    """The mechanism of the AUTH at ``index`` when the recording left its credentials
+    out (an initial response cut from the line, or its SASL responses not kept)."""
+    step = steps[index]
+    if step.kind != "command" or step.verb != "AUTH":
+        return None
+    following = steps[index + 1] if index + 1 < len(steps) else None
+    if not (step.redacted or (following is not None and following.redacted)):
+        return None
+    words = (step.line or b"").split()
+    return words[1].decode("ascii", "replace").upper() if len(words) > 1 else None
+
+
+def logins_left_out(timeline: Timeline) -> Counter[str]:
+    """Sessions whose AUTH credentials the recordings left out, by mechanism (each
+    session counted once, under its first such AUTH)."""
+    found: Counter[str] = Counter()
+    for timed in timeline.sessions:
+        steps = timed.session.steps
+        for index in range(len(steps)):
+            mechanism = left_out_login(steps, index)
+            if mechanism is not None:
+                found[mechanism] += 1
+                break
+    return found
+
+
 def step_of(step: RecordedStep) -> Step | None:
     """The ``Step`` a recorded step is timed and counted as; None for commands smtpbench
     has no step for (HELP, ETRN, unknown verbs), which are replayed but not counted."""
@@ -446,6 +487,7 @@ class ReplayConversation:
         steps = list(self.plan.steps)
         index = 0
         recorded_last = 0.0  # when the reply before the next step came, in the recording
+        logs_in = bool(s.settings.auth_secret)  # credentials given for AUTH left out
         while index < len(steps):
             step = steps[index]
             if step.kind in ("unasked", "tls"):
@@ -453,12 +495,21 @@ class ReplayConversation:
                 # not ask for in this replay is skipped.
                 index += 1
                 continue
+            mechanism = left_out_login(steps, index) if logs_in else None
+            if mechanism in AUTH_MECHANISMS:
+                assert mechanism is not None
+                yield from self._think(s, step.at - recorded_last)
+                index, recorded_last = yield from self._log_in(
+                    s, steps, index, mechanism, recorded_last
+                )
+                continue
             group = [step]
             index += 1
             while (
                 index < len(steps)
                 and steps[index].pipelined
                 and steps[index].kind in ("command", "data", "sasl")
+                and not (logs_in and left_out_login(steps, index) in AUTH_MECHANISMS)
             ):
                 group.append(steps[index])
                 index += 1
@@ -468,6 +519,31 @@ class ReplayConversation:
                 [recorded_last, *(r.at for g in group for r in g.replies)], default=recorded_last
             )
             index = yield from self._follow(s, steps, index, group, replies)
+
+    def _log_in(
+        self,
+        s: Session,
+        steps: list[RecordedStep],
+        index: int,
+        mechanism: str,
+        recorded_last: float,
+    ) -> Generator[Request, Any, tuple[int, float]]:
+        """The AUTH at ``index`` done live with the given credentials in place of the ones
+        left out; the recorded SASL steps after it are passed over. The next step's index,
+        and when the recorded exchange's last reply came."""
+        end = index + 1
+        while end < len(steps) and steps[end].kind == "sasl":
+            end += 1
+        reply = yield from s.authenticate(mechanism)
+        self.last_reply = s.arrival
+        answered = [step for step in steps[index:end] if step.replies]
+        if answered:
+            final = answered[-1]
+            self._compare(s, Step.AUTH, final, len(final.replies) - 1, reply)
+        recorded_last = max(
+            [recorded_last, *(r.at for step in steps[index:end] for r in step.replies)]
+        )
+        return end, recorded_last
 
     def _think(self, s: Session, recorded: float) -> Talk:
         if recorded <= 0:

@@ -72,8 +72,9 @@ from smtpbench.engine.transport import Address, classify
 from smtpbench.metrics.client_groups import ClientGroups, SessionTally
 from smtpbench.metrics.events import SessionEvents, SessionFailure
 from smtpbench.metrics.kinds import ErrorClass
+from smtpbench.protocol import sasl
 from smtpbench.protocol.client import NEED_DATA, ClientConnection, Event, Response
-from smtpbench.protocol.errors import ProtocolError
+from smtpbench.protocol.errors import ProtocolError, RemoteProtocolError
 from smtpbench.protocol.proxy_header import proxy_header
 from smtpbench.protocol.replies import Reply
 from smtpbench.protocol.steps import Step
@@ -87,6 +88,7 @@ if TYPE_CHECKING:
 Command = tuple[Step, bytes, Shown]  # what to send, and how the transcript shows it
 Talk = Generator[Request, Any, None]
 _DATA_END = Step.DATA_END  # a module name: cheaper than the enum's class on every message
+MAX_AUTH_ROUNDS = 5  # challenges in one AUTH exchange; LOGIN needs 2
 
 
 class ServerClosed(Exception):
@@ -408,6 +410,34 @@ class Session:
             else:
                 data = tls.encrypt(data)
         return link.write(data, first) if first else link.write(data)
+
+    def authenticate(self, name: str) -> Generator[Request, Any, Reply]:
+        """SMTP AUTH (RFC 4954) with mechanism ``name`` and the settings' credentials: the
+        AUTH line, then a response to each 334 challenge, counted as one AUTH step from
+        the AUTH line to the final reply (235 or a refusal), which is returned."""
+        settings = self.settings
+        conn = self.conn
+        mechanism = sasl.client_mechanism(name, settings.auth_username, settings.auth_secret)
+        line = sasl.auth_command(mechanism)
+        shown: Shown = sasl.redact_auth_line(line)
+        self.unanswered.append(shown)
+        began = self.now()
+        self.arm(Step.AUTH, began)
+        self.write(conn.auth(line))
+        for _ in range(MAX_AUTH_ROUNDS):
+            reply = (yield from self.read_reply()).reply
+            if reply.code != 334:
+                break
+            self.transcript.lines.append((shown, reply))
+            challenge = reply.lines[0].strip() if reply.lines else ""
+            response = conn.auth_response(mechanism.respond(challenge))
+            shown = self.unanswered[0] = sasl.redact_auth_line(response)
+            self.write(response)
+        else:
+            raise RemoteProtocolError(f"AUTH {name}: more than {MAX_AUTH_ROUNDS} challenges")
+        self.unanswered.popleft()
+        self.count(Step.AUTH, shown, reply, self.arrival - began)
+        return reply
 
     def written_since(self, done_at_once: bool) -> float:
         """When the last write was wholly handed over (now, or when the reactor finished it)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -55,11 +55,15 @@ _CODE_STYLES = {2: "green", 3: "cyan", 4: "yellow", 5: "red"}
 
 @dataclass(frozen=True, slots=True)
 class RepeatRequest:
-    """Leave the shell and replay ``path`` ``count`` times at ``rate`` sessions a second."""
+    """Leave the shell and replay ``path`` ``count`` times at ``rate`` sessions a second;
+    ``user`` and ``password``: what ``/auth`` logged in with, for the replay's AUTH (the
+    saved session leaves them out)."""
 
     path: str
     count: int
     rate: str
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 class CommandLine(Input):
@@ -417,7 +421,9 @@ class ShellApp(App[RepeatRequest | None]):
             return
         path = args[2] if len(args) == 3 else self.saved or self.default_path()
         if self.save(path):
-            self.exit(RepeatRequest(path, int(args[0]), args[1]))
+            login = self.connection.login
+            user, password = login if login is not None else (None, None)
+            self.exit(RepeatRequest(path, int(args[0]), args[1], user, password))
 
     async def action_quit(self) -> None:
         await self.connection.close()

@@ -171,6 +171,9 @@ class ShellConnection:
         self._writer: asyncio.StreamWriter | None = None
         self._owed: deque[_Owed] = deque()
         self._mechanism: Mechanism | None = None
+        # What /auth last logged in with (user name, secret): never shown nor saved, only
+        # handed to /repeat's replay, whose recording leaves them out.
+        self.login: tuple[str, str] | None = None
         self._script: _Script | None = None
         self._handshaking = False
         self._send_lock = asyncio.Lock()
@@ -472,6 +475,7 @@ class ShellConnection:
                 self._emit("error", str(err))
                 return
             self._mechanism = mechanism
+            self.login = (username, secret)
             await self._write(
                 self.conn.send_raw(Step.AUTH, line), Step.AUTH, redact_auth_line(line)
             )
