@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 import json
 import math
 import os
@@ -209,6 +211,27 @@ def test_straight_to_the_receiver_every_message_arrives(
     assert main(["report", str(folder)]) == 0
     reported = " ".join(capsys.readouterr().out.split())
     assert "arrived downstream │ 60" in reported and "not arrived │ 0" in reported
+    # And the other formats carry them too: the same figures as transit.json.
+    assert main(["report", str(folder), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["transit"] == figures
+    assert main(["report", str(folder), "--format", "csv"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    by_name = {row["command"]: row for row in table if row["view"] == "transit"}
+    assert list(by_name) == [
+        "intended start to 250",
+        "intended start to arrival",
+        "250 to arrival (queue)",
+    ]
+    arrival = by_name["intended start to arrival"]
+    assert arrival["count"] == "60"
+    assert float(arrival["p99_s"]) == pytest.approx(transit["p99"])
+    assert float(arrival["max_s"]) == pytest.approx(transit["max"])
+    assert arrival["p99.9_s"] == "" and by_name["250 to arrival (queue)"]["max_s"] == ""
+    assert main(["report", str(folder), "--format", "markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert f"**Transit through the server to {LOOPBACK}:{port}" in markdown
+    assert "| arrived downstream | 60 |" in markdown and "| not arrived | 0 |" in markdown
+    assert "| of arrived messages | p50 | p90 | p99 | max |" in markdown
 
 
 # -- flags ------------------------------------------------------------------------------

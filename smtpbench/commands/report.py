@@ -17,6 +17,7 @@ from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.report.output import print_whole
 from smtpbench.report.thresholds import ThresholdResult, all_passed, evaluate
 from smtpbench.thresholds import Threshold, ThresholdError, parse_threshold
+from smtpbench.transit.matching import TransitFigures
 
 FORMATS = ("table", "json", "csv", "replies-csv", "markdown")
 
@@ -39,9 +40,9 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         "--format",
         choices=FORMATS,
         default="table",
-        help="table (default), json (summary.json plus thresholds), csv (latency per command, "
-        "in seconds), replies-csv (reply codes per command, enhanced status codes under "
-        "their class) or markdown (for a pull request)",
+        help="table (default), json (summary.json plus thresholds and transit), csv (latency "
+        "per command, in seconds), replies-csv (reply codes per command, enhanced status codes "
+        "under their class) or markdown (for a pull request)",
     )
     parser.add_argument(
         "--threshold",
@@ -89,14 +90,14 @@ def run_report(args: argparse.Namespace) -> int:
         return _error(str(err))
     checks = tuple(extra) or _stored_thresholds(args.results)
     results = evaluate(checks, snapshot)
-    _print_report(snapshot, results, args.format)
-    if args.format == "table":  # run --through: the transit figures kept beside the results
-        from smtpbench.transit.report import read_transit, transit_table
+    from smtpbench.transit.report import read_transit, transit_table
 
-        try:
-            transit = read_transit(args.results)
-        except ValueError as err:
-            return _error(str(err))
+    try:  # run --through: the transit figures kept beside the results
+        transit = read_transit(args.results)
+    except ValueError as err:
+        return _error(str(err))
+    _print_report(snapshot, results, args.format, transit)
+    if args.format == "table":
         if transit is not None:
             print_whole(Console(), transit_table(transit))
         from smtpbench.metrics.hosts import hosts_table, read_hosts
@@ -120,7 +121,12 @@ def run_report(args: argparse.Namespace) -> int:
     return exitcodes.OK if all_passed(results) else exitcodes.THRESHOLDS_FAILED
 
 
-def _print_report(snapshot: Snapshot, results: list[ThresholdResult], form: str) -> None:
+def _print_report(
+    snapshot: Snapshot,
+    results: list[ThresholdResult],
+    form: str,
+    transit: TransitFigures | None = None,
+) -> None:
     if form == "table":
         from smtpbench.report.summary import summary
         from smtpbench.report.thresholds import thresholds_table
@@ -133,11 +139,11 @@ def _print_report(snapshot: Snapshot, results: list[ThresholdResult], form: str)
     if form == "json":
         from smtpbench.report.exports import report_json
 
-        text = report_json(snapshot, results)
+        text = report_json(snapshot, results, transit)
     elif form == "csv":
         from smtpbench.report.exports import latency_csv
 
-        text = latency_csv(snapshot)
+        text = latency_csv(snapshot, transit)
     elif form == "replies-csv":
         from smtpbench.report.exports import replies_csv
 
@@ -145,7 +151,7 @@ def _print_report(snapshot: Snapshot, results: list[ThresholdResult], form: str)
     else:
         from smtpbench.report.markdown import markdown_report
 
-        text = markdown_report(snapshot, results)
+        text = markdown_report(snapshot, results, transit)
     sys.stdout.write(text)
     sys.stdout.flush()
 

@@ -1,11 +1,13 @@
 """A run's figures as JSON and CSV, for scripts, spreadsheets and other tools.
 
 JSON is the ``summary.json`` document (see docs/results.md) with a
-``thresholds`` list added when thresholds were checked. CSV is the latency
-table: one line per command (service time) and per measure from intended
-start, every duration in seconds. The replies CSV is the reply-codes table: one
-line per command and code, the enhanced status codes under the basic codes of
-their class.
+``thresholds`` list added when thresholds were checked, and a ``transit``
+object (``transit.json``) when the run had ``--through``. CSV is the latency
+table: one line per command (service time), per measure from intended start
+and, with ``--through``, per transit measure (view ``transit``: p50, p90 and
+p99 only), every duration in seconds. The replies CSV is the reply-codes
+table: one line per command and code, the enhanced status codes under the
+basic codes of their class.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +27,9 @@ from smtpbench.metrics.snapshot import SUMMARY_PERCENTILES, Snapshot
 from smtpbench.protocol.steps import STEP_COUNT
 from smtpbench.report.reply_rows import all_reply_rows
 from smtpbench.report.thresholds import ThresholdResult
+from smtpbench.transit.matching import PERCENTILES as TRANSIT_PERCENTILES
+from smtpbench.transit.matching import TransitFigures
+from smtpbench.transit.report import figures_dict
 
 CSV_COLUMNS = (
     "command",
@@ -39,16 +45,25 @@ CSV_COLUMNS = (
 
 
 def report_dict(
-    snapshot: Snapshot, thresholds: Sequence[ThresholdResult] | None = None
+    snapshot: Snapshot,
+    thresholds: Sequence[ThresholdResult] | None = None,
+    transit: TransitFigures | None = None,
 ) -> dict[str, Any]:
     data = summary_dict(snapshot)
     if thresholds:
         data["thresholds"] = [result.as_dict() for result in thresholds]
+    if transit is not None:
+        data["transit"] = figures_dict(transit)
     return data
 
 
-def report_json(snapshot: Snapshot, thresholds: Sequence[ThresholdResult] | None = None) -> str:
-    return json.dumps(report_dict(snapshot, thresholds), indent=2, allow_nan=False) + "\n"
+def report_json(
+    snapshot: Snapshot,
+    thresholds: Sequence[ThresholdResult] | None = None,
+    transit: TransitFigures | None = None,
+) -> str:
+    data = report_dict(snapshot, thresholds, transit)
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
 
 
 def latency_rows(snapshot: Snapshot) -> list[dict[str, Any]]:
@@ -78,11 +93,38 @@ def latency_rows(snapshot: Snapshot) -> list[dict[str, Any]]:
     return rows
 
 
-def latency_csv(snapshot: Snapshot) -> str:
+def transit_rows(figures: TransitFigures) -> list[dict[str, Any]]:
+    """The transit measures as latency rows (view ``transit``), over the messages that
+    arrived: the percentiles transit keeps (p50, p90, p99), the others None."""
+    rows = []
+    for label, values, maximum in (
+        ("intended start to 250", figures.to_accept, math.nan),
+        ("intended start to arrival", figures.transit, figures.transit_max),
+        ("250 to arrival (queue)", figures.queue, math.nan),
+    ):
+        kept = dict(zip(TRANSIT_PERCENTILES, values, strict=True))
+        entry: dict[str, Any] = {
+            "command": label,
+            "view": "transit",
+            "count": figures.arrived,
+            "rate_per_s": None,
+            "mean_s": None,
+            "min_s": None,
+        }
+        for q in SUMMARY_PERCENTILES:
+            entry[f"p{q:g}_s"] = _seconds(kept.get(q, math.nan))
+        entry["max_s"] = _seconds(maximum)
+        entry["errors"] = None
+        rows.append(entry)
+    return rows
+
+
+def latency_csv(snapshot: Snapshot, transit: TransitFigures | None = None) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    for entry in latency_rows(snapshot):
+    rows = latency_rows(snapshot) + (transit_rows(transit) if transit is not None else [])
+    for entry in rows:
         writer.writerow({key: "" if value is None else value for key, value in entry.items()})
     return out.getvalue()
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from smtpbench.metrics.snapshot import SUMMARY_PERCENTILES, Snapshot
 from smtpbench.report.exports import latency_rows
 from smtpbench.report.reply_rows import all_reply_rows
 from smtpbench.report.thresholds import ThresholdResult
+from smtpbench.transit.matching import PERCENTILES as TRANSIT_PERCENTILES
+from smtpbench.transit.matching import TransitFigures
 from smtpbench.units import format_clock, format_duration
 
 
@@ -29,7 +32,53 @@ def _duration(value: float | None) -> str:
     return "-" if value is None else format_duration(value)
 
 
-def markdown_report(snapshot: Snapshot, thresholds: Sequence[ThresholdResult] | None = None) -> str:
+def transit_markdown(figures: TransitFigures) -> list[str]:
+    """The transit tables (run ``--through``): what arrived, then the times of arrived
+    messages, as the end-of-run summary shows them."""
+    title = f"Transit through the server to {figures.through}"
+    if figures.drained:
+        title += f" (waited {format_duration(figures.drained)} after sending ended)"
+    counts = [
+        ("accepted (250)", figures.accepted),
+        ("arrived downstream", figures.arrived),
+        ("not arrived", figures.not_arrived),
+        ("duplicates", figures.duplicates),
+        ("altered (body size or digest)", figures.altered),
+        ("unexpected (not accepted here)", figures.unexpected),
+        ("foreign (not this run's)", figures.foreign),
+    ]
+    columns = [f"p{q:g}" for q in TRANSIT_PERCENTILES]
+
+    def times(values: Sequence[float], maximum: float | None) -> list[str]:
+        return [_duration(_finite(v)) for v in values] + [_duration(_finite(maximum))]
+
+    return [
+        f"**{title}**",
+        "",
+        _table(["messages", "count"], "lr", [[label, f"{n:,}"] for label, n in counts]),
+        "",
+        _table(
+            ["of arrived messages", *columns, "max"],
+            "l" + "r" * (len(columns) + 1),
+            [
+                ["intended start to 250", *times(figures.to_accept, None)],
+                ["intended start to arrival", *times(figures.transit, figures.transit_max)],
+                ["250 to arrival (queue)", *times(figures.queue, None)],
+            ],
+        ),
+        "",
+    ]
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else value
+
+
+def markdown_report(
+    snapshot: Snapshot,
+    thresholds: Sequence[ThresholdResult] | None = None,
+    transit: TransitFigures | None = None,
+) -> str:
     info = snapshot.info
     c = snapshot.counters
     elapsed = snapshot.elapsed
@@ -114,6 +163,8 @@ def markdown_report(snapshot: Snapshot, thresholds: Sequence[ThresholdResult] | 
                 line.append(f"{r['errors']:,}")
             body.append(line)
         parts += [f"**{title}**", "", _table(header, align, body), ""]
+    if transit is not None:
+        parts += transit_markdown(transit)
     # Enhanced status codes under the basic codes of their class, in italics.
     replies = [
         [
