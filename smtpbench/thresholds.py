@@ -19,6 +19,10 @@ fails. The forms:
     throughput(sessions) > 100/s   sessions started per second
     dropped == 0                   a count: any counter of the run's summary
     p99(AUTH) < 50ms optional      passes when no AUTH was timed at all
+    p99(transit) < 5s              run --through: intended start to arrival downstream
+    p90(queue) < 1s                ... the server's 250 to arrival (p50, p90, p99 kept)
+    max(transit) < 30s             ... the slowest message that arrived
+    not_arrived == 0               ... also arrived, duplicates, altered
 
 This module only parses and describes (standard library, protocol steps and
 units); ``smtpbench.report.thresholds`` measures them on a run's snapshot.
@@ -93,6 +97,18 @@ _MORE_IS_BETTER: Final = (
     "bytes_sent",
 )
 _AGGREGATES: Final = ("mean", "min", "max")
+# run --through (transit.matching): the latencies and percentiles kept, and the counts.
+TRANSIT_PERCENTILES: Final = (50.0, 90.0, 99.0)
+TRANSIT_LATENCIES: Final = {
+    "transit": "intended start to arrival downstream, of messages that arrived (--through)",
+    "queue": "the server's 250 to arrival downstream: its queue and relay (--through)",
+}
+TRANSIT_COUNTS: Final = {
+    "arrived": "accepted messages that arrived downstream (--through)",
+    "not_arrived": "accepted messages that never arrived downstream (--through)",
+    "duplicates": "arrivals beyond the first of one message (--through)",
+    "altered": "arrivals whose body differs from what was sent (--through)",
+}
 _STEP_MEANINGS: Final = {
     Step.CONNECT: "TCP connect",
     Step.BANNER: "connect to the server's greeting",
@@ -145,8 +161,15 @@ class Metric:
     step: Step | None = None  # rate of one command's replies
 
     @property
+    def is_transit(self) -> bool:
+        """Measured on the transit figures of a run with ``--through``, not its snapshot."""
+        return self.name in TRANSIT_COUNTS or (
+            self.row is None and self.subject in TRANSIT_LATENCIES
+        )
+
+    @property
     def kind(self) -> Kind:
-        if self.row is not None:
+        if self.row is not None or (self.is_transit and self.name not in TRANSIT_COUNTS):
             return Kind.LATENCY
         if self.name == "rate":
             return Kind.SHARE
@@ -168,7 +191,7 @@ class Metric:
         if self.kind is Kind.SHARE:
             return self.subject == "2xx"
         if self.kind is Kind.COUNT:
-            return self.name in _MORE_IS_BETTER
+            return self.name in _MORE_IS_BETTER or self.name == "arrived"
         return False
 
     @property
@@ -180,6 +203,10 @@ class Metric:
             if self.is_enhanced:
                 return f"share of {where} with enhanced code {self.subject}"
             return _RATE_MEANINGS.get(self.subject or "", f"share of {where}")
+        if self.name in TRANSIT_COUNTS:
+            return TRANSIT_COUNTS[self.name]
+        if self.is_transit:
+            return TRANSIT_LATENCIES[self.subject or ""]
         if self.row is None:
             return _COUNTER_MEANINGS.get(self.name, "")
         if self.row < STEP_COUNT:
@@ -192,9 +219,10 @@ class Metric:
         return self.name == "rate" and ENHANCED_CODE.match(self.subject or "") is not None
 
     def __str__(self) -> str:
-        if self.row is not None:
+        if self.row is not None or (self.is_transit and self.name not in TRANSIT_COUNTS):
             head = f"p{self.q:g}" if self.name == "percentile" else self.name
-            return f"{head}({row_label(self.row)})"
+            of = row_label(self.row) if self.row is not None else self.subject
+            return f"{head}({of})"
         if self.name == "rate":
             where = f", {self.step.label}" if self.step is not None else ""
             return f"rate({self.subject}{where})"
@@ -288,7 +316,7 @@ def parse_metric(text: str) -> Metric:
     if lowered == "sessions/s":
         return Metric("throughput", subject="sessions")
     counter = lowered.replace(" ", "_")
-    if counter in COUNTERS:
+    if counter in COUNTERS or counter in TRANSIT_COUNTS:
         return Metric(counter)
     call = _CALL.match(text)
     if call is None:
@@ -304,12 +332,25 @@ def parse_metric(text: str) -> Metric:
             raise ThresholdError("throughput counts messages or sessions: throughput(sessions)")
         return Metric("throughput", subject=args[0].lower())
     percentile = _PERCENTILE.match(head)
+    transit = args[0].lower() if len(args) == 1 and args[0].lower() in TRANSIT_LATENCIES else None
     if percentile is not None:
         q = float(percentile.group(1))
         if not 0 < q <= 100:
             raise ThresholdError(f"a percentile lies above 0 and up to 100, got {head}")
+        if transit is not None:
+            if q not in TRANSIT_PERCENTILES:
+                kept = ", ".join(f"p{k:g}" for k in TRANSIT_PERCENTILES)
+                raise ThresholdError(f"{transit} keeps {kept} only, not {head}")
+            return Metric("percentile", q=q, subject=transit)
         return Metric("percentile", row=_row(args), q=q)
     if head.lower() in _AGGREGATES:
+        if transit is not None:
+            if (head.lower(), transit) != ("max", "transit"):
+                raise ThresholdError(
+                    f"{head.lower()}({transit}) is not kept: p50, p90, p99 of transit and "
+                    "queue, and max(transit)"
+                )
+            return Metric("max", subject=transit)
         return Metric(head.lower(), row=_row(args))
     raise ThresholdError(
         f"unknown metric {head!r}; expected p50, p99, p99.9, mean, min, max, rate or throughput"

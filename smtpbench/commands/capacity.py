@@ -165,6 +165,12 @@ def build_plan(args: argparse.Namespace, scenario_checks: tuple[Threshold, ...] 
             criteria.append(parse_threshold(text))
         except ThresholdError as err:
             raise ValueError(f"--threshold {err}") from None
+    for check in criteria:
+        if check.metric.is_transit:
+            raise ValueError(
+                f"threshold {check}: transit is not measured in a capacity search (only in "
+                "smtpbench run --through)"
+            )
     return Plan(
         ramp=ramp,
         step_duration=held_for,

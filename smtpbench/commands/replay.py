@@ -250,6 +250,9 @@ def run_replay(args: argparse.Namespace) -> int:
             **({"max_concurrency": args.max_concurrency} if args.max_concurrency else {}),
         )
         scenario = with_threshold_flags(scenario, args)
+        from smtpbench.transit.run import check_transit_thresholds
+
+        check_transit_thresholds(scenario.thresholds.checks, through=False)
     except ValueError as err:
         return usage_error(str(err))
     options = RunOptions(

@@ -88,14 +88,14 @@ def run_report(args: argparse.Namespace) -> int:
         snapshot = read_results(args.results)
     except ResultsError as err:
         return _error(str(err))
-    checks = tuple(extra) or _stored_thresholds(args.results)
-    results = evaluate(checks, snapshot)
     from smtpbench.transit.report import read_transit, transit_table
 
     try:  # run --through: the transit figures kept beside the results
         transit = read_transit(args.results)
     except ValueError as err:
         return _error(str(err))
+    checks = tuple(extra) or _stored_thresholds(args.results)
+    results = evaluate(checks, snapshot, transit)
     _print_report(snapshot, results, args.format, transit)
     if args.format == "table":
         if transit is not None:

@@ -63,6 +63,9 @@ def run_command(args: argparse.Namespace) -> int:
         return usage_error(str(err))
     try:
         scenario = with_threshold_flags(scenario, args)
+        from smtpbench.transit.run import check_transit_thresholds
+
+        check_transit_thresholds(scenario.thresholds.checks, through is not None)
     except ValueError as err:
         return usage_error(str(err))
     from smtpbench.engine.session import SessionSetupError, preflight

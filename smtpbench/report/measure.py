@@ -5,17 +5,27 @@ data."""
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from smtpbench.metrics.snapshot import Counters, Snapshot
 from smtpbench.protocol.steps import STEP_COUNT
-from smtpbench.thresholds import REPLY_CLASSES, Metric
+from smtpbench.thresholds import REPLY_CLASSES, TRANSIT_COUNTS, TRANSIT_PERCENTILES, Metric
+
+if TYPE_CHECKING:
+    from smtpbench.transit.matching import TransitFigures
 
 
-def measure(metric: Metric, snapshot: Snapshot) -> float | None:
-    """The metric's value on the snapshot, or ``None`` when there is nothing to measure
-    (no sample of that command, no reply at all, no session completed, no time elapsed)."""
+def measure(
+    metric: Metric, snapshot: Snapshot, transit: TransitFigures | None = None
+) -> float | None:
+    """The metric's value on the snapshot (on ``transit``, the figures of a run with
+    ``--through``, for a transit metric), or ``None`` when there is nothing to measure
+    (no sample of that command, no reply at all, no session completed, no time elapsed,
+    no transit figures yet, no message arrived)."""
+    if metric.is_transit:
+        return _transit(metric, transit)
     if metric.row is not None:
         return _latency(metric, snapshot, metric.row)
     c = snapshot.counters
@@ -72,3 +82,16 @@ def _rate(metric: Metric, snapshot: Snapshot) -> float | None:
     else:
         hits = int(np.asarray(replies[:, int(subject)]).sum())
     return hits / total
+
+
+def _transit(metric: Metric, figures: TransitFigures | None) -> float | None:
+    if figures is None:
+        return None
+    if metric.name in TRANSIT_COUNTS:
+        return float(getattr(figures, metric.name))
+    if metric.name == "max":
+        value = figures.transit_max
+    else:
+        kept = figures.transit if metric.subject == "transit" else figures.queue
+        value = kept[TRANSIT_PERCENTILES.index(metric.q or 0.0)]
+    return value if math.isfinite(value) else None

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -18,6 +18,9 @@ from smtpbench.files import write_atomically
 from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.report.measure import measure
 from smtpbench.thresholds import Threshold, ThresholdSettings, format_value
+
+if TYPE_CHECKING:
+    from smtpbench.transit.matching import TransitFigures
 
 
 class Verdict(Enum):
@@ -66,9 +69,12 @@ class ThresholdResult:
         }
 
 
-def evaluate(thresholds: Sequence[Threshold], snapshot: Snapshot) -> list[ThresholdResult]:
-    """Every threshold measured on the snapshot, in the order given."""
-    return [ThresholdResult(t, measure(t.metric, snapshot)) for t in thresholds]
+def evaluate(
+    thresholds: Sequence[Threshold], snapshot: Snapshot, transit: TransitFigures | None = None
+) -> list[ThresholdResult]:
+    """Every threshold measured on the snapshot, in the order given; those on transit on
+    ``transit`` (no data without it: during a run, and for a run without ``--through``)."""
+    return [ThresholdResult(t, measure(t.metric, snapshot, transit)) for t in thresholds]
 
 
 def all_passed(results: Sequence[ThresholdResult]) -> bool:

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from smtpbench.metrics.histogram import Histogram
+from smtpbench.thresholds import TRANSIT_PERCENTILES
 from smtpbench.transit.identity import split_id
 from smtpbench.transit.receiver import Arrival
 
-PERCENTILES = (50.0, 90.0, 99.0)
+PERCENTILES = TRANSIT_PERCENTILES  # what thresholds on transit can ask for
 
 
 @dataclass(frozen=True, slots=True)

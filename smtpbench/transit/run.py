@@ -9,7 +9,7 @@ import signal
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,8 @@ from rich.console import Console
 
 from smtpbench import exitcodes
 from smtpbench.files import OutputError
+from smtpbench.report.thresholds import all_passed, evaluate, write_threshold_results
+from smtpbench.thresholds import Threshold
 from smtpbench.transit.matching import TransitFigures, TransitTracker
 from smtpbench.transit.receiver import Receiver
 from smtpbench.transit.report import write_transit
@@ -162,12 +164,37 @@ async def transit_run(
 
 
 def with_transit(outcome: RunOutcome, figures: TransitFigures) -> RunOutcome:
-    """The outcome with the transit figures, written into its results folder."""
+    """The outcome with the transit figures, written into its results folder. Thresholds
+    on transit had no data when the run ended: they are judged now, ``thresholds.json``
+    written again and the exit code decided again where thresholds decided it."""
+    results = outcome.thresholds
+    judged_again = any(r.threshold.metric.is_transit for r in results)
+    if judged_again:
+        checks = [r.threshold for r in results]
+        results = tuple(evaluate(checks, outcome.snapshot, figures))
+        code = outcome.exit_code
+        if code in (exitcodes.OK, exitcodes.THRESHOLDS_FAILED) and outcome.verdict is None:
+            code = exitcodes.OK if all_passed(results) else exitcodes.THRESHOLDS_FAILED
+        outcome = dataclasses.replace(outcome, thresholds=results, exit_code=code)
     if outcome.unwritten is None:
         try:
             write_transit(outcome.folder, figures)
+            if judged_again:
+                write_threshold_results(outcome.folder, results, outcome.aborted_by)
         except OutputError as err:
             outcome = dataclasses.replace(
                 outcome, unwritten=str(err), exit_code=exitcodes.RESULTS_NOT_WRITTEN
             )
     return dataclasses.replace(outcome, transit=figures)
+
+
+def check_transit_thresholds(checks: Iterable[Threshold], through: bool) -> None:
+    """ValueError naming a threshold on transit in a run that does not measure it."""
+    if through:
+        return
+    for check in checks:
+        if check.metric.is_transit:
+            raise ValueError(
+                f"threshold {check}: transit is measured only in a run with --through "
+                "(see docs/transit.md)"
+            )
