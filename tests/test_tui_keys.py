@@ -221,3 +221,25 @@ def test_thresholds_show_and_abort_on_fail_stops_the_run() -> None:
             assert "1 ok" in counters and "1 failing" in counters
 
     run(scenario)
+
+
+def test_thresholds_on_transit_wait_for_the_drain_and_never_fail_the_live_run() -> None:
+    from smtpbench.thresholds import ThresholdSettings, parse_thresholds
+
+    settings = ThresholdSettings(
+        parse_thresholds(["dropped == 0", "not_arrived == 0", "p99(transit) < 5s"]),
+        abort_on_fail=True,
+        abort_grace=5.0,
+    )
+
+    async def scenario() -> None:
+        engine = FakeEngine()
+        app = DashboardApp(engine, thresholds=settings)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            assert engine.calls == [] and app.guard.aborted_by is None
+            counters = " ".join(shown(app.query_one("#counters", Pane)).split())
+            assert "thresholds 1 ok, 2 on transit after the drain" in counters
+            assert "failing" not in counters
+
+    run(scenario)
