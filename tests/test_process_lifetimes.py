@@ -125,3 +125,36 @@ def test_a_killed_worker_is_named_with_how_it_died_and_what_is_missing(tmp_path:
     assert wait_gone(sink)
     [folder] = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert read_results(folder).counters.started > 0
+
+
+def test_an_engine_that_cannot_build_its_run_says_why(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """What the parent's checks cannot see (here: AUTH credentials looked up in the
+    engine's own environment, as on another host of a cluster) fails the engine as it
+    starts: the parent is told why, with no traceback."""
+    from dataclasses import replace
+
+    from smtpbench.engine.process import EngineJob, EngineProcess
+    from smtpbench.engine.transport import Address
+    from smtpbench.run.prepare import run_info
+    from smtpbench.scenario import default_scenario, scenario_to_toml, with_overrides
+    from smtpbench.scenario.model import Auth
+
+    unset = "SMTPBENCH_TEST_NEVER_SET_USER"
+    assert unset not in os.environ
+    scenario = with_overrides(default_scenario(), rate=10, duration=1, seed=1)
+    scenario = replace(scenario, auth=Auth(mechanism="PLAIN", username_env=unset))
+    address = Address("127.0.0.1", 9, socket.AF_INET, ("127.0.0.1", 9))
+    info = run_info(scenario, str(address), 1)
+    engine = EngineProcess(EngineJob(scenario_to_toml(scenario), address, 1, info))
+    engine.start()
+    try:
+        assert engine.wait(30) is None
+    finally:
+        engine.close()
+    assert engine.error is not None
+    assert engine.error.startswith(f"engine process {engine._process.pid} could not start: ")
+    said = "AUTH PLAIN needs a user name: set auth.username in the scenario or the environment"
+    assert f"{said} variable {unset}" in engine.error
+    assert TRACEBACK not in capfd.readouterr().err

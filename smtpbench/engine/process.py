@@ -49,8 +49,9 @@ PUBLISH_INTERVAL = 0.25  # seconds between snapshots sent to the parent
 CONTROL_WORDS = frozenset({"pause", "resume", "scale_rate", "stop", "interrupt", "abort"})
 
 # What the child sends: (kind, snapshot, seconds remaining, intervals closed since the last
-# message); kind is "ready" (a worker waiting for its start), "snapshot" or "final".
-Message = tuple[str, Snapshot | None, float | None, list[IntervalDelta]]
+# message); kind is "ready" (a worker waiting for its start), "snapshot" or "final", or
+# "error" (its run could not be built: why, in place of the seconds remaining).
+Message = tuple[str, Snapshot | None, float | str | None, list[IntervalDelta]]
 # Told of every message in the reader thread; kind "lost" when the child ended without a
 # final snapshot.
 Listener = Callable[[str, Snapshot | None, list[IntervalDelta]], None]
@@ -212,6 +213,13 @@ class EngineProcess:
         try:
             while True:
                 kind, packed, remaining, fresh = self._conn.recv()
+                if kind == "error":  # it could not build its run: nothing ran
+                    self._process.join(2)
+                    pid = self._process.pid
+                    self._error = f"engine process {pid} could not start: {remaining}"
+                    if self._listener is not None:
+                        self._listener("lost", None, [])
+                    break
                 snapshot = unpacker.unpack(packed)
                 if kind == "ready":
                     self.ready.set()
@@ -312,7 +320,16 @@ def engine_main(conn: Connection, job: EngineJob) -> None:
     parent = multiprocessing.parent_process()
     if parent is not None and parent.pid is not None:
         die_with_parent(parent.pid)
-    run, close = build_run(job)
+    try:
+        run, close = build_run(job)
+    except Exception as err:  # told to the parent, which names this engine and its host
+        ours = type(err).__module__.startswith("smtpbench") or isinstance(
+            err, (OSError, ValueError)
+        )
+        detail = str(err) if ours and str(err) else f"{type(err).__name__}: {err}"
+        conn.send(("error", None, detail, []))
+        conn.close()
+        sys.exit(1)
     try:
         final = trio.run(_serve, conn, run, job.publish_interval, job.share is not None)
     finally:
