@@ -188,3 +188,51 @@ def test_replay_on_the_cluster_shares_the_recorded_sessions_between_hosts(
     assert summary["counters"]["started"] == 20
     hosts = json.loads((folder / "hosts.json").read_text())
     assert sorted(e["started"] for e in hosts["engines"]) == [10, 10]
+
+
+def test_a_capacity_search_over_the_cluster(cluster: DaskCluster, tmp_path: Path) -> None:
+    """The search steers the cluster's engines step by step, as it does local ones: our
+    sink serving 150 messages a second is found between 120/s and 180/s, and the results
+    say which hosts ran it."""
+    command = [sys.executable, "-m", "smtpbench", "sink", "--listen", f"{LOOPBACK}:0"]
+    sink = subprocess.Popen(
+        [*command, "--capacity", "150/s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert sink.stdout is not None
+        deadline = time.monotonic() + LIMIT
+        port = 0
+        while not port and time.monotonic() < deadline:
+            line = sink.stdout.readline()
+            if "listening on" in line:
+                port = int(line.strip().rsplit(":", 1)[1])
+        assert port, "the sink did not start"
+        done = smtpbench(
+            "capacity", "--headless", "--cluster", cluster.address, "--target",
+            f"{LOOPBACK}:{port}", "--from", "60/s", "--step", "60/s", "--to", "300/s",
+            "--step-duration", "3s", "--settle", "1s",
+            "--threshold", "p99(DATA end) < 200ms", "--out", str(tmp_path),
+        )  # fmt: skip
+    finally:
+        sink.send_signal(signal.SIGTERM)
+        sink.wait(timeout=10)
+    said = " ".join(done.stdout.split())
+    assert done.returncode == exitcodes.OK, done.stderr + done.stdout
+    assert f"{HOSTS} engines on 1 host of the cluster at {cluster.address}" in said
+    folder = only_folder(tmp_path)
+    found = json.loads((folder / "capacity.json").read_text())
+    assert (found["held"], found["broke"]) == (120, 180), found["conclusion"]
+    assert found["limit"] == "server"
+    # The engines' CPU is read from the hosts' reports (no wait for a CPU across machines).
+    assert all(0 < step["engine_cpu"] < 1 for step in found["steps"]), found["steps"]
+    assert all(step["engine_cpu_wait"] is None for step in found["steps"])
+    hosts = json.loads((folder / "hosts.json").read_text())
+    assert hosts["cluster"] == cluster.address and hosts["partial"] is False
+    summary = json.loads((folder / "summary.json").read_text())
+    assert sum(e["started"] for e in hosts["engines"]) == summary["counters"]["started"] > 0
+    assert f"Hosts ({cluster.address})" in done.stdout
+    assert cluster.engine_processes() == []

@@ -23,12 +23,15 @@ from smtpbench.capacity.headless import (
 )
 from smtpbench.capacity.processes import ProcessEngine
 from smtpbench.capacity.search import Search
+from smtpbench.engine.cluster import ClusterError, ClusterGroup
 from smtpbench.engine.embedded import EmbeddedSinkError
 from smtpbench.engine.group import EngineGroup
 from smtpbench.engine.process import EngineJob, EngineProcess
 from smtpbench.engine.transport import TargetError
 from smtpbench.metrics.snapshot import RunState
+from smtpbench.outcome import with_hosts
 from smtpbench.run.dashboard import HangUp, ResultsWriter, yield_cpu
+from smtpbench.run.engines import hosts_of, on_cluster
 from smtpbench.run.prepare import run_info
 from smtpbench.run.target import open_target_now
 from smtpbench.scenario import MessageFactory, scenario_to_toml
@@ -59,9 +62,17 @@ def run_capacity_dashboard(options: CapacityOptions) -> int:
         scenario_to_toml(resolved), address, seed, info, password=resolved.auth.password
     )
     workers = options.workers
-    engine: EngineProcess | EngineGroup = (
-        EngineGroup(job, workers) if workers > 1 else EngineProcess(job)
-    )
+    engine: EngineProcess | EngineGroup | ClusterGroup
+    if options.cluster is not None:
+        try:
+            engine = on_cluster(job, options.cluster)
+        except ClusterError as err:
+            if sink is not None:
+                sink.stop()
+            print(f"error: {err}")
+            return exitcodes.CLUSTER_UNUSABLE
+    else:
+        engine = EngineGroup(job, workers) if workers > 1 else EngineProcess(job)
     progress = Progress(options.plan, Search(options.plan.ramp))
     handle = ProcessEngine(engine, resolved.load.rate)
     app = CapacityDashboard(engine, keep_going=options.keep_going, status=progress.status)
@@ -79,6 +90,9 @@ def run_capacity_dashboard(options: CapacityOptions) -> int:
         if final is not None and writer.final_folder is None:
             writer(final, True)
         driver.join(timeout=10)
+        hosts = hosts_of(engine)
+        if hosts is not None and writer.outcome is not None:
+            writer.outcome = with_hosts(writer.outcome, hosts)
     finally:
         engine.close()
         if sink is not None:

@@ -21,6 +21,7 @@ from smtpbench.capacity.processes import ProcessEngine
 from smtpbench.capacity.report import Conclusion, conclude, steps_table, write_capacity
 from smtpbench.capacity.search import Search
 from smtpbench.capacity.verdict import StepResult
+from smtpbench.engine.cluster import ClusterError, ClusterGroup, ClusterSettings
 from smtpbench.engine.control import RunControl
 from smtpbench.engine.embedded import EmbeddedSinkError
 from smtpbench.engine.group import EngineGroup
@@ -30,11 +31,13 @@ from smtpbench.engine.session import SessionSettings
 from smtpbench.engine.transport import TargetError
 from smtpbench.files import OutputError
 from smtpbench.metrics.events import SessionEvents
+from smtpbench.metrics.hosts import Hosts, hosts_table
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import RunInfo, RunState, Snapshot
-from smtpbench.outcome import RunOutcome, finish_run
+from smtpbench.outcome import RunOutcome, finish_run, with_hosts
 from smtpbench.report.live import live_line
 from smtpbench.report.output import print_whole
+from smtpbench.run.engines import describe, hosts_of, on_cluster
 from smtpbench.run.handle import POLL as WORKERS_POLL
 from smtpbench.run.headless import EngineFailedError, watch_run, watch_signals
 from smtpbench.run.prepare import run_info
@@ -56,6 +59,9 @@ class CapacityOptions:
     progress_interval: float = 2.0
     keep_going: bool = False
     workers: int = 1  # engine processes; 1 runs the engine in this process (headless)
+    # --cluster: the engines on a Dask cluster's workers (``cluster.workers`` of them, or
+    # one on each; ``workers`` is then not used)
+    cluster: ClusterSettings | None = None
     # For tests only: CPU seconds the engine spends on every session it starts, to make
     # this machine, not the server, the limit.
     slow_engine: float = 0.0
@@ -164,7 +170,7 @@ async def _live_lines(
 
 async def search_capacity(
     options: CapacityOptions, console: Console
-) -> tuple[Progress, Snapshot, Scenario]:
+) -> tuple[Progress, Snapshot, Scenario, Hosts | None]:
     scenario = options.scenario
     async with open_target(scenario) as (address, label):
         factory = MessageFactory(scenario)
@@ -194,13 +200,14 @@ async def search_capacity(
             nursery.cancel_scope.cancel()
     if control.interrupted:
         progress.stopped = True
-    return progress, final, resolved
+    return progress, final, resolved, None
 
 
 async def search_with_workers(
     options: CapacityOptions, console: Console
-) -> tuple[Progress, Snapshot, Scenario]:
-    """The search with the engine in ``options.workers`` processes, steered from here."""
+) -> tuple[Progress, Snapshot, Scenario, Hosts | None]:
+    """The search with the engine in ``options.workers`` processes, or on a cluster's
+    workers, steered from here; with a cluster, its figures per host."""
     scenario = options.scenario
     async with open_target(scenario) as (address, label):
         seed = MessageFactory(scenario).seed
@@ -209,15 +216,22 @@ async def search_with_workers(
         job = EngineJob(
             scenario_to_toml(resolved), address, seed, info, password=resolved.auth.password
         )
-        group = EngineGroup(job, options.workers)
+        group: EngineGroup | ClusterGroup
+        if options.cluster is not None:
+            group = await trio.to_thread.run_sync(on_cluster, job, options.cluster)
+        else:
+            group = EngineGroup(job, options.workers)
         steering = Stopper(group)
         engine = ProcessEngine(group, resolved.load.rate)
         progress = Progress(options.plan, Search(options.plan.ramp))
         console.print(
-            f"[bold]smtpbench capacity[/] {escape(scenario.name)} against {escape(label)}, "
-            f"{options.workers} worker processes: {escape(_plan_line(options.plan))}",
+            f"[bold]smtpbench capacity[/] {escape(scenario.name)} against {escape(label)}"
+            f"{escape(describe(group))}: {escape(_plan_line(options.plan))}",
             highlight=False,
         )
+        hosts = hosts_of(group)
+        for warning in hosts.warnings if hosts is not None else ():
+            console.print(f"[yellow]warning: {escape(warning)}[/]", highlight=False)
         group.start()
         try:
             async with trio.open_nursery() as nursery:
@@ -238,7 +252,7 @@ async def search_with_workers(
         console.print(f"[red]{escape(group.error)}; the results hold what ran[/]")
     if steering.stop_requested and not engine.stopped_by_search:
         progress.stopped = True
-    return progress, group.final, resolved
+    return progress, group.final, resolved, hosts_of(group)
 
 
 def _said(console: Console) -> Callable[[str], None]:
@@ -279,15 +293,22 @@ def _plan_line(plan: Plan) -> str:
 
 
 def finish_search(
-    options: CapacityOptions, progress: Progress, final: Snapshot, resolved: Scenario
+    options: CapacityOptions,
+    progress: Progress,
+    final: Snapshot,
+    resolved: Scenario,
+    hosts: Hosts | None = None,
 ) -> CapacityOutcome:
-    """The results folder (the run's, plus the search's files) and the exit code."""
+    """The results folder (the run's, plus the search's files, and with a cluster its
+    figures per host) and the exit code."""
     run = finish_run(
         options.results_base,
         dataclasses.replace(resolved, thresholds=NO_THRESHOLDS),
         final,
         keep_going=options.keep_going,
     )
+    if hosts is not None:
+        run = with_hosts(run, hosts)
     return complete(run, progress)
 
 
@@ -319,6 +340,11 @@ def complete(run: RunOutcome, progress: Progress) -> CapacityOutcome:
 def print_capacity(console: Console, outcome: CapacityOutcome) -> None:
     if outcome.progress.steps:
         print_whole(console, steps_table(outcome.progress))
+    hosts = outcome.run.hosts
+    if hosts is not None:
+        print_whole(console, hosts_table(hosts))
+        for warning in hosts.warnings:
+            console.print(f"[yellow]{escape(warning)}[/]", highlight=False)
     conclusion = outcome.conclusion
     style = {"server": "bold", "above the ramp": "bold green", "machine": "bold yellow"}.get(
         conclusion.limit, "bold red"
@@ -335,15 +361,21 @@ def print_capacity(console: Console, outcome: CapacityOutcome) -> None:
 
 def run_capacity_headless(options: CapacityOptions, console: Console | None = None) -> int:
     console = console or Console()
-    search = search_with_workers if options.workers > 1 else search_capacity
+    outside = options.workers > 1 or options.cluster is not None
+    search = search_with_workers if outside else search_capacity
     try:
-        progress, final, resolved = trio.run(search, options, console)
+        progress, final, resolved, hosts = trio.run(search, options, console)
     except (TargetError, EmbeddedSinkError) as err:
         Console(stderr=True).print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         return exitcodes.TARGET_UNUSABLE
     except EngineFailedError as err:
         Console(stderr=True).print(f"[red]error:[/] {escape(str(err))}", highlight=False)
         return exitcodes.WORKER_LOST
-    outcome = finish_search(options, progress, final, resolved)
+    except ClusterError as err:
+        Console(stderr=True, soft_wrap=True).print(
+            f"[red]error:[/] {escape(str(err))}", highlight=False
+        )
+        return exitcodes.CLUSTER_UNUSABLE
+    outcome = finish_search(options, progress, final, resolved, hosts)
     print_capacity(console, outcome)
     return outcome.exit_code

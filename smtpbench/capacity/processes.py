@@ -1,29 +1,65 @@
-"""The driver's handle on the engine in child processes: one (under the dashboard) or
-several workers (``--workers``, headless or dashboard)."""
+"""The driver's handle on the engine outside this process: one process (under the
+dashboard), several workers (``--workers``), or engines on a Dask cluster's workers
+(``--cluster``)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
 
 from smtpbench.capacity.driver import ProcessCpu
 from smtpbench.engine.group import EngineGroup
 from smtpbench.engine.process import EngineProcess
 from smtpbench.metrics.snapshot import RunState, Snapshot
 
+if TYPE_CHECKING:
+    from smtpbench.engine.cluster import ClusterGroup
+
 _ENDING = (RunState.DRAINING, RunState.DONE, RunState.INTERRUPTED)
 
 
-class ProcessEngine:
-    """The driver's handle on an engine process, or on worker processes: control words,
-    their (merged) snapshots, the busiest one's CPU time from /proc. The run's clock is
-    the latest snapshot's (four a second)."""
+class _Cpu(Protocol):
+    def seconds(self) -> float | None: ...
+    def waited(self) -> float | None: ...
 
-    def __init__(self, engine: EngineProcess | EngineGroup, base_rate: float) -> None:
-        self.engine = engine
+
+class ClusterCpu:
+    """The busiest engine's CPU time on a cluster, as its host last reported it (the
+    whole engine process, every thread); the wait for a CPU is not reported: None."""
+
+    def __init__(self, group: ClusterGroup) -> None:
+        self.group = group
+
+    def seconds(self) -> float | None:
+        used = [row.cpu_seconds for row in self.group.hosts() if not row.lost]
+        if not used or any(value is None for value in used):
+            return None
+        return max(value for value in used if value is not None)
+
+    def waited(self) -> float | None:
+        return None
+
+
+def _cpu_of(engine: EngineProcess | EngineGroup | ClusterGroup) -> _Cpu:
+    if isinstance(engine, EngineProcess | EngineGroup):
         processes = engine.engines if isinstance(engine, EngineGroup) else [engine]
+        return ProcessCpu(lambda: [p.pid for p in processes if p.pid is not None])
+    return ClusterCpu(engine)
+
+
+class ProcessEngine:
+    """The driver's handle on an engine process, on worker processes, or on a cluster's
+    engines: control words, their (merged) snapshots, the busiest one's CPU time. The
+    run's clock is the latest snapshot's (four a second)."""
+
+    def __init__(
+        self, engine: EngineProcess | EngineGroup | ClusterGroup, base_rate: float
+    ) -> None:
+        self.engine = engine
         self.base_rate = base_rate
         self.factor = 1.0
         self.held = False
         self._stopped = False
-        self.cpu = ProcessCpu(lambda: [p.pid for p in processes if p.pid is not None])
+        self.cpu = _cpu_of(engine)
 
     def elapsed(self) -> float | None:
         snapshot = self.engine.snapshot()

@@ -11,6 +11,7 @@ from smtpbench.capacity.driver import Plan
 from smtpbench.capacity.search import Ramp
 from smtpbench.capacity.verdict import DEFAULT_CRITERIA, default_criteria
 from smtpbench.commands.flags import (
+    add_cluster_arguments,
     add_output_arguments,
     add_scenario_argument,
     add_tls_arguments,
@@ -97,15 +98,16 @@ def add_capacity_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         metavar="N",
         type=int,
-        default=1,
         help="engine processes sharing the load (default 1: headless, the engine runs in "
-        "this process); more when one engine process is the limit and cores are free",
+        "this process); more when one engine process is the limit and cores are free; "
+        "with --cluster, the engines on the cluster (default one on each of its workers)",
     )
     parser.add_argument(
         "--ignore-limits",
         action="store_true",
         help="run even when the load asks more of this machine than it has",
     )
+    add_cluster_arguments(parser)
     parser.add_argument(
         "--test-slow-engine",
         metavar="D",
@@ -182,7 +184,7 @@ def build_plan(args: argparse.Namespace, scenario_checks: tuple[Threshold, ...] 
 
 def run_capacity(args: argparse.Namespace) -> int:
     from smtpbench.capacity.headless import CapacityOptions, run_capacity_headless
-    from smtpbench.commands.flags import parse_host_port
+    from smtpbench.commands.flags import cluster_options, parse_host_port
     from smtpbench.commands.start import check_limits, usage_error, with_tls_flags
     from smtpbench.engine.session import SessionSetupError, preflight
     from smtpbench.engine.shares import worker_count
@@ -208,6 +210,7 @@ def run_capacity(args: argparse.Namespace) -> int:
             max_concurrency=args.max_concurrency,
         )
         interval = _duration("--progress-interval", args.progress_interval)
+        cluster = cluster_options(args)
         slow = 0.0
         if args.test_slow_engine is not None:
             slow = _duration("--test-slow-engine", args.test_slow_engine)
@@ -228,12 +231,19 @@ def run_capacity(args: argparse.Namespace) -> int:
         preflight(scenario)
     except (ValueError, SessionSetupError) as err:
         return usage_error(f"{scenario.source}: {err}" if scenario.source else str(err))
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         return usage_error(f"--workers: must be at least 1, got {args.workers}")
-    workers = worker_count(scenario.load, args.workers)
-    if slow and workers > 1:
+    workers = worker_count(scenario.load, args.workers or 1)
+    if slow and (workers > 1 or cluster is not None):
         return usage_error("--test-slow-engine: only with one worker (the engine in this process)")
-    refused = check_limits(scenario, workers, args.ignore_limits)
+    if cluster is None:
+        refused = check_limits(scenario, workers, args.ignore_limits)
+    elif scenario.target.host is None:
+        # The engines are on the cluster's hosts, which check their own limits; here
+        # runs the embedded sink, which serves every session.
+        refused = check_limits(scenario, 1, args.ignore_limits)
+    else:
+        refused = None
     if refused is not None:
         return usage_error(refused)
     try:
@@ -247,6 +257,7 @@ def run_capacity(args: argparse.Namespace) -> int:
         progress_interval=max(0.1, interval),
         keep_going=args.keep_going,
         workers=workers,
+        cluster=cluster,
         slow_engine=slow,
     )
     if args.tui or (sys.stdout.isatty() and not args.headless):

@@ -10,13 +10,17 @@ actors on a Dask cluster's workers. All four are read and steered through the on
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from smtpbench.engine.group import EngineGroup
-from smtpbench.engine.process import EngineProcess, build_run
+from smtpbench.engine.process import EngineJob, EngineProcess, build_run
 from smtpbench.metrics.hosts import Hosts
 from smtpbench.run.handle import Engine, InProcessEngine
 from smtpbench.run.options import RunOptions
 from smtpbench.run.prepare import PreparedRun
+
+if TYPE_CHECKING:
+    from smtpbench.engine.cluster import ClusterGroup, ClusterSettings
 
 
 def in_process(prepared: PreparedRun) -> tuple[InProcessEngine, Callable[[], None]]:
@@ -32,16 +36,22 @@ def outside(prepared: PreparedRun, options: RunOptions) -> Engine:
     """The engine in processes of its own: one, a local group, or actors on a cluster."""
     job = prepared.job()
     if options.cluster is not None:
-        import logging
-
-        from smtpbench.engine.cluster import ClusterGroup
-
-        # Dask's own logs (a worker lost, a connection retried) would cut through the
-        # dashboard and the live lines; the group says what matters, naming the host.
-        logging.getLogger("distributed").setLevel(logging.CRITICAL)
-        return ClusterGroup(job, options.cluster)
+        return on_cluster(job, options.cluster)
     workers = options.worker_count
     return EngineGroup(job, workers) if workers > 1 else EngineProcess(job)
+
+
+def on_cluster(job: EngineJob, settings: ClusterSettings) -> ClusterGroup:
+    """The engines placed on a Dask cluster's workers (``ClusterError`` when it cannot be
+    used); blocks while it connects and places them: call it off the trio loop."""
+    import logging
+
+    from smtpbench.engine.cluster import ClusterGroup
+
+    # Dask's own logs (a worker lost, a connection retried) would cut through the
+    # dashboard and the live lines; the group says what matters, naming the host.
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    return ClusterGroup(job, settings)
 
 
 def describe(engine: Engine | InProcessEngine) -> str:
