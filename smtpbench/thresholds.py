@@ -126,7 +126,19 @@ _RATE_MEANINGS: Final = {
     "errors": "failed sessions over those that ended on their own",
     "dropped": "dropped sessions over scheduled ones",
 }
-_COUNTER_MEANINGS: Final = {"throughput": "per second over the whole run"}
+_COUNTER_MEANINGS: Final = {
+    "scheduled": "sessions the schedule asked for",
+    "started": "sessions started",
+    "completed": "sessions that ended, whatever the outcome",
+    "failed": "sessions that ended with an error or a reply not counted as success",
+    "dropped": "sessions due but never started: the backlog was full",
+    "messages_accepted": "messages the server accepted",
+    "messages_rejected": "messages refused, at the end of data or before it",
+    "messages_aborted": "messages cut short by a broken connection",
+    "recipients_accepted": "RCPT commands accepted",
+    "recipients_rejected": "RCPT commands refused",
+    "bytes_sent": "bytes sent to the server, commands and content",
+}
 REPLY_CLASSES: Final = ("2xx", "3xx", "4xx", "5xx")
 
 
@@ -207,6 +219,9 @@ class Metric:
             return TRANSIT_COUNTS[self.name]
         if self.is_transit:
             return TRANSIT_LATENCIES[self.subject or ""]
+        if self.name == "throughput":
+            what = "messages accepted" if self.subject == "messages" else "sessions started"
+            return f"{what} per second over the whole run"
         if self.row is None:
             return _COUNTER_MEANINGS.get(self.name, "")
         if self.row < STEP_COUNT:

@@ -445,3 +445,22 @@ def test_throughput_of_messages_written_out() -> None:
 def test_a_threshold_is_optional_only_when_marked() -> None:
     assert parse_threshold("dropped == 0").optional is False
     assert parse_threshold("dropped? == 0").optional is True
+
+
+@pytest.mark.parametrize(
+    ("text", "meaning"),
+    [
+        ("throughput > 10/s", "messages accepted per second over the whole run"),
+        ("throughput(sessions) > 10/s", "sessions started per second over the whole run"),
+        ("dropped == 0", "sessions due but never started: the backlog was full"),
+        ("messages_rejected == 0", "messages refused, at the end of data or before it"),
+        ("bytes_sent > 0", "bytes sent to the server, commands and content"),
+    ],
+)
+def test_every_metric_says_what_it_measures(text: str, meaning: str) -> None:
+    from smtpbench.thresholds import COUNTERS
+
+    assert parse_threshold(text).metric.meaning == meaning
+    # The thresholds table prints a meaning beside every threshold: none is left blank.
+    for name in COUNTERS:
+        assert parse_threshold(f"{name} == 0").metric.meaning, name
