@@ -143,10 +143,16 @@ def test_the_sink_counts_its_limits_by_the_claimed_client(tmp_path: Path, versio
     assert counters["messages_accepted"] == 2
 
 
-def test_a_sink_that_expects_a_header_closes_a_connection_without_one(tmp_path: Path) -> None:
+def test_a_sink_that_expects_a_header_never_greets_a_connection_without_one(
+    tmp_path: Path,
+) -> None:
+    # The client gives up on the banner after a second (the sink would wait its command
+    # timeout for the header): each session fails there, and no message goes in.
     text = LIMITED.replace('"2/min"', '"100/min"') + 'proxy_protocol = "haproxy"\n'
-    counters = _accepted(tmp_path, text.replace("sessions = 20", "sessions = 3"))
+    text = text.replace("sessions = 20", "sessions = 3") + '[timeouts]\nbanner = "1s"\n'
+    counters = _accepted(tmp_path, text)
     assert counters["messages_accepted"] == 0 and counters["failed"] == 3
+    assert counters["started"] == 3
 
 
 def test_claimed_clients_of_the_other_family_stop_the_run_before_it_starts(
