@@ -54,11 +54,6 @@ def run_command(args: argparse.Namespace) -> int:
         cluster = cluster_options(args)
         if through is not None and cluster is not None:
             raise ValueError("--through: not with --cluster yet; use one or the other")
-        if through is not None and scenario.delivery.retries:
-            raise ValueError(
-                "--through: matching arrivals with messages tried again "
-                '([delivery] mode = "mta") is not supported yet; use one or the other'
-            )
     except ValueError as err:
         return usage_error(str(err))
     try:

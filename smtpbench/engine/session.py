@@ -631,10 +631,21 @@ class Session:
         """MTA-like delivery: the message is delivered, refused for good, or queued again
         for the recipients still owed (then it has no outcome yet)."""
         assert self.delivery is not None
+        current = self.delivery.current
         outcome = self.delivery.settle(self.now())
         self.messages_ended += 1
         if outcome is not None:
             self._message(outcome, self.arrival - self.origin if outcome else None)
+        transit = self.settings.transit
+        if transit is not None and current is not None:
+            # Noted by its first session's number and its place there, whichever attempt
+            # delivered it, and timed from the first attempt's intended start; a message
+            # deferred is prepared again by its next attempt.
+            number, index = self.conversation.number, current[0]
+            if outcome:
+                transit.accepted(number, index, self.origin, self.arrival)
+            else:
+                transit.refused(number, index)
 
     # -- outcomes -------------------------------------------------------------------
 
