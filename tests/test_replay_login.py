@@ -174,3 +174,17 @@ def test_the_replay_command_logs_in_in_engine_processes(
     # The password went to the engine processes, never into the results.
     written = [path for path in folder.rglob("*") if path.is_file()]
     assert written and not any(b"s3cret" in path.read_bytes() for path in written)
+
+
+def test_a_user_with_no_password_and_no_terminal_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recording = tmp_path / "logins.jsonl"
+    trio.run(record_logins, recording, "PLAIN", 1)
+    monkeypatch.delenv("SMTPBENCH_PASSWORD", raising=False)
+    capsys.readouterr()
+    argv = ["replay", str(recording), "--user", "alice", "--headless"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 2  # nothing ran
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--user: no password: set $SMTPBENCH_PASSWORD (no terminal to prompt on)" in err
+    assert not (tmp_path / "out").exists()
