@@ -2,14 +2,19 @@
 few sessions, run through the recording proxy against the embedded sink and against
 aiosmtpd (a test dependency: ``pip install -e '.[test]'``).
 
-    python scenarios/recordings/record.py
+    python scenarios/recordings/record.py [--out DIR] [--only NAME ...]
 
 Scenarios with large messages are recorded with sizes and hashes only (``--no-content``):
-their replay sends stand-in messages of the recorded sizes.
+their replay sends stand-in messages of the recorded sizes. ``submission`` is the default
+scenario logging in with AUTH PLAIN first, recorded against the sink only (aiosmtpd
+offers no AUTH here): the proxy leaves the credentials out, and ``smtpbench replay
+--user NAME`` logs in again.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import socket
 import sys
 from pathlib import Path
@@ -22,20 +27,25 @@ sys.path.insert(0, str(ROOT))
 
 from smtpbench.engine.runner import LoadRun  # noqa: E402
 from smtpbench.engine.transport import resolve  # noqa: E402
-from smtpbench.headless import run_info  # noqa: E402
 from smtpbench.metrics.recorder import Recorder  # noqa: E402
+from smtpbench.run.prepare import run_info  # noqa: E402
 from smtpbench.scenario import MessageFactory, load_scenario, with_overrides  # noqa: E402
+from smtpbench.scenario.model import Auth  # noqa: E402
 from smtpbench.servers.proxy import ProxyConfig, serve_proxy  # noqa: E402
 from smtpbench.servers.sink import SinkConfig, serve_sink  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-# scenario: (sessions, keep message content)
+# example: (scenario, sessions, keep message content, log in first)
 EXAMPLES = {
-    "default": (20, True),
-    "newsletter-burst": (5, True),
-    "steady-relay": (5, False),
-    "slow-trickle": (4, False),
+    "default": ("default", 20, True, False),
+    "newsletter-burst": ("newsletter-burst", 5, True, False),
+    "steady-relay": ("steady-relay", 5, False, False),
+    "slow-trickle": ("slow-trickle", 4, False, False),
+    "submission": ("default", 5, True, True),
 }
+# The account the submission example logs in with: the sink takes any, and the recording
+# keeps neither.
+LOGIN = Auth(mechanism="PLAIN", username="alice", password="example-only")
 
 
 class Accept:
@@ -43,9 +53,12 @@ class Accept:
         return "250 2.0.0 OK"
 
 
-async def record(name: str, sessions: int, keep: bool, port: int, out: Path) -> int:
+async def record(example: str, port: int, out: Path) -> int:
+    name, sessions, keep, login = EXAMPLES[example]
     scenario = load_scenario(ROOT / "scenarios" / f"{name}.toml")
     scenario = with_overrides(scenario, host="127.0.0.1", port=25, sessions=sessions, seed=1)
+    if login:
+        scenario = dataclasses.replace(scenario, name=example, auth=LOGIN)
     async with trio.open_nursery() as nursery:
         config = ProxyConfig("127.0.0.1", port, out, keep_content=keep)
         proxy = await nursery.start(serve_proxy, config)
@@ -59,22 +72,22 @@ async def record(name: str, sessions: int, keep: bool, port: int, out: Path) -> 
     return snapshot.counters.started
 
 
-async def with_sink(name: str, sessions: int, keep: bool) -> None:
+async def with_sink(example: str, folder: Path) -> None:
     async with trio.open_nursery() as nursery:
         sink = await nursery.start(serve_sink, SinkConfig())
-        out = HERE / f"{name}-sink.jsonl"
-        count = await record(name, sessions, keep, sink.address[1], out)
+        out = folder / f"{example}-sink.jsonl"
+        count = await record(example, sink.address[1], out)
         print(f"{out.name}: {count} sessions")
         nursery.cancel_scope.cancel()
 
 
-def with_aiosmtpd(name: str, sessions: int, keep: bool) -> None:
+def with_aiosmtpd(example: str, folder: Path) -> None:
     port = _free_port()
     controller = Controller(Accept(), hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        out = HERE / f"{name}-aiosmtpd.jsonl"
-        count = trio.run(record, name, sessions, keep, port, out)
+        out = folder / f"{example}-aiosmtpd.jsonl"
+        count = trio.run(record, example, port, out)
         print(f"{out.name}: {count} sessions")
     finally:
         controller.stop()
@@ -86,10 +99,16 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def main() -> int:
-    for name, (sessions, keep) in EXAMPLES.items():
-        trio.run(with_sink, name, sessions, keep)
-        with_aiosmtpd(name, sessions, keep)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Make the example recordings.")
+    parser.add_argument("--out", type=Path, default=HERE, help="where (default: beside this)")
+    parser.add_argument("--only", nargs="+", choices=sorted(EXAMPLES), help="these examples")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for example in args.only or EXAMPLES:
+        trio.run(with_sink, example, args.out)
+        if not EXAMPLES[example][3]:
+            with_aiosmtpd(example, args.out)
     return 0
 
 
