@@ -81,6 +81,8 @@ MODULES = (
         (
             "tests/test_threshold_parsing.py",
             "tests/test_thresholds.py",
+            "tests/test_enhanced_thresholds.py",
+            "tests/test_transit_thresholds.py",
             "-m",
             "not end_to_end",
         ),
@@ -97,6 +99,7 @@ MODULES = (
             "tests/test_session_machine_conversation.py",
             "tests/test_session_machine_clients.py",
             "tests/test_transcript.py",
+            "tests/test_transit_retries.py",  # a real sink, in this process
         ),
     ),
     Module(

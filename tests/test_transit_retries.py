@@ -53,12 +53,15 @@ async def test_a_message_delivered_on_a_later_attempt_is_matched_once(tmp_path: 
         info = run_info(scenario, str(address), 4)
         job = EngineJob(scenario_to_toml(scenario), address, 4, info)
         began = time.time()
-        run, close = build_run(job, scenario, TransitSends(sends_file))
+        sends = TransitSends(sends_file)
+        run, close = build_run(job, scenario, sends)
         try:
             final = await run.run()
         finally:
             close()
         kept = list(server.messages)
+    # Each deferred attempt let go of what it had prepared: nothing is kept at the end.
+    assert sends.pending == 0
     counters = final.counters
     assert counters.messages_accepted == SESSIONS
     assert counters.messages_first_attempt == 0 and counters.messages_deferred >= SESSIONS
@@ -82,3 +85,25 @@ async def test_a_message_delivered_on_a_later_attempt_is_matched_once(tmp_path: 
     assert (figures.duplicates, figures.altered, figures.unexpected) == (0, 0, 0)
     # Timed from the first attempt's intended start: past the greylist, at every rank.
     assert min(figures.to_accept) >= GREYLIST
+
+
+async def test_a_message_refused_for_good_is_let_go_of(tmp_path: Path) -> None:
+    """Every recipient refused (550): nothing is noted, and nothing prepared is kept."""
+    faults = parse_fault_table({"reply": {"RCPT": "550:100%"}})
+    sends_file = tmp_path / "sends"
+    async with sink(faults=faults) as server:
+        port = server.address[1]
+        scenario = parse_scenario(scenario_text(port).replace(f"= {SESSIONS}", "= 4"))
+        address = await resolve(LOOPBACK, port)
+        info = run_info(scenario, str(address), 4)
+        sends = TransitSends(sends_file)
+        run, close = build_run(
+            EngineJob(scenario_to_toml(scenario), address, 4, info), scenario, sends
+        )
+        try:
+            final = await run.run()
+        finally:
+            close()
+    assert final.counters.messages_rejected == 4 and final.counters.messages_deferred == 0
+    assert sends_file.read_text() == ""
+    assert sends.pending == 0

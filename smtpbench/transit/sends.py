@@ -37,6 +37,11 @@ class TransitSends:
         self._offset = 0.0  # wall clock minus engine clock
         self._last_write = time.monotonic()
 
+    @property
+    def pending(self) -> int:
+        """Messages prepared whose outcome has not come yet (each one a fingerprint kept)."""
+        return len(self._pending)
+
     def anchor(self, clock: Callable[[], float]) -> None:
         """Ties the engine clock ``clock`` to the wall clock; once, as the run starts."""
         self._offset = time.time() - clock()
