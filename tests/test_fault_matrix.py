@@ -99,13 +99,16 @@ def test_replay_against_a_misbehaving_server(tmp_path: Path, behaviour: str) -> 
     with misbehaving(behaviour) as server:
         done, took = timed(
             "replay", str(RECORDING), "--target", f"127.0.0.1:{server.port}", "--rate", "20",
-            "--headless", "--out", str(tmp_path),
+            "--grace", "1s", "--headless", "--out", str(tmp_path),
         )  # fmt: skip
     assert took < ON_TIME
     assert TRACEBACK not in done.stderr + done.stdout
     result = only_folder(tmp_path)
     assert result.counters.started == server.connections > 0
     assert result.counters.messages_accepted == 0
+    # Sessions the server left hanging were cut after the grace asked for.
+    (folder,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert 'grace = "1s"' in (folder / "scenario.toml").read_text()
 
 
 def test_run_against_a_sink_with_faults_counts_what_the_sink_counts(tmp_path: Path) -> None:

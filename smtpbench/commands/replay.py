@@ -87,6 +87,12 @@ def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-concurrency", metavar="N", type=int, help="cap on sessions in flight (default 1000)"
     )
     parser.add_argument(
+        "--grace",
+        metavar="D",
+        help="once the last session has started, how long those still in flight get to "
+        "finish before they are cut (default 10s)",
+    )
+    parser.add_argument(
         "--out", metavar="DIR", type=Path, default=Path("results"), help="where results go"
     )
     display = parser.add_mutually_exclusive_group()
@@ -203,6 +209,12 @@ def run_replay(args: argparse.Namespace) -> int:
     try:
         rate = parse_rate(args.rate) if args.rate is not None else None
         max_gap = parse_duration(args.max_gap) if args.max_gap is not None else None
+        grace = None
+        if args.grace is not None:
+            try:
+                grace = parse_duration(args.grace)
+            except ValueError as err:
+                raise ValueError(f"--grace: {err}") from None
         interval = parse_duration(args.progress_interval)
         job = ReplayJob(
             tuple(str(path) for path in args.recordings),
@@ -248,6 +260,7 @@ def run_replay(args: argparse.Namespace) -> int:
             seed=args.seed,
             auth=auth,
             **({"max_concurrency": args.max_concurrency} if args.max_concurrency else {}),
+            **({"grace": grace} if grace is not None else {}),
         )
         scenario = with_threshold_flags(scenario, args)
         from smtpbench.transit.run import check_transit_thresholds
