@@ -33,6 +33,7 @@ from smtpbench.engine.shares import Share
 from smtpbench.metrics.sessions import read_sessions
 from smtpbench.metrics.snapshot import RunState, Snapshot
 from smtpbench.protocol.steps import Step
+from smtpbench.run.engines import describe, where
 from tests.dask_cluster import LIMIT, ROOT, DaskCluster, cluster_job, counting_sink, wait_gone
 from tests.servers import LOOPBACK, free_port, postfix_smtp_sink
 
@@ -241,6 +242,10 @@ def test_the_group_steers_every_host(cluster: DaskCluster) -> None:
         group = ClusterGroup(
             cluster_job(host, port, rate=100, duration=30), ClusterSettings(cluster.address)
         )
+        # What the dashboard's header and the headless first line say of it: the
+        # workers' addresses are all on this machine, so one host.
+        assert where(group) == f"cluster: {HOSTS} engines on 1 host"
+        assert describe(group) == f", {HOSTS} engines on 1 host of the cluster at {cluster.address}"
         group.start()
         try:
             wait_until(lambda: started(group) > 20, "sessions started")

@@ -124,6 +124,26 @@ def test_the_results_path_is_never_cut() -> None:
     run(scenario)
 
 
+@pytest.mark.parametrize("width", [160, 120, 80])
+def test_the_header_says_what_runs_the_load(width: int) -> None:
+    """A run on a cluster says so in the header, whatever the width: the target's line
+    keeps it, the clock and bar give way first."""
+
+    async def scenario() -> None:
+        app = DashboardApp(FakeEngine(), where="cluster: 3 engines on 2 hosts")
+        async with app.run_test(size=(width, 40)) as pilot:
+            await pilot.pause()
+            text = " ".join(shown(app.query_one(RunHeader)).split())
+            assert "(cluster: 3 engines on 2 hosts)" in text
+            assert "RUNNING" in text
+        plain = DashboardApp(FakeEngine())
+        async with plain.run_test(size=(width, 40)) as pilot:
+            await pilot.pause()
+            assert "(" not in shown(plain.query_one(RunHeader)).split("RUNNING")[0]
+
+    run(scenario)
+
+
 def test_hidden_reply_codes_are_counted() -> None:
     async def scenario() -> None:
         app = DashboardApp(FakeEngine())

@@ -31,7 +31,7 @@ from smtpbench.engine.transport import TargetError
 from smtpbench.metrics.snapshot import RunState
 from smtpbench.outcome import with_hosts
 from smtpbench.run.dashboard import HangUp, ResultsWriter, yield_cpu
-from smtpbench.run.engines import hosts_of, on_cluster
+from smtpbench.run.engines import hosts_of, on_cluster, where
 from smtpbench.run.prepare import run_info
 from smtpbench.run.target import open_target_now
 from smtpbench.scenario import MessageFactory, scenario_to_toml
@@ -75,7 +75,9 @@ def run_capacity_dashboard(options: CapacityOptions) -> int:
         engine = EngineGroup(job, workers) if workers > 1 else EngineProcess(job)
     progress = Progress(options.plan, Search(options.plan.ramp))
     handle = ProcessEngine(engine, resolved.load.rate)
-    app = CapacityDashboard(engine, keep_going=options.keep_going, status=progress.status)
+    app = CapacityDashboard(
+        engine, keep_going=options.keep_going, status=progress.status, where=where(engine)
+    )
     writer = ResultsWriter(options.results_base, resolved, keep_going=options.keep_going)
     app.save = writer
     try:

@@ -22,7 +22,7 @@ from smtpbench.metrics.results import new_results_folder, write_results
 from smtpbench.metrics.snapshot import Snapshot
 from smtpbench.outcome import RunOutcome, finish_run, print_outcome, with_hosts
 from smtpbench.report.thresholds import ThresholdGuard
-from smtpbench.run.engines import hosts_of, outside
+from smtpbench.run.engines import hosts_of, outside, where
 from smtpbench.run.handle import Engine
 from smtpbench.run.options import RunOptions
 from smtpbench.run.prepare import prepare
@@ -155,6 +155,7 @@ def run_dashboard(options: RunOptions) -> int:
         thresholds=resolved.thresholds,
         keep_going=options.keep_going,
         transit=transit.line if transit is not None else None,
+        where=where(engine),
     )
     writer = ResultsWriter(
         options.results_base,

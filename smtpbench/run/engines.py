@@ -61,11 +61,22 @@ def describe(engine: Engine | InProcessEngine) -> str:
     from smtpbench.engine.cluster import ClusterGroup
 
     if isinstance(engine, ClusterGroup):
-        hosts = len({row.hostname for row in engine.hosts()})
-        return (
-            f", {engine.workers} engines on {hosts} host{'s' if hosts != 1 else ''} of the "
-            f"cluster at {engine.settings.address}"
-        )
+        return f", {_engines_on_hosts(engine)} of the cluster at {engine.settings.address}"
+    return ""
+
+
+def _engines_on_hosts(group: ClusterGroup) -> str:
+    hosts = len({row.hostname for row in group.hosts()})
+    return f"{group.workers} engines on {hosts} host{'s' if hosts != 1 else ''}"
+
+
+def where(engine: Engine | InProcessEngine) -> str:
+    """Where the load runs when not on this machine, in a few words for the dashboard's
+    header ("" on this machine: the header keeps its room for the clock and the bar)."""
+    from smtpbench.engine.cluster import ClusterGroup
+
+    if isinstance(engine, ClusterGroup):
+        return f"cluster: {_engines_on_hosts(engine)}"
     return ""
 
 

@@ -84,8 +84,10 @@ class DashboardApp(App[int]):
         thresholds: ThresholdSettings | None = None,
         keep_going: bool = False,
         transit: Callable[[], str] | None = None,
+        where: str = "",
     ) -> None:
         super().__init__()
+        self.where = where  # where the load runs when not on this machine (a cluster)
         self.keep_going = keep_going  # run on when no session can connect
         self.transit = transit  # run --through: the line of transit figures so far
         self.source = source
@@ -191,6 +193,7 @@ class DashboardApp(App[int]):
             self.note,
             self.thresholds,
             self.latency,
+            self.where,
         )
 
     def draw(self) -> None:

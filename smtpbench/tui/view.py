@@ -36,6 +36,7 @@ class View:
     note: str = ""  # a line for the header: where results went, what a key did
     thresholds: tuple[ThresholdResult, ...] = ()  # measured on this snapshot
     latency: str = SERVICE  # what the latency chart shows
+    where: str = ""  # where the load runs when not on this machine: "cluster: ..."
 
     def window_slice(self) -> slice:
         """The series rows inside the chart window, without a last interval that is only a

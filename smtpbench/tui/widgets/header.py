@@ -25,6 +25,7 @@ class RunHeader(Pane):
         left = Content.assemble(
             ("smtpbench  ", "bold"),
             (info.target, "bold cyan"),
+            (f"  ({view.where})" if view.where else "", "cyan"),
             "  scenario: ",
             (info.scenario, "bold"),
             "  ",
@@ -41,6 +42,7 @@ class RunHeader(Pane):
         # the line stays one and leaves a row to the panes.
         short_left = Content.assemble(
             (info.target, "bold cyan"),
+            (f" ({view.where})" if view.where else "", "cyan"),
             "  ",
             (info.scenario, "bold"),
             "  ",
@@ -55,8 +57,9 @@ class RunHeader(Pane):
                 lines = [Content.assemble(one, " " * gap, other)]
                 break
         if not lines:
-            # Too narrow for one line: time and progress go on a second one.
-            lines = [left, right]
+            # Too narrow for one line: time and progress go on a second one (and the
+            # shorter form of the first when the long one does not fit either).
+            lines = [left if left.cell_length <= width else short_left, right]
         # The note (where the results went, what a key did) is never cut: it wraps.
         wrapped = textwrap.wrap(view.note, width, break_on_hyphens=False) if width else [view.note]
         lines += [Content.styled(line, "italic") for line in wrapped if line]
