@@ -349,6 +349,59 @@ def test_repeat_logs_in_with_what_auth_used(
     assert summary["divergence"]["AUTH"]["differed"] == 0
 
 
+@pytest.mark.parametrize("mechanism", ["PLAIN", "PLAIN then response", "LOGIN"])
+def test_repeat_logs_in_with_an_auth_typed_by_hand(tmp_path: Path, mechanism: str) -> None:
+    """An AUTH typed as base64 (PLAIN's initial response, or LOGIN's two answers) is read
+    for /repeat once the server took it, as /auth's is; never shown nor saved."""
+    secret = "s3cret-Passw0rd"
+
+    def b64(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    saved = tmp_path / "typed.jsonl"
+    with sink_in_thread(credentials=(("alice", secret),)) as sink:
+        app = shell_app(sink.address[1])
+
+        async def session(app: ShellApp, pilot: Pilot[Any]) -> None:
+            await say(pilot, "EHLO client.example", DONE)
+            plain = b64(b"\0alice\0" + secret.encode())
+            if mechanism == "PLAIN":
+                await say(pilot, f"AUTH PLAIN {plain}", "235")
+            elif mechanism == "PLAIN then response":
+                await say(pilot, "AUTH PLAIN", "334")
+                await say(pilot, plain, "235")
+            else:
+                await say(pilot, "AUTH LOGIN", "334")
+                await say(pilot, b64(b"alice"), "334")
+                await say(pilot, b64(secret.encode()), "235")
+            await say(pilot, "QUIT", "221")
+            await type_line(pilot, f"/repeat 2 20 {saved}")
+            await pilot.pause()
+
+        request = drive(app, session)
+        assert request == RepeatRequest(str(saved), 2, "20", "alice", secret)
+        assert secret not in saved.read_text() and b64(secret.encode()) not in saved.read_text()
+        assert repeat(request, f"127.0.0.1:{sink.address[1]}", tmp_path / "results") == 0
+        assert sink.stats.replies_by_code[235] == 3  # the shell's session and both replays
+
+
+def test_a_refused_auth_is_not_handed_to_repeat(tmp_path: Path) -> None:
+    saved = tmp_path / "refused.jsonl"
+    with sink_in_thread(credentials=(("alice", "right"),)) as sink:
+        app = shell_app(sink.address[1])
+
+        async def session(app: ShellApp, pilot: Pilot[Any]) -> None:
+            await say(pilot, "EHLO client.example", DONE)
+            wrong = base64.b64encode(b"\0alice\0wrong").decode()
+            await say(pilot, f"AUTH PLAIN {wrong}", "535")
+            await type_line(pilot, f"/repeat 1 20 {saved}")
+            await pilot.pause()
+
+        request = drive(app, session)
+        assert request == RepeatRequest(str(saved), 1, "20", None, None)
+        assert sink.stats.replies_by_code[535] == 1
+
+
 def test_a_silent_server_is_reported_late_and_the_screen_answers() -> None:
     with misbehaving("silence") as server:
         app = shell_app(server.port, reply_timeout=0.5)

@@ -23,6 +23,7 @@ read as the bytes they name, ended by a bare LF, outside every check.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import re
 import ssl
@@ -171,9 +172,11 @@ class ShellConnection:
         self._writer: asyncio.StreamWriter | None = None
         self._owed: deque[_Owed] = deque()
         self._mechanism: Mechanism | None = None
-        # What /auth last logged in with (user name, secret): never shown nor saved, only
-        # handed to /repeat's replay, whose recording leaves them out.
+        # What the session last logged in with (user name, secret), by /auth or typed:
+        # never shown nor saved, only handed to /repeat's replay, whose recording leaves
+        # them out. Taken once the server answers 235.
         self.login: tuple[str, str] | None = None
+        self._typed = _TypedLogin()
         self._script: _Script | None = None
         self._handshaking = False
         self._send_lock = asyncio.Lock()
@@ -323,6 +326,10 @@ class ShellConnection:
                 return
             if reply.code != 334:
                 self._mechanism = None
+                account = self._typed.account
+                if reply.code == 235 and account is not None:
+                    self.login = account
+                self._typed = _TypedLogin()
         script = self._script
         if script is None:
             return
@@ -434,11 +441,14 @@ class ShellConnection:
                 return
             data = text.encode("utf-8") + b"\r\n"
             if self.in_sasl:
+                self._typed.response(text)
                 await self._write(
                     self.conn.send_raw(Step.AUTH, data), Step.AUTH, "(SASL response hidden)"
                 )
                 return
             step = step_of_line(data)
+            if step is Step.AUTH:
+                self._typed = _TypedLogin.of_command(text)
             shown = redact_auth_line(data) if step is Step.AUTH else text
             await self._write(self.conn.send_raw(step, data), step, shown)
 
@@ -475,7 +485,7 @@ class ShellConnection:
                 self._emit("error", str(err))
                 return
             self._mechanism = mechanism
-            self.login = (username, secret)
+            self._typed = _TypedLogin(account=(username, secret))
             await self._write(
                 self.conn.send_raw(Step.AUTH, line), Step.AUTH, redact_auth_line(line)
             )
@@ -548,6 +558,41 @@ class ShellConnection:
             smtpbench=__version__,
         )
         return Recording(header, (session,))
+
+
+@dataclass(slots=True)
+class _TypedLogin:
+    """The account of an AUTH under way, for /repeat: given to /auth, or read from what
+    was typed (PLAIN's response, LOGIN's two); None while not known, or for any other
+    mechanism."""
+
+    account: tuple[str, str] | None = None
+    mechanism: str = ""
+    user: str | None = None  # LOGIN: the user name, until the password comes
+
+    @classmethod
+    def of_command(cls, text: str) -> _TypedLogin:
+        words = text.split()
+        typed = cls(mechanism=words[1].upper() if len(words) > 1 else "")
+        if len(words) > 2:
+            typed.response(words[2])
+        return typed
+
+    def response(self, text: str) -> None:
+        """A SASL response as typed (base64), in turn."""
+        try:
+            decoded = base64.b64decode(text.strip(), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return
+        if self.mechanism == "PLAIN":
+            parts = decoded.split("\0")
+            if len(parts) == 3 and parts[1] and parts[2]:
+                self.account = (parts[1], parts[2])
+        elif self.mechanism == "LOGIN":
+            if self.user is None:
+                self.user = decoded
+            elif self.user and decoded:
+                self.account = (self.user, decoded)
 
 
 def certificate_rows(obj: ssl.SSLObject) -> tuple[tuple[str, str], ...]:
