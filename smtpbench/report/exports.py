@@ -29,7 +29,7 @@ from smtpbench.report.reply_rows import all_reply_rows
 from smtpbench.report.thresholds import ThresholdResult
 from smtpbench.transit.matching import PERCENTILES as TRANSIT_PERCENTILES
 from smtpbench.transit.matching import TransitFigures
-from smtpbench.transit.report import figures_dict
+from smtpbench.transit.report import figures_dict, time_rows
 
 CSV_COLUMNS = (
     "command",
@@ -97,11 +97,7 @@ def transit_rows(figures: TransitFigures) -> list[dict[str, Any]]:
     """The transit measures as latency rows (view ``transit``), over the messages that
     arrived: the percentiles transit keeps (p50, p90, p99), the others None."""
     rows = []
-    for label, values, maximum in (
-        ("intended start to 250", figures.to_accept, math.nan),
-        ("intended start to arrival", figures.transit, figures.transit_max),
-        ("250 to arrival (queue)", figures.queue, math.nan),
-    ):
+    for label, values, largest in time_rows(figures):
         kept = dict(zip(TRANSIT_PERCENTILES, values, strict=True))
         entry: dict[str, Any] = {
             "command": label,
@@ -113,7 +109,7 @@ def transit_rows(figures: TransitFigures) -> list[dict[str, Any]]:
         }
         for q in SUMMARY_PERCENTILES:
             entry[f"p{q:g}_s"] = _seconds(kept.get(q, math.nan))
-        entry["max_s"] = _seconds(maximum)
+        entry["max_s"] = None if largest is None else _seconds(largest)
         entry["errors"] = None
         rows.append(entry)
     return rows

@@ -11,6 +11,7 @@ from smtpbench.report.reply_rows import all_reply_rows
 from smtpbench.report.thresholds import ThresholdResult
 from smtpbench.transit.matching import PERCENTILES as TRANSIT_PERCENTILES
 from smtpbench.transit.matching import TransitFigures
+from smtpbench.transit.report import count_rows, time_rows, transit_title
 from smtpbench.units import format_clock, format_duration
 
 
@@ -35,37 +36,18 @@ def _duration(value: float | None) -> str:
 def transit_markdown(figures: TransitFigures) -> list[str]:
     """The transit tables (run ``--through``): what arrived, then the times of arrived
     messages, as the end-of-run summary shows them."""
-    title = f"Transit through the server to {figures.through}"
-    if figures.drained:
-        title += f" (waited {format_duration(figures.drained)} after sending ended)"
-    counts = [
-        ("accepted (250)", figures.accepted),
-        ("arrived downstream", figures.arrived),
-        ("not arrived", figures.not_arrived),
-        ("duplicates", figures.duplicates),
-        ("altered (body size or digest)", figures.altered),
-        ("unexpected (not accepted here)", figures.unexpected),
-        ("foreign (not this run's)", figures.foreign),
-    ]
     columns = [f"p{q:g}" for q in TRANSIT_PERCENTILES]
-
-    def times(values: Sequence[float], maximum: float | None) -> list[str]:
-        return [_duration(_finite(v)) for v in values] + [_duration(_finite(maximum))]
-
+    rows = [
+        [label, *(_duration(_finite(v)) for v in values), _duration(_finite(largest))]
+        for label, values, largest in time_rows(figures)
+    ]
+    counts = [[label, f"{n:,}"] for label, n in count_rows(figures)]
     return [
-        f"**{title}**",
+        f"**{transit_title(figures)}**",
         "",
-        _table(["messages", "count"], "lr", [[label, f"{n:,}"] for label, n in counts]),
+        _table(["messages", "count"], "lr", counts),
         "",
-        _table(
-            ["of arrived messages", *columns, "max"],
-            "l" + "r" * (len(columns) + 1),
-            [
-                ["intended start to 250", *times(figures.to_accept, None)],
-                ["intended start to arrival", *times(figures.transit, figures.transit_max)],
-                ["250 to arrival (queue)", *times(figures.queue, None)],
-            ],
-        ),
+        _table(["of arrived messages", *columns, "max"], "l" + "r" * (len(columns) + 1), rows),
         "",
     ]
 

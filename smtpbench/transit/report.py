@@ -25,37 +25,60 @@ def _p(q: float) -> str:
     return f"p{q:g}"
 
 
-def transit_table(figures: TransitFigures) -> Group:
-    """The summary's transit tables: what arrived, then each latency's percentiles."""
+def transit_title(figures: TransitFigures) -> str:
     title = f"Transit through the server to {figures.through}"
     if figures.drained:
         title += f" (waited {format_duration(figures.drained)} after sending ended)"
+    return title
+
+
+def count_rows(figures: TransitFigures) -> list[tuple[str, int]]:
+    """What arrived, as every report lists it: (label, count)."""
+    return [
+        ("accepted (250)", figures.accepted),
+        ("arrived downstream", figures.arrived),
+        ("not arrived", figures.not_arrived),
+        ("duplicates", figures.duplicates),
+        ("altered (body size or digest)", figures.altered),
+        ("unexpected (not accepted here)", figures.unexpected),
+        ("foreign (not this run's)", figures.foreign),
+    ]
+
+
+def time_rows(figures: TransitFigures) -> list[tuple[str, tuple[float, ...], float | None]]:
+    """The times of arrived messages, as every report lists them: (label, percentiles
+    (``PERCENTILES``), the largest or None where it is not kept); NaN: none arrived."""
+    return [
+        ("intended start to 250", figures.to_accept, None),
+        ("intended start to arrival", figures.transit, figures.transit_max),
+        ("250 to arrival (queue)", figures.queue, None),
+    ]
+
+
+def transit_table(figures: TransitFigures) -> Group:
+    """The summary's transit tables: what arrived, then each latency's percentiles."""
+    styles = {
+        "arrived downstream": "green",
+        "not arrived": "red" if figures.not_arrived else "",
+        "duplicates": "yellow" if figures.duplicates else "",
+        "altered (body size or digest)": "red" if figures.altered else "",
+        "foreign (not this run's)": "dim",
+    }
     table = Table(show_header=True)
     table.add_column("messages", style="bold")
     table.add_column("count", justify="right")
-    for label, value, style in (
-        ("accepted (250)", figures.accepted, ""),
-        ("arrived downstream", figures.arrived, "green"),
-        ("not arrived", figures.not_arrived, "red" if figures.not_arrived else ""),
-        ("duplicates", figures.duplicates, "yellow" if figures.duplicates else ""),
-        ("altered (body size or digest)", figures.altered, "red" if figures.altered else ""),
-        ("unexpected (not accepted here)", figures.unexpected, ""),
-        ("foreign (not this run's)", figures.foreign, "dim"),
-    ):
+    for label, value in count_rows(figures):
+        style = styles.get(label, "")
         table.add_row(label, f"[{style}]{value:,}[/]" if style else f"{value:,}")
     times = Table(show_header=True)
     times.add_column("of arrived messages", style="bold")
     for q in PERCENTILES:
         times.add_column(_p(q), justify="right")
     times.add_column("max", justify="right")
-    times.add_row("intended start to 250", *(format_duration(v) for v in figures.to_accept), "")
-    times.add_row(
-        "intended start to arrival",
-        *(format_duration(v) for v in figures.transit),
-        format_duration(figures.transit_max),
-    )
-    times.add_row("250 to arrival (queue)", *(format_duration(v) for v in figures.queue), "")
-    return Group(Text(title, style="italic"), table, times)
+    for label, values, largest in time_rows(figures):
+        most = "" if largest is None else format_duration(largest)
+        times.add_row(label, *(format_duration(v) for v in values), most)
+    return Group(Text(transit_title(figures), style="italic"), table, times)
 
 
 def transit_line(figures: TransitFigures) -> str:
