@@ -15,9 +15,10 @@ from smtpbench.commands.flags import (
     add_output_arguments,
     add_scenario_argument,
     add_tls_arguments,
+    flag_duration,
 )
 from smtpbench.thresholds import Threshold, ThresholdError, parse_threshold
-from smtpbench.units import parse_duration, parse_rate, parse_share
+from smtpbench.units import parse_rate, parse_share
 
 # The run lasts the longest the search could take, and this much more: the search ends
 # it (the driver stops the engine), never the clock.
@@ -127,13 +128,6 @@ def _rate(flag: str, text: str) -> float:
     return value
 
 
-def _duration(flag: str, text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as err:
-        raise ValueError(f"{flag}: {err}") from None
-
-
 def build_plan(args: argparse.Namespace, scenario_checks: tuple[Threshold, ...] = ()) -> Plan:
     """The search's plan from the flags; ValueError naming the flag that is wrong."""
     top = _rate("--to", args.to)
@@ -146,8 +140,8 @@ def build_plan(args: argparse.Namespace, scenario_checks: tuple[Threshold, ...] 
     except ValueError as err:
         flag = "--to" if "highest" in str(err) else "--refine"
         raise ValueError(f"{flag}: {err}") from None
-    held_for = _duration("--step-duration", args.step_duration)
-    settle = _duration("--settle", args.settle)
+    held_for = flag_duration("--step-duration", args.step_duration)
+    settle = flag_duration("--settle", args.settle)
     if held_for <= 0:
         raise ValueError(f"--step-duration: must be longer than 0s, got {args.step_duration!r}")
     if settle >= held_for:
@@ -209,11 +203,11 @@ def run_capacity(args: argparse.Namespace) -> int:
             seed=args.seed,
             max_concurrency=args.max_concurrency,
         )
-        interval = _duration("--progress-interval", args.progress_interval)
+        interval = flag_duration("--progress-interval", args.progress_interval)
         cluster = cluster_options(args)
         slow = 0.0
         if args.test_slow_engine is not None:
-            slow = _duration("--test-slow-engine", args.test_slow_engine)
+            slow = flag_duration("--test-slow-engine", args.test_slow_engine)
     except ValueError as err:
         return usage_error(str(err))
     if scenario.load.sessions is not None:

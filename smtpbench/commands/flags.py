@@ -98,6 +98,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def flag_duration(flag: str, text: str) -> float:
+    """A duration given to ``flag``; ValueError naming the flag."""
+    from smtpbench.units import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as err:
+        raise ValueError(f"{flag}: {err}") from None
+
+
 def add_workers_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
@@ -178,6 +188,7 @@ __all__ = [
     "add_tls_arguments",
     "add_workers_argument",
     "cluster_options",
+    "flag_duration",
     "parse_host_port",
     "positive_int",
 ]

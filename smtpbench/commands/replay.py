@@ -194,7 +194,7 @@ def warn(text: str) -> None:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from smtpbench.commands.flags import cluster_options, parse_host_port
+    from smtpbench.commands.flags import cluster_options, flag_duration, parse_host_port
     from smtpbench.commands.start import default_workers, with_threshold_flags
     from smtpbench.engine.replay import (
         PreparedReplay,
@@ -209,12 +209,7 @@ def run_replay(args: argparse.Namespace) -> int:
     try:
         rate = parse_rate(args.rate) if args.rate is not None else None
         max_gap = parse_duration(args.max_gap) if args.max_gap is not None else None
-        grace = None
-        if args.grace is not None:
-            try:
-                grace = parse_duration(args.grace)
-            except ValueError as err:
-                raise ValueError(f"--grace: {err}") from None
+        grace = flag_duration("--grace", args.grace) if args.grace is not None else None
         interval = parse_duration(args.progress_interval)
         job = ReplayJob(
             tuple(str(path) for path in args.recordings),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from smtpbench.transit.run import DEFAULT_DRAIN, TransitOptions
-from smtpbench.units import parse_duration
 
 
 def add_through_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +25,7 @@ def add_through_arguments(parser: argparse.ArgumentParser) -> None:
 
 def through_options(args: argparse.Namespace) -> TransitOptions | None:
     """``--through`` and ``--through-drain`` checked; ValueError naming the flag."""
-    from smtpbench.commands.flags import parse_host_port
+    from smtpbench.commands.flags import flag_duration, parse_host_port
 
     if args.through is None:
         if args.through_drain is not None:
@@ -43,8 +42,5 @@ def through_options(args: argparse.Namespace) -> TransitOptions | None:
         raise ValueError(f"--through: {err}") from None
     drain = DEFAULT_DRAIN
     if args.through_drain is not None:
-        try:
-            drain = parse_duration(args.through_drain)
-        except ValueError as err:
-            raise ValueError(f"--through-drain: {err}") from None
+        drain = flag_duration("--through-drain", args.through_drain)
     return TransitOptions(host, port, drain)
