@@ -190,7 +190,11 @@ def login(
 
 
 def warn(text: str) -> None:
-    Console(stderr=True).print(f"[yellow]warning:[/] {text}", highlight=False)
+    """A warning before the run; ``text`` may name files, which rich must not read as
+    markup."""
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
 
 
 def run_replay(args: argparse.Namespace) -> int:
