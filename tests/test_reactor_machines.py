@@ -1239,8 +1239,12 @@ class Kernel:
     def __init__(self, *room: int) -> None:
         self.room = list(room)
         self.taken = bytearray()
+        self.clock: list[float] | None = None  # moved on by ``spent`` at each send
+        self.spent = 0.0
 
     def send(self, data: bytes) -> int:
+        if self.clock is not None:
+            self.clock[0] += self.spent
         took = min(len(data), self.room.pop(0)) if self.room else len(data)
         if not took:
             raise BlockingIOError
@@ -1270,19 +1274,19 @@ COMMANDS = b"m" * 200
 
 async def test_a_mark_the_first_send_passes_is_noted_then_not_when_the_rest_goes() -> None:
     link, clock = await link_on(kernel := Kernel(150, 100))
-    assert link.write(CONTENT + COMMANDS, mark=len(CONTENT)) is False
-    assert link.marked_at == 1.0
+    assert link.write(CONTENT + COMMANDS, mark=len(CONTENT), began=0.5) is False
+    assert link.marked_at == 0.5  # when the caller began the write, not when the send returned
     flush_at(link, clock, 2.0)
     flush_at(link, clock, 3.0)
-    assert (link.marked_at, link.written_at, link.pending) == (1.0, 3.0, b"")
+    assert (link.marked_at, link.written_at, link.pending) == (0.5, 3.0, b"")
     assert kernel.taken == CONTENT + COMMANDS
 
 
 async def test_a_first_send_that_takes_exactly_the_marked_part_notes_the_mark() -> None:
     link, clock = await link_on(Kernel(len(CONTENT)))
-    assert link.write(CONTENT + COMMANDS, mark=len(CONTENT)) is False
+    assert link.write(CONTENT + COMMANDS, mark=len(CONTENT), began=0.5) is False
     flush_at(link, clock, 2.0)
-    assert (link.marked_at, link.written_at) == (1.0, 2.0)
+    assert (link.marked_at, link.written_at) == (0.5, 2.0)
 
 
 async def test_a_mark_is_noted_by_the_send_that_takes_its_last_byte() -> None:
@@ -1306,6 +1310,18 @@ async def test_a_marked_write_queued_behind_another_notes_its_own_marks_end() ->
         flush_at(link, clock, when)
     assert (link.marked_at, link.written_at) == (4.0, 5.0)
     assert kernel.taken == first + CONTENT + COMMANDS
+
+
+async def test_the_ends_noted_are_the_starts_of_the_sends_that_took_them() -> None:
+    # Each send takes 0.25 s: on loopback it hands the bytes to the server, which may
+    # answer before the call is back. What is noted is when the send began.
+    link, clock = await link_on(kernel := Kernel(50, 100))
+    kernel.clock, kernel.spent = clock, 0.25
+    assert link.write(CONTENT + COMMANDS, mark=len(CONTENT), began=1.0) is False
+    flush_at(link, clock, 2.0)  # 150 bytes gone: the mark is passed
+    assert (link.marked_at, clock[0]) == (2.0, 2.25)
+    flush_at(link, clock, 3.0)
+    assert (link.marked_at, link.written_at, link.pending) == (2.0, 3.0, b"")
 
 
 async def test_a_marked_write_the_kernel_takes_none_of_is_kept_whole() -> None:

@@ -102,10 +102,16 @@ class Wire:
     when it finishes the write, while the session waits)."""
 
     def __init__(
-        self, clock: Clock, slow: int | None = None, lag: float = 0.0, taken: int = 0
+        self,
+        clock: Clock,
+        slow: int | None = None,
+        lag: float = 0.0,
+        taken: int = 0,
+        spent: float = 0.0,
     ) -> None:
         """``taken``: bytes of a slow write the kernel takes at once, the rest ``lag``
-        later."""
+        later. ``spent``: seconds each write call takes (on loopback a send hands the
+        bytes to the server, which may be at work before the call is back)."""
         self.sent = bytearray()
         self.sock = object()
         self.written_at = 0.0
@@ -116,13 +122,15 @@ class Wire:
         self.taken = taken
         self.taken_at: float | None = None  # when the kernel takes the last slow write
         self.mark_pending = False
+        self.spent = spent
 
-    def write(self, data: bytes, mark: int = 0) -> bool:
+    def write(self, data: bytes, mark: int = 0, began: float = 0.0) -> bool:
         self.sent += data
+        self.clock.now += self.spent
         if self.slow is not None and len(data) >= self.slow:
             self.taken_at = self.clock.now + self.lag
             if mark and self.taken >= mark:
-                self.marked_at = self.clock.now  # the first part went with the first send
+                self.marked_at = began  # the first part went with the first send
             else:
                 self.mark_pending = bool(mark)
             return False
@@ -365,6 +373,24 @@ def test_content_carried_first_is_timed_from_its_own_last_byte(tmp_path: Path) -
     )
     data_end = [s for label, s, _ in outcome.steps() if label == "DATA end"]
     assert data_end == [pytest.approx(THINK, abs=1e-9)] * 2
+
+
+@pytest.mark.parametrize("pipelining", ["false", "true"])
+def test_every_reply_is_timed_from_the_start_of_the_send_that_carried_it(
+    tmp_path: Path, pipelining: str
+) -> None:
+    # Each write takes 0.5 ms, as a send on loopback does while it hands the bytes to the
+    # server: the server's time (THINK) is counted in full, the DATA end's as every
+    # other command's, never from the send's return (which read less than the server's
+    # time, and less than MAIL's, against a fast server).
+    outcome = converse(
+        tmp_path,
+        f'[session]\nmessages = 2\npipelining = {pipelining}\nsize = "1KiB"\n',
+        wire=lambda clock: Wire(clock, spent=0.0005),
+    )
+    replies = [(label, s) for label, s, _ in outcome.steps() if label not in ("connect", "banner")]
+    assert {label for label, _ in replies} >= {"MAIL", "RCPT", "DATA", "DATA end", "QUIT"}
+    assert all(s == pytest.approx(THINK + 0.0005, abs=1e-9) for _, s in replies), replies
 
 
 def test_a_refused_recipient_is_skipped_and_all_refused_is_rset(tmp_path: Path) -> None:

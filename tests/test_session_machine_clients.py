@@ -30,13 +30,13 @@ class Proxied(Wire):
         super().__init__(clock)
         self.first = True
 
-    def write(self, data: bytes, mark: int = 0) -> bool:
+    def write(self, data: bytes, mark: int = 0, began: float = 0.0) -> bool:
         if self.first:
             self.first = False
             if data.startswith((b"PROXY ", V2_SIGNATURE)):
                 Proxied.headers.append(data)
                 return True
-        return super().write(data, mark)
+        return super().write(data, mark, began)
 
 
 def header_of(tmp_path: Path, scenario: str, number: int, **options: object) -> bytes:

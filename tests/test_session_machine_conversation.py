@@ -47,9 +47,9 @@ class Taping(Wire):
         self.all = bytearray()
         Taping.tapes.append(self.all)
 
-    def write(self, data: bytes, mark: int = 0) -> bool:
+    def write(self, data: bytes, mark: int = 0, began: float = 0.0) -> bool:
         self.all += data
-        return super().write(data, mark)
+        return super().write(data, mark, began)
 
 
 def said(tmp_path: Path, scenario: str = "", answer: Answer | None = None, **options: Any):

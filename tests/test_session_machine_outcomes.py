@@ -84,9 +84,9 @@ def test_every_byte_handed_to_the_connection_is_counted_as_sent(tmp_path: Path) 
             self.total = 0
             wires.append(self)
 
-        def write(self, data: bytes, mark: int = 0) -> bool:
+        def write(self, data: bytes, mark: int = 0, began: float = 0.0) -> bool:
             self.total += len(data)
-            return super().write(data, mark)
+            return super().write(data, mark, began)
 
     outcome = converse(tmp_path, '[session]\nsize = "2KiB"\n', wire=Counting)
     assert wires[0].total > 2048
@@ -567,10 +567,10 @@ def test_a_reset_during_the_handshake_is_a_tls_error(tmp_path: Path, certs: Cert
 def test_a_close_notify_the_kernel_refuses_is_let_go(tmp_path: Path, certs: Certs) -> None:
     # Reset at the read awaiting EHLO's reply; the close_notify written then fails.
     class Broken(Wire):
-        def write(self, data: bytes, mark: int = 0) -> bool:
+        def write(self, data: bytes, mark: int = 0, began: float = 0.0) -> bool:
             if self.clock.now > 1000 + 3.5 * THINK:  # from read 3 on
                 raise BrokenPipeError(32, "Broken pipe")
-            return super().write(data, mark)
+            return super().write(data, mark, began)
 
     outcome = converse(
         tmp_path,
@@ -748,9 +748,9 @@ def test_each_write_over_tls_is_one_record(tmp_path: Path, certs: Certs) -> None
     writes: list[bytes] = []
 
     class Keeping(Wire):
-        def write(self, data: bytes, mark: int = 0) -> bool:
+        def write(self, data: bytes, mark: int = 0, began: float = 0.0) -> bool:
             writes.append(data)
-            return super().write(data, mark)
+            return super().write(data, mark, began)
 
     converse(tmp_path, tls_scenario(certs, "implicit"), tls=server_context(certs), wire=Keeping)
 

@@ -577,7 +577,9 @@ class ReplayConversation:
             s.step = first if first is not None else Step.NOOP
             timeout = s.timeouts[first] if first is not None else UNKNOWN_TIMEOUT
             s.deadline = began + timeout
-            written = s.written_since(s.write(b"".join(parts)))
+            # A group that opens with the banner writes after it: its own start is later.
+            sending = s.now() if group[0].kind == "banner" else began
+            written = s.written_since(sending, s.write(b"".join(parts)))
         for step in group:
             s.unanswered.append(_shown(step) if step.kind != "banner" else None)
         out: list[list[Reply]] = []
@@ -693,7 +695,7 @@ class ReplayConversation:
         s.unanswered.append(0)
         began = s.now()
         s.arm(Step.DATA_END, began)
-        written = s.written_since(s.write(s.conn.send_raw(Step.DATA_END, b".\r\n")))
+        written = s.written_since(began, s.write(s.conn.send_raw(Step.DATA_END, b".\r\n")))
         reply = (yield from s.read_reply()).reply
         self.last_reply = s.arrival
         s.unanswered.popleft()

@@ -18,10 +18,13 @@ Timing of each step (service time):
   reply;
 - AUTH: the whole exchange, from handing over the AUTH line to the final
   reply (235 or a refusal), every 334 challenge and response in between;
-- DATA end: from the moment the socket took the final dot (the whole stuffed
-  content), or the last BDAT chunk, to the reply that accepts or refuses the
-  message: the server's work on it. In LMTP each recipient's reply is one
-  DATA end sample, timed the same way.
+- DATA end: from handing the final dot (the end of the stuffed content), or
+  the last BDAT chunk, to the socket to the reply that accepts or refuses the
+  message: the server's work on it. When the content needs several sends (a
+  full buffer), from the start of the send that took its last byte; never
+  from that send's return, since on loopback a send delivers to the server,
+  which may answer before the call is back. In LMTP each recipient's reply is
+  one DATA end sample, timed the same way.
 - pipelined commands (RFC 2920): a group goes out in one write. Each reply in
   the group is timed from the start of that write to the arrival of the read
   that completed the reply: the time a client waits for that answer. A reply
@@ -29,10 +32,10 @@ Timing of each step (service time):
   last reply's time is the group's round trip. Replies that arrive in one
   read share its arrival time. When another message follows on the
   connection, a message's content (and final dot) goes out first in the next
-  transaction's write (RFC 2920 section 3.1): its DATA end is timed from when its
-  own last byte was handed over (a full buffer can hold back the commands after
-  it while the server answers it), and the next group's commands from the
-  write's start. The last
+  transaction's write (RFC 2920 section 3.1): its DATA end is timed from the
+  start of the send that handed over its own last byte (a full buffer can hold
+  back the commands after it while the server answers it), and the next
+  group's commands from the write's start. The last
   message's content goes out with QUIT, as Postfix's client does.
 Message latency is measured from the session's intended start to each
 message's final reply, and session latency to the end of the session, so a
@@ -396,9 +399,10 @@ class Session:
 
     # -- commands on the wire -------------------------------------------------------
 
-    def write(self, data: bytes, first: int = 0) -> bool:
+    def write(self, data: bytes, first: int = 0, began: float = 0.0) -> bool:
         """Hands ``data`` to the connection; True when the kernel took all of it at once.
-        ``first``: the length of a first part whose end the link notes apart."""
+        ``first``: the length of a first part whose end the link notes apart (``began``:
+        the time taken just before this call, noted if this call's send takes it)."""
         link = self.link
         assert link is not None
         self.metrics.sent(len(data))
@@ -409,7 +413,7 @@ class Session:
                 data, first = head + tls.encrypt(data[first:]), len(head)
             else:
                 data = tls.encrypt(data)
-        return link.write(data, first) if first else link.write(data)
+        return link.write(data, first, began) if first else link.write(data)
 
     def authenticate(self, name: str) -> Generator[Request, Any, Reply]:
         """SMTP AUTH (RFC 4954) with mechanism ``name`` and the settings' credentials: the
@@ -439,10 +443,13 @@ class Session:
         self.count(Step.AUTH, shown, reply, self.arrival - began)
         return reply
 
-    def written_since(self, done_at_once: bool) -> float:
-        """When the last write was wholly handed over (now, or when the reactor finished it)."""
+    def written_since(self, began: float, done_at_once: bool) -> float:
+        """When the send that handed over the last write's last byte began: ``began``
+        (taken just before the write) when it all went at once, else when the reactor's
+        send that finished it began. A reply is timed from there, not from the send's
+        return: the server may be at work (or done) before that call is back."""
         if done_at_once:
-            return self.now()
+            return began
         link = self.link
         assert link is not None
         return link.written_at
@@ -494,8 +501,8 @@ class Session:
         # The earlier message's content goes first: its end of data is timed from when
         # its own last byte went, which may be before the whole group's (a full buffer).
         content = len(deferred[1]) if deferred is not None and len(commands) > 1 else 0
-        at_once = self.write(data, content)
-        written = self.written_since(at_once) if at_once else None
+        at_once = self.write(data, content, began)
+        written = began if at_once else None
         # LMTP: the end of data is owed one reply per accepted recipient.
         for _ in range(conn.outstanding - len(self.unanswered)):
             self.unanswered.append("(the same message, for the next recipient)")
@@ -521,7 +528,7 @@ class Session:
                     since = link.marked_at
                 else:
                     if written is None:
-                        written = self.written_since(False)
+                        written = self.written_since(began, False)
                     since = written
             else:
                 since = began
