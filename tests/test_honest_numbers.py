@@ -7,12 +7,14 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import numpy as np
 import trio
 from rich.console import Console
 
 from smtpbench.engine.control import RunControl
 from smtpbench.engine.embedded import embedded_sink
 from smtpbench.faults import parse_fault_table
+from smtpbench.metrics.series import SERIES_COUNTERS, Series
 from smtpbench.metrics.snapshot import RunState, Snapshot
 from smtpbench.protocol.steps import Step
 from smtpbench.report.live import live_line
@@ -63,6 +65,27 @@ async def test_a_ramp_that_met_its_schedule_reads_100_percent() -> None:
     # 5 to 40/s over 2 s, then 40/s for 1 s: 45 + 40 sessions, not 3 s x 40/s.
     assert abs(snapshot.counters.scheduled - 85) <= 2
     assert_whole_schedule(snapshot)
+    # The achieved rate is set against what was asked over the same seconds, not the
+    # rate asked for now (40/s), which a ramp's average never reaches.
+    found = re.search(r"achieved ([\d.]+)/s of ([\d.]+)/s", live_line(snapshot, 0.0))
+    assert found is not None
+    achieved, asked = float(found[1]), float(found[2])
+    assert snapshot.target_rate == 40.0 and asked < 35.0
+    assert abs(achieved - asked) <= 0.1 * asked, (achieved, asked)
+
+
+async def test_late_in_a_ramp_the_achieved_rate_is_set_against_the_same_seconds() -> None:
+    # Ten seconds of a ramp from 0 to 100/s, every session on time: the last five
+    # seconds asked for 75/s on average (50 to 100), not the 100/s asked for now.
+    snapshot = await sink_run({}, lambda port: scenario_for(port, sessions=1))
+    seconds = np.arange(1.0, 11.0)
+    counters = np.zeros((10, len(SERIES_COUNTERS)), dtype=np.int64)
+    counters[:, SERIES_COUNTERS.index("started")] = 10 * seconds - 5  # the rate's integral
+    rows = snapshot.series.p50.shape[1]
+    nothing = np.full((10, rows), np.nan)
+    series = Series(seconds, counters, 10 * seconds, nothing, nothing, np.zeros((10, rows), int))
+    ramping = dataclasses.replace(snapshot, series=series, target_rate=100.0)
+    assert "target 100.0/s  achieved 75.0/s of 75.0/s" in live_line(ramping, 0.0)
 
 
 async def test_a_paused_run_reads_100_percent() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.content import Content
 
 from smtpbench.metrics.kinds import START_LAG, ErrorClass
-from smtpbench.report.live import recent_rate
+from smtpbench.report.live import recent_rate, recent_target
 from smtpbench.tui.view import View
 from smtpbench.tui.widgets.commands import QUANTILES
 from smtpbench.tui.widgets.pane import Pane
@@ -47,7 +47,7 @@ class RunCounters(Pane):
             for name, value, other, other_value in pairs
         ]
         achieved = recent_rate(snapshot)
-        target = snapshot.target_rate
+        target = recent_target(snapshot)  # over the same seconds: a ramp is not behind
         rate = Content.styled(f"achieved {achieved:,.1f}/s", "bold")
         if target is not None:
             rate = rate.append(f" of {target:,.1f}/s")
