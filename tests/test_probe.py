@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import trio
 
+from smtpbench import exitcodes
 from smtpbench.engine.embedded import embedded_sink
 from smtpbench.probe import ProbeOptions, ProbeReport, probe
 from smtpbench.servers.sink import SinkConfig, serve_sink
@@ -67,9 +68,9 @@ async def test_sink_that_takes_every_recipient_is_an_open_relay() -> None:
 async def test_sink_that_denies_relaying_passes_the_relay_check() -> None:
     # --no-auth: the sink takes AUTH in clear text, a failure of its own (auth_before_tls).
     argv = ("--relay-domain", "smtpbench.test", "--no-auth")
-    async with embedded_sink(argv) as (host, port):
+    async with embedded_sink(argv) as (host, port):  # the server with --target, as run takes it
         code, out, _ = await run_cli(
-            f"{host}:{port}", "--json", "--rcpt", "postmaster@smtpbench.test"
+            "--target", f"{host}:{port}", "--json", "--rcpt", "postmaster@smtpbench.test"
         )
     report = json.loads(out)
     found = statuses(report)
@@ -242,3 +243,23 @@ def test_probe_help_lists_it() -> None:
         [sys.executable, "-m", "smtpbench", "--help"], capture_output=True, text=True, check=True
     )
     assert "probe" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        ([], "no server given: HOST[:PORT] after the command, or --target HOST[:PORT]"),
+        (["a:25", "--target", "b:25"], "two servers given: a:25 and --target b:25; give one"),
+    ],
+)
+def test_probe_and_shell_take_one_server_as_they_are_told(argv: list[str], error: str) -> None:
+    for command in ("probe", "shell"):
+        done = subprocess.run(
+            [sys.executable, "-m", "smtpbench", command, *argv],
+            capture_output=True,
+            text=True,
+            timeout=LIMIT,
+            stdin=subprocess.DEVNULL,
+        )
+        assert done.returncode == exitcodes.BAD_CONFIGURATION, (command, done.stderr)
+        assert error in done.stderr, (command, done.stderr)

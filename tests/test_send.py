@@ -124,8 +124,9 @@ async def test_every_message_flag_reaches_the_server_as_asked(tmp_path: Path) ->
 
 
 async def test_the_human_transcript_explains_each_code(tmp_path: Path) -> None:
-    async with sink() as running:
-        sent = await send(*server(running.address[1]), "--to", "a@example.net", "--body", "hi")
+    async with sink() as running:  # --target, as run takes it, is --server too
+        target = ["--target", f"127.0.0.1:{running.address[1]}"]
+        sent = await send(*target, "--to", "a@example.net", "--body", "hi")
     assert sent.code == exitcodes.OK
     out = sent.stdout
     assert " C: MAIL FROM:<" in out

@@ -61,6 +61,29 @@ def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_server_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """The server of a command that talks to one by hand (probe, shell): HOST[:PORT]
+    after the command, or ``--target HOST[:PORT]`` as run, replay and capacity take it."""
+    parser.add_argument("target", nargs="?", metavar="HOST[:PORT]", help=help)
+    parser.add_argument(
+        "--target",
+        dest="target_flag",
+        metavar="HOST[:PORT]",
+        help="the same server, given as run, replay and capacity take it",
+    )
+
+
+def server_argument(args: argparse.Namespace) -> str:
+    """The server ``add_server_argument`` took; ``ValueError`` when there is none, or
+    two that differ."""
+    given = [text for text in (args.target, args.target_flag) if text is not None]
+    if not given:
+        raise ValueError("no server given: HOST[:PORT] after the command, or --target HOST[:PORT]")
+    if len(given) == 2 and given[0] != given[1]:
+        raise ValueError(f"two servers given: {given[0]} and --target {given[1]}; give one")
+    return given[0]
+
+
 def parse_host_port(text: str, default_port: int = 25) -> tuple[str, int]:
     """``host``, ``host:port``, ``[::1]:port`` or ``::1``; raises ValueError saying why."""
     text = text.strip()

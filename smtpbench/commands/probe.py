@@ -13,6 +13,7 @@ import trio
 from rich.console import Console
 
 from smtpbench import exitcodes
+from smtpbench.commands.flags import add_server_argument
 from smtpbench.engine.transport import TargetError
 from smtpbench.probe.render import report_json, report_renderable
 from smtpbench.probe.run import (
@@ -26,7 +27,7 @@ from smtpbench.probe.run import (
 
 
 def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="HOST[:PORT]", help="the server (port 25 if omitted)")
+    add_server_argument(parser, "the server (port 25 if omitted)")
     tls = parser.add_mutually_exclusive_group()
     tls.add_argument(
         "--implicit-tls",
@@ -85,10 +86,11 @@ def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> ProbeOptions:
     """``ValueError`` naming the flag."""
-    from smtpbench.commands.flags import parse_host_port
+    from smtpbench.commands.flags import parse_host_port, server_argument
     from smtpbench.units import parse_duration
 
     implicit = args.implicit_tls
+    args.target = server_argument(args)
     try:
         host, port = parse_host_port(args.target, default_port=465 if implicit else 25)
     except ValueError as err:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smtpbench import exitcodes
+from smtpbench.commands.flags import add_server_argument
 
 if TYPE_CHECKING:
     from smtpbench.shell.app import RepeatRequest
@@ -17,7 +18,7 @@ TYPING_GAP = "1ms"
 
 
 def add_shell_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="HOST[:PORT]", help="the server (port 25 if omitted)")
+    add_server_argument(parser, "the server (port 25 if omitted)")
     parser.add_argument(
         "--insecure",
         action="store_true",
@@ -56,11 +57,15 @@ def _error(message: str) -> int:
 
 
 def run_shell(args: argparse.Namespace) -> int:
-    from smtpbench.commands.flags import parse_host_port
+    from smtpbench.commands.flags import parse_host_port, server_argument
     from smtpbench.engine.tls import SessionSetupError, client_context, server_name
     from smtpbench.scenario.model import Tls
     from smtpbench.units import parse_duration
 
+    try:
+        args.target = server_argument(args)
+    except ValueError as err:
+        return _error(str(err))
     try:
         host, port = parse_host_port(args.target)
     except ValueError as err:

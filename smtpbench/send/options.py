@@ -69,6 +69,7 @@ def add_send_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_argument_group("where")
     where.add_argument(
         "--server",
+        "--target",
         "-s",
         metavar="HOST[:PORT]",
         default="localhost",
