@@ -106,7 +106,7 @@ TRANSIT_LATENCIES: Final = {
 TRANSIT_COUNTS: Final = {
     "arrived": "accepted messages that arrived downstream (--through)",
     "not_arrived": "accepted messages that never arrived downstream (--through)",
-    "duplicates": "arrivals beyond the first of one message (--through)",
+    "duplicates": "arrivals of a message already brought to all its recipients (--through)",
     "altered": "arrivals whose body differs from what was sent (--through)",
 }
 _STEP_MEANINGS: Final = {

@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 
+from smtpbench.engine.conversation import PlannedConversation
 from smtpbench.engine.delivery_queue import DeliveryQueue
 from smtpbench.engine.reactor import StepTimeout
+from smtpbench.engine.session import SessionSettings
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.run.prepare import run_info
-from smtpbench.scenario import parse_scenario
+from smtpbench.scenario import MessageFactory, parse_scenario
+from smtpbench.transit.sends import TransitSends
 from tests.test_session_machine import THINK, Outcome, answers, converse
 from tests.test_session_machine_outcomes import Saying
 
@@ -52,7 +55,7 @@ def test_a_recipient_greylisted_goes_back_to_the_queue_alone(tmp_path: Path) -> 
     assert len(queue) == 1
     item = queue.take()
     assert item.envelope.recipients == ("user0@smtpbench.test",)
-    assert item.index == 0 and item.attempts == 1 and item.delivered is True
+    assert item.index == 0 and item.attempts == 1 and item.delivered == 1
     assert item.plan is outcome.session.conversation.plan  # its content comes from there
     assert item.origin == pytest.approx(1000 - 0.25)  # the intended start
     # Deferred: no outcome for the message yet, and nothing aborted.
@@ -73,7 +76,7 @@ def test_a_message_delivered_on_its_first_try_counts_so(tmp_path: Path) -> None:
 
 def test_a_message_tried_again_counts_its_latency_from_the_first_try(tmp_path: Path) -> None:
     outcome, queue = deliver(
-        tmp_path, "", attempt={"origin": 1000 - 40.0, "tries": 2, "delivered_before": False}
+        tmp_path, "", attempt={"origin": 1000 - 40.0, "tries": 2, "delivered_before": 0}
     )
     assert outcome.record["messages_accepted"] == 1
     assert outcome.record["message_latency"] == [pytest.approx(40 + 7 * THINK, abs=1e-9)]
@@ -85,7 +88,7 @@ def test_a_message_delivered_before_to_some_counts_as_delivered(tmp_path: Path) 
         tmp_path,
         "",
         answers(RCPT=(550, "no", "5.1.1")),
-        attempt={"origin": 990.0, "tries": 2, "delivered_before": True},
+        attempt={"origin": 990.0, "tries": 2, "delivered_before": 1},
     )
     # The recipient left is refused for good; the others took it on the first try.
     assert outcome.record["messages_accepted"] == 1 and len(queue) == 0
@@ -166,3 +169,58 @@ def test_every_message_delivered_leaves_none_aborted(tmp_path: Path) -> None:
     record = outcome.record
     assert (record["messages_accepted"], record["messages_aborted"]) == (3, 0)
     assert len(queue) == 0 and queue.recorder.messages_first_attempt == 3
+
+
+def test_a_message_delivered_in_parts_is_noted_for_every_recipient_that_took_it(
+    tmp_path: Path,
+) -> None:
+    # run --through: the first attempt delivers to one recipient, the retry to the other.
+    # The message is noted once, with both, so its two arrivals downstream are two parts
+    # of one delivery, not a duplicate.
+    scenario = "[session]\nrecipients = 2\n"
+    sends = TransitSends(tmp_path / "sends")
+    sends.anchor(lambda: 0.0)
+    queue = queue_for(scenario)
+
+    def through(settings: SessionSettings) -> SessionSettings:
+        return dataclasses.replace(settings, queue=queue, transit=sends)
+
+    greylisted = answers(RCPT=[(450, "greylisted", "4.7.1"), (250, "ok", None)])
+    converse(tmp_path, MTA + scenario, greylisted, adjust=through)
+    assert sends.pending == 0 and not (tmp_path / "sends").read_text()  # nothing noted yet
+    item = queue.take()
+    assert item.delivered == 1
+    parsed = parse_scenario(f'name = "machine"\nseed = 1\n{MTA}{scenario}')
+    retry = PlannedConversation(
+        MessageFactory(parsed, seed=1), item.plan, only=((item.index, item.envelope),)
+    )
+    attempt = {"origin": item.origin, "tries": 2, "delivered_before": item.delivered}
+    outcome = converse(
+        tmp_path, MTA + scenario, adjust=through, conversation=retry, attempt=attempt
+    )
+    assert outcome.record["messages_accepted"] == 1 and len(queue) == 0
+    sends.close()
+    (line,) = (tmp_path / "sends").read_text().splitlines()
+    assert line.split()[:2] == ["0", "0"] and line.split()[6] == "2"
+
+
+def test_a_retry_cut_off_before_its_transaction_keeps_what_was_delivered(tmp_path: Path) -> None:
+    # The second attempt of a message delivered to one recipient of two breaks before
+    # MAIL (a 421 to EHLO): it goes back to the queue still delivered to one.
+    scenario = "[session]\nrecipients = 2\n"
+    queue = queue_for(scenario)
+    parsed = parse_scenario(f'name = "machine"\nseed = 1\n{MTA}{scenario}')
+    factory = MessageFactory(parsed, seed=1)
+    plan = factory.plan_session(0)
+    envelope = dataclasses.replace(plan.messages[0], recipients=plan.messages[0].recipients[1:])
+    retry = PlannedConversation(factory, plan, only=((0, envelope),))
+    converse(
+        tmp_path,
+        MTA + scenario,
+        answers(EHLO=(421, "busy", "4.3.2")),
+        adjust=lambda s: dataclasses.replace(s, queue=queue),
+        conversation=retry,
+        attempt={"origin": 990.0, "tries": 2, "delivered_before": 1},
+    )
+    item = queue.take()
+    assert (item.attempts, item.delivered, item.envelope.recipients) == (2, 1, envelope.recipients)

@@ -85,9 +85,40 @@ def test_fingerprint_is_the_body_only() -> None:
 # -- matching ---------------------------------------------------------------------------
 
 
-def arrival_of(content: bytes, at: float) -> Arrival:
+def arrival_of(content: bytes, at: float, recipients: int = 1) -> Arrival:
     print_ = fingerprint(content)
-    return Arrival(at, find_id(content), print_.size, print_.digest)
+    return Arrival(at, find_id(content), print_.size, print_.digest, recipients)
+
+
+def test_a_message_delivered_in_parts_is_no_duplicate_until_it_comes_again(
+    tmp_path: Path,
+) -> None:
+    # Taken for 3 recipients; the relay delivers it to 2, then to the last one (a split
+    # by destination, or a recipient deferred and tried again), then once more to one.
+    (number, content), (other, second) = factory_messages(2)
+    sends = TransitSends(tmp_path / "sends")
+    sends.anchor(lambda: 100.0)
+    anchor = time.time() - 100.0
+    sends.prepare(number, 0, content)
+    sends.accepted(number, 0, 100.0, 100.1, 3)
+    sends.prepare(other, 0, second)
+    sends.accepted(other, 0, 100.0, 100.1, 1)
+    sends.close()
+    tracker = TransitTracker(TAG, [tmp_path / "sends"], "here", anchor + 100)
+    arrivals = [
+        arrival_of(content, anchor + 101.0, recipients=2),
+        arrival_of(content, anchor + 102.0, recipients=1),
+        arrival_of(second, anchor + 101.5, recipients=1),
+    ]
+    tracker.update(arrivals)
+    figures = tracker.figures(final=True)
+    assert (figures.arrived, figures.not_arrived, figures.duplicates) == (2, 0, 0)
+    assert figures.transit_max == pytest.approx(1.5, abs=0.01)  # timed by its first part
+    tracker.update([*arrivals, arrival_of(content, anchor + 103.0, recipients=1)])
+    assert tracker.figures(final=True).duplicates == 1
+    # The sends file says how many recipients took each message.
+    fields = [line.split() for line in (tmp_path / "sends").read_text().splitlines()]
+    assert [row[6] for row in fields] == ["3", "1"]
 
 
 def test_sends_and_arrivals_are_matched(tmp_path: Path) -> None:
@@ -100,7 +131,7 @@ def test_sends_and_arrivals_are_matched(tmp_path: Path) -> None:
         sends.prepare(number, 0, content)
     # 0..4 accepted (intended start at engine time 100 + n, 250 a tenth later), 5 refused.
     for number, _ in messages[:5]:
-        sends.accepted(number, 0, 100.0 + number, 100.1 + number)
+        sends.accepted(number, 0, 100.0 + number, 100.1 + number, 1)
     sends.refused(5, 0)
     tracker = TransitTracker(TAG, [tmp_path / "sends", tmp_path / "sends.0"], "here", anchor + 100)
     arrivals: list[Arrival] = []
@@ -145,10 +176,12 @@ def test_receiver_notes_what_arrives_and_refuses_a_taken_port() -> None:
         (_, content), *_ = factory_messages(1)
         with smtplib.SMTP(host, port, timeout=10) as client:
             client.sendmail("a@smtpbench.test", ["b@transit.test"], content)
+            client.sendmail("a@smtpbench.test", ["c@transit.test", "d@transit.test"], content)
         deadline = time.monotonic() + 10
-        while not receiver.arrivals and time.monotonic() < deadline:
+        while len(receiver.arrivals) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
-        (arrival,) = receiver.arrivals
+        arrival, again = receiver.arrivals
+        assert (arrival.recipients, again.recipients) == (1, 2)  # the RCPT TOs each brought
         assert arrival.ident == f"{TAG}.0.0"
         assert (arrival.size, arrival.digest) == (
             fingerprint(content).size,
@@ -296,7 +329,7 @@ def test_dashboard_shows_the_transit_line(tmp_path: Path) -> None:
     sends.anchor(lambda: 0.0)
     for number, content in messages:
         sends.prepare(number, 0, content)
-        sends.accepted(number, 0, 0.0, 0.01)
+        sends.accepted(number, 0, 0.0, 0.01, 1)
     sends.close()
     start = time.time()
     tracker = TransitTracker(TAG, [tmp_path / "sends"], "127.0.0.1:2525", start)

@@ -241,6 +241,7 @@ class PlannedConversation:
         if not conn.lmtp:
             line = conn.message(content)
             s.deferred = (_DATA_END, line, len(line))
+            s.deferred_recipients = conn.accepted_recipients  # the next MAIL starts over
             return
         yield from self._content(s, content)
 

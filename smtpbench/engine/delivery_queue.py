@@ -32,7 +32,7 @@ class QueuedMessage:
     envelope: Any  # its MessagePlan, with only the recipients still owed
     origin: float  # the first attempt's intended start (trio time)
     attempts: int  # attempts made so far
-    delivered: bool  # some recipient took it on an earlier attempt
+    delivered: int  # recipients that took it on earlier attempts (0: none did)
 
 
 class DeliveryQueue:
@@ -106,6 +106,7 @@ class Attempt:
         "data",
         "delivered_any",
         "delivered_before",
+        "delivered_to",
         "final",
         "mail",
         "number",
@@ -125,14 +126,15 @@ class Attempt:
         transactions: tuple[tuple[int, Any], ...],
         origin: float,
         tries: int,
-        delivered_before: bool,
+        delivered_before: int,
     ) -> None:
         self.queue = queue
         self.plan = plan
         self.transactions = transactions
         self.origin = origin
         self.tries = tries  # this attempt's number: 1 for a message's first
-        self.delivered_before = delivered_before
+        self.delivered_before = delivered_before  # recipients earlier attempts delivered to
+        self.delivered_to = 0  # of the message settled last: recipients, all attempts
         self.delivered_any = False  # this session delivered something
         self.trouble = False  # a 4xx or 421 before any transaction: try again later
         self.current: tuple[int, Any] | None = None
@@ -173,6 +175,7 @@ class Attempt:
         index, message = current
         recipients = message.recipients
         owed: list[str] = []
+        taken: list[str] = []
         delivered = False
         if self.mail // 100 != 2:
             if self.mail // 100 != 5:  # 4xx, or no reply (the connection broke)
@@ -189,6 +192,7 @@ class Attempt:
                     owed += taken
         if delivered:
             self.delivered_any = True
+        self.delivered_to = self.delivered_before + (len(taken) if delivered else 0)
         queue = self.queue
         if owed:
             queue.defer(
@@ -198,14 +202,14 @@ class Attempt:
                     _with_recipients(message, tuple(owed)),
                     self.origin,
                     self.tries,
-                    self.delivered_before or delivered,
+                    self.delivered_to,
                 ),
                 now,
             )
             return None
         if delivered and self.tries == 1 and not self.delivered_before:
             queue.recorder.messages_first_attempt += 1
-        return delivered or self.delivered_before
+        return delivered or self.delivered_before > 0
 
     def unfinished(self, in_flight: bool, now: float) -> int:
         """The session ended early for a reason a sending MTA retries after: the message
@@ -216,8 +220,13 @@ class Attempt:
             self.settle(now)  # no reply to what was under way: owed, all of it
             requeued = 1
         for index, message in self.transactions[self.number :]:
+            # A message tried again is its session's only one: what it delivered before
+            # stays delivered (a first attempt's have none).
             self.queue.defer(
-                QueuedMessage(self.plan, index, message, self.origin, self.tries, False), now
+                QueuedMessage(
+                    self.plan, index, message, self.origin, self.tries, self.delivered_before
+                ),
+                now,
             )
         return requeued
 

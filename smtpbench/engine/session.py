@@ -225,6 +225,7 @@ class Session:
         "conversation",
         "deadline",
         "deferred",
+        "deferred_recipients",
         "delivery",
         "failure",
         "fresh_tls",
@@ -258,13 +259,13 @@ class Session:
         *,
         origin: float | None = None,
         tries: int = 1,
-        delivered_before: bool = False,
+        delivered_before: int = 0,
         whole_transcript: bool = False,
     ) -> None:
         """``domain``: the first recipient's, for ``target.choose = "recipient-domain"``.
         A message tried again (``[delivery] mode = "mta"``) gives its first attempt's
         intended start as ``origin`` (message latency counts from there), the number of
-        this attempt as ``tries``, and whether an earlier one delivered to some recipient.
+        this attempt as ``tries``, and how many recipients earlier ones delivered it to.
         ``whole_transcript``: keep every line, not the bounded transcript of a run."""
         self.settings = settings
         self.address = settings.address
@@ -307,6 +308,7 @@ class Session:
         # next transaction's commands, or with QUIT (RFC 2920 section 3.1 allows
         # content first in a group): one write and one round trip per message.
         self.deferred: Command | None = None
+        self.deferred_recipients = 0  # the recipients that took the deferred content's message
         # Bounded: the opening, the failure, the end (see transcript.py).
         self.transcript = Transcript(bounded=not whole_transcript)
         # What each outstanding reply answers, as the transcript shows it, oldest first.
@@ -536,7 +538,7 @@ class Session:
             responses.append(response)
         if deferred is not None:
             # The earlier message's end of data: its outcome is told here, not to the caller.
-            self.message_done([responses.pop(0).reply])
+            self.message_done([responses.pop(0).reply], self.deferred_recipients)
         return responses
 
     def read_reply(self) -> Generator[Request, Any, Response]:
@@ -605,8 +607,10 @@ class Session:
             self.settings.transit.refused(self.conversation.number, self.messages_ended)
         self.messages_ended += 1
 
-    def message_done(self, finals: list[Reply]) -> None:
-        """The end-of-data replies of one message (one each per recipient in LMTP)."""
+    def message_done(self, finals: list[Reply], recipients: int | None = None) -> None:
+        """The end-of-data replies of one message (one each per recipient in LMTP), and
+        how many recipients took it (when not the connection's current transaction's:
+        a pipelined message's content goes out with the next transaction)."""
         if self.delivery is not None:
             self._settle()
             return
@@ -624,10 +628,21 @@ class Session:
         if transit is not None:  # messages end in the order they began: the index is the count
             number = self.conversation.number
             if accepted:
-                transit.accepted(number, self.messages_ended, self.intended, self.arrival)
+                if recipients is None:
+                    recipients = self._recipients_taking(finals, success)
+                transit.accepted(
+                    number, self.messages_ended, self.intended, self.arrival, recipients
+                )
             else:
                 transit.refused(number, self.messages_ended)
         self.messages_ended += 1
+
+    def _recipients_taking(self, finals: list[Reply], success: frozenset[int]) -> int:
+        """Recipients the message went to: in LMTP those whose reply took it, in SMTP those
+        RCPT TO accepted."""
+        if self.conn.lmtp:
+            return sum(1 for reply in finals if reply.code in success)
+        return self.conn.accepted_recipients
 
     def _message(self, accepted: bool, latency: float | None) -> None:
         self.metrics.message(accepted, latency)
@@ -650,7 +665,8 @@ class Session:
             # deferred is prepared again by its next attempt.
             number, index = self.conversation.number, current[0]
             if outcome:
-                transit.accepted(number, index, self.origin, self.arrival)
+                delivered_to = self.delivery.delivered_to
+                transit.accepted(number, index, self.origin, self.arrival, delivered_to)
             else:
                 transit.refused(number, index)
 

@@ -71,9 +71,10 @@ class SinkConfig:
     # Connections open at once; one more is answered 421 and closed. None: what the
     # process's descriptor limit leaves (see connection_limit).
     max_connections: int | None = None
-    # Told of each accepted message (its content, None if over max_message_size, and its
-    # size) as the 250 goes out: run --through's receiving sink notes arrivals with it.
-    on_message: Callable[[bytes | None, int], None] | None = field(
+    # Told of each accepted message (its content, None if over max_message_size, its size
+    # and how many recipients took it) as the 250 goes out: run --through's receiving
+    # sink notes arrivals with it.
+    on_message: Callable[[bytes | None, int, int], None] | None = field(
         default=None, compare=False, repr=False
     )
     # Messages a second the sink serves, queueing beyond (sink_capacity.py); None: no limit.

@@ -154,6 +154,7 @@ class Session:
         "recipients",
         "sink",
         "stream",
+        "taken",
         "throttle",
     )
 
@@ -171,7 +172,8 @@ class Session:
         )
         self.out = bytearray()
         self.mail_from = ""
-        self.recipients: list[str] = []
+        self.recipients: list[str] = []  # kept with keep_messages only
+        self.taken = 0  # recipients the transaction under way has (RCPT TO answered 2xx)
         self.address = ""  # parsed from the MAIL or RCPT being answered
         self.queue_id = ""
         self.auth: tuple[str, int] | None = None  # SASL mechanism and stage
@@ -432,9 +434,11 @@ class Session:
                 self.mail_params = self.params
                 self.recipients = []
                 self.rcpt_params = []
+                self.taken = 0
         elif step is Step.RCPT:
             if positive:
                 stats.recipients_accepted += 1
+                self.taken += 1
                 if self.sink.config.keep_messages:
                     self.recipients.append(self.address)
                     self.rcpt_params.append(self.params)
@@ -445,13 +449,14 @@ class Session:
                 if self.sink.config.keep_messages:
                     self._keep(event)
                 if self.sink.config.on_message is not None:
-                    self.sink.config.on_message(event.data, event.size)
+                    self.sink.config.on_message(event.data, event.size, self.taken)
             else:
                 stats.messages_rejected += 1
         elif step is Step.AUTH:
             self.auth = self.next_auth if code == 334 else None
         if self.conn.state not in _OPEN_TRANSACTION:
             self.mail_from = ""
+            self.taken = 0
             self.recipients = []
             self.mail_params = {}
             self.rcpt_params = []

@@ -4,8 +4,11 @@ receiving sink), into transit figures.
 Per message accepted by the server under test: time from its intended start to
 the ``250`` (as the run measures it) and to its arrival downstream. A message
 is *not arrived* when nothing with its identifier came by the end of the drain
-period; a *duplicate* is a second (third...) arrival of one identifier; an
-arrival is *altered* when its body's size or digest differs from what was sent.
+period; a *duplicate* is an arrival of one identifier after arrivals that
+already brought it to as many recipients as the server took it for (a relay
+that delivers a message in parts, a few recipients each time, makes no
+duplicates; one that delivers it twice does); an arrival is *altered* when its
+body's size or digest differs from what was sent.
 Arrivals that name this run but no accepted message are *unexpected* (the
 client gave up on a message the server then relayed), and those without this
 run's identifier are *foreign* (another run's mail, or other mail).
@@ -33,6 +36,7 @@ class Send:
     done: float  # the 250, wall clock
     size: int
     digest: str
+    recipients: int  # how many took it at the server under test
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +56,7 @@ class TransitFigures:
     accepted: int  # messages the server under test accepted (250)
     arrived: int  # of those, how many arrived downstream (once or more)
     not_arrived: int
-    duplicates: int  # arrivals beyond the first of one message
+    duplicates: int  # arrivals of a message already brought to all its recipients
     altered: int  # arrivals whose body differs from what was sent
     unexpected: int  # arrivals of this run naming no accepted message
     foreign: int  # arrivals without this run's identifier
@@ -77,6 +81,7 @@ class TransitTracker:
         self._partial = [b""] * len(send_files)
         self.sends: dict[tuple[int, int], Send] = {}
         self.first: dict[tuple[int, int], Arrival] = {}  # first arrival of each known message
+        self.brought: dict[tuple[int, int], int] = {}  # recipients its arrivals brought
         self._early: dict[tuple[int, int], list[Arrival]] = {}  # arrived before its send line
         self._seen = 0  # arrivals taken so far
         self.duplicates = 0
@@ -108,11 +113,15 @@ class TransitTracker:
         self._partial[index] = lines.pop()  # a line not written whole yet
         for line in lines:
             fields = line.split()
-            if len(fields) != 6:
+            if len(fields) != 7:
                 continue
             key = (int(fields[0]), int(fields[1]))
             self.sends[key] = Send(
-                float(fields[2]), float(fields[3]), int(fields[4]), fields[5].decode("ascii")
+                float(fields[2]),
+                float(fields[3]),
+                int(fields[4]),
+                fields[5].decode("ascii"),
+                int(fields[6]),
             )
             for arrival in self._early.pop(key, ()):
                 self._match(key, arrival)
@@ -132,9 +141,11 @@ class TransitTracker:
         send = self.sends[key]
         if arrival.digest != send.digest or arrival.size != send.size:
             self.altered += 1
-        if key in self.first:
+        brought = self.brought.get(key, 0)
+        if brought >= send.recipients:
             self.duplicates += 1
-        else:
+        self.brought[key] = brought + arrival.recipients
+        if key not in self.first:
             self.first[key] = arrival
 
     # -- figures ----------------------------------------------------------------------

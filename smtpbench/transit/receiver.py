@@ -34,6 +34,7 @@ class Arrival:
     ident: str | None  # the X-Smtpbench-Id header, None when the message had none
     size: int  # bytes of the normalised body
     digest: str | None  # None when the message was too big to keep
+    recipients: int = 1  # the RCPT TOs the receiving sink took for this delivery
 
 
 class Receiver:
@@ -69,13 +70,13 @@ class Receiver:
                 token.run_sync_soon(scope.cancel)
         self._thread.join(5)
 
-    def _noted(self, data: bytes | None, size: int) -> None:
+    def _noted(self, data: bytes | None, size: int, recipients: int) -> None:
         at = time.time()
         if data is None:
-            self.arrivals.append(Arrival(at, None, size, None))
+            self.arrivals.append(Arrival(at, None, size, None, recipients))
             return
         print_ = fingerprint(data)
-        self.arrivals.append(Arrival(at, find_id(data), print_.size, print_.digest))
+        self.arrivals.append(Arrival(at, find_id(data), print_.size, print_.digest, recipients))
 
     def _main(self) -> None:
         try:

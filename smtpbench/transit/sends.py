@@ -9,7 +9,11 @@ taken when the run starts, turns them into wall-clock seconds (``time.time()``),
 the clock the receiving sink notes arrivals on. Lines are buffered and written
 at least once a second and at the end, so the driver can follow them live:
 
-    <session> <message> <intended start> <250 time> <body size> <body digest>
+    <session> <message> <intended start> <250 time> <body size> <body digest> <recipients>
+
+``recipients``: how many recipients took the message (over every attempt, with
+``[delivery] mode = "mta"``), so that a relay's deliveries of it in parts are
+told from duplicates.
 """
 
 from __future__ import annotations
@@ -53,16 +57,18 @@ class TransitSends:
     def refused(self, session: int, message: int) -> None:
         self._pending.pop((session, message), None)
 
-    def accepted(self, session: int, message: int, intended: float, done: float) -> None:
-        """The server took the message: ``intended`` start and ``done`` (its 250) on the
-        engine clock."""
+    def accepted(
+        self, session: int, message: int, intended: float, done: float, recipients: int
+    ) -> None:
+        """The server took the message for ``recipients`` recipients: ``intended`` start
+        and ``done`` (its 250) on the engine clock."""
         print_ = self._pending.pop((session, message), None)
         if print_ is None:
             return
         offset = self._offset
         self._lines.append(
             f"{session} {message} {intended + offset:.6f} {done + offset:.6f} "
-            f"{print_.size} {print_.digest}\n"
+            f"{print_.size} {print_.digest} {recipients}\n"
         )
         if time.monotonic() - self._last_write >= FLUSH_EVERY:
             self.flush()
