@@ -81,6 +81,7 @@ async def test_late_in_a_ramp_the_achieved_rate_is_set_against_the_same_seconds(
     seconds = np.arange(1.0, 11.0)
     counters = np.zeros((10, len(SERIES_COUNTERS)), dtype=np.int64)
     counters[:, SERIES_COUNTERS.index("started")] = 10 * seconds - 5  # the rate's integral
+    counters[:, SERIES_COUNTERS.index("scheduled")] = 10 * seconds - 5
     rows = snapshot.series.p50.shape[1]
     nothing = np.full((10, rows), np.nan)
     series = Series(seconds, counters, 10 * seconds, nothing, nothing, np.zeros((10, rows), int))

@@ -129,6 +129,7 @@ def test_a_folder_written_before_xclient_was_a_step_reads_as_it_was() -> None:
 
     from smtpbench.metrics.kinds import MESSAGE_LATENCY, SESSION_LATENCY, START_LAG
     from smtpbench.protocol.steps import Step
+    from smtpbench.report.live import recent_target
 
     folder = Path(__file__).resolve().parent / "data" / "results-before-xclient"
     summary = json.loads((folder / "summary.json").read_text())
@@ -144,6 +145,10 @@ def test_a_folder_written_before_xclient_was_a_step_reads_as_it_was() -> None:
     assert snapshot.histogram(SESSION_LATENCY).count == 20
     assert snapshot.histogram(Step.XCLIENT).count == 0
     assert snapshot.replies[Step.QUIT][221] == 20 and not snapshot.replies[Step.XCLIENT].any()
+    # Written before the series kept the sessions scheduled: not known, not zero.
+    assert (snapshot.series.column("scheduled") == -1).all()
+    assert recent_target(snapshot) == snapshot.target_rate  # so live figures fall back
+    assert snapshot.series.column("started").sum() == 20
     done = smtpbench("report", str(folder))
     assert done.returncode == exitcodes.OK and TRACEBACK not in done.stderr
 

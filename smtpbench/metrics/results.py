@@ -45,7 +45,7 @@ from smtpbench.metrics.kinds import (
     ErrorClass,
     latency_label,
 )
-from smtpbench.metrics.series import Series
+from smtpbench.metrics.series import SERIES_COUNTERS, Series
 from smtpbench.metrics.snapshot import (
     SUMMARY_PERCENTILES,
     Counters,
@@ -238,12 +238,23 @@ def read_results(folder: Path) -> Snapshot:
         found = arrays["layout"]
     if found is None or found.shape != layout.shape or not np.array_equal(found, layout):
         raise ResultsError(f"{metrics_path}: layout: histogram layout differs from this version")
+    arrays = _with_scheduled_series(arrays)
     try:
         return _snapshot_from(summary, arrays)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as err:
         raise ResultsError(
             f"{folder}: {SUMMARY_FILE} or {METRICS_FILE}: missing or malformed field {err}"
         ) from None
+
+
+def _with_scheduled_series(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Arrays of a folder written before the series kept the sessions scheduled per
+    interval: that column as -1 in every row (not known), the others as they were."""
+    counters = arrays.get("series_counters")
+    if counters is None or counters.ndim != 2 or counters.shape[1] != len(SERIES_COUNTERS) - 1:
+        return arrays
+    unknown = np.full((counters.shape[0], 1), -1, dtype=counters.dtype)
+    return {**arrays, "series_counters": np.hstack([counters, unknown])}
 
 
 _STEPS_BEFORE_XCLIENT = 18  # results written before XCLIENT was a step

@@ -18,6 +18,9 @@ SERIES_COUNTERS = (
     "in_flight",
     "messages_accepted",
     "messages_rejected",
+    # Sessions the schedule asked for (pauses excluded): what "started" compares with.
+    # -1 in every row of results written before it was kept.
+    "scheduled",
 )
 _COLUMN = {name: index for index, name in enumerate(SERIES_COUNTERS)}
 

@@ -3,7 +3,6 @@ line every few seconds elsewhere (CI logs stay short)."""
 
 from __future__ import annotations
 
-import numpy as np
 from rich.console import Group, RenderableType
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -33,23 +32,16 @@ def recent_rate(snapshot: Snapshot, column: str = "started") -> float:
 
 def recent_target(snapshot: Snapshot) -> float | None:
     """Sessions/s the schedule asked for over the seconds ``recent_rate`` averages (None
-    in the closed model): what the achieved rate compares with. During a ramp the rate
-    asked for now is ahead of it, and "achieved 41/s of 49/s" would read as falling
-    behind while every session started on time."""
+    in the closed model): what the achieved rate compares with. During a ramp or a step
+    the rate asked for now is ahead of it, and "achieved 41/s of 49/s" would read as
+    falling behind while every session started on time."""
     now = snapshot.target_rate
     series = snapshot.series
     if now is None or len(series) == 0:
         return now
-    if len(series) <= RECENT_SECONDS:  # the whole run so far: what its schedule asked
-        elapsed = snapshot.elapsed
-        return snapshot.counters.scheduled / elapsed if elapsed > 0 else now
-    times = series.time[-RECENT_SECONDS - 1 :]
-    rates = series.target_rate[-RECENT_SECONDS - 1 :]
-    widths = np.diff(times)
-    middles = (rates[:-1] + rates[1:]) / 2  # the schedule between two flushes, as a line
-    if widths.sum() <= 0 or np.isnan(middles).any():
+    if series.column("scheduled")[-1] < 0:  # results written before it was kept
         return now
-    return float((middles * widths).sum() / widths.sum())
+    return recent_rate(snapshot, "scheduled")
 
 
 def _focus_step(snapshot: Snapshot) -> Step:
