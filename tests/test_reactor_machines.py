@@ -1303,8 +1303,9 @@ async def test_a_mark_is_noted_by_the_send_that_takes_its_last_byte() -> None:
 async def test_a_marked_write_queued_behind_another_notes_its_own_marks_end() -> None:
     link, clock = await link_on(kernel := Kernel(50, 100, 100, 99))
     first = b"a" * 200
+    link.marked_at = 0.5  # an earlier message's
     assert link.write(first) is False  # no mark: nothing noted
-    assert (link.mark, link.marked_at) == (0, 0.0)
+    assert (link.mark, link.marked_at) == (0, 0.5)
     assert link.write(CONTENT + COMMANDS, mark=len(CONTENT)) is False  # queued behind
     for when in (2.0, 3.0, 4.0, 5.0):  # 150, 250 (the mark), 349 bytes gone, then all
         flush_at(link, clock, when)

@@ -16,6 +16,7 @@ from smtpbench.engine.delivery_queue import DeliveryQueue
 from smtpbench.engine.reactor import StepTimeout
 from smtpbench.engine.session import SessionSettings
 from smtpbench.metrics.recorder import Recorder
+from smtpbench.protocol.server import MessageReceived
 from smtpbench.run.prepare import run_info
 from smtpbench.scenario import MessageFactory, parse_scenario
 from smtpbench.transit.sends import TransitSends
@@ -224,3 +225,44 @@ def test_a_retry_cut_off_before_its_transaction_keeps_what_was_delivered(tmp_pat
     )
     item = queue.take()
     assert (item.attempts, item.delivered, item.envelope.recipients) == (2, 1, envelope.recipients)
+
+
+def noted_recipients(
+    tmp_path: Path, scenario: str, answer: Any, seen: list[int] | None = None
+) -> list[str]:
+    """run --through without MTA-like delivery: the recipients field of each message the
+    sends file notes, in order."""
+    sends = TransitSends(tmp_path / "sends")
+    sends.anchor(lambda: 0.0)
+    converse(tmp_path, scenario, answer, adjust=lambda s: dataclasses.replace(s, transit=sends))
+    sends.close()
+    return [line.split()[6] for line in (tmp_path / "sends").read_text().splitlines()]
+
+
+def test_a_message_is_noted_with_the_recipients_rcpt_to_accepted(tmp_path: Path) -> None:
+    refused = answers(RCPT=[(250, "ok", None), (550, "no", "5.1.1"), (250, "ok", None)])
+    assert noted_recipients(tmp_path, "[session]\nrecipients = 3\n", refused) == ["2"]
+
+
+def test_pipelined_content_is_noted_with_its_own_messages_recipients(tmp_path: Path) -> None:
+    # The first message's content goes out with the second's MAIL and RCPTs, and its
+    # 250 is read after them: it keeps its own one recipient, not the second's two.
+    scenario = "[session]\nmessages = 2\nrecipients = 2\npipelining = true\n"
+    one_then_two = answers(RCPT=[(250, "ok", None), (450, "later", "4.2.0"), (250, "ok", None)])
+    assert noted_recipients(tmp_path, scenario, one_then_two) == ["1", "2"]
+
+
+def test_an_lmtp_message_is_noted_with_the_recipients_it_was_delivered_to(
+    tmp_path: Path,
+) -> None:
+    base = answers()
+
+    def each_recipient(event: Any, server: Any) -> bytes | None:
+        if isinstance(event, MessageReceived):  # one reply per recipient, one refused
+            return server.reply_each(
+                [(250, "ok", "2.0.0"), (452, "full", "4.2.2"), (250, "", None)]
+            )
+        return base(event, server)
+
+    scenario = '[session]\ngreeting = "LHLO"\nrecipients = 3\n'
+    assert noted_recipients(tmp_path, scenario, each_recipient) == ["2"]

@@ -752,7 +752,10 @@ def test_each_write_over_tls_is_one_record(tmp_path: Path, certs: Certs) -> None
             writes.append(data)
             return super().write(data, mark, began)
 
-    converse(tmp_path, tls_scenario(certs, "implicit"), tls=server_context(certs), wire=Keeping)
+    auth = '[auth]\nmechanism = "PLAIN"\nusername = "u"\npassword_env = "SECRET"\n'
+    scenario = tls_scenario(certs, "implicit") + auth
+    logged_in = answers(AUTH=(235, "ok", "2.7.0"))
+    converse(tmp_path, scenario, logged_in, tls=server_context(certs), wire=Keeping)
 
     def records(data: bytes) -> int:
         count = 0
@@ -761,6 +764,6 @@ def test_each_write_over_tls_is_one_record(tmp_path: Path, certs: Certs) -> None
             count += 1
         return count
 
-    # After the client's hello and its Finished: EHLO, MAIL, RCPT, DATA, the content,
-    # QUIT and the close_notify, each in one record.
-    assert [records(data) for data in writes[2:]] == [1] * 7
+    # After the client's hello and its Finished: EHLO, AUTH, MAIL, RCPT, DATA, the
+    # content, QUIT and the close_notify, each in one record.
+    assert [records(data) for data in writes[2:]] == [1] * 8
