@@ -119,6 +119,11 @@ def test_a_message_delivered_in_parts_is_no_duplicate_until_it_comes_again(
     # The sends file says how many recipients took each message.
     fields = [line.split() for line in (tmp_path / "sends").read_text().splitlines()]
     assert [row[6] for row in fields] == ["3", "1"]
+    # A line without it (an engine of an earlier version) counts one recipient.
+    (tmp_path / "older").write_text(" ".join(fields[0][:6]) + "\n")
+    older = TransitTracker(TAG, [tmp_path / "older"], "here", anchor + 100)
+    older.update(arrivals[:2])
+    assert (older.figures(final=True).arrived, older.figures(final=True).duplicates) == (1, 1)
 
 
 def test_sends_and_arrivals_are_matched(tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ class TransitTracker:
         self._partial[index] = lines.pop()  # a line not written whole yet
         for line in lines:
             fields = line.split()
-            if len(fields) != 7:
+            if len(fields) not in (6, 7):
                 continue
             key = (int(fields[0]), int(fields[1]))
             self.sends[key] = Send(
@@ -121,7 +121,9 @@ class TransitTracker:
                 float(fields[3]),
                 int(fields[4]),
                 fields[5].decode("ascii"),
-                int(fields[6]),
+                # An engine of an earlier version (a cluster host not upgraded yet)
+                # writes no recipients: one, as matching counted before.
+                int(fields[6]) if len(fields) == 7 else 1,
             )
             for arrival in self._early.pop(key, ()):
                 self._match(key, arrival)
