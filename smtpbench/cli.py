@@ -14,12 +14,26 @@ if TYPE_CHECKING:
     pass
 
 
+class _Version(argparse.Action):
+    """``--version``: the version and how the engine runs (compiled or interpreted), looked
+    up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from smtpbench.build_info import engine_build
+
+        sys.stdout.write(f"smtpbench {__version__} (engine {engine_build()})\n")
+        parser.exit()
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smtpbench",
         description="SMTP load tester and traffic replayer.",
     )
-    parser.add_argument("--version", action="version", version=f"smtpbench {__version__}")
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = commands.add_parser(

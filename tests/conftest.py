@@ -4,10 +4,19 @@ import os
 
 import pytest
 
+from smtpbench.build_info import stale
 from tests.servers import postfix_binary
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A compiled build (SMTPBENCH_COMPILE=1) left behind by an edit would test the old code.
+    old = stale()
+    if old:
+        raise pytest.UsageError(
+            f"the compiled engine is older than {', '.join(old)}: build it again "
+            "(SMTPBENCH_COMPILE=1 pip install -e .), or test the sources with "
+            "SMTPBENCH_INTERPRETED=1"
+        )
     config.addinivalue_line(
         "markers",
         "end_to_end: runs the engine or the command against a server; left out of mutation "

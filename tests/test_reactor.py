@@ -5,6 +5,7 @@ sessions in flight, and sessions cut at the end of the grace period."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import resource
 import select
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -233,18 +235,23 @@ def test_a_writes_first_part_is_noted_when_its_last_byte_goes() -> None:
         def _want_write(self, link: object, on: bool) -> None:
             pass
 
+    class Idle:
+        """A session that is never started: only its link is used here."""
+
+        address = None
+        source = None
+        deadline = math.inf
+
+        def run(self) -> Iterator[object]:
+            yield from ()
+
     left, right = socket_module.socketpair()
     with left, right:
         left.setsockopt(socket_module.SOL_SOCKET, socket_module.SO_SNDBUF, 4096)
         left.setblocking(False)
         clock = Clock()
-        link = reactor.Link.__new__(reactor.Link)
-        link.reactor = clock  # type: ignore[assignment]
+        link = reactor.Link(clock, Idle())
         link.sock = left
-        link.pending = b""
-        link.mark = 0
-        link.marked_at = 0.0
-        link.written_at = 0.0
         content = b"x" * 200_000  # more than the buffer takes at once
         assert link.write(content + b"MAIL FROM:<a@b>\r\n", mark=len(content)) is False
         assert link.mark > 0 and link.marked_at == 0.0  # the content is not all gone yet

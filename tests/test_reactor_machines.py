@@ -1209,13 +1209,26 @@ async def test_a_poller_on_descriptor_0_is_waited_on_like_any_other(
         os.close(saved)
 
 
+class FarDescriptor:
+    """The reactor's poller, as if its descriptor were 1024."""
+
+    def __init__(self, poller: object) -> None:
+        self.poller = poller
+
+    def fileno(self) -> int:
+        return 1024
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.poller, name)
+
+
 async def test_a_poller_descriptor_select_cannot_take_is_not_given_to_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # select() takes descriptors below 1024 only; a process with many open may get more.
     waits = Waits(monkeypatch)
     reactor, at = still_reactor()
-    monkeypatch.setattr(reactor._poller, "fileno", lambda: 1024)
+    monkeypatch.setattr(reactor, "_poller", FarDescriptor(reactor._poller))
     await reactor._wait(at + 0.0015)  # the rest of the wait: the reactor's next turn
     await reactor._wait(at + 10.0)
     assert [call[:2] for call in waits.calls] == [("wait_readable", 1024)]

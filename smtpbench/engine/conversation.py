@@ -309,7 +309,7 @@ class PlannedConversation:
 
     def _chunk_commands(self, s: Session, content: bytes) -> list[Command]:
         size = s.settings.chunk_size
-        commands = []
+        commands: list[Command] = []
         for begin in range(0, len(content), size):
             chunk = content[begin : begin + size]
             last = begin + size >= len(content)

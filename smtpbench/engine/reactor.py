@@ -110,6 +110,36 @@ class Feeder(Protocol):
         """The run is being cut short: start nothing more; whatever waits is dropped."""
 
 
+class Wire(Protocol):
+    """What a session writes through: the reactor's ``Link`` (or a test's stand-in)."""
+
+    written_at: float
+    marked_at: float
+
+    @property
+    def sock(self) -> object: ...  # None once the connection is closed
+
+    def write(self, data: bytes, mark: int = 0, began: float = 0.0) -> bool: ...
+
+
+class Socket(Protocol):
+    """What the reactor uses of a session's socket (a test's stand-in for the kernel
+    takes its place)."""
+
+    def send(self, data: bytes, /) -> int: ...
+    def recv(self, size: int, /) -> bytes: ...
+    def getsockopt(self, level: int, option: int, /) -> int: ...
+    def close(self) -> None: ...
+
+
+class _Owner(Protocol):
+    """What a ``Link`` needs of its reactor (a test's stand-in takes its place)."""
+
+    now: Callable[[], float]
+
+    def _want_write(self, link: Link, on: bool) -> None: ...
+
+
 class Link:
     """One session's connection, as the reactor keeps it."""
 
@@ -127,11 +157,11 @@ class Link:
         "written_at",
     )
 
-    def __init__(self, reactor: Reactor, machine: Machine) -> None:
+    def __init__(self, reactor: _Owner, machine: Machine) -> None:
         self.reactor = reactor
         self.machine = machine
         self.gen = machine.run()
-        self.sock: socket.socket | None = None
+        self.sock: Socket | None = None
         self.fd = -1
         self.waiting: _Request | None = None
         self.inbox: list[bytes] = []  # read while the session was not waiting to read
@@ -371,6 +401,7 @@ class Reactor:
             # A time to sleep until.
             link.waiting = None
             self._sleep_seq += 1
+            assert not isinstance(request, _Request)
             heapq.heappush(self._sleepers, (float(request), self._sleep_seq, link))
             return
 
@@ -613,4 +644,5 @@ __all__ = [
     "Request",
     "SessionCancelled",
     "StepTimeout",
+    "Wire",
 ]

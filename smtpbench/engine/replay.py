@@ -44,7 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from smtpbench.engine.reactor import Machine, Request
 from smtpbench.engine.replay_plan import (
@@ -78,7 +78,7 @@ if TYPE_CHECKING:
     from smtpbench.engine.transport import Address
     from smtpbench.metrics.recorder import Recorder
     from smtpbench.metrics.snapshot import RunInfo
-    from smtpbench.scenario import MessageFactory, Scenario
+    from smtpbench.scenario import Scenario
 
 _NOT_RECORDED = RecordedReply(None, ("(not in the recording)",))  # awaited, not compared
 UNKNOWN_TIMEOUT = 300.0  # seconds to wait for the reply to a command smtpbench has no step for
@@ -188,7 +188,7 @@ class ReplayJob:
         return LoadRun(
             scenario,
             address,
-            cast("MessageFactory", planner),
+            planner,
             recorder,
             control,
             make_session=replayed_sessions(planner, settings),

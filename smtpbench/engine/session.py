@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from smtpbench.engine.delivery_queue import TRANSIENT_ERRORS, Attempt, DeliveryQueue
-from smtpbench.engine.reactor import CONNECT, READ, Link, Request, SessionCancelled, StepTimeout
+from smtpbench.engine.reactor import CONNECT, READ, Request, SessionCancelled, StepTimeout, Wire
 from smtpbench.engine.sources import SourceAddress, source_sockaddr
 from smtpbench.engine.targets import Targets, resolve_targets
 from smtpbench.engine.tls import SessionSetupError, client_context, failure_detail, server_name
@@ -296,7 +296,7 @@ class Session:
         self.deadline = math.inf
         self.start = 0.0
         self.arrival = 0.0  # when the last read from the server returned
-        self.link: Link | None = None
+        self.link: Wire | None = None
         self.tls: TlsChannel | None = None
         self.fresh_tls = False  # a TLS handshake is done and nothing was read over it yet
         self.conn = ClientConnection()

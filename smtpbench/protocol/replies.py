@@ -94,11 +94,11 @@ class ReplyParser:
         """Bytes are waiting: a reply, or part of one."""
         return bool(self._buffer)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         # Most reads hold exactly what is needed: keep them as they are, uncopied.
         self._buffer = self._buffer + data if self._buffer else bytes(data)
 
-    def take(self, data: bytes) -> Reply | None:
+    def take(self, data: bytes | bytearray | memoryview) -> Reply | None:
         """``feed`` then ``next_reply`` in one call: what happens to every read. A read
         that is one whole reply already seen, with nothing before it, is looked up only
         (``data`` as bytes; a bytearray or a view goes the long way, unhashable)."""

@@ -1,0 +1,123 @@
+"""The compiled build (mypyc, ``SMTPBENCH_COMPILE=1``) and the sources it is made from.
+
+CI builds the engine compiled, so the rest of the suite tests what a compiled install
+runs; here the sources are run too (``SMTPBENCH_INTERPRETED=1``), with the session and
+protocol tests and a real run, so neither can drift from the other unseen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smtpbench import build_info
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def interpreted_env() -> dict[str, str]:
+    return {**os.environ, build_info.INTERPRETED_VARIABLE: "1"}
+
+
+def test_a_build_is_compiled_whole_or_not_at_all() -> None:
+    done = build_info.compiled()
+    assert done in ([], list(build_info.COMPILED_MODULES))
+    expected = "compiled with mypyc" if done else "interpreted"
+    assert build_info.engine_build() == expected
+
+
+def test_version_says_how_the_engine_runs() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "smtpbench", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert shown == f"smtpbench 0.1.0 (engine {build_info.engine_build()})\n"
+
+
+def test_the_sources_run_when_asked_even_in_a_compiled_build() -> None:
+    probe = (
+        "import smtpbench.engine.session as s, smtpbench.build_info as b;"
+        "print(s.__file__); print(b.engine_build())"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=interpreted_env(),
+    ).stdout.splitlines()
+    assert shown[0].endswith(os.path.join("engine", "session.py"))
+    assert shown[1] == "interpreted"
+
+
+def test_the_session_and_protocol_tests_pass_on_the_sources() -> None:
+    # The same tests as the compiled build passes, on the interpreted engine.
+    tests = [
+        "tests/test_session_machine.py",
+        "tests/test_session_machine_conversation.py",
+        "tests/test_protocol_client.py",
+        "tests/test_protocol_replies.py",
+        "tests/test_reactor_machines.py",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=interpreted_env(),
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout
+
+
+def test_a_compiled_module_older_than_its_source_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compiled = tmp_path / "session.cpython-311-x86_64-linux-gnu.so"
+    source = tmp_path / "session.py"
+    compiled.write_bytes(b"")
+    source.write_text("")
+    monkeypatch.setattr(build_info, "compiled", lambda: ["smtpbench.engine.session"])
+    monkeypatch.setattr(build_info, "_origin", lambda name: str(compiled))
+    os.utime(compiled, (1000, 1000))
+    os.utime(source, (2000, 2000))  # edited after the build
+    assert build_info.stale() == [str(source)]
+    os.utime(compiled, (3000, 3000))  # built again
+    assert build_info.stale() == []
+
+
+def test_a_run_on_the_sources_sends_mail(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "smtpbench",
+            "run",
+            "--headless",
+            "--rate",
+            "50",
+            "--duration",
+            "1s",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=interpreted_env(),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (folder,) = out.iterdir()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["counters"]["messages_accepted"] == 50
