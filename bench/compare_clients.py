@@ -6,7 +6,8 @@ sessions in flight with 1 KiB messages, in three modes: a new connection per mes
 2,000 messages per connection, both against Postfix's ``smtp-sink``; and STARTTLS on a
 new connection per message, against smtpbench's own sink (``smtpbench sink``, with a
 ``trustme`` certificate), since smtp-sink has no STARTTLS. A tool that cannot do a mode
-says so in its cell.
+says so in its cell. In a compiled build (``SMTPBENCH_COMPILE=1``, see ``setup.py``)
+smtpbench's sources are measured beside it too ("smtpbench, interpreted").
 
     python bench/compare_clients.py --repeats 3 --messages 200000
     python bench/compare_clients.py --quick --skip pypi-smtpbench --out /tmp/bench
@@ -49,6 +50,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from smtpbench.build_info import INTERPRETED_VARIABLE, engine_build
+
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 SINK_BACKLOG = 4096
@@ -57,14 +60,27 @@ SENDER = "sender@smtpbench.test"
 RECIPIENT = "user@smtpbench.test"
 POSTFIX_FOLDERS = ("/usr/sbin", "/usr/lib/postfix/sbin")
 
-TOOLS = ("smtp-source", "smtplib-pool", "pypi-smtpbench", "smtpbench", "smtpbench-pipelining")
+TOOLS = (
+    "smtp-source",
+    "smtplib-pool",
+    "pypi-smtpbench",
+    "smtpbench",
+    "smtpbench-pipelining",
+    "smtpbench-interpreted",
+)
 LABELS = {
     "smtp-source": "Postfix smtp-source (C)",
     "smtplib-pool": "smtplib thread pool",
     "pypi-smtpbench": "PyPI smtpbench (threads)",
     "smtpbench": "smtpbench",
     "smtpbench-pipelining": "smtpbench, PIPELINING",
+    # A compiled build's sources (SMTPBENCH_INTERPRETED=1): measured only in such a build.
+    "smtpbench-interpreted": "smtpbench, interpreted",
 }
+INTERPRETED_NOTE = (
+    ' (its sources measured beside it as "smtpbench, interpreted": '
+    f"`{INTERPRETED_VARIABLE}=1`, the same code without the compiled modules)"
+)
 MODES = ("new", "reuse", "starttls")
 # What the ratio column divides by: smtp-source cannot do STARTTLS, so the smtplib pool.
 REFERENCE = {"new": "smtp-source", "reuse": "smtp-source", "starttls": "smtplib-pool"}
@@ -586,8 +602,10 @@ ca_file = {ca_file}
 """
 
 
-def plan_smtpbench(setup: Setup, mode: str, pipelining: bool) -> Plan:
+def plan_smtpbench(setup: Setup, mode: str, pipelining: bool, interpreted: bool = False) -> Plan:
     tool = "smtpbench-pipelining" if pipelining else "smtpbench"
+    if interpreted:
+        tool = "smtpbench-interpreted"
     scenario = setup.scratch / f"{tool}-{mode}.toml"
     per = setup.per(mode)
     tls = ""
@@ -621,7 +639,10 @@ def plan_smtpbench(setup: Setup, mode: str, pipelining: bool) -> Plan:
             error = f"exit {run.returncode}, state {summary['state']}"
         return Outcome(accepted, float(summary["rates"]["messages_accepted_per_second"]), error)
 
-    return Plan([command], read)
+    env = dict(os.environ)
+    if interpreted:
+        env[INTERPRETED_VARIABLE] = "1"
+    return Plan([command], read, env=env)
 
 
 def make_plan(setup: Setup, tool: str, mode: str) -> Plan | str:
@@ -631,7 +652,12 @@ def make_plan(setup: Setup, tool: str, mode: str) -> Plan | str:
         return plan_smtplib(setup, mode)
     if tool == "pypi-smtpbench":
         return plan_pypi(setup, mode)
-    return plan_smtpbench(setup, mode, pipelining=tool == "smtpbench-pipelining")
+    return plan_smtpbench(
+        setup,
+        mode,
+        pipelining=tool == "smtpbench-pipelining",
+        interpreted=tool == "smtpbench-interpreted",
+    )
 
 
 def measure(setup: Setup, tool: str, mode: str, plan: Plan, repeat: int) -> Measurement:
@@ -841,7 +867,9 @@ def render(
         f"Run {started}. {setup.concurrency} concurrent sessions, 1 KiB messages, "
         f"{setup.messages:,} messages per measurement, median of {repeats} "
         "alternating runs (round-robin, the first tool rotating each round). "
-        f"smtpbench with `--workers {setup.workers}`. Command: `{invocation}`.",
+        f"smtpbench with `--workers {setup.workers}`, engine {engine_build()}"
+        f"{INTERPRETED_NOTE if engine_build() != 'interpreted' else ''}. "
+        f"Command: `{invocation}`.",
         "",
         f"Machine: `nproc` {info['nproc']}, {info['cpu']}; Linux {info['kernel']}; "
         f"Python {info['python']}; Postfix {info['postfix']}; {info['openssl']}; "
@@ -1093,6 +1121,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     where = placement(not args.no_pin)
     modes: list[str] = args.modes
+    if engine_build() == "interpreted" and "smtpbench-interpreted" not in args.skip:
+        args.skip.append("smtpbench-interpreted")  # the same as smtpbench in this build
     order = [(tool, mode) for tool in TOOLS for mode in modes if tool not in args.skip]
     absent = {(tool, mode): "skipped (--skip)" for tool in args.skip for mode in modes}
     results: list[Measurement] = []
