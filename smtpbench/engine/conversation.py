@@ -17,7 +17,7 @@ scenario key that asked for it.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from smtpbench.engine.reactor import Request
 from smtpbench.engine.session import Command, Session, Talk
@@ -41,7 +41,10 @@ _ASKED_BY = {
 Ask = Generator[Request, Any, bool]
 # The steps of every transaction, as module names: Python 3.11 reaches an enum member
 # through its class with a Python-level call, and these run for every message.
-_MAIL, _RCPT, _DATA, _DATA_END = Step.MAIL, Step.RCPT, Step.DATA, Step.DATA_END
+_MAIL: Final = Step.MAIL
+_RCPT: Final = Step.RCPT
+_DATA: Final = Step.DATA
+_DATA_END: Final = Step.DATA_END
 
 
 class PlannedConversation:

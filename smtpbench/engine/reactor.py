@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from smtpbench.engine.transport import Address
 
 RECEIVE_SIZE = 65536
-YIELD_EVERY = 0.001  # seconds of work between trips through trio's scheduler
+YIELD_EVERY: Final = 0.001  # seconds of work between trips through trio's scheduler
 FINE_WAIT = 0.002  # seconds: waits shorter than this are done in select, not in trio
 EVENTS_PER_TURN = 256  # ready sockets handled before the feeder and timers are looked at
 _SELECT_LIMIT = 1024  # select() takes descriptors below FD_SETSIZE only
@@ -263,7 +263,10 @@ class _Poller(Protocol):
     def close(self) -> None: ...
 
 
-IN, OUT, ERR = 1, 4, 8  # our own event bits; epoll's EPOLLIN, EPOLLOUT, EPOLLERR
+# Our own event bits: epoll's EPOLLIN, EPOLLOUT, EPOLLERR.
+IN: Final = 1
+OUT: Final = 4
+ERR: Final = 8
 # Linux makes a socket non-blocking as it creates it: one system call fewer per session.
 SOCK_STREAM_NONBLOCK = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
 

@@ -62,7 +62,7 @@ import ssl
 from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from smtpbench.engine.delivery_queue import TRANSIENT_ERRORS, Attempt, DeliveryQueue
 from smtpbench.engine.reactor import CONNECT, READ, Request, SessionCancelled, StepTimeout, Wire
@@ -90,7 +90,7 @@ if TYPE_CHECKING:
 
 Command = tuple[Step, bytes, Shown]  # what to send, and how the transcript shows it
 Talk = Generator[Request, Any, None]
-_DATA_END = Step.DATA_END  # a module name: cheaper than the enum's class on every message
+_DATA_END: Final = Step.DATA_END  # a module name: cheaper than the enum's class on every message
 MAX_AUTH_ROUNDS = 5  # challenges in one AUTH exchange; LOGIN needs 2
 
 
