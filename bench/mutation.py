@@ -559,6 +559,9 @@ def _number(name: str) -> tuple[str, int]:
 
 
 def main() -> None:
+    # Mutants are made in the sources: a compiled build's modules must never stand in for
+    # them (the work folders hold sources only; this says so to every test run too).
+    os.environ["SMTPBENCH_INTERPRETED"] = "1"
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument(
         "--module",
