@@ -14,16 +14,25 @@ from pathlib import Path
 
 import pytest
 
+from smtpbench.build_info import engine_build
 from tests.servers import postfix_binary
 
 ROOT = Path(__file__).resolve().parent.parent
-TOOLS = ("smtp-source", "smtplib-pool", "pypi-smtpbench", "smtpbench", "smtpbench-pipelining")
+TOOLS = (
+    "smtp-source",
+    "smtplib-pool",
+    "pypi-smtpbench",
+    "smtpbench",
+    "smtpbench-pipelining",
+    "smtpbench-interpreted",
+)
 LABELS = (
     "Postfix smtp-source (C)",
     "smtplib thread pool",
     "PyPI smtpbench (threads)",
     "smtpbench",
     "smtpbench, PIPELINING",
+    "smtpbench, interpreted",
 )
 NUMBER = r"[\d,]+(?:\.\d+)?"
 
@@ -72,6 +81,11 @@ def test_compare_clients_runs_end_to_end(tmp_path: Path) -> None:
     cannot["Postfix smtp-source (C)", "starttls"] = (
         "cannot: no STARTTLS (it speaks plain SMTP only)"
     )
+    if engine_build() == "interpreted":  # measured beside a compiled build only
+        for mode in headings:
+            cannot["smtpbench, interpreted", mode] = (
+                "not measured: this build is not compiled, so smtpbench above is this"
+            )
     for mode, heading in headings.items():
         rows = table_rows(markdown, heading)
         assert set(rows) == set(LABELS), heading
@@ -103,7 +117,10 @@ def test_compare_clients_runs_end_to_end(tmp_path: Path) -> None:
     assert "-m smtpbench sink" in commands and "--tls-cert" in commands
     assert "bench/smtplib_pool.py" in commands and "-m smtpbench run" in commands
     assert "--starttls --ca-file" in commands
-    assert commands.count("--workers 1") == 6  # two smtpbench tools, three modes
+    # Two smtpbench tools in three modes; a compiled build's sources measured beside it.
+    compiled = engine_build() != "interpreted"
+    assert commands.count("--workers 1") == (9 if compiled else 6)
+    assert f"smtpbench with `--workers 1`, engine {engine_build()}" in markdown
 
     data = json.loads((tmp_path / "compare_clients.json").read_text())
     assert data["messages"] == 200 and data["per_connection"] == 10
@@ -113,6 +130,9 @@ def test_compare_clients_runs_end_to_end(tmp_path: Path) -> None:
             entry = data["table"][f"{tool}/{mode}"]
             if tool == "pypi-smtpbench":
                 assert entry == {"absent": "skipped (--skip)"}
+                continue
+            if tool == "smtpbench-interpreted" and not compiled:
+                assert entry["absent"].startswith("not measured: this build is not compiled")
                 continue
             if tool == "smtp-source" and mode == "starttls":
                 assert entry["absent"].startswith("cannot:")
