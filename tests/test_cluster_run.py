@@ -26,6 +26,7 @@ except ImportError:
 
 from smtpbench import exitcodes
 from smtpbench.metrics.sessions import read_sessions
+from smtpbench.run.prepare import ON_CLUSTER
 from tests.dask_cluster import LIMIT, ROOT, DaskCluster, counting_sink
 from tests.servers import LOOPBACK, postfix_smtp_sink
 
@@ -71,6 +72,8 @@ def test_run_on_the_cluster_against_the_embedded_sink(cluster: DaskCluster, tmp_
     summary = json.loads((folder / "summary.json").read_text())
     counters = summary["counters"]
     assert counters["started"] == 300 and counters["messages_accepted"] == 300
+    # The hosts run what they have installed: the driver does not vouch for their build.
+    assert summary["info"]["engine"] == ON_CLUSTER
     hosts = json.loads((folder / "hosts.json").read_text())
     assert hosts["cluster"] == cluster.address and hosts["partial"] is False
     engines = hosts["engines"]

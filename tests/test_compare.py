@@ -3,12 +3,14 @@ regression rules and their exit code; rule parsing and colours."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import trio
 
 from smtpbench import exitcodes
+from smtpbench.build_info import engine_build
 from smtpbench.engine.embedded import embedded_sink
 from smtpbench.faults import parse_fault_table
 from smtpbench.metrics.results import write_results
@@ -133,3 +135,27 @@ def test_colours_say_better_or_worse() -> None:
     throughput = parse_metric("throughput")
     assert change_text(throughput, 100.0, 150.0).style == "green"
     assert str(change_text(parse_metric("rate(errors)"), 0.0, 0.02)) == "+2.00pp"
+
+
+def test_runs_of_differently_built_engines_are_told_apart(
+    runs: tuple[Path, Path, Snapshot, Snapshot], tmp_path: Path
+) -> None:
+    before, _, snapshot, _ = runs
+    # Each run notes how its engine ran (this process's build: its engine shares it).
+    assert snapshot.info.engine == engine_build()
+    code, out, _ = _compare(runs)
+    assert code == exitcodes.OK and "The runs' engines differ" not in out
+    assert engine_build() in " ".join(out.split())
+    # The same run as if made by the other build, and one from before engines were noted.
+    other = "interpreted" if engine_build() != "interpreted" else "compiled with mypyc"
+    elsewhere = dataclasses.replace(snapshot, info=dataclasses.replace(snapshot.info, engine=other))
+    write_results(tmp_path / "other", elsewhere, 'name = "default"\n')
+    result = smtpbench("compare", str(before), str(tmp_path / "other"), cwd=tmp_path)
+    said = " ".join(result.stdout.split())
+    assert result.returncode == exitcodes.OK
+    assert f"The runs' engines differ ({' / '.join(sorted([other, engine_build()]))})" in said
+    older = dataclasses.replace(snapshot, info=dataclasses.replace(snapshot.info, engine=""))
+    write_results(tmp_path / "older", older, 'name = "default"\n')
+    result = smtpbench("compare", str(before), str(tmp_path / "older"), cwd=tmp_path)
+    said = " ".join(result.stdout.split())
+    assert "not noted" in said and "The runs' engines differ" not in said

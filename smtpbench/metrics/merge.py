@@ -50,6 +50,9 @@ def merged_info(infos: Sequence[RunInfo]) -> RunInfo:
         if all(i.run_id for i in infos)
         else "",
         delivery="mta" if any(i.delivery == "mta" for i in infos) else "open",
+        engine=" + ".join(_unique([i.engine for i in infos]))
+        if all(i.engine for i in infos)
+        else "",
     )
 
 

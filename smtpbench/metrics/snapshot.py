@@ -72,6 +72,15 @@ class RunInfo:
     # twice. Empty in results written before there were ids.
     run_id: str = ""
     delivery: str = "open"  # "mta": 4xx retried as a sending MTA does ([delivery])
+    # How the engine ran: "compiled with mypyc" or "interpreted" (build_info.engine_build);
+    # empty in results written before it was noted.
+    engine: str = ""
+
+    @property
+    def tool(self) -> str:
+        """``smtpbench 0.1.0, engine compiled with mypyc``, as headers and reports say it."""
+        engine = f", engine {self.engine}" if self.engine else ""
+        return f"smtpbench {self.version}{engine}"
 
 
 @dataclass(frozen=True, slots=True)

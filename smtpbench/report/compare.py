@@ -329,14 +329,35 @@ def rules_table(results: Sequence[RuleResult], names: Sequence[str]) -> Table:
 
 def runs_table(runs: Sequence[Snapshot], names: Sequence[str], folders: Sequence[str]) -> Table:
     table = Table(title="Runs", title_justify="left", box=None)
-    for column in ("", "folder", "scenario", "load", "target", "started", "state"):
+    for column in ("", "folder", "scenario", "load", "target", "started", "state", "engine"):
         table.add_column(column)
     for name, run, folder in zip(names, runs, folders, strict=True):
         info = run.info
         table.add_row(
-            name, folder, info.scenario, info.load, info.target, info.started_at, run.state.value
+            name,
+            folder,
+            info.scenario,
+            info.load,
+            info.target,
+            info.started_at,
+            run.state.value,
+            info.engine or "not noted",
         )
     return table
+
+
+def engines_differ(runs: Sequence[Snapshot]) -> Text | None:
+    """A warning when the runs' engines ran differently (compiled, interpreted): what the
+    client itself limits (a closed model's rate, start lag) may differ by the tool."""
+    engines = sorted({run.info.engine for run in runs if run.info.engine})
+    if len(engines) < 2:
+        return None
+    return Text(
+        f"The runs' engines differ ({' / '.join(engines)}): where the client itself was "
+        "the limit (a closed model's rate, start lag, a saturated engine), differences "
+        "may come from smtpbench, not from the server.",
+        style="bold yellow",
+    )
 
 
 def comparison(
@@ -345,11 +366,11 @@ def comparison(
     rule_results: Sequence[RuleResult] = (),
 ) -> RenderableType:
     names = run_names(runs)
-    parts: list[RenderableType] = [
-        runs_table(runs, names, folders),
-        overview_table(runs, names),
-        latency_table(runs, names),
-    ]
+    parts: list[RenderableType] = [runs_table(runs, names, folders)]
+    warning = engines_differ(runs)
+    if warning is not None:
+        parts.append(warning)
+    parts += [overview_table(runs, names), latency_table(runs, names)]
     replies = replies_table(runs, names)
     if replies is not None:
         parts.append(replies)

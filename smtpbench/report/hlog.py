@@ -69,7 +69,7 @@ def write_hlog(path: Path, snapshot: Snapshot) -> int:
     with path.open("w", encoding="utf-8") as out:
         log = HistogramLogWriter(out)
         log.output_comment(
-            f"[smtpbench {info.version}: {info.scenario}, {info.load}, against {info.target}; "
+            f"[{info.tool}: {info.scenario}, {info.load}, against {info.target}; "
             "latency in nanoseconds, one tag per command; service time per command, "
             "message, session and start lag from intended start]"
         )

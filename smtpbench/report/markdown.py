@@ -68,7 +68,7 @@ def markdown_report(
         f"### smtpbench: {info.scenario}",
         "",
         f"{info.load}, against {info.target}: **{snapshot.state.word.lower()}** after "
-        f"{format_clock(elapsed)} (seed {info.seed}, smtpbench {info.version}, "
+        f"{format_clock(elapsed)} (seed {info.seed}, {info.tool}, "
         f"started {info.started_at})",
         "",
     ]

@@ -58,9 +58,7 @@ def header(snapshot: Snapshot) -> Table:
     if info.planned_duration and snapshot.state is RunState.INTERRUPTED:
         after += f" of {format_clock(info.planned_duration)} planned"
     grid.add_row("state", Text.assemble(state, after))
-    grid.add_row(
-        "seed", f"{info.seed}   [dim]started {info.started_at}, smtpbench {info.version}[/]"
-    )
+    grid.add_row("seed", f"{info.seed}   [dim]started {info.started_at}, {info.tool}[/]")
     return grid
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from smtpbench import __version__
+from smtpbench.build_info import engine_build
 from smtpbench.engine.process import EngineJob
 from smtpbench.engine.replay import PreparedReplay
 from smtpbench.engine.session_records import partial_log_path
@@ -22,12 +23,19 @@ from smtpbench.run.options import RunOptions
 from smtpbench.scenario import MessageFactory, Scenario, scenario_to_toml, summarize_load
 from smtpbench.transit.run import TransitRun
 
+ON_CLUSTER = "as each cluster host has it (not noted)"
+
 
 def run_info(
-    scenario: Scenario, target: str, seed: int, transit: TransitRun | None = None
+    scenario: Scenario,
+    target: str,
+    seed: int,
+    transit: TransitRun | None = None,
+    engine: str | None = None,
 ) -> RunInfo:
     """What the results say of the run; with ``--through`` its id is the one the messages
-    carry."""
+    carry. ``engine``: how the engine runs (by default as in this process, which its
+    engine processes share)."""
     load = scenario.load
     return RunInfo(
         scenario=scenario.name,
@@ -41,6 +49,7 @@ def run_info(
         version=__version__,
         run_id=transit.run_tag if transit is not None else uuid.uuid4().hex,
         delivery=scenario.delivery.mode,
+        engine=engine_build() if engine is None else engine,
     )
 
 
@@ -81,7 +90,9 @@ def prepare(
     """The run ``options`` ask for, against ``address`` (named ``label``)."""
     seed = MessageFactory(options.scenario).seed
     scenario = dataclasses.replace(options.scenario, seed=seed)
-    info = run_info(scenario, label, seed, transit)
+    # Engines on a cluster's hosts run whatever those hosts have installed.
+    engine = ON_CLUSTER if options.cluster is not None else None
+    info = run_info(scenario, label, seed, transit, engine)
     replay = options.replay
     if replay is not None:
         info = replay.run_info(info)
