@@ -459,11 +459,20 @@ async def test_ctrl_c_while_waiting_closes_and_exits_3() -> None:
              "--to", "a@example.com"],
             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        with trio.fail_after(30):
+        interrupted = False
+        with trio.move_on_after(30):
             while running.stats.commands["MAIL"] == 0:  # next, RCPT waits for its reply
                 await trio.sleep(0.05)
             process.send_signal(signal.SIGINT)
+            interrupted = True
             code = await process.wait()
+        if process.returncode is None:  # still running: say in what state, then end it
+            with open(f"/proc/{process.pid}/status") as status:
+                signals = [line for line in status if line.startswith(("Sig", "Shd"))]
+            process.kill()
+            await process.wait()
+            when = "after SIGINT" if interrupted else "without a MAIL at the server"
+            pytest.fail(f"smtpbench send still running after 30 s, {when}: {signals}")
         assert process.stderr is not None
         said = await process.stderr.receive_some(65536)
     assert code == exitcodes.INTERRUPTED

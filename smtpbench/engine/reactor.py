@@ -44,7 +44,6 @@ import os
 import select
 import selectors
 import socket
-import time
 from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -231,28 +230,6 @@ def _has_peer(sock: socket.socket) -> bool:
     return True
 
 
-class _SystemClock:
-    """trio's system clock (``perf_counter`` plus the clock's fixed offset), read without a
-    call of its Python method: sessions read the clock several times a message."""
-
-    __slots__ = ("offset",)
-
-    def __init__(self, offset: float) -> None:
-        self.offset = offset
-
-    def __call__(self) -> float:
-        return self.offset + time.perf_counter()
-
-
-def clock_reader(clock: trio.abc.Clock) -> Callable[[], float]:
-    """What reads trio's ``clock``: its ``current_time``, the same sum made without a
-    Python call when it is trio's system clock (a mock clock is read as it is)."""
-    offset = getattr(clock, "offset", None)
-    if type(clock).__name__ == "SystemClock" and isinstance(offset, float):
-        return _SystemClock(offset)
-    return clock.current_time
-
-
 class _Poller(Protocol):
     def fileno(self) -> int: ...
     def register(self, fd: int, mask: int) -> None: ...
@@ -380,7 +357,7 @@ class Reactor:
         self._wake: trio.CancelScope | None = None
         self._woken = False
         clock = trio.lowlevel.current_clock()
-        self.now: Callable[[], float] = clock_reader(clock)
+        self.now: Callable[[], float] = clock.current_time
         # Waiting in select below trio's millisecond is only right on the real clock.
         self._fine = type(clock).__name__ == "SystemClock"
 
@@ -671,5 +648,4 @@ __all__ = [
     "SessionCancelled",
     "StepTimeout",
     "Wire",
-    "clock_reader",
 ]

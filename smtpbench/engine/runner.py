@@ -42,7 +42,7 @@ import trio
 from smtpbench.engine.control import RunControl
 from smtpbench.engine.conversation import PlannedConversation
 from smtpbench.engine.delivery_queue import DeliveryQueue
-from smtpbench.engine.reactor import Machine, Reactor, clock_reader
+from smtpbench.engine.reactor import Machine, Reactor
 from smtpbench.engine.schedule import Pacer, RateProfile
 from smtpbench.engine.session import Session, SessionSettings
 from smtpbench.engine.shares import Share
@@ -218,7 +218,7 @@ class LoadRun:
         """Runs to the end; ``start_at`` (trio time) lets workers share one start, so that
         their schedules and per-second intervals line up."""
         recorder = self.recorder
-        self._clock = clock_reader(trio.lowlevel.current_clock())
+        self._clock = trio.lowlevel.current_clock().current_time
         if self.settings.transit is not None:
             self.settings.transit.anchor(self._clock)
         reactor = self._reactor = Reactor(self, sweep_interval=self._sweep)
