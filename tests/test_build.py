@@ -1,8 +1,9 @@
 """The compiled build (mypyc, ``SMTPBENCH_COMPILE=1``) and the sources it is made from.
 
-CI builds the engine compiled, so the rest of the suite tests what a compiled install
-runs; here the sources are run too (``SMTPBENCH_INTERPRETED=1``), with the session and
-protocol tests and a real run, so neither can drift from the other unseen.
+The suite runs on whatever is installed: the sources in CI, the compiled modules after
+``SMTPBENCH_COMPILE=1 pip install -e .``. Here: the build is whole or absent, says what
+it is, runs its sources when asked (``SMTPBENCH_INTERPRETED=1``), and a compiled module
+older than its source is found.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from pathlib import Path
 import pytest
 
 from smtpbench import build_info
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def interpreted_env() -> dict[str, str]:
@@ -57,27 +56,6 @@ def test_the_sources_run_when_asked_even_in_a_compiled_build() -> None:
     ).stdout.splitlines()
     assert shown[0].endswith(os.path.join("engine", "session.py"))
     assert shown[1] == "interpreted"
-
-
-def test_the_session_and_protocol_tests_pass_on_the_sources() -> None:
-    # The same tests as the compiled build passes, on the interpreted engine.
-    tests = [
-        "tests/test_session_machine.py",
-        "tests/test_session_machine_conversation.py",
-        "tests/test_protocol_client.py",
-        "tests/test_protocol_replies.py",
-        "tests/test_reactor_machines.py",
-    ]
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-        env=interpreted_env(),
-    )
-    assert done.returncode == 0, done.stdout[-3000:]
-    assert " passed" in done.stdout and "failed" not in done.stdout
 
 
 def test_a_compiled_module_older_than_its_source_is_found(
