@@ -35,6 +35,7 @@ from smtpbench.engine.reactor import (
     Reactor,
     SessionCancelled,
     StepTimeout,
+    clock_reader,
 )
 from smtpbench.engine.transport import Address
 from tests.servers import LOOPBACK, free_port
@@ -1526,3 +1527,24 @@ async def test_a_sessions_socket_is_non_blocking(
         machine = Machine(listener.getsockname()[1], script)
         await drive([machine])
     assert machine.seen == [False]
+
+
+def test_trios_system_clock_is_read_as_trio_reads_it() -> None:
+    async def readings() -> tuple[float, float, float, object]:
+        clock = trio.lowlevel.current_clock()
+        read = clock_reader(clock)
+        return clock.current_time(), read(), clock.current_time(), read
+
+    before, read, after, reader = trio.run(readings)
+    assert before <= read <= after and after - before < 1.0
+    assert not hasattr(reader, "__self__")  # not the clock's own method: no Python call
+
+    mock = trio.testing.MockClock()
+
+    async def on_a_mock_clock() -> float:
+        trio.lowlevel.current_clock()
+        read = clock_reader(mock)
+        mock.jump(5.0)
+        return read()
+
+    assert trio.run(on_a_mock_clock, clock=mock) == 5.0

@@ -112,3 +112,28 @@ def test_counter_growth_is_checked_against_the_limit() -> None:
     # Fine for small numbers, too long once {counter} reaches a billion.
     with pytest.raises(ValueError, match="more than"):
         check_template("x" * 893 + "{counter}", kind="text")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sender{session}@smtpbench.test",
+        "user{counter}@smtpbench.test",
+        "smtpbench test {session}.{message}",
+        "{rcpt}",
+        "{{lit}}{message}}}x{counter}",
+        "{random}@x.test",
+        "a{session:04d}-{message}",  # a spec: formatted, not joined
+        "{session}-{message}-{rcpt}",  # three placeholders: formatted
+    ],
+)
+def test_rendering_is_str_format(text: str) -> None:
+    """However a template is rendered, it gives what ``str.format`` gives."""
+    rendered = Renderer(text, random.Random(4))
+    draws = random.Random(4)
+    for counter, (session, message, rcpt) in enumerate([(0, 0, 0), (7, 12, 3), (99999, 1, 2)]):
+        value = draws.randrange(RANDOM_LIMIT) if "{random}" in text else 0
+        expected = text.format(
+            session=session, message=message, rcpt=rcpt, counter=counter, random=value
+        )
+        assert rendered.render(session, message, rcpt) == expected

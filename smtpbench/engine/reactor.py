@@ -44,6 +44,7 @@ import os
 import select
 import selectors
 import socket
+import time
 from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -56,9 +57,9 @@ if TYPE_CHECKING:
 
 RECEIVE_SIZE = 65536
 YIELD_EVERY: Final = 0.001  # seconds of work between trips through trio's scheduler
-FINE_WAIT = 0.002  # seconds: waits shorter than this are done in select, not in trio
-EVENTS_PER_TURN = 256  # ready sockets handled before the feeder and timers are looked at
-_SELECT_LIMIT = 1024  # select() takes descriptors below FD_SETSIZE only
+FINE_WAIT: Final = 0.002  # seconds: waits shorter than this are done in select, not in trio
+EVENTS_PER_TURN: Final = 256  # ready sockets handled before the feeder and timers are looked at
+_SELECT_LIMIT: Final = 1024  # select() takes descriptors below FD_SETSIZE only
 
 
 class _Request:
@@ -230,6 +231,28 @@ def _has_peer(sock: socket.socket) -> bool:
     return True
 
 
+class _SystemClock:
+    """trio's system clock (``perf_counter`` plus the clock's fixed offset), read without a
+    call of its Python method: sessions read the clock several times a message."""
+
+    __slots__ = ("offset",)
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def __call__(self) -> float:
+        return self.offset + time.perf_counter()
+
+
+def clock_reader(clock: trio.abc.Clock) -> Callable[[], float]:
+    """What reads trio's ``clock``: its ``current_time``, the same sum made without a
+    Python call when it is trio's system clock (a mock clock is read as it is)."""
+    offset = getattr(clock, "offset", None)
+    if type(clock).__name__ == "SystemClock" and isinstance(offset, float):
+        return _SystemClock(offset)
+    return clock.current_time
+
+
 class _Poller(Protocol):
     def fileno(self) -> int: ...
     def register(self, fd: int, mask: int) -> None: ...
@@ -245,7 +268,7 @@ IN: Final = 1
 OUT: Final = 4
 ERR: Final = 8
 # Linux makes a socket non-blocking as it creates it: one system call fewer per session.
-SOCK_STREAM_NONBLOCK = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
+SOCK_STREAM_NONBLOCK: Final = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
 
 
 class _Epoll:
@@ -357,7 +380,7 @@ class Reactor:
         self._wake: trio.CancelScope | None = None
         self._woken = False
         clock = trio.lowlevel.current_clock()
-        self.now: Callable[[], float] = clock.current_time
+        self.now: Callable[[], float] = clock_reader(clock)
         # Waiting in select below trio's millisecond is only right on the real clock.
         self._fine = type(clock).__name__ == "SystemClock"
 
@@ -648,4 +671,5 @@ __all__ = [
     "SessionCancelled",
     "StepTimeout",
     "Wire",
+    "clock_reader",
 ]

@@ -11,6 +11,7 @@ Latency comes in two views that are always labelled apart:
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Final
 
 from smtpbench.protocol.steps import STEP_COUNT, Step
 
@@ -19,7 +20,7 @@ MESSAGE_LATENCY = STEP_COUNT + 1  # intended start to each message's final reply
 SESSION_LATENCY = STEP_COUNT + 2  # intended start to the end of the session
 LATENCY_ROWS = STEP_COUNT + 3
 
-MAX_REPLY_CODE = 600
+MAX_REPLY_CODE: Final = 600
 
 
 def latency_label(row: int) -> str:

@@ -101,7 +101,7 @@ class _NeedData:
 NEED_DATA: Final = _NeedData()
 # A Response made as the tuple it is, one per reply: a NamedTuple's own __new__ is a
 # Python function around this very call.
-_new_response = tuple.__new__
+_new_response: Final = tuple.__new__
 # The steps and states of a transaction, for every message: module constants, since an
 # enum member through its class costs a Python call (and, Final, a compiled build keeps
 # them in C variables instead of looking them up by name).
@@ -114,7 +114,7 @@ _IN_MAIL: Final = State.MAIL
 _IN_RCPT: Final = State.RCPT
 Event = Response | ConnectionClosed | _NeedData
 
-_ALLOWED: dict[State, frozenset[Step]] = {
+_ALLOWED: Final[dict[State, frozenset[Step]]] = {
     State.BANNER: frozenset(),
     State.GREETED: frozenset(
         {Step.HELO, Step.EHLO, Step.LHLO, Step.NOOP, Step.RSET, Step.VRFY, Step.EXPN, Step.QUIT}
@@ -146,7 +146,7 @@ _ALLOWED: dict[State, frozenset[Step]] = {
     State.CLOSED: frozenset(),
 }
 
-_ENDS_GROUP: frozenset[Step] = frozenset(
+_ENDS_GROUP: Final[frozenset[Step]] = frozenset(
     {
         Step.EHLO,
         Step.HELO,
@@ -162,7 +162,7 @@ _ENDS_GROUP: frozenset[Step] = frozenset(
     }
 )
 # Where a command leaves the client when the server says yes.
-_SENT_STATE: dict[Step, State] = {
+_SENT_STATE: Final[dict[Step, State]] = {
     Step.HELO: State.READY,
     Step.EHLO: State.READY,
     Step.LHLO: State.READY,

@@ -4,10 +4,11 @@ generated or replayed command from smuggling a second command onto the line."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Final
 
 from smtpbench.protocol.errors import LocalProtocolError
 
-MAX_COMMAND_LINE = 512  # RFC 5321 section 4.5.3.1.4, CRLF included
+MAX_COMMAND_LINE: Final = 512  # RFC 5321 section 4.5.3.1.4, CRLF included
 
 Parameters = Mapping[str, str | None] | Iterable[str]
 

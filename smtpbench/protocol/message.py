@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-END_OF_DATA = b".\r\n"
+from typing import Final
+
+END_OF_DATA: Final = b".\r\n"
 
 
 def dot_stuff(content: bytes) -> bytes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Final
 
 from smtpbench.protocol.errors import RemoteProtocolError
 
@@ -67,9 +68,9 @@ def _enhanced_code(code: int, text: str) -> str | None:
 # ("250 2.1.0 Ok") and the same EHLO reply all run long, and a Reply is immutable, so
 # each is parsed once. One-line replies are kept by their line; a multi-line reply by
 # its bytes when it came whole in one read.
-_SEEN: dict[bytes, Reply] = {}
-_SEEN_LIMIT = 4096  # forgotten whole when full, so a server of unique lines costs nothing
-_SEEN_KEY_LIMIT = 2048  # a multi-line reply is kept whole only when it is this short
+_SEEN: Final[dict[bytes, Reply]] = {}
+_SEEN_LIMIT: Final = 4096  # forgotten whole when full, so a server of unique lines costs nothing
+_SEEN_KEY_LIMIT: Final = 2048  # a multi-line reply is kept whole only when it is this short
 
 
 class ReplyParser:

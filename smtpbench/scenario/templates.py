@@ -125,19 +125,28 @@ def _positional(text: str) -> str:
 class Renderer:
     """One template, compiled, with its own ``{counter}``; made once per message factory.
 
-    Formatting costs one bound ``str.format`` call with the numbers by position; a
-    template without placeholders costs nothing. ``{random}`` draws from the factory's seeded
+    A template whose placeholders have no format spec (the defaults, most templates) is
+    rendered by joining its literal parts with the numbers written in decimal; one with
+    a spec costs a bound ``str.format`` call with the numbers by position. A template
+    without placeholders costs nothing. ``{random}`` draws from the factory's seeded
     generator only when the template uses it, so adding it to one template does
     not shift the random sequence of templates that do not.
     """
 
-    __slots__ = ("_constant", "_format", "_rng", "_uses_random", "counter")
+    __slots__ = ("_constant", "_format", "_literals", "_places", "_rng", "_uses_random", "counter")
 
     def __init__(self, text: str, rng: random.Random) -> None:
         fields = template_fields(text)
         # "{{" in a constant template still needs unescaping: format it once.
         self._constant: str | None = None if fields else text.format()
         self._format = _positional(text).format
+        # Without specs: literal parts around the placeholders' indices, when they are
+        # at most two (what the join below is written for).
+        self._literals: tuple[str, ...] = ()
+        self._places: tuple[int, ...] = ()
+        parts = _plain_parts(text)
+        if parts is not None and 1 <= len(parts[1]) <= 2:
+            self._literals, self._places = parts
         self._uses_random = "random" in fields
         self._rng = rng
         self.counter = 0
@@ -148,4 +157,28 @@ class Renderer:
         if self._constant is not None:
             return self._constant
         value = self._rng.randrange(RANDOM_LIMIT) if self._uses_random else 0
+        places = self._places
+        if places:
+            literals = self._literals
+            numbers = (session, message, rcpt, counter, value)  # PLACEHOLDERS' order
+            first = str(numbers[places[0]])
+            if len(places) == 1:
+                return literals[0] + first + literals[1]
+            return literals[0] + first + literals[1] + str(numbers[places[1]]) + literals[2]
         return self._format(session, message, rcpt, counter, value)  # PLACEHOLDERS' order
+
+
+def _plain_parts(text: str) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
+    """A checked template as its literal parts (one more than its placeholders) and each
+    placeholder's index in ``PLACEHOLDERS``; None when a placeholder has a format spec."""
+    literals = [""]
+    places = []
+    for literal, name, spec, _conversion in _FORMATTER.parse(text):
+        literals[-1] += literal
+        if name is None:
+            continue
+        if spec:
+            return None
+        places.append(PLACEHOLDERS.index(name))
+        literals.append("")
+    return tuple(literals), tuple(places)
