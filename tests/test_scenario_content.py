@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.parser
 import email.policy
 import email.utils
+import inspect
 import re
 import time
 from dataclasses import replace
@@ -21,7 +23,7 @@ from smtpbench.scenario import (
     default_scenario,
     parse_scenario,
 )
-from smtpbench.scenario.content import LINE_LIMIT
+from smtpbench.scenario.content import LINE_LIMIT, MessagePlan
 
 FIXED_CLOCK = 1_700_000_000.0
 
@@ -246,3 +248,19 @@ def test_session_object_is_reusable_across_factories() -> None:
     first = MessageFactory(scenario, seed=1).plan_session(0)
     again = MessageFactory(scenario, seed=1).plan_session(0)
     assert first == again  # counters live in the factory, not in the scenario
+
+
+def test_a_message_plans_init_takes_its_fields_in_order_with_their_defaults() -> None:
+    # The __init__ is written out (for a compiled build): it must stay what the
+    # dataclass would make, or replace() and the fields would disagree with it.
+    parameters = list(inspect.signature(MessagePlan.__init__).parameters.values())[1:]
+    fields = dataclasses.fields(MessagePlan)
+    assert [p.name for p in parameters] == [f.name for f in fields]
+    for parameter, field in zip(parameters, fields, strict=True):
+        missing = field.default is dataclasses.MISSING
+        expected = inspect.Parameter.empty if missing else field.default
+        assert parameter.default == expected, field.name
+    plan = MessagePlan("a@x.test", ("b@x.test",), 100, "s", False, True, envid="e", mix=2)
+    changed = dataclasses.replace(plan, size=200)
+    assert (changed.size, changed.envid, changed.mix, changed.corpus) == (200, "e", 2, -1)
+    assert changed == MessagePlan("a@x.test", ("b@x.test",), 200, "s", False, True, "e", mix=2)

@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum, auto
-from typing import Final, NamedTuple
+from typing import Final
 
 from smtpbench.protocol import commands
 from smtpbench.protocol.capabilities import NO_CAPABILITIES, Capabilities, parse_ehlo
@@ -77,11 +77,26 @@ class State(Enum):
     __hash__ = object.__hash__
 
 
-class Response(NamedTuple):
-    """A reply matched to the command it answers (a tuple: one is made per reply)."""
+class Response:
+    """A reply matched to the command it answers. A plain class, not a tuple: one is made
+    per reply, and a compiled build makes it without a Python call."""
 
-    step: Step
-    reply: Reply
+    __slots__ = ("reply", "step")
+
+    def __init__(self, step: Step, reply: Reply) -> None:
+        self.step = step
+        self.reply = reply
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Response):
+            return NotImplemented
+        return self.step is other.step and self.reply == other.reply
+
+    def __hash__(self) -> int:
+        return hash((self.step, self.reply))
+
+    def __repr__(self) -> str:
+        return f"Response(step={self.step!r}, reply={self.reply!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +114,6 @@ class _NeedData:
 
 
 NEED_DATA: Final = _NeedData()
-# A Response made as the tuple it is, one per reply: a NamedTuple's own __new__ is a
-# Python function around this very call.
-_new_response: Final = tuple.__new__
 # The steps and states of a transaction, for every message: module constants, since an
 # enum member through its class costs a Python call (and, Final, a compiled build keeps
 # them in C variables instead of looking them up by name).
@@ -407,7 +419,7 @@ class ClientConnection:
         self._confirm(step, reply)
         if not self._pending:
             self.state = self._confirmed
-        return _new_response(Response, (step, reply))
+        return Response(step, reply)
 
     def _confirm(self, step: Step, reply: Reply) -> None:
         code = reply.code

@@ -72,7 +72,9 @@ class MessagePlan:
 
     Not changed once made (``dataclasses.replace`` makes another), but not a frozen
     dataclass either: a frozen one's ``__init__`` sets each field through a Python-level
-    call, and one plan is made per message of the run."""
+    call, and one plan is made per message of the run. The ``__init__`` is written out
+    (the dataclass keeps it, with the fields' own order and defaults) so that a compiled
+    build makes a plan without running the one ``dataclasses`` would generate."""
 
     mail_from: str
     recipients: tuple[str, ...]
@@ -87,6 +89,32 @@ class MessagePlan:
     mix: int = -1
     attachment: tuple[int, int] | None = None
     corpus: int = -1
+
+    def __init__(
+        self,
+        mail_from: str,
+        recipients: tuple[str, ...],
+        size: int,
+        subject: str,
+        rset_before: bool,
+        noop_before: bool,
+        envid: str | None = None,
+        headers: tuple[tuple[str, str], ...] = (),
+        mix: int = -1,
+        attachment: tuple[int, int] | None = None,
+        corpus: int = -1,
+    ) -> None:
+        self.mail_from = mail_from
+        self.recipients = recipients
+        self.size = size
+        self.subject = subject
+        self.rset_before = rset_before
+        self.noop_before = noop_before
+        self.envid = envid
+        self.headers = headers
+        self.mix = mix
+        self.attachment = attachment
+        self.corpus = corpus
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,13 +188,17 @@ class MessageFactory:
         render_from, render_to = self._mail_from.render, self._rcpt_to.render
         render_subject = self._subject.render
         pick_recipients, sample_size = session.recipients.pick, session.size.sample
+        # A fixed count or size draws nothing: known here, it costs no call per message.
+        counts, sizes = session.recipients, session.size
+        fixed_count = counts.low if counts.low == counts.high else -1
+        fixed_size = sizes.low if sizes.kind == "fixed" else -1
         envid = self._envid
         rich = self._rich
         noop = session.noop
         rset = session.rset_between_messages
         for index in range(count):
             mail_from = render_from(number, index) if senders is None else senders.pick(rng)
-            wanted = pick_recipients(rng)
+            wanted = fixed_count if fixed_count >= 0 else pick_recipients(rng)
             if listed is not None:
                 recipients = tuple([listed.pick(rng) for _ in range(wanted)])
             elif wanted == 1:
@@ -176,7 +208,7 @@ class MessageFactory:
             plan = MessagePlan(
                 mail_from,
                 recipients,
-                sample_size(rng),
+                fixed_size if fixed_size >= 0 else sample_size(rng),
                 render_subject(number, index),
                 rset and index > 0,
                 noop >= 1.0 or (noop > 0.0 and rng.random() < noop),

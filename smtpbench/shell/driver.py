@@ -296,7 +296,7 @@ class ShellConnection:
                 self._owed.clear()
                 self.changed()
                 return False
-            step, reply = event
+            step, reply = event.step, event.reply
             arrived = self.clock()
             owed = self._owed.popleft() if self._owed else None
             seconds = arrived - owed.sent if owed is not None else None
