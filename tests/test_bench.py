@@ -71,6 +71,8 @@ def test_compare_clients_runs_end_to_end(tmp_path: Path) -> None:
     assert "CPU placement:" in markdown
     assert re.search(r"`nproc` \d+", markdown)
     assert "smtpbench with `--workers 1`" in markdown
+    # Every run of smtpbench finds its bytecode written, as an installed package has it.
+    assert "bytecode compiled beforehand, as pip does at install" in markdown
     headings = {
         "new": "A new connection per message",
         "reuse": "10 messages per connection",
