@@ -39,12 +39,22 @@ _ASKED_BY = {
     "XCLIENT": "client.xclient",
 }
 Ask = Generator[Request, Any, bool]
-# The steps of every transaction, as module names: Python 3.11 reaches an enum member
-# through its class with a Python-level call, and these run for every message.
+# The steps, as module names: Python 3.11 reaches an enum member through its class with
+# a Python-level call, and these run for every session or message.
 _MAIL: Final = Step.MAIL
 _RCPT: Final = Step.RCPT
 _DATA: Final = Step.DATA
 _DATA_END: Final = Step.DATA_END
+_AUTH: Final = Step.AUTH
+_BDAT: Final = Step.BDAT
+_EHLO: Final = Step.EHLO
+_HELO: Final = Step.HELO
+_LHLO: Final = Step.LHLO
+_NOOP: Final = Step.NOOP
+_QUIT: Final = Step.QUIT
+_RSET: Final = Step.RSET
+_STARTTLS: Final = Step.STARTTLS
+_XCLIENT: Final = Step.XCLIENT
 
 
 class PlannedConversation:
@@ -82,7 +92,7 @@ class PlannedConversation:
             only = self.only  # a session of thousands of messages: no tuple made of them
             for number, message in enumerate(self.plan.messages) if only is None else only:
                 yield from self._transaction(s, number, message)
-        yield from s.exchange(Step.QUIT, s.conn.quit())
+        yield from s.exchange(_QUIT, s.conn.quit())
 
     # -- opening --------------------------------------------------------------------
 
@@ -94,7 +104,7 @@ class PlannedConversation:
         if settings.tls_mode == "starttls":
             if not self._has_extensions(s, ("STARTTLS",)):
                 return False
-            if (yield from s.exchange(Step.STARTTLS, s.conn.starttls())).code != 220:
+            if (yield from s.exchange(_STARTTLS, s.conn.starttls())).code != 220:
                 return False
             yield from s.handshake()
             s.conn.tls_established()
@@ -115,17 +125,17 @@ class PlannedConversation:
         settings = s.settings
         greeting = settings.greeting
         if greeting == "HELO":
-            return (yield from s.exchange(Step.HELO, conn.helo(name))).code // 100 == 2
+            return (yield from s.exchange(_HELO, conn.helo(name))).code // 100 == 2
         if greeting == "LHLO":
-            return (yield from s.exchange(Step.LHLO, conn.lhlo(name))).code // 100 == 2
-        if (yield from s.exchange(Step.EHLO, conn.ehlo(name))).code // 100 == 2:
+            return (yield from s.exchange(_LHLO, conn.lhlo(name))).code // 100 == 2
+        if (yield from s.exchange(_EHLO, conn.ehlo(name))).code // 100 == 2:
             return True
         if not fallback or settings.required or settings.tls_mode == "starttls":
             return False
         if settings.auth_mechanism is not None:
             return False
         # Servers that do not know EHLO still take HELO (RFC 5321 section 3.2).
-        return (yield from s.exchange(Step.HELO, conn.helo(name))).code // 100 == 2
+        return (yield from s.exchange(_HELO, conn.helo(name))).code // 100 == 2
 
     def _xclient(self, s: Session) -> Ask:
         """Postfix's XCLIENT: the client this session stands for; on 220 the session
@@ -141,7 +151,7 @@ class PlannedConversation:
             "NAME": settings.client.name_of(number),
             "HELO": self.plan.helo_name,
         }
-        if (yield from s.exchange(Step.XCLIENT, s.conn.xclient(attributes))).code != 220:
+        if (yield from s.exchange(_XCLIENT, s.conn.xclient(attributes))).code != 220:
             return False
         return (yield from self._greet(s, fallback=False))
 
@@ -150,7 +160,7 @@ class PlannedConversation:
         missing = [word for word in keywords if not capabilities.has(word)]
         if not missing:
             return True
-        step = Step.LHLO if s.settings.greeting == "LHLO" else Step.EHLO
+        step = _LHLO if s.settings.greeting == "LHLO" else _EHLO
         asked = " or ".join(
             f"{word} ({_ASKED_BY.get(word, 'session.require')})" for word in missing
         )
@@ -163,7 +173,7 @@ class PlannedConversation:
         conn = s.conn
         name = settings.auth_mechanism
         assert name is not None
-        step = Step.LHLO if settings.greeting == "LHLO" else Step.EHLO
+        step = _LHLO if settings.greeting == "LHLO" else _EHLO
         if name not in conn.capabilities.auth:
             offered = " ".join(sorted(conn.capabilities.auth)) or "no AUTH at all"
             tls = " (before TLS)" if settings.tls_mode == "none" else ""
@@ -175,7 +185,7 @@ class PlannedConversation:
             )
             return False
         reply = yield from s.authenticate(name)
-        return reply.code in settings.success[Step.AUTH]
+        return reply.code in settings.success[_AUTH]
 
     # -- a transaction --------------------------------------------------------------
 
@@ -193,9 +203,9 @@ class PlannedConversation:
 
         group: list[Command] = []
         if rset:
-            group.append(_command(Step.RSET, conn.rset()))
+            group.append(_command(_RSET, conn.rset()))
         if message.noop_before:
-            group.append(_command(Step.NOOP, conn.noop()))
+            group.append(_command(_NOOP, conn.noop()))
             yield from s.send_group(group)
             group = []
         group.append(_command(_MAIL, conn.mail(message.mail_from, self._mail(s, content, message))))
@@ -229,7 +239,7 @@ class PlannedConversation:
         if settings.chunking:  # LMTP: the last chunk waits for the RCPT replies
             if conn.accepted_recipients == 0:
                 s.message_refused()
-                yield from s.exchange(Step.RSET, conn.rset())
+                yield from s.exchange(_RSET, conn.rset())
                 return
             yield from self._chunks(s, content, pipelined=True)
             return
@@ -251,9 +261,9 @@ class PlannedConversation:
     def _one_by_one(self, s: Session, message: MessagePlan, content: bytes, rset: bool) -> Talk:
         conn = s.conn
         if rset:
-            yield from s.exchange(Step.RSET, conn.rset())
+            yield from s.exchange(_RSET, conn.rset())
         if message.noop_before:
-            yield from s.exchange(Step.NOOP, conn.noop())
+            yield from s.exchange(_NOOP, conn.noop())
         mail = yield from s.exchange(
             _MAIL, conn.mail(message.mail_from, self._mail(s, content, message))
         )
@@ -265,7 +275,7 @@ class PlannedConversation:
             s.metrics.recipient(reply.code // 100 == 2)
         if conn.accepted_recipients == 0:
             s.message_refused()
-            yield from s.exchange(Step.RSET, conn.rset())
+            yield from s.exchange(_RSET, conn.rset())
             return
         if s.settings.chunking:
             yield from self._chunks(s, content, pipelined=False)
@@ -317,21 +327,21 @@ class PlannedConversation:
             chunk = content[begin : begin + size]
             last = begin + size >= len(content)
             line = s.conn.bdat(chunk, last)
-            commands.append((Step.DATA_END if last else Step.BDAT, line, _chunk_shown(chunk, last)))
+            commands.append((_DATA_END if last else _BDAT, line, _chunk_shown(chunk, last)))
         return commands
 
     def _chunks(self, s: Session, content: bytes, *, pipelined: bool) -> Talk:
         """The message in BDAT chunks: in one write, or each chunk after the last one's reply."""
         if pipelined:
             responses = yield from s.send_group(self._chunk_commands(s, content))
-            s.message_done([r.reply for r in responses if r.step is Step.DATA_END])
+            s.message_done([r.reply for r in responses if r.step is _DATA_END])
             return
         size = s.settings.chunk_size
         for begin in range(0, len(content), size):
             chunk = content[begin : begin + size]
             last = begin + size >= len(content)
             line = s.conn.bdat(chunk, last)
-            step = Step.DATA_END if last else Step.BDAT
+            step = _DATA_END if last else _BDAT
             responses = yield from s.send_group([(step, line, _chunk_shown(chunk, last))])
             if last:
                 s.message_done([r.reply for r in responses])

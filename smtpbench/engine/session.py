@@ -90,7 +90,12 @@ if TYPE_CHECKING:
 
 Command = tuple[Step, bytes, Shown]  # what to send, and how the transcript shows it
 Talk = Generator[Request, Any, None]
-_DATA_END: Final = Step.DATA_END  # a module name: cheaper than the enum's class on every message
+# The steps, as module names: cheaper than the enum's class on every session or message.
+_AUTH: Final = Step.AUTH
+_BANNER: Final = Step.BANNER
+_CONNECT: Final = Step.CONNECT
+_DATA_END: Final = Step.DATA_END
+_TLS: Final = Step.TLS
 MAX_AUTH_ROUNDS = 5  # challenges in one AUTH exchange; LOGIN needs 2
 
 
@@ -300,7 +305,7 @@ class Session:
         self.tls: TlsChannel | None = None
         self.fresh_tls = False  # a TLS handshake is done and nothing was read over it yet
         self.conn = ClientConnection()
-        self.step = Step.CONNECT
+        self.step = _CONNECT
         self.failure: tuple[ErrorClass, Step, str] | None = None
         self.messages_begun = 0
         self.messages_ended = 0
@@ -347,10 +352,10 @@ class Session:
 
     def open(self) -> Generator[Request, Any, float]:
         """Connects (and with implicit TLS, shakes hands); the time it became ready."""
-        self.arm(Step.CONNECT, self.start)
+        self.arm(_CONNECT, self.start)
         self.link = yield CONNECT
         ready = self.now()
-        self.metrics.timed(Step.CONNECT, ready - self.start)
+        self.metrics.timed(_CONNECT, ready - self.start)
         settings = self.settings
         if settings.proxy_version:  # who the client is, before anything else (and TLS)
             number = self.conversation.number
@@ -370,11 +375,11 @@ class Session:
 
     def banner(self, ready: float) -> Generator[Request, Any, Reply]:
         """The server's greeting, timed from ``ready``."""
-        self.arm(Step.BANNER, ready)
+        self.arm(_BANNER, ready)
         self.unanswered.append(None)
         reply = (yield from self.read_reply()).reply
         self.unanswered.popleft()
-        self.count(Step.BANNER, None, reply, self.arrival - ready)
+        self.count(_BANNER, None, reply, self.arrival - ready)
         return reply
 
     def handshake(self) -> Generator[Request, Any, None]:
@@ -382,7 +387,7 @@ class Session:
         settings = self.settings
         assert settings.ssl_context is not None
         began = self.now()
-        self.arm(Step.TLS, began)
+        self.arm(_TLS, began)
         tls = TlsChannel(settings.ssl_context, self.server_hostname)
         self.tls = tls
         link = self.link
@@ -396,7 +401,7 @@ class Session:
         out = tls.pending_output()
         if out:
             link.write(out)
-        self.metrics.timed(Step.TLS, self.now() - began)
+        self.metrics.timed(_TLS, self.now() - began)
         self.fresh_tls = True
 
     # -- commands on the wire -------------------------------------------------------
@@ -428,7 +433,7 @@ class Session:
         shown: Shown = sasl.redact_auth_line(line)
         self.unanswered.append(shown)
         began = self.now()
-        self.arm(Step.AUTH, began)
+        self.arm(_AUTH, began)
         self.write(conn.auth(line))
         for _ in range(MAX_AUTH_ROUNDS):
             reply = (yield from self.read_reply()).reply
@@ -442,7 +447,7 @@ class Session:
         else:
             raise RemoteProtocolError(f"AUTH {name}: more than {MAX_AUTH_ROUNDS} challenges")
         self.unanswered.popleft()
-        self.count(Step.AUTH, shown, reply, self.arrival - began)
+        self.count(_AUTH, shown, reply, self.arrival - began)
         return reply
 
     def written_since(self, began: float, done_at_once: bool) -> float:
@@ -579,7 +584,7 @@ class Session:
         if self.delivery is not None:
             self.delivery.reply(step, code)
         if self.tally is not None:
-            self.tally.reply(code, seconds if step is Step.DATA_END else None)
+            self.tally.reply(code, seconds if step is _DATA_END else None)
         lines = self.transcript.lines
         lines.append((sent, reply))
         if len(lines) > TRIM_AT:
@@ -695,7 +700,7 @@ class Session:
             return
         error = classify(exc)
         if error in (ErrorClass.RESET, ErrorClass.NETWORK) and (
-            self.step is Step.TLS or self.fresh_tls
+            self.step is _TLS or self.fresh_tls
         ):
             # The peer gave up on the handshake, or reset the connection before the
             # first reply over it (a refused client certificate, told after the
@@ -705,7 +710,7 @@ class Session:
         if isinstance(exc, StepTimeout):
             timeout = self.timeouts[self.step]
             detail = f"no reply to {self.step.label} within {timeout:g}s"
-            if self.step is Step.TLS:
+            if self.step is _TLS:
                 detail = f"TLS handshake not done within {timeout:g}s"
         elif error is ErrorClass.TLS:
             detail = failure_detail(exc)
