@@ -231,6 +231,11 @@ def _has_peer(sock: socket.socket) -> bool:
     return True
 
 
+# What trio's system clock reads; Final, a compiled build calls it from a C variable
+# instead of looking up the module and its attribute on every read.
+_perf_counter: Final = time.perf_counter
+
+
 class _SystemClock:
     """trio's system clock (``perf_counter`` plus the clock's fixed offset), read without a
     call of its Python method: sessions read the clock several times a message."""
@@ -241,7 +246,7 @@ class _SystemClock:
         self.offset = offset
 
     def __call__(self) -> float:
-        return self.offset + time.perf_counter()
+        return self.offset + _perf_counter()
 
 
 def clock_reader(clock: trio.abc.Clock) -> Callable[[], float]:
