@@ -26,6 +26,7 @@ COMPILED_MODULES = (
     "smtpbench.engine.session",
     "smtpbench.engine.conversation",
     "smtpbench.engine.reactor",
+    "smtpbench.engine.transcript",
     "smtpbench.metrics.recorder",
     "smtpbench.scenario.content",
     "smtpbench.scenario.templates",

@@ -18,16 +18,16 @@ The hot path appends ``(sent, reply)`` to ``lines`` directly; ``trim`` is called
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from smtpbench.metrics.snapshot import TranscriptLine
 
 if TYPE_CHECKING:
     from smtpbench.protocol.replies import Reply
 
-OPENING = 16
-LAST = 32
-TRIM_AT = OPENING + 4 * LAST  # lines kept before the list is cut back
+OPENING: Final = 16
+LAST: Final = 32
+TRIM_AT: Final = OPENING + 4 * LAST  # lines kept before the list is cut back
 
 Shown = bytes | int | str | None  # a command line, a content size, a redacted line, connect
 Line = tuple[Shown, "Reply | None"]
