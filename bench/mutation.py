@@ -240,8 +240,8 @@ HAND_MUTANTS = (
     HandMutant(
         "client",
         "a refused STARTTLS moves the client to TLS",
-        "confirmed = State.TLS if code == 220 else confirmed",
-        "confirmed = State.TLS",
+        "confirmed = _IN_TLS if code == 220 else confirmed",
+        "confirmed = _IN_TLS",
     ),
     HandMutant(
         "client",
