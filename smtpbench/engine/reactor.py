@@ -152,6 +152,7 @@ class Link:
         "marked_at",
         "pending",
         "reactor",
+        "resume",
         "sock",
         "waiting",
         "written_at",
@@ -161,6 +162,8 @@ class Link:
         self.reactor = reactor
         self.machine = machine
         self.gen = machine.run()
+        # The generator's send, bound once: it is called for every reply of the session.
+        self.resume: Callable[[Any], Request] = self.gen.send
         self.sock: Socket | None = None
         self.fd = -1
         self.waiting: _Request | None = None
@@ -411,10 +414,10 @@ class Reactor:
     def _advance(self, link: Link, value: Any, error: BaseException | None = None) -> None:
         """Resumes the session with ``value`` (or throws ``error`` into it) and serves
         what it asks for until it has to wait."""
-        gen = link.gen
+        resume = link.resume
         while True:
             try:
-                request = gen.send(value) if error is None else gen.throw(error)
+                request = resume(value) if error is None else link.gen.throw(error)
             except StopIteration:
                 self._ended(link)
                 return

@@ -241,6 +241,8 @@ class Session:
         "metrics",
         "now",
         "origin",
+        "reply_event",
+        "sent_event",
         "server_hostname",
         "settings",
         "source",
@@ -285,6 +287,10 @@ class Session:
         self.tally = SessionTally() if settings.clients is not None else None
         self.timeouts = settings.timeouts
         self.metrics = metrics
+        # The two calls made for every command, bound once (no look-up of the method each
+        # time): what was sent, and each reply.
+        self.sent_event: Callable[[int], None] = metrics.sent
+        self.reply_event: Callable[[Step, int, float, str | None], None] = metrics.reply
         self.conversation = conversation
         self.intended = intended
         self.origin = intended if origin is None else origin
@@ -412,7 +418,7 @@ class Session:
         the time taken just before this call, noted if this call's send takes it)."""
         link = self.link
         assert link is not None
-        self.metrics.sent(len(data))
+        self.sent_event(len(data))
         tls = self.tls
         if tls is not None:
             if first:  # encrypted apart, so that its end is known on the wire
@@ -474,7 +480,7 @@ class Session:
         began = self.now()
         self.deadline = began + self.timeouts[step]
         # write, inlined: this is the path of every command.
-        self.metrics.sent(len(line))
+        self.sent_event(len(line))
         link = self.link
         assert link is not None
         link.write(line if self.tls is None else self.tls.encrypt(line))
@@ -580,7 +586,7 @@ class Session:
         """A reply to ``step``: its time and code, in the transcript; a reply the scenario
         does not count as success is an error at that step, and a 421 ends the session."""
         code = reply.code
-        self.metrics.reply(step, code, seconds, reply.enhanced)
+        self.reply_event(step, code, seconds, reply.enhanced)
         if self.delivery is not None:
             self.delivery.reply(step, code)
         if self.tally is not None:
