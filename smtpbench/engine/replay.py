@@ -592,7 +592,7 @@ class ReplayConversation:
     ) -> Generator[Request, Any, list[Reply]]:
         shown = s.unanswered[0]
         if not step.replies and step.kind != "banner":
-            s.unanswered.popleft()
+            s.unanswered.pop(0)
             s.transcript.lines.append((shown, None))
             return []  # the recorded client did not wait for an answer: neither do we
         which = step_of(step)
@@ -623,7 +623,7 @@ class ReplayConversation:
                 if which is Step.AUTH and self.auth_began is not None:
                     since, self.auth_began = self.auth_began, None
                 s.count(which, shown, reply, s.arrival - since)
-        s.unanswered.popleft()
+        s.unanswered.pop(0)
         return replies
 
     def _compare(
@@ -698,7 +698,7 @@ class ReplayConversation:
         written = s.written_since(began, s.write(s.conn.send_raw(Step.DATA_END, b".\r\n")))
         reply = (yield from s.read_reply()).reply
         self.last_reply = s.arrival
-        s.unanswered.popleft()
+        s.unanswered.pop(0)
         s.count(Step.DATA_END, 0, reply, s.arrival - written)
         s.message_refused()
 

@@ -59,7 +59,6 @@ import math
 import os
 import resource
 import ssl
-from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -323,7 +322,8 @@ class Session:
         # Bounded: the opening, the failure, the end (see transcript.py).
         self.transcript = Transcript(bounded=not whole_transcript)
         # What each outstanding reply answers, as the transcript shows it, oldest first.
-        self.unanswered: deque[Shown] = deque()
+        # (A list: a few at most, and a compiled build appends and pops a list in C.)
+        self.unanswered: list[Shown] = []
 
     # -- the session ----------------------------------------------------------------
 
@@ -384,7 +384,7 @@ class Session:
         self.arm(_BANNER, ready)
         self.unanswered.append(None)
         reply = (yield from self.read_reply()).reply
-        self.unanswered.popleft()
+        self.unanswered.pop(0)
         self.count(_BANNER, None, reply, self.arrival - ready)
         return reply
 
@@ -452,7 +452,7 @@ class Session:
             self.write(response)
         else:
             raise RemoteProtocolError(f"AUTH {name}: more than {MAX_AUTH_ROUNDS} challenges")
-        self.unanswered.popleft()
+        self.unanswered.pop(0)
         self.count(_AUTH, shown, reply, self.arrival - began)
         return reply
 
@@ -490,7 +490,7 @@ class Session:
         while event is NEED_DATA:
             event = self._received((yield READ))
         response = self._response(event)
-        self.unanswered.popleft()
+        self.unanswered.pop(0)
         self.count(response.step, shown, response.reply, self.arrival - began)
         return response.reply
 
@@ -532,7 +532,7 @@ class Session:
                 event = self._received((yield READ))
             response = self._response(event)
             waiting_since = self.arrival
-            shown = unanswered.popleft()
+            shown = unanswered.pop(0)
             if response.step is _DATA_END:
                 if content and not at_once:
                     content = 0  # the first end of data in the group is the content's

@@ -267,7 +267,7 @@ class SendConversation:
             s.write(response)
         else:
             raise RemoteProtocolError(f"AUTH {name}: more than {MAX_AUTH_ROUNDS} challenges")
-        s.unanswered.popleft()
+        s.unanswered.pop(0)
         s.count(Step.AUTH, shown, reply, s.arrival - began)
         if reply.code != 235:
             self._end(AUTH_FAILED, f"AUTH {name} refused: {reply}")
