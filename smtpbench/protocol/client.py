@@ -228,7 +228,9 @@ class ClientConnection:
 
     def __init__(self, max_line_length: int = DEFAULT_MAX_LINE_LENGTH) -> None:
         self._parser = ReplyParser(max_line_length=max_line_length)
-        self._pending: deque[Step] = deque([_BANNER])
+        # Replies owed, oldest first: a list (a few at most, more only in LMTP), which a
+        # compiled build appends to and pops in C.
+        self._pending: list[Step] = [_BANNER]
         self._pending_bdat_last: deque[bool] = deque()
         self._confirmed = _IN_BANNER
         self._last_sent: Step = _BANNER
@@ -437,7 +439,7 @@ class ClientConnection:
                 self.state = self._confirmed = _IN_CLOSED
                 return Response(self._last_sent, reply)
             raise RemoteProtocolError(f"reply with no command outstanding: {reply}")
-        step = self._pending.popleft()
+        step = self._pending.pop(0)
         self._confirm(step, reply)
         if not self._pending:
             self.state = self._confirmed
