@@ -306,7 +306,7 @@ class PlannedConversation:
 
     def _rcpt(self, s: Session, recipient: str) -> dict[str, str | None] | None:
         dsn = s.settings.dsn
-        if dsn.is_empty:
+        if not dsn.notify and not dsn.orcpt:  # what RCPT takes of it (a property costs a call)
             return None
         params: dict[str, str | None] = {}
         if dsn.notify:
