@@ -31,6 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_clients import placement, postfix_binary, postfix_sink
 
+from smtpbench.build_info import engine_build
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -52,6 +54,12 @@ def latency(summary: dict[str, object], row: str, field: str) -> float:
     rows = summary["latency"]
     assert isinstance(rows, dict)
     return float(rows[row][field])
+
+
+def shown(args: list[str], scratch: Path) -> str:
+    """A run's command as the report shows it: ``python``, and the scenarios written
+    here under ``$SCRATCH``, not this machine's paths."""
+    return shlex.join(["python", "-m", "smtpbench", "run", *args]).replace(str(scratch), "$SCRATCH")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             rates = summary["rates"]
             assert isinstance(rates, dict)
             maxima.append(float(rates["achieved_sessions_per_second"]))
-        commands.append(
-            shlex.join([sys.executable, "-m", "smtpbench", "run", str(scenario), *target])
-        )
+        commands.append(shown([str(scenario), *target], scratch))
         rate = options.rate or statistics.median(maxima) / 2
         arrivals = scratch / "arrivals.toml"
         arrivals.write_text(
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                     "dropped": float(counters["dropped"]),
                 }
             )
-        commands.append(shlex.join([sys.executable, "-m", "smtpbench", "run", *open_args]))
+        commands.append(shown(open_args, scratch))
     median = {key: statistics.median(lag[key] for lag in lags) for key in lags[0]}
     maximum = statistics.median(maxima)
     lines = [
@@ -120,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC with "
         f"`python bench/start_lag.py{' --quick' if options.quick else ''} "
-        f"--repeats {options.repeats}`; {where.description}; against `{shlex.join(sink_command)}`.",
+        f"--repeats {options.repeats}`; {where.description}; against `{shlex.join(sink_command)}`; "
+        f"engine {engine_build()}.",
         "",
         "| figure | value |",
         "|---|---|",

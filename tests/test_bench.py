@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -297,6 +298,9 @@ def test_start_lag_runs_end_to_end(tmp_path: Path) -> None:
     assert 0 <= run["p50"] <= run["p99"] <= run["max"]
     markdown = (tmp_path / "start_lag.md").read_text()
     assert "start lag p99" in markdown and "--rate" in markdown
+    # The commands shown name no path of the machine they ran on.
+    assert all(c.startswith("python -m smtpbench run $SCRATCH/") for c in figures["commands"])
+    assert sys.executable not in markdown and tempfile.gettempdir() + "/" not in markdown
 
 
 def test_metrics_overhead_runs_end_to_end() -> None:
