@@ -91,11 +91,6 @@ EventsFor = Callable[[int, float], SessionEvents]
 FLUSH_INTERVAL = 1.0  # seconds: one row of the time series each
 ARRIVALS_PER_TURN = 64  # sessions started, queued or dropped before the sockets' turn
 MAX_SWEEP = 0.05  # seconds between timeout sweeps at most
-# Objects made between two of the collector's young passes while a run is on (Python's
-# default is 700): every message makes dozens, and nearly all are freed by their count
-# before a pass could see them, so each pass walks about the same few live ones however
-# long it waited. Cyclic garbage waits at most this many objects longer.
-RUN_GC_THRESHOLD = 50_000
 
 
 def rate_profile(scenario: Scenario) -> RateProfile:
@@ -241,8 +236,6 @@ class LoadRun:
         # long as the run: kept out of the collector's way, its collections walk only what
         # the sessions make (a few percent of the engine's time on a fast run).
         gc.freeze()
-        thresholds = gc.get_threshold()
-        gc.set_threshold(max(thresholds[0], RUN_GC_THRESHOLD), *thresholds[1:])
         try:
             async with trio.open_nursery() as background:
                 background.start_soon(self._follow_control)
@@ -252,7 +245,6 @@ class LoadRun:
                     self.queue.left_at_end()
                 background.cancel_scope.cancel()
         finally:
-            gc.set_threshold(*thresholds)
             gc.unfreeze()
         recorder.flush(self._ended_at - self._t0)
         if self.settings.transit is not None:
