@@ -5,13 +5,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
 from smtpbench import __version__, exitcodes
-
-if TYPE_CHECKING:
-    pass
 
 
 class _Version(argparse.Action):
@@ -28,31 +24,21 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="smtpbench",
-        description="SMTP load tester and traffic replayer.",
-    )
-    parser.add_argument("--version", action=_Version)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    run = commands.add_parser(
-        "run",
-        help="run a load scenario (against the embedded sink unless a target is given)",
-        description="Run a load scenario and write a results folder.",
-    )
+def _run_arguments(run: argparse.ArgumentParser) -> None:
     from smtpbench.commands.flags import (
+        add_cluster_arguments,
         add_output_arguments,
         add_scenario_argument,
         add_tls_arguments,
+        add_workers_argument,
     )
+    from smtpbench.scenario.sources import add_source_argument
+    from smtpbench.transit.cli import add_through_arguments
 
     add_scenario_argument(run)
     run.add_argument(
         "--target", metavar="HOST:PORT", help="the server to load (port 25 if omitted)"
     )
-    from smtpbench.scenario.sources import add_source_argument
-
     add_source_argument(run)
     load = run.add_mutually_exclusive_group()
     load.add_argument("--rate", metavar="R", help="sessions per second, e.g. 300 or 1200/m")
@@ -98,141 +84,195 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run on when no session can connect (otherwise the run stops once a few "
         "connects failed and none succeeded, exit code 4)",
     )
-    from smtpbench.commands.flags import add_cluster_arguments, add_workers_argument
-
     add_workers_argument(run)
     add_cluster_arguments(run)
-    from smtpbench.transit.cli import add_through_arguments
-
     add_through_arguments(run)
 
-    report = commands.add_parser(
-        "report",
-        help="print the summary of a results folder, check thresholds, export, plot",
-        description="Print the summary of a finished run from its results folder, offline; "
-        "check thresholds on it; export it (JSON, CSV, Markdown, HdrHistogram log); draw it.",
-    )
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
     from smtpbench.commands.report import add_report_arguments
 
-    add_report_arguments(report)
+    add_report_arguments(parser)
 
-    from smtpbench.commands.report import add_compare_arguments, add_merge_arguments
 
-    add_compare_arguments(
-        commands.add_parser(
-            "compare",
-            help="compare runs side by side, with regression rules",
-            description="Compare results folders side by side against the first (the "
-            "baseline): per command and percentile, reply codes, and --fail-if rules.",
-        )
-    )
+def _compare_arguments(parser: argparse.ArgumentParser) -> None:
+    from smtpbench.commands.report import add_compare_arguments
 
-    add_merge_arguments(
-        commands.add_parser(
-            "merge",
-            help="add the results folders of several machines or processes into one",
-            description="Add results folders of runs that split one load (several machines or "
-            "processes) into one results folder, exactly: histograms, counts and series add up.",
-        )
-    )
+    add_compare_arguments(parser)
 
+
+def _merge_arguments(parser: argparse.ArgumentParser) -> None:
+    from smtpbench.commands.report import add_merge_arguments
+
+    add_merge_arguments(parser)
+
+
+def _send_arguments(parser: argparse.ArgumentParser) -> None:
     from smtpbench.send.options import add_send_arguments
 
-    add_send_arguments(
-        commands.add_parser(
-            "send",
-            help="send one message and show every line said, timed and explained",
-            description="One message, one transaction, and a transcript a person reads: each "
-            "line sent and received, when each reply came, what its codes mean, the TLS "
-            "details. Exit 0 accepted, 4 unreachable, 8 refused, 9 TLS failed, 10 AUTH "
-            "failed, 11 the conversation broke off.",
-        )
-    )
-    probe = commands.add_parser(
-        "probe",
-        help="check a mail server by hand, automated: banner, EHLO, TLS, relay, VRFY, DSN",
-        description="The SMTP health check an admin does in a telnet session, automated and "
-        "explained. Exit code 1 when a check fails (an open relay, a bad certificate).",
-    )
+    add_send_arguments(parser)
+
+
+def _probe_arguments(parser: argparse.ArgumentParser) -> None:
     from smtpbench.commands.probe import add_probe_arguments
 
-    add_probe_arguments(probe)
+    add_probe_arguments(parser)
 
+
+def _replay_arguments(parser: argparse.ArgumentParser) -> None:
     from smtpbench.commands.replay import add_replay_arguments
 
-    add_replay_arguments(
-        commands.add_parser(
-            "replay",
-            help="play recorded SMTP traffic back, at any speed, as a run",
-            description="Replay recordings (several merge by timestamp) against a server or the "
-            "embedded sink: each session's commands, pipelined groups and content, at the "
-            "recorded times divided by --speed or at a fixed --rate. Writes a results folder "
-            "like any run, with per-command divergence from the recorded replies.",
-        )
-    )
+    add_replay_arguments(parser)
+
+
+def _scenarios_arguments(parser: argparse.ArgumentParser) -> None:
     from smtpbench.commands.scenarios import add_scenarios_arguments
 
-    add_scenarios_arguments(
-        commands.add_parser(
-            "scenarios",
-            help="list the scenarios run finds by name (the examples ship with smtpbench)",
-            description="List the scenarios `smtpbench run NAME` finds: ./scenarios, then "
-            "the examples that ship with smtpbench.",
-        )
-    )
+    add_scenarios_arguments(parser)
+
+
+def _record_arguments(parser: argparse.ArgumentParser) -> None:
     from smtpbench.commands.record import add_record_arguments
 
-    add_record_arguments(
-        commands.add_parser(
-            "record",
-            help="record real SMTP traffic through a relaying proxy",
-            description="A recording proxy: clients connect to --listen, every connection is "
-            "relayed to --upstream unchanged, and what was said is written to --out.",
-        )
-    )
+    add_record_arguments(parser)
+
+
+def _import_arguments(parser: argparse.ArgumentParser) -> None:
     from smtpbench.commands.import_capture import add_import_arguments
 
-    add_import_arguments(
-        commands.add_parser(
-            "import",
-            help="turn a capture into a recording (import pcap FILE)",
-            description="Turn captured SMTP traffic into a recording.",
-        )
-    )
+    add_import_arguments(parser)
 
+
+def _shell_arguments(parser: argparse.ArgumentParser) -> None:
     from smtpbench.commands.shell import add_shell_arguments
 
-    add_shell_arguments(
-        commands.add_parser(
-            "shell",
-            help="an interactive SMTP session: the telnet session done right",
-            description="Type SMTP commands and read each reply decoded, with completion, "
-            "history, STARTTLS, AUTH helpers, a message composer and a lax mode; save the "
-            "session as a recording or replay it as a load run. Needs a terminal.",
-        )
-    )
+    add_shell_arguments(parser)
 
+
+def _capacity_arguments(parser: argparse.ArgumentParser) -> None:
     from smtpbench.commands.capacity import add_capacity_arguments
 
-    add_capacity_arguments(
-        commands.add_parser(
-            "capacity",
-            help="find the highest rate a server sustains: steps of rising rate, each judged",
-            description="Raise the rate step by step in one run (then bisect, with --refine), "
-            "hold each step, judge its steady part against criteria, and report the highest "
-            "rate that held, the first that did not and what broke it, and whether the server "
-            "or this machine was the limit.",
-        )
-    )
-    sink = commands.add_parser(
-        "sink",
-        help="an SMTP server that accepts and discards mail, with optional faults",
-        description="An SMTP sink: accepts and discards mail; injects faults on request.",
-    )
+    add_capacity_arguments(parser)
+
+
+def _sink_arguments(parser: argparse.ArgumentParser) -> None:
     from smtpbench.commands.sink import add_sink_arguments
 
-    add_sink_arguments(sink)
+    add_sink_arguments(parser)
+
+
+# Each command: its one-line help, its description, what adds its arguments. Only the
+# command being run gets its arguments (and imports what they need): the rest of the
+# package stays unread, which keeps a short run's start short.
+_COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None]]] = {
+    "run": (
+        "run a load scenario (against the embedded sink unless a target is given)",
+        "Run a load scenario and write a results folder.",
+        _run_arguments,
+    ),
+    "report": (
+        "print the summary of a results folder, check thresholds, export, plot",
+        "Print the summary of a finished run from its results folder, offline; check "
+        "thresholds on it; export it (JSON, CSV, Markdown, HdrHistogram log); draw it.",
+        _report_arguments,
+    ),
+    "compare": (
+        "compare runs side by side, with regression rules",
+        "Compare results folders side by side against the first (the baseline): per "
+        "command and percentile, reply codes, and --fail-if rules.",
+        _compare_arguments,
+    ),
+    "merge": (
+        "add the results folders of several machines or processes into one",
+        "Add results folders of runs that split one load (several machines or processes) "
+        "into one results folder, exactly: histograms, counts and series add up.",
+        _merge_arguments,
+    ),
+    "send": (
+        "send one message and show every line said, timed and explained",
+        "One message, one transaction, and a transcript a person reads: each line sent and "
+        "received, when each reply came, what its codes mean, the TLS details. Exit 0 "
+        "accepted, 4 unreachable, 8 refused, 9 TLS failed, 10 AUTH failed, 11 the "
+        "conversation broke off.",
+        _send_arguments,
+    ),
+    "probe": (
+        "check a mail server by hand, automated: banner, EHLO, TLS, relay, VRFY, DSN",
+        "The SMTP health check an admin does in a telnet session, automated and explained. "
+        "Exit code 1 when a check fails (an open relay, a bad certificate).",
+        _probe_arguments,
+    ),
+    "replay": (
+        "play recorded SMTP traffic back, at any speed, as a run",
+        "Replay recordings (several merge by timestamp) against a server or the embedded "
+        "sink: each session's commands, pipelined groups and content, at the recorded times "
+        "divided by --speed or at a fixed --rate. Writes a results folder like any run, "
+        "with per-command divergence from the recorded replies.",
+        _replay_arguments,
+    ),
+    "scenarios": (
+        "list the scenarios run finds by name (the examples ship with smtpbench)",
+        "List the scenarios `smtpbench run NAME` finds: ./scenarios, then the examples "
+        "that ship with smtpbench.",
+        _scenarios_arguments,
+    ),
+    "record": (
+        "record real SMTP traffic through a relaying proxy",
+        "A recording proxy: clients connect to --listen, every connection is relayed to "
+        "--upstream unchanged, and what was said is written to --out.",
+        _record_arguments,
+    ),
+    "import": (
+        "turn a capture into a recording (import pcap FILE)",
+        "Turn captured SMTP traffic into a recording.",
+        _import_arguments,
+    ),
+    "shell": (
+        "an interactive SMTP session: the telnet session done right",
+        "Type SMTP commands and read each reply decoded, with completion, history, "
+        "STARTTLS, AUTH helpers, a message composer and a lax mode; save the session as a "
+        "recording or replay it as a load run. Needs a terminal.",
+        _shell_arguments,
+    ),
+    "capacity": (
+        "find the highest rate a server sustains: steps of rising rate, each judged",
+        "Raise the rate step by step in one run (then bisect, with --refine), hold each "
+        "step, judge its steady part against criteria, and report the highest rate that "
+        "held, the first that did not and what broke it, and whether the server or this "
+        "machine was the limit.",
+        _capacity_arguments,
+    ),
+    "sink": (
+        "an SMTP server that accepts and discards mail, with optional faults",
+        "An SMTP sink: accepts and discards mail; injects faults on request.",
+        _sink_arguments,
+    ),
+}
+
+
+def _build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only`` (a command's name), only that command gets
+    its arguments: the others are listed, as ``--help`` shows them, without theirs."""
+    parser = argparse.ArgumentParser(
+        prog="smtpbench",
+        description="SMTP load tester and traffic replayer.",
+    )
+    parser.add_argument("--version", action=_Version)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (summary, description, add_arguments) in _COMMANDS.items():
+        command = commands.add_parser(name, help=summary, description=description)
+        if only is None or name == only:
+            add_arguments(command)
     return parser
+
+
+def _command_named(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` runs: its first word that is not an option (the top level
+    has only ``--help`` and ``--version``, which take no value), when it is one."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in _COMMANDS else None
+    return None
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -254,8 +294,9 @@ def negative_values_joined(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
-    args = parser.parse_args(negative_values_joined(sys.argv[1:] if argv is None else argv))
+    words = negative_values_joined(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser(_command_named(words) or "")
+    args = parser.parse_args(words)
     if args.command is None:
         parser.print_help()
         return exitcodes.OK

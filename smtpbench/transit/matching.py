@@ -19,13 +19,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from smtpbench.metrics.histogram import Histogram
 from smtpbench.thresholds import TRANSIT_PERCENTILES
 from smtpbench.transit.identity import split_id
-from smtpbench.transit.receiver import Arrival
+
+if TYPE_CHECKING:
+    from smtpbench.transit.receiver import Arrival
 
 PERCENTILES = TRANSIT_PERCENTILES  # what thresholds on transit can ask for
 

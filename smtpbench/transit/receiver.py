@@ -14,11 +14,14 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
-from smtpbench.servers.sink import Sink, SinkConfig, serve_sink
 from smtpbench.transit.identity import find_id, fingerprint
+
+if TYPE_CHECKING:
+    from smtpbench.servers.sink import Sink
 
 RECEIVER_HOSTNAME = "transit.smtpbench.test"
 START_TIMEOUT = 10.0  # seconds for the receiver to be listening
@@ -87,6 +90,9 @@ class Receiver:
                 self._ready.set()
 
     async def _serve(self) -> None:
+        # The sink is read only when a run measures transit.
+        from smtpbench.servers.sink import SinkConfig, serve_sink
+
         config = SinkConfig(
             host=self.host, port=self.port, hostname=RECEIVER_HOSTNAME, on_message=self._noted
         )
