@@ -973,7 +973,7 @@ async def test_a_connect_the_kernel_completes_at_once_goes_on_at_once(
 ) -> None:
     # As on a kernel whose non-blocking connect is done before it returns (0, not
     # EINPROGRESS): the session is resumed with its link at once.
-    class AtOnce(socket.socket):
+    class AtOnce(socket.SocketType):
         def connect_ex(self, address: Any) -> int:
             self.setblocking(True)
             try:
@@ -995,7 +995,7 @@ async def test_a_connect_the_kernel_completes_at_once_goes_on_at_once(
 
     with listener:
         machine = Machine(listener.getsockname()[1], script)
-        monkeypatch.setattr(socket, "socket", AtOnce)
+        monkeypatch.setattr(reactor_module, "SOCKET_TYPE", AtOnce)
         feeder = await drive([machine])
     assert machine.seen == [True, b"220 hi\r\n"] and feeder.ended == 1
 

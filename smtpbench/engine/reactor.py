@@ -225,7 +225,7 @@ class Link:
             self.reactor._want_write(self, False)
 
 
-def _has_peer(sock: socket.socket) -> bool:
+def _has_peer(sock: socket.SocketType) -> bool:
     try:
         sock.getpeername()
     except OSError:
@@ -278,6 +278,11 @@ ERR: Final = 8
 # Not Final: a test takes SOCK_NONBLOCK away, as elsewhere, and a compiled build would
 # keep a Final's value in a C variable that no test reaches.
 SOCK_STREAM_NONBLOCK = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
+# The socket type itself, not the standard library's ``socket.socket`` subclass of it:
+# that one runs a Python ``__init__`` and a Python ``close`` for every session, for
+# files and context managers the reactor never uses. Not Final: a test puts a subclass
+# in its place.
+SOCKET_TYPE: type[socket.SocketType] = socket.SocketType
 # What every connect uses, looked up once (a compiled build keeps them in C variables).
 _TCP: Final = socket.IPPROTO_TCP
 _NODELAY: Final = socket.TCP_NODELAY
@@ -447,7 +452,7 @@ class Reactor:
     def _connect(self, link: Link) -> OSError | None:
         address = link.machine.address
         try:
-            sock = socket.socket(address.family, SOCK_STREAM_NONBLOCK)
+            sock = SOCKET_TYPE(address.family, SOCK_STREAM_NONBLOCK)
         except OSError as err:  # out of descriptors, most often
             return err
         try:

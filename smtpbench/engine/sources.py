@@ -22,7 +22,7 @@ def source_sockaddr(address: str) -> SourceAddress:
     return (address, 0, 0, 0) if ":" in address else (address, 0)
 
 
-def bind_source(sock: socket.socket, source: SourceAddress) -> None:
+def bind_source(sock: socket.SocketType, source: SourceAddress) -> None:
     """Binds ``sock`` to ``source`` with the port left to connect; ``OSError`` as bind's."""
     with contextlib.suppress(OSError):  # not Linux, or too old: the port is chosen now
         sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
