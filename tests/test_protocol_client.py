@@ -231,6 +231,11 @@ def test_dot_stuffing_round_trips(content: bytes) -> None:
     assert dot_unstuff(body) == expected
 
 
+@pytest.mark.parametrize("content", [b"", b"a\r\nb\r\n", b"no final newline", b"x\r\n"])
+def test_content_without_dot_lines_is_terminated_as_when_looked_through(content: bytes) -> None:
+    assert dot_stuff(content, dot_lines=False) == dot_stuff(content)
+
+
 # -- RFC 5321 3.3: what each reply confirms ----------------------------------------------
 
 

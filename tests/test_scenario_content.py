@@ -278,3 +278,41 @@ def test_a_message_plans_init_takes_its_fields_in_order_with_their_defaults() ->
             assert getattr(defaulted, field.name) == field.default, field.name
     changed = dataclasses.replace(by_position, size=200)
     assert (changed.size, changed.envid, changed.corpus) == (200, "e", 5)
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        {"size": SizeDistribution.fixed(1024)},
+        {"size": SizeDistribution.lognormal(8 * 1024, 1.2, high=512 * 1024)},
+        {"size": SizeDistribution.fixed(100 * 1024)},  # longer than the filler: it repeats
+        {"size": SizeDistribution.fixed(2048), "body": "8bitmime"},
+        {"size": SizeDistribution.fixed(512), "recipients": IntRange(30, 30)},  # headers only
+    ],
+)
+def test_a_message_said_to_have_no_dot_line_has_none(session: dict[str, object]) -> None:
+    # What DATA skips looking for must truly be absent: a line "." would end the message.
+    factory = MessageFactory(scenario_with(messages=IntRange(20, 20), **session), seed=3)
+    said = []
+    for number in range(30):
+        plan = factory.plan_session(number)
+        for index in range(len(plan.messages)):
+            content, dot_lines = factory.message_to_send(plan, index)
+            assert content == factory.message_bytes(plan, index)
+            has = content.startswith(b".") or b"\r\n." in content
+            assert dot_lines or not has, (number, index)
+            said.append(dot_lines)
+    if session["size"] != SizeDistribution.fixed(100 * 1024):
+        assert not all(said), "every message said to need the look"
+
+
+def test_a_message_with_dot_lines_is_said_to_have_them() -> None:
+    # Not always "no": messages whose body holds a line that starts with "." say so.
+    factory = MessageFactory(scenario_with(size=SizeDistribution.fixed(4096)), seed=3)
+    seen = []
+    for number in range(200):
+        plan = factory.plan_session(number)
+        content, dot_lines = factory.message_to_send(plan, 0)
+        seen.append((b"\r\n." in content, dot_lines))
+    assert (True, True) in seen and (False, False) in seen
+    assert (True, False) not in seen

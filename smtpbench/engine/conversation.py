@@ -192,13 +192,13 @@ class PlannedConversation:
     def _transaction(self, s: Session, number: int, message: MessagePlan) -> Talk:
         conn = s.conn
         settings = s.settings
-        content = self.factory.message_bytes(self.plan, number)
+        content, dot_lines = self.factory.message_to_send(self.plan, number)
         if settings.transit is not None:
             settings.transit.prepare(self.plan.number, number, content)
         rset = message.rset_before and number > 0
         s.message_begun()
         if not (settings.pipelining and conn.capabilities.pipelining):
-            yield from self._one_by_one(s, message, content, rset)
+            yield from self._one_by_one(s, message, content, dot_lines, rset)
             return
 
         group: list[Command] = []
@@ -252,13 +252,15 @@ class PlannedConversation:
             s.message_refused()
             return
         if not conn.lmtp:
-            line = conn.message(content)
+            line = conn.message(content, dot_lines)
             s.deferred = (_DATA_END, line, len(line))
             s.deferred_recipients = conn.accepted_recipients  # the next MAIL starts over
             return
-        yield from self._content(s, content)
+        yield from self._content(s, content, dot_lines)
 
-    def _one_by_one(self, s: Session, message: MessagePlan, content: bytes, rset: bool) -> Talk:
+    def _one_by_one(
+        self, s: Session, message: MessagePlan, content: bytes, dot_lines: bool, rset: bool
+    ) -> Talk:
         conn = s.conn
         if rset:
             yield from s.exchange(_RSET, conn.rset())
@@ -283,7 +285,7 @@ class PlannedConversation:
         if (yield from s.exchange(_DATA, conn.data())).code != 354:
             s.message_refused()
             return
-        yield from self._content(s, content)
+        yield from self._content(s, content, dot_lines)
 
     def _mail(
         self, s: Session, content: bytes, message: MessagePlan
@@ -315,8 +317,8 @@ class PlannedConversation:
             params["ORCPT"] = orcpt(recipient)
         return params or None
 
-    def _content(self, s: Session, content: bytes) -> Talk:
-        line = s.conn.message(content)
+    def _content(self, s: Session, content: bytes, dot_lines: bool) -> Talk:
+        line = s.conn.message(content, dot_lines)
         responses = yield from s.send_group([(_DATA_END, line, len(line))])
         s.message_done([response.reply for response in responses])
 

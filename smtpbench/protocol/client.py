@@ -310,11 +310,12 @@ class ClientConnection:
     def data(self) -> bytes:
         return self._send(_DATA, commands.data())
 
-    def message(self, content: bytes) -> bytes:
-        """The content after a 354, dot-stuffed and terminated; its reply is ``DATA_END``."""
+    def message(self, content: bytes, dot_lines: bool = True) -> bytes:
+        """The content after a 354, dot-stuffed and terminated; its reply is ``DATA_END``.
+        ``dot_lines`` False: no line of it starts with "." (see ``dot_stuff``)."""
         if self.state is not _IN_CONTENT:
             raise LocalProtocolError(f"cannot send message content in state {self.state.name}")
-        sent = self._send(_DATA_END, dot_stuff(content))
+        sent = self._send(_DATA_END, dot_stuff(content, dot_lines))
         self._expect_more_end_replies()
         return sent
 

@@ -7,16 +7,20 @@ from typing import Final
 END_OF_DATA: Final = b".\r\n"
 
 
-def dot_stuff(content: bytes) -> bytes:
+def dot_stuff(content: bytes, dot_lines: bool = True) -> bytes:
     """Content ready to send after a 354 reply, terminator included.
 
     Every line that starts with "." gets a second one, and the message ends with
     CRLF "." CRLF. Content is expected to use CRLF line endings already; a
     missing final CRLF is added, since the terminator must start a line.
+    ``dot_lines`` False: the caller knows that no line starts with "." (a message it
+    generated), and the content is not looked through for them.
     """
-    stuffed = content.replace(b"\r\n.", b"\r\n..")
-    if stuffed.startswith(b"."):
-        stuffed = b"." + stuffed
+    stuffed = content
+    if dot_lines:
+        stuffed = content.replace(b"\r\n.", b"\r\n..")
+        if stuffed.startswith(b"."):
+            stuffed = b"." + stuffed
     if stuffed and not stuffed.endswith(b"\r\n"):
         stuffed += b"\r\n"
     return stuffed + END_OF_DATA

@@ -10,6 +10,7 @@ string operations whatever its size.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import random
 import secrets
@@ -161,7 +162,7 @@ class MessageFactory:
         # X-Smtpbench-Id header, so the receiving sink can match it to its send.
         self.transit_tag = transit_tag
         eight_bit = session.body == "8bitmime" or session.smtputf8
-        self._filler, self._line_starts = _filler(seed, eight_bit)
+        self._filler, self._line_starts, self._dot_lines = _filler(seed, eight_bit)
         self._static_headers = _HEADERS_8BIT if eight_bit else _STATIC_HEADERS
         self._header_encoding = "utf-8" if session.smtputf8 else "ascii"
         self._eight_bit = eight_bit
@@ -229,9 +230,16 @@ class MessageFactory:
         the planned size, unless the header block alone is larger (many
         recipients and a small size), when it is the headers and one short line.
         """
-        plan = session.messages[message_no]
+        return self.message_to_send(session, message_no)[0]
+
+    def message_to_send(self, session: SessionPlan, message_no: int) -> tuple[bytes, bool]:
+        """``message_bytes``, and whether a line of it may start with "." (what DATA has
+        to dot-stuff). False only when known: a generated text message's header lines
+        never do, and where the body's lines that do lie in the filler is known, so DATA
+        need not look through every message for them."""
         if self._rich is not None:
-            return self._rich_message(session, message_no)
+            return self._rich_message(session, message_no), True
+        plan = session.messages[message_no]
         domain = plan.mail_from.rpartition("@")[2]
         head = (
             f"From: {plan.mail_from}\r\n"
@@ -242,7 +250,11 @@ class MessageFactory:
             f"{self._transit_header(session.number, message_no)}"
             f"{self._static_headers}\r\n"
         ).encode(self._header_encoding)
-        return head + self._body(plan.size - len(head), session.number, message_no)
+        length = max(plan.size - len(head), _MIN_BODY)
+        return (
+            head + self._body(length, session.number, message_no),
+            self._dotted(length, session.number, message_no),
+        )
 
     def _rich_message(self, session: SessionPlan, message_no: int) -> bytes:
         """A message of the ``[content]`` table: a corpus message, a kind of the mix, or a
@@ -283,12 +295,26 @@ class MessageFactory:
             return ""
         return header_line(self.transit_tag, session_no, message_no)
 
+    def _body_start(self, session_no: int, message_no: int) -> int:
+        """Where in the filler a message's body starts: at a line boundary that differs
+        from message to message."""
+        starts = self._line_starts
+        return starts[(session_no * 7919 + message_no * 131) % len(starts)]
+
+    def _dotted(self, length: int, session_no: int, message_no: int) -> bool:
+        """Whether the body ``_body`` gives may have a line that starts with "."."""
+        start = self._body_start(session_no, message_no)
+        end = start + length
+        if end > len(self._filler):  # the filler repeats: not worth working out
+            return True
+        dots = self._dot_lines
+        first = bisect.bisect_left(dots, start)
+        return first < len(dots) and dots[first] < end
+
     def _body(self, length: int, session_no: int, message_no: int) -> bytes:
         length = max(length, _MIN_BODY)
         filler = self._filler
-        # Start at a line boundary that differs from message to message.
-        starts = self._line_starts
-        start = starts[(session_no * 7919 + message_no * 131) % len(starts)]
+        start = self._body_start(session_no, message_no)
         end = start + length
         if end <= len(filler):
             body = filler[start:end]
@@ -346,9 +372,10 @@ def _whole_characters(text: bytes) -> bytes:
 
 
 @functools.lru_cache(maxsize=8)
-def _filler(seed: int, eight_bit: bool = False) -> tuple[bytes, tuple[int, ...]]:
-    """A block of readable text lines, CRLF-ended, and where each line starts; with
-    ``eight_bit`` some words are UTF-8 beyond ASCII (line lengths count characters)."""
+def _filler(seed: int, eight_bit: bool = False) -> tuple[bytes, tuple[int, ...], tuple[int, ...]]:
+    """A block of readable text lines, CRLF-ended, where each line starts, and where each
+    line that starts with "." starts; with ``eight_bit`` some words are UTF-8 beyond ASCII
+    (line lengths count characters)."""
     words = _WORDS_8BIT if eight_bit else _WORDS
     rng = random.Random(f"filler:{seed}" if not eight_bit else f"filler8:{seed}")
     lines: list[str] = []
@@ -367,8 +394,11 @@ def _filler(seed: int, eight_bit: bool = False) -> tuple[bytes, tuple[int, ...]]
         lines.append(line)
         size += len(line.encode("utf-8")) + 2
     starts = []
+    dots = []
     offset = 0
     for line in lines:
         starts.append(offset)
+        if line.startswith("."):
+            dots.append(offset)
         offset += len(line.encode("utf-8")) + 2
-    return ("\r\n".join(lines) + "\r\n").encode("utf-8"), tuple(starts)
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8"), tuple(starts), tuple(dots)
