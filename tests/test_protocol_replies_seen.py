@@ -4,7 +4,10 @@ of one read and short enough), never anything else; the table is forgotten when 
 
 from __future__ import annotations
 
+import pytest
+
 from smtpbench.protocol import replies
+from smtpbench.protocol.errors import RemoteProtocolError
 from smtpbench.protocol.replies import Reply, ReplyParser
 
 
@@ -105,3 +108,76 @@ def test_take_is_feed_then_next_reply() -> None:
         b"250 2.1.5 seen before\r\n"
     )
     assert parser.take(memoryview(b"252 from a view\r\n")) == Reply(252, ("from a view",))
+
+
+GROUP = b"250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+
+
+def take_all(parser: ReplyParser, data: bytes) -> list[Reply]:
+    got = []
+    reply = parser.take(data)
+    while reply is not None:
+        got.append(reply)
+        assert parser.buffered or parser.next_reply() is None
+        reply = parser.next_reply()
+    assert not parser.buffered
+    return got
+
+
+def test_a_read_of_several_whole_replies_is_parsed_once() -> None:
+    # A pipelined group's replies, in one read: the same for every message of a run.
+    replies._SEEN_READS.clear()
+    first = take_all(ReplyParser(), GROUP)
+    assert [r.code for r in first] == [250, 250, 250, 354]
+    assert replies._SEEN_READS[GROUP] == tuple(first)
+    again = take_all(ReplyParser(), GROUP)
+    assert again == first and all(a is b for a, b in zip(again, first, strict=True))
+
+
+def test_a_read_remembered_is_taken_in_order_before_what_comes_next() -> None:
+    take_all(ReplyParser(), GROUP)
+    parser = ReplyParser()
+    assert parser.take(GROUP).code == 250  # type: ignore[union-attr]
+    assert parser.buffered
+    # More bytes before the rest was taken: the remembered replies still come first.
+    assert parser.take(b"221 2.0.0 Bye\r\n").code == 250  # type: ignore[union-attr]
+    codes = []
+    while (reply := parser.next_reply()) is not None:
+        codes.append(reply.code)
+    assert codes == [250, 354, 221] and not parser.buffered
+
+
+def test_a_read_that_ends_inside_a_reply_or_is_added_to_is_not_remembered() -> None:
+    replies._SEEN_READS.clear()
+    parser = ReplyParser()
+    assert parser.take(b"250 2.1.0 one\r\n250 2.1.5 tw") is not None
+    assert parser.next_reply() is None
+    assert parser.take(b"o\r\n") == Reply(250, ("2.1.5 two",), "2.1.5")
+    # Two whole replies, but more bytes came before the second was taken.
+    parser = ReplyParser()
+    assert parser.take(b"250 2.1.0 three\r\n250 2.1.5 four\r\n") is not None
+    parser.feed(b"221 bye\r\n")
+    assert [parser.next_reply(), parser.next_reply()] == [
+        Reply(250, ("2.1.5 four",), "2.1.5"),
+        Reply(221, ("bye",)),
+    ]
+    assert replies._SEEN_READS == {}
+
+
+def test_a_read_with_garbage_after_good_replies_fails_where_the_garbage_is_each_time() -> None:
+    bad = b"250 2.1.0 fine\r\nXYZ garbage\r\n"
+    for _ in range(2):
+        parser = ReplyParser()
+        assert parser.take(bad) == Reply(250, ("2.1.0 fine",), "2.1.0")
+        with pytest.raises(RemoteProtocolError):
+            parser.next_reply()
+    assert bad not in replies._SEEN_READS
+
+
+def test_the_table_of_reads_is_forgotten_whole_when_full() -> None:
+    replies._SEEN_READS.clear()
+    for number in range(replies._SEEN_LIMIT):
+        take_all(ReplyParser(), b"250 a %d\r\n250 b\r\n" % number)
+    assert len(replies._SEEN_READS) == replies._SEEN_LIMIT
+    take_all(ReplyParser(), b"250 one more\r\n250 b\r\n")
+    assert len(replies._SEEN_READS) == 1

@@ -71,12 +71,26 @@ def _enhanced_code(code: int, text: str) -> str | None:
 _SEEN: Final[dict[bytes, Reply]] = {}
 _SEEN_LIMIT: Final = 4096  # forgotten whole when full, so a server of unique lines costs nothing
 _SEEN_KEY_LIMIT: Final = 2048  # a multi-line reply is kept whole only when it is this short
+# Reads that held several whole replies, by their bytes: a pipelined group's replies come
+# in one read ("250 2.1.0 Ok", "250 2.1.5 Ok", "354 ..."), the same for every message of
+# a run when the server's replies do not vary. Each such read is parsed once.
+_SEEN_READS: Final[dict[bytes, tuple[Reply, ...]]] = {}
 
 
 class ReplyParser:
     """Feed bytes in, take whole replies out; keeps partial lines between feeds."""
 
-    __slots__ = ("_buffer", "_code", "_lines", "_scan_from", "max_line_length", "max_lines")
+    __slots__ = (
+        "_buffer",
+        "_code",
+        "_lines",
+        "_read",
+        "_read_replies",
+        "_ready",
+        "_scan_from",
+        "max_line_length",
+        "max_lines",
+    )
 
     def __init__(
         self,
@@ -89,29 +103,70 @@ class ReplyParser:
         self._lines: list[str] = []
         self.max_line_length = max_line_length
         self.max_lines = max_lines
+        self._ready: list[Reply] = []  # replies of a read seen before, not yet taken
+        # The read being parsed, when it came to an empty parser, and its replies so far:
+        # once it is used up by whole replies, it is remembered in ``_SEEN_READS``.
+        self._read = b""
+        self._read_replies: list[Reply] = []
 
     @property
     def buffered(self) -> bool:
         """Bytes are waiting: a reply, or part of one."""
-        return bool(self._buffer)
+        return bool(self._buffer) or bool(self._ready)
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         # Most reads hold exactly what is needed: keep them as they are, uncopied.
         self._buffer = self._buffer + data if self._buffer else bytes(data)
+        self._read = b""  # more bytes came: the read being parsed is no longer all of it
 
     def take(self, data: bytes | bytearray | memoryview) -> Reply | None:
         """``feed`` then ``next_reply`` in one call: what happens to every read. A read
         that is one whole reply already seen, with nothing before it, is looked up only
         (``data`` as bytes; a bytearray or a view goes the long way, unhashable)."""
-        if not self._buffer and not self._lines and not self._scan_from and type(data) is bytes:
+        if (
+            type(data) is bytes
+            and not self._buffer
+            and not self._lines
+            and not self._scan_from
+            and not self._ready
+        ):
             seen = _SEEN.get(data)
             if seen is not None:
                 return seen
+            replies = _SEEN_READS.get(data)
+            if replies is not None:
+                self._ready = list(replies[1:])
+                return replies[0]
+            self.feed(data)
+            if len(data) <= _SEEN_KEY_LIMIT:
+                self._read = data
+                self._read_replies = []
+            return self.next_reply()
         self.feed(data)
         return self.next_reply()
 
     def next_reply(self) -> Reply | None:
         """The next complete reply, or None until more bytes arrive."""
+        ready = self._ready
+        if ready:
+            return ready.pop(0)
+        reply = self._parse()
+        read = self._read
+        if read:
+            if reply is None:
+                self._read = b""  # the read ended inside a reply
+            else:
+                replies = self._read_replies
+                replies.append(reply)
+                if not self._buffer:  # the read was whole replies, every one taken
+                    self._read = b""
+                    if len(replies) > 1:
+                        if len(_SEEN_READS) >= _SEEN_LIMIT:
+                            _SEEN_READS.clear()
+                        _SEEN_READS[read] = tuple(replies)
+        return reply
+
+    def _parse(self) -> Reply | None:
         whole = b""  # what was buffered, when a reply starts it: the key if it is all of one
         if not self._lines and not self._scan_from:
             whole = self._buffer
