@@ -118,13 +118,21 @@ class MessagePlan:
         self.corpus = corpus
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SessionPlan:
-    """One connection: its number (from 0), the HELO/EHLO name and its transactions."""
+    """One connection: its number (from 0), the HELO/EHLO name and its transactions.
+
+    Not changed once made; not frozen, and its ``__init__`` written out, for the reason
+    ``MessagePlan`` gives: one is made per session of the run."""
 
     number: int
     helo_name: str
     messages: tuple[MessagePlan, ...]
+
+    def __init__(self, number: int, helo_name: str, messages: tuple[MessagePlan, ...]) -> None:
+        self.number = number
+        self.helo_name = helo_name
+        self.messages = messages
 
 
 class MessageFactory:
