@@ -125,6 +125,9 @@ def test_counter_growth_is_checked_against_the_limit() -> None:
         "{random}@x.test",
         "a{session:04d}-{message}",  # a spec: formatted, not joined
         "{session}-{message}-{rcpt}",  # three placeholders: formatted
+        "{rcpt}.{counter}@x.test",
+        "{random}:{session}",
+        "{counter}{random}",
     ],
 )
 def test_rendering_is_str_format(text: str) -> None:
@@ -137,3 +140,19 @@ def test_rendering_is_str_format(text: str) -> None:
             session=session, message=message, rcpt=rcpt, counter=counter, random=value
         )
         assert rendered.render(session, message, rcpt) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "per_session"),
+    [
+        ("sender{session}@smtpbench.test", True),
+        ("plain@smtpbench.test", True),
+        ("{session}-{message}@x.test", False),
+        ("user{counter}@smtpbench.test", False),
+        ("{random}{session}@x.test", False),
+        ("{rcpt}@x.test", False),
+    ],
+)
+def test_a_template_of_the_session_alone_says_so(text: str, per_session: bool) -> None:
+    # What a factory renders once per session: only text that cannot differ per message.
+    assert Renderer(text, random.Random(1)).per_session is per_session

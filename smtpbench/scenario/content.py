@@ -205,8 +205,15 @@ class MessageFactory:
         rich = self._rich
         noop = session.noop
         rset = session.rset_between_messages
+        # A sender that is the same for every message of the session is rendered once.
+        session_from = (
+            render_from(number, 0) if senders is None and self._mail_from.per_session else None
+        )
         for index in range(count):
-            mail_from = render_from(number, index) if senders is None else senders.pick(rng)
+            if session_from is not None:
+                mail_from = session_from
+            else:
+                mail_from = render_from(number, index) if senders is None else senders.pick(rng)
             wanted = fixed_count if fixed_count >= 0 else pick_recipients(rng)
             if listed is not None:
                 recipients = tuple([listed.pick(rng) for _ in range(wanted)])

@@ -130,23 +130,43 @@ class Renderer:
     a spec costs a bound ``str.format`` call with the numbers by position. A template
     without placeholders costs nothing. ``{random}`` draws from the factory's seeded
     generator only when the template uses it, so adding it to one template does
-    not shift the random sequence of templates that do not.
+    not shift the random sequence of templates that do not. ``per_session``: the
+    template gives the same text for every message of a session (it uses ``{session}``
+    at most), so a caller may render it once a session.
     """
 
-    __slots__ = ("_constant", "_format", "_literals", "_places", "_rng", "_uses_random", "counter")
+    __slots__ = (
+        "_constant",
+        "_first",
+        "_format",
+        "_head",
+        "_middle",
+        "_rng",
+        "_second",
+        "_tail",
+        "_uses_random",
+        "counter",
+        "per_session",
+    )
 
     def __init__(self, text: str, rng: random.Random) -> None:
         fields = template_fields(text)
         # "{{" in a constant template still needs unescaping: format it once.
         self._constant: str | None = None if fields else text.format()
         self._format = _positional(text).format
-        # Without specs: literal parts around the placeholders' indices, when they are
-        # at most two (what the join below is written for).
-        self._literals: tuple[str, ...] = ()
-        self._places: tuple[int, ...] = ()
+        self.per_session = fields <= {"session"}
+        # Without specs and with one or two placeholders (what the join below is written
+        # for): the literal parts around them, and each one's index in PLACEHOLDERS.
+        self._first = self._second = -1
+        self._head = self._middle = self._tail = ""
         parts = _plain_parts(text)
         if parts is not None and 1 <= len(parts[1]) <= 2:
-            self._literals, self._places = parts
+            literals, places = parts
+            self._first = places[0]
+            self._head, self._middle = literals[0], literals[1]
+            if len(places) == 2:
+                self._second = places[1]
+                self._tail = literals[2]
         self._uses_random = "random" in fields
         self._rng = rng
         self.counter = 0
@@ -157,15 +177,27 @@ class Renderer:
         if self._constant is not None:
             return self._constant
         value = self._rng.randrange(RANDOM_LIMIT) if self._uses_random else 0
-        places = self._places
-        if places:
-            literals = self._literals
-            numbers = (session, message, rcpt, counter, value)  # PLACEHOLDERS' order
-            first = str(numbers[places[0]])
-            if len(places) == 1:
-                return literals[0] + first + literals[1]
-            return literals[0] + first + literals[1] + str(numbers[places[1]]) + literals[2]
+        first = self._first
+        if first >= 0:
+            # PLACEHOLDERS' order; picked, not indexed out of a tuple made for the purpose.
+            one = _pick(first, session, message, rcpt, counter, value)
+            second = self._second
+            if second < 0:
+                return f"{self._head}{one}{self._middle}"
+            two = _pick(second, session, message, rcpt, counter, value)
+            return f"{self._head}{one}{self._middle}{two}{self._tail}"
         return self._format(session, message, rcpt, counter, value)  # PLACEHOLDERS' order
+
+
+def _pick(place: int, session: int, message: int, rcpt: int, counter: int, value: int) -> int:
+    """The number that placeholder ``place`` (its index in ``PLACEHOLDERS``) stands for."""
+    if place == 0:
+        return session
+    if place == 1:
+        return message
+    if place == 2:
+        return rcpt
+    return counter if place == 3 else value
 
 
 def _plain_parts(text: str) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
