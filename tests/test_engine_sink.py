@@ -193,3 +193,26 @@ async def test_what_the_process_held_is_frozen_for_the_run_only() -> None:
     assert snapshot.counters.messages_accepted == 20
     assert max(seen) > 1000  # the imports alone are tens of thousands of objects
     assert gc.get_freeze_count() == 0
+
+
+async def test_an_ended_session_leaves_nothing_for_the_cycle_collector() -> None:
+    # A session that ended is freed as the reactor lets go of it: no reference cycle
+    # keeps it, its plan and its messages for a pass of the collector (left to it, a
+    # long session's messages reached the oldest generation, and a full pass over them
+    # stalled the reactor). What a run leaves for the collector does not grow with its
+    # sessions.
+    async def garbage_after(sessions: int) -> int:
+        gc.collect()
+        gc.disable()
+        try:
+            async with embedded_sink([]) as (_, port):
+                scenario = scenario_for(port, concurrency=5, sessions=sessions)
+                with trio.fail_after(120):
+                    snapshot = await run_against(scenario)
+            assert snapshot.counters.messages_accepted == sessions
+            return gc.collect()
+        finally:
+            gc.enable()
+
+    few, many = await garbage_after(10), await garbage_after(210)
+    assert many - few < 200, (few, many)  # under one object per extra session
