@@ -20,6 +20,7 @@ from collections.abc import Sequence
 # message generation. Each must compile with mypyc (strict about its type hints).
 COMPILED_MODULES = (
     "smtpbench.protocol.replies",
+    "smtpbench.protocol.capabilities",
     "smtpbench.protocol.client",
     "smtpbench.protocol.commands",
     "smtpbench.protocol.message",
