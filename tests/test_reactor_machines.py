@@ -1554,3 +1554,19 @@ def test_trios_system_clock_is_read_as_trio_reads_it() -> None:
         return read()
 
     assert trio.run(on_a_mock_clock, clock=mock) == 5.0
+
+
+def test_a_connection_is_made_once_its_handshake_is_over() -> None:
+    # What a connect that said "in progress" is asked: made already (on loopback, most
+    # often), or not yet.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((LOOPBACK, 0))
+    listener.listen()
+    with listener, socket.socket(socket.AF_INET, socket.SOCK_STREAM) as lone:
+        assert not reactor_module._has_peer(lone)  # never connected
+        with socket.create_connection(listener.getsockname(), timeout=LIMIT) as made:
+            assert reactor_module._has_peer(made)
+            peer, _ = listener.accept()
+            peer.close()  # the server spoke its last: still a connection to read from
+            select.select([made], [], [], LIMIT)
+            assert reactor_module._has_peer(made)

@@ -43,7 +43,6 @@ last BDAT chunk may only go once every RCPT reply is in.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum, auto
@@ -220,7 +219,6 @@ class ClientConnection:
         "_lmtp",
         "_parser",
         "_pending",
-        "_pending_bdat_last",
         "_saw_eof",
         "capabilities",
         "state",
@@ -231,7 +229,6 @@ class ClientConnection:
         # Replies owed, oldest first: a list (a few at most, more only in LMTP), which a
         # compiled build appends to and pops in C.
         self._pending: list[Step] = [_BANNER]
-        self._pending_bdat_last: deque[bool] = deque()
         self._confirmed = _IN_BANNER
         self._last_sent: Step = _BANNER
         self._accepted_recipients = 0
