@@ -90,8 +90,15 @@ class PlannedConversation:
         banner = yield from s.banner(ready)
         if banner.code // 100 == 2 and (yield from self._open(s)):
             only = self.only  # a session of thousands of messages: no tuple made of them
+            pipelined = s.settings.pipelining and s.conn.capabilities.pipelining
             for number, message in enumerate(self.plan.messages) if only is None else only:
-                yield from self._transaction(s, number, message)
+                # Each path is called from here, not through a transaction generator of
+                # its own: every reply of the message resumes one generator fewer.
+                content, dot_lines, rset = self._begin(s, number, message)
+                if pipelined:
+                    yield from self._pipelined(s, message, content, dot_lines, rset)
+                else:
+                    yield from self._one_by_one(s, message, content, dot_lines, rset)
         yield from s.exchange(_QUIT, s.conn.quit())
 
     # -- opening --------------------------------------------------------------------
@@ -189,18 +196,28 @@ class PlannedConversation:
 
     # -- a transaction --------------------------------------------------------------
 
-    def _transaction(self, s: Session, number: int, message: MessagePlan) -> Talk:
+    def _begin(self, s: Session, number: int, message: MessagePlan) -> tuple[bytes, bool, bool]:
+        """A transaction begins: its content, whether a line of it may start with a dot,
+        and whether an RSET goes first."""
+        content, dot_lines = self.factory.message_to_send(self.plan, number)
+        transit = s.settings.transit
+        if transit is not None:
+            transit.prepare(self.plan.number, number, content)
+        s.message_begun()
+        return content, dot_lines, message.rset_before and number > 0
+
+    def _pipelined(
+        self,
+        s: Session,
+        message: MessagePlan,
+        content: bytes,
+        dot_lines: bool,
+        rset: bool,
+    ) -> Talk:
+        """A transaction in groups (RFC 2920): MAIL, every RCPT and DATA in one write, the
+        content in the next one with the next transaction's commands."""
         conn = s.conn
         settings = s.settings
-        content, dot_lines = self.factory.message_to_send(self.plan, number)
-        if settings.transit is not None:
-            settings.transit.prepare(self.plan.number, number, content)
-        rset = message.rset_before and number > 0
-        s.message_begun()
-        if not (settings.pipelining and conn.capabilities.pipelining):
-            yield from self._one_by_one(s, message, content, dot_lines, rset)
-            return
-
         group: list[Command] = []
         if rset:
             group.append(_command(_RSET, conn.rset()))
