@@ -59,6 +59,7 @@ RECEIVE_SIZE = 65536
 YIELD_EVERY: Final = 0.001  # seconds of work between trips through trio's scheduler
 FINE_WAIT: Final = 0.002  # seconds: waits shorter than this are done in select, not in trio
 EVENTS_PER_TURN: Final = 256  # ready sockets handled before the feeder and timers are looked at
+CHECK_DUE_EVERY: Final = 8  # ready sockets handled between looks at the clock, within a turn
 _SELECT_LIMIT: Final = 1024  # select() takes descriptors below FD_SETSIZE only
 
 
@@ -592,17 +593,33 @@ class Reactor:
                 t = now()
                 if t >= self.cancel_at:
                     self._cancel_all()
-                if feeder.due_at() <= t:
+                due = feeder.due_at()
+                if due <= t:
                     feeder.start_due(t)
-                if self._sleepers and self._sleepers[0][0] <= t:
-                    self._wake_sleepers(t)
+                    due = feeder.due_at()
+                if self._sleepers:
+                    if self._sleepers[0][0] <= t:
+                        self._wake_sleepers(t)
+                    if self._sleepers:
+                        due = min(due, self._sleepers[0][0])
                 if t >= self._next_sweep:
                     self._sweep(t)
                     self._next_sweep = t + self.sweep_interval
                 if feeder.finished and not self.running:
                     return
                 events = poller.ready()
+                # Something that falls due during this turn (a session to start, a
+                # sleeper to wake) is not kept waiting for the rest of a long turn: what
+                # is left stays ready (level-triggered) and comes back at the next look.
+                # What is due already (more to start than a turn takes) waits for the
+                # turn, as the sockets' work must go on.
+                if due <= t:
+                    due = math.inf
+                served = 0
                 for fd, mask in events:
+                    served += 1
+                    if not served % CHECK_DUE_EVERY and now() >= due:
+                        break
                     link = links.get(fd)
                     if link is None:
                         continue
