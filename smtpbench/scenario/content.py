@@ -266,10 +266,8 @@ class MessageFactory:
             f"{self._static_headers}\r\n"
         ).encode(self._header_encoding)
         length = max(plan.size - len(head), _MIN_BODY)
-        return (
-            head + self._body(length, session.number, message_no),
-            self._dotted(length, session.number, message_no),
-        )
+        start = self._body_start(session.number, message_no)
+        return head + self._body(length, start), self._dotted(length, start)
 
     def _rich_message(self, session: SessionPlan, message_no: int) -> bytes:
         """A message of the ``[content]`` table: a corpus message, a kind of the mix, or a
@@ -298,7 +296,8 @@ class MessageFactory:
         text = rich.text(self._body_renderer, session.number, message_no)
         if text is None:
             size = plan.size - len(top) - _PART_HEADERS
-            text = rich.with_test_line(self._body(size, session.number, message_no))
+            start = self._body_start(session.number, message_no)
+            text = rich.with_test_line(self._body(size, start))
         if plan.mix >= 0:
             part_headers, body = rich.mime.body(plan.mix, text, plan.attachment)
         else:
@@ -316,9 +315,8 @@ class MessageFactory:
         starts = self._line_starts
         return starts[(session_no * 7919 + message_no * 131) % len(starts)]
 
-    def _dotted(self, length: int, session_no: int, message_no: int) -> bool:
+    def _dotted(self, length: int, start: int) -> bool:
         """Whether the body ``_body`` gives may have a line that starts with "."."""
-        start = self._body_start(session_no, message_no)
         end = start + length
         if end > len(self._filler):  # the filler repeats: not worth working out
             return True
@@ -326,10 +324,11 @@ class MessageFactory:
         first = bisect.bisect_left(dots, start)
         return first < len(dots) and dots[first] < end
 
-    def _body(self, length: int, session_no: int, message_no: int) -> bytes:
+    def _body(self, length: int, start: int) -> bytes:
+        """``length`` bytes of filler (``_MIN_BODY`` at least) from ``start``
+        (``_body_start``), ending on CRLF."""
         length = max(length, _MIN_BODY)
         filler = self._filler
-        start = self._body_start(session_no, message_no)
         end = start + length
         if end <= len(filler):
             body = filler[start:end]
