@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from smtpbench.engine.conversation import PlannedConversation
-from smtpbench.engine.reactor import CONNECT, READ, SessionCancelled, StepTimeout
+from smtpbench.engine.reactor import CONNECT, READ, Link, SessionCancelled, StepTimeout
 from smtpbench.engine.session import Conversation, Session, SessionSettings
 from smtpbench.engine.transport import Address
 from smtpbench.metrics.kinds import ErrorClass
@@ -95,11 +95,12 @@ class ServerTls:
         return self.outgoing.read()
 
 
-class Wire:
-    """The session's link as the test holds it: what it wrote; ``slow`` writes (at least
-    that many bytes) are taken by the kernel ``lag`` seconds later, as a full buffer is,
-    and ``written_at`` says so from the session's next read on (as the reactor sets it
-    when it finishes the write, while the session waits)."""
+class Wire(Link):
+    """The session's link as the test holds it (a ``Link`` no reactor runs): what it
+    wrote; ``slow`` writes (at least that many bytes) are taken by the kernel ``lag``
+    seconds later, as a full buffer is, and ``written_at`` says so from the session's
+    next read on (as the reactor sets it when it finishes the write, while the session
+    waits)."""
 
     def __init__(
         self,

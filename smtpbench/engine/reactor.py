@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
 
+from smtpbench.build_info import mypyc_attr
 from smtpbench.engine.sources import SourceAddress, bind_source
 
 if TYPE_CHECKING:
@@ -112,18 +113,6 @@ class Feeder(Protocol):
         """The run is being cut short: start nothing more; whatever waits is dropped."""
 
 
-class Wire(Protocol):
-    """What a session writes through: the reactor's ``Link`` (or a test's stand-in)."""
-
-    written_at: float
-    marked_at: float
-
-    @property
-    def sock(self) -> object: ...  # None once the connection is closed
-
-    def write(self, data: bytes, mark: int = 0, began: float = 0.0) -> bool: ...
-
-
 class Socket(Protocol):
     """What the reactor uses of a session's socket (a test's stand-in for the kernel
     takes its place)."""
@@ -142,8 +131,11 @@ class _Owner(Protocol):
     def _want_write(self, link: Link, on: bool) -> None: ...
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Link:
-    """One session's connection, as the reactor keeps it."""
+    """One session's connection, as the reactor keeps it: what a session writes through.
+    (A test's stand-in subclasses it; a session's writes still call the compiled method
+    directly on the reactor's own.)"""
 
     __slots__ = (
         "fd",
@@ -718,6 +710,5 @@ __all__ = [
     "Request",
     "SessionCancelled",
     "StepTimeout",
-    "Wire",
     "clock_reader",
 ]

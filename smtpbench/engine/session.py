@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from smtpbench.engine.delivery_queue import TRANSIENT_ERRORS, Attempt, DeliveryQueue
-from smtpbench.engine.reactor import CONNECT, READ, Request, SessionCancelled, StepTimeout, Wire
+from smtpbench.engine.reactor import CONNECT, READ, Link, Request, SessionCancelled, StepTimeout
 from smtpbench.engine.sources import SourceAddress, source_sockaddr
 from smtpbench.engine.targets import Targets, resolve_targets
 from smtpbench.engine.tls import SessionSetupError, client_context, failure_detail, server_name
@@ -240,8 +240,6 @@ class Session:
         "metrics",
         "now",
         "origin",
-        "reply_event",
-        "sent_event",
         "server_hostname",
         "settings",
         "source",
@@ -286,10 +284,6 @@ class Session:
         self.tally = SessionTally() if settings.clients is not None else None
         self.timeouts = settings.timeouts
         self.metrics = metrics
-        # The two calls made for every command, bound once (no look-up of the method each
-        # time): what was sent, and each reply.
-        self.sent_event: Callable[[int], None] = metrics.sent
-        self.reply_event: Callable[[Step, int, float, str | None], None] = metrics.reply
         self.conversation = conversation
         self.intended = intended
         self.origin = intended if origin is None else origin
@@ -306,7 +300,7 @@ class Session:
         self.deadline = math.inf
         self.start = 0.0
         self.arrival = 0.0  # when the last read from the server returned
-        self.link: Wire | None = None
+        self.link: Link | None = None
         self.tls: TlsChannel | None = None
         self.fresh_tls = False  # a TLS handshake is done and nothing was read over it yet
         self.conn = ClientConnection()
@@ -424,7 +418,7 @@ class Session:
         the time taken just before this call, noted if this call's send takes it)."""
         link = self.link
         assert link is not None
-        self.sent_event(len(data))
+        self.metrics.sent(len(data))
         tls = self.tls
         if tls is not None:
             if first:  # encrypted apart, so that its end is known on the wire
@@ -486,7 +480,7 @@ class Session:
         began = self.now()
         self.deadline = began + self.timeouts[step]
         # write, inlined: this is the path of every command.
-        self.sent_event(len(line))
+        self.metrics.sent(len(line))
         link = self.link
         assert link is not None
         link.write(line if self.tls is None else self.tls.encrypt(line))
@@ -592,7 +586,7 @@ class Session:
         """A reply to ``step``: its time and code, in the transcript; a reply the scenario
         does not count as success is an error at that step, and a 421 ends the session."""
         code = reply.code
-        self.reply_event(step, code, seconds, reply.enhanced)
+        self.metrics.reply(step, code, seconds, reply.enhanced)
         if self.delivery is not None:
             self.delivery.reply(step, code)
         if self.tally is not None:

@@ -13,7 +13,7 @@ from collections import deque
 import numpy as np
 
 from smtpbench.metrics.client_groups import ClientGroups
-from smtpbench.metrics.events import SessionFailure
+from smtpbench.metrics.events import SessionEvents, SessionFailure
 from smtpbench.metrics.histogram import HistogramSet, IntArray, percentiles_of
 from smtpbench.metrics.intervals import IntervalDelta, IntervalsBuilder
 from smtpbench.metrics.kinds import (
@@ -43,7 +43,7 @@ _IN_FLIGHT = SERIES_COUNTERS.index("in_flight")
 _FINAL = (RunState.DONE, RunState.INTERRUPTED)
 
 
-class Recorder:
+class Recorder(SessionEvents):
     """Collects one run's metrics. Single-threaded: the engine's trio loop owns it.
 
     Sessions report through ``SessionEvents`` (``events.py``); the run itself sets

@@ -31,7 +31,7 @@ from smtpbench.protocol.steps import Step
 SESSIONS_FILE = "sessions.ndjson"
 
 
-class SessionRecord:
+class SessionRecord(SessionEvents):
     """One session's line: ``SessionEvents`` noted, and passed on to ``events``."""
 
     __slots__ = ("_events", "_log", "_record")
@@ -64,12 +64,12 @@ class SessionRecord:
     def sent(self, size: int) -> None:
         self._events.sent(size)
 
-    def timed(self, step: Step, seconds: float) -> None:
+    def timed(self, step: int, seconds: float) -> None:
         self._events.timed(step, seconds)
         self._record["steps"].append([Step(step).label, round(seconds, 9), None])
 
     def reply(
-        self, step: Step, code: int, seconds: float | None = None, enhanced: str | None = None
+        self, step: int, code: int, seconds: float | None = None, enhanced: str | None = None
     ) -> None:
         self._events.reply(step, code, seconds, enhanced)
         rounded = round(seconds, 9) if seconds is not None else None
@@ -85,14 +85,14 @@ class SessionRecord:
         if latency is not None:
             record["message_latency"].append(round(latency, 9))
 
-    def error(self, error: ErrorClass, step: Step) -> None:
+    def error(self, error: ErrorClass, step: int) -> None:
         self._events.error(error, step)
         record = self._record
         if record["error"] is None:
             record["error"] = error.label
             record["error_step"] = Step(step).label
 
-    def diverged(self, step: Step, differs: bool) -> None:
+    def diverged(self, step: int, differs: bool) -> None:
         self._events.diverged(step, differs)
 
     def session_ended(

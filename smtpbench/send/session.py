@@ -21,7 +21,7 @@ from smtpbench.engine.reactor import Reactor
 from smtpbench.engine.session import Command, Session, SessionSettings, Shown, Talk
 from smtpbench.engine.tls import SessionSetupError, certificate_details, client_context
 from smtpbench.engine.transport import resolve
-from smtpbench.metrics.events import SessionFailure
+from smtpbench.metrics.events import SessionEvents, SessionFailure
 from smtpbench.metrics.kinds import ErrorClass
 from smtpbench.protocol import sasl
 from smtpbench.protocol.commands import orcpt, xtext
@@ -83,7 +83,7 @@ class SendResult:
         return EXIT_CODES[self.outcome or BROKEN]
 
 
-class _Events:
+class _Events(SessionEvents):
     """The session's ``SessionEvents``: the time of each reply, by transcript line."""
 
     def __init__(self) -> None:
@@ -98,12 +98,14 @@ class _Events:
     def sent(self, size: int) -> None:
         pass
 
-    def timed(self, step: Step, seconds: float) -> None:
-        self.timed_steps[step] = seconds
+    def timed(self, step: int, seconds: float) -> None:
+        self.timed_steps[Step(step)] = seconds
 
-    def reply(self, step: Step, code: int, seconds: float, enhanced: str | None = None) -> None:
+    def reply(
+        self, step: int, code: int, seconds: float | None = None, enhanced: str | None = None
+    ) -> None:
         s = self.session
-        assert s is not None
+        assert s is not None and seconds is not None  # a session times every reply
         # Session.count notes the time, then appends the line: this is its index.
         self.times[len(s.transcript.lines)] = (seconds, s.arrival - s.start)
 
@@ -113,10 +115,10 @@ class _Events:
     def message(self, accepted: bool, latency: float | None) -> None:
         pass
 
-    def error(self, error: ErrorClass, step: Step) -> None:
+    def error(self, error: ErrorClass, step: int) -> None:
         pass
 
-    def diverged(self, step: Step, differs: bool) -> None:
+    def diverged(self, step: int, differs: bool) -> None:
         pass
 
     def session_ended(
