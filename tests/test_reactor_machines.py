@@ -36,6 +36,7 @@ from smtpbench.engine.reactor import (
     SessionCancelled,
     StepTimeout,
     clock_reader,
+    engine_clock,
 )
 from smtpbench.engine.transport import Address
 from tests.servers import LOOPBACK, free_port
@@ -1148,7 +1149,7 @@ def still_reactor(use_epoll: bool = True) -> tuple[Reactor, float]:
     """A reactor whose clock stands at a time of trio's clock still to come."""
     reactor = Reactor(Feeder([]), use_epoll=use_epoll)
     at = trio.current_time() + 100.0
-    reactor.now = lambda: at
+    reactor.clock = engine_clock(lambda: at)
     return reactor, at
 
 
@@ -1175,7 +1176,7 @@ async def test_a_longer_wait_ends_half_a_fine_wait_early_for_select_to_finish(
     assert waits.calls == [("wait_readable", fd, at + 10.0 - FINE_WAIT / 2)]
     # Exactly the fine wait left: trio's timer, not select().
     waits.calls.clear()
-    reactor.now = lambda: 0.0
+    reactor.clock = engine_clock(lambda: 0.0)
     await reactor._wait(FINE_WAIT)
     assert [call[:2] for call in waits.calls] == [("wait_readable", fd)]
 
@@ -1277,7 +1278,7 @@ async def link_on(kernel: Kernel) -> tuple[Link, list[float]]:
     no descriptor, so nothing is watched."""
     reactor = Reactor(Feeder([]))
     clock = [1.0]
-    reactor.now = lambda: clock[0]
+    reactor.clock = engine_clock(lambda: clock[0])
     link = Link(reactor, Machine(1, idle))
     link.sock = kernel  # type: ignore[assignment]
     return link, clock

@@ -56,7 +56,7 @@ from smtpbench.engine.sources import SourceAddress, bind_source
 if TYPE_CHECKING:
     from smtpbench.engine.transport import Address
 
-RECEIVE_SIZE = 65536
+RECEIVE_SIZE: Final = 65536
 YIELD_EVERY: Final = 0.001  # seconds of work between trips through trio's scheduler
 FINE_WAIT: Final = 0.002  # seconds: waits shorter than this are done in select, not in trio
 EVENTS_PER_TURN: Final = 256  # ready sockets handled before the feeder and timers are looked at
@@ -126,7 +126,7 @@ class Socket(Protocol):
 class _Owner(Protocol):
     """What a ``Link`` needs of its reactor (a test's stand-in takes its place)."""
 
-    now: Callable[[], float]
+    def now(self) -> float: ...
 
     def _want_write(self, link: Link, on: bool) -> None: ...
 
@@ -241,26 +241,52 @@ def _has_peer(sock: socket.SocketType) -> bool:
 _perf_counter: Final = time.perf_counter
 
 
-class _SystemClock:
-    """trio's system clock (``perf_counter`` plus the clock's fixed offset), read without a
-    call of its Python method: sessions read the clock several times a message."""
+@mypyc_attr(allow_interpreted_subclasses=True)
+class EngineClock:
+    """What the reactor and its sessions read the time from (trio's clock), several
+    times a message: ``read()`` is a direct C call in a compiled build, where calling a
+    callable would be a Python call. Calling it reads it too."""
 
-    __slots__ = ("offset",)
+    def read(self) -> float:
+        raise NotImplementedError
+
+    def __call__(self) -> float:
+        return self.read()
+
+
+class _SystemClock(EngineClock):
+    """trio's system clock: ``perf_counter`` plus the clock's fixed offset, the sum its
+    ``current_time`` makes, made without a call of that Python method."""
 
     def __init__(self, offset: float) -> None:
         self.offset = offset
 
-    def __call__(self) -> float:
+    def read(self) -> float:
         return self.offset + _perf_counter()
 
 
-def clock_reader(clock: trio.abc.Clock) -> Callable[[], float]:
+class _CalledClock(EngineClock):
+    """Any other clock: a mock clock's ``current_time``, a test's."""
+
+    def __init__(self, current_time: Callable[[], float]) -> None:
+        self.current_time = current_time
+
+    def read(self) -> float:
+        return self.current_time()
+
+
+def engine_clock(clock: Callable[[], float]) -> EngineClock:
+    """``clock`` (any callable that tells the time) as an ``EngineClock``."""
+    return clock if isinstance(clock, EngineClock) else _CalledClock(clock)
+
+
+def clock_reader(clock: trio.abc.Clock) -> EngineClock:
     """What reads trio's ``clock``: its ``current_time``, the same sum made without a
     Python call when it is trio's system clock (a mock clock is read as it is)."""
     offset = getattr(clock, "offset", None)
     if type(clock).__name__ == "SystemClock" and isinstance(offset, float):
         return _SystemClock(offset)
-    return clock.current_time
+    return _CalledClock(clock.current_time)
 
 
 class _Poller(Protocol):
@@ -401,9 +427,13 @@ class Reactor:
         self._wake: trio.CancelScope | None = None
         self._woken = False
         clock = trio.lowlevel.current_clock()
-        self.now: Callable[[], float] = clock_reader(clock)
+        self.clock = clock_reader(clock)
         # Waiting in select below trio's millisecond is only right on the real clock.
         self._fine = type(clock).__name__ == "SystemClock"
+
+    def now(self) -> float:
+        """The time on trio's clock."""
+        return self.clock.read()
 
     # -- sessions -----------------------------------------------------------------
 
@@ -576,13 +606,13 @@ class Reactor:
         feeder = self.feeder
         poller = self._poller
         links = self.links
-        now = self.now
-        last_yield = now()
+        clock = self.clock
+        last_yield = clock.read()
         self._next_sweep = last_yield + self.sweep_interval
         try:
             while True:
                 self._woken = False
-                t = now()
+                t = clock.read()
                 if t >= self.cancel_at:
                     self._cancel_all()
                 due = feeder.due_at()
@@ -597,7 +627,7 @@ class Reactor:
                 if t >= self._next_sweep:
                     self._sweep(t)
                     self._next_sweep = t + self.sweep_interval
-                if feeder.finished and not self.running:
+                if not self.running and feeder.finished:
                     return
                 events = poller.ready()
                 # Something that falls due during this turn (a session to start, a
@@ -610,7 +640,7 @@ class Reactor:
                 served = 0
                 for fd, mask in events:
                     served += 1
-                    if not served % CHECK_DUE_EVERY and now() >= due:
+                    if not served % CHECK_DUE_EVERY and clock.read() >= due:
                         break
                     link = links.get(fd)
                     if link is None:
@@ -627,14 +657,14 @@ class Reactor:
                     if mask & ~OUT and link.sock is not None:
                         self._readable(link)
                 if events:
-                    if now() - last_yield >= YIELD_EVERY:
+                    if clock.read() - last_yield >= YIELD_EVERY:
                         await trio.lowlevel.checkpoint()
-                        last_yield = now()
+                        last_yield = clock.read()
                     continue
                 if self._woken:
                     continue
                 await self._wait(self._next_wake(t))
-                last_yield = now()
+                last_yield = clock.read()
         finally:
             self._cancel_all()
             poller.close()
@@ -703,6 +733,7 @@ class Reactor:
 __all__ = [
     "CONNECT",
     "READ",
+    "EngineClock",
     "Feeder",
     "Link",
     "Machine",
@@ -711,4 +742,5 @@ __all__ = [
     "SessionCancelled",
     "StepTimeout",
     "clock_reader",
+    "engine_clock",
 ]

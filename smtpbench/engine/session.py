@@ -64,7 +64,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from smtpbench.engine.delivery_queue import TRANSIENT_ERRORS, Attempt, DeliveryQueue
-from smtpbench.engine.reactor import CONNECT, READ, Link, Request, SessionCancelled, StepTimeout
+from smtpbench.engine.reactor import (
+    CONNECT,
+    READ,
+    Link,
+    Request,
+    SessionCancelled,
+    StepTimeout,
+    engine_clock,
+)
 from smtpbench.engine.sources import SourceAddress, source_sockaddr
 from smtpbench.engine.targets import Targets, resolve_targets
 from smtpbench.engine.tls import SessionSetupError, client_context, failure_detail, server_name
@@ -225,6 +233,7 @@ class Session:
     __slots__ = (
         "address",
         "arrival",
+        "clock",
         "conn",
         "conversation",
         "deadline",
@@ -238,7 +247,6 @@ class Session:
         "messages_begun",
         "messages_ended",
         "metrics",
-        "now",
         "origin",
         "server_hostname",
         "settings",
@@ -296,7 +304,7 @@ class Session:
             self.delivery = Attempt(
                 settings.queue, plan, transactions, self.origin, tries, delivered_before
             )
-        self.now = clock
+        self.clock = engine_clock(clock)
         self.deadline = math.inf
         self.start = 0.0
         self.arrival = 0.0  # when the last read from the server returned
@@ -320,6 +328,10 @@ class Session:
         self.unanswered: list[Shown] = []
 
     # -- the session ----------------------------------------------------------------
+
+    def now(self) -> float:
+        """The time on the run's clock (trio's)."""
+        return self.clock.read()
 
     def run(self) -> Talk:
         self.start = self.now()

@@ -171,6 +171,7 @@ class MessageFactory:
         self.transit_tag = transit_tag
         eight_bit = session.body == "8bitmime" or session.smtputf8
         self._filler, self._line_starts, self._dot_lines = _filler(seed, eight_bit)
+        self._filler_view = memoryview(self._filler)  # slices of it copy nothing
         self._static_headers = _HEADERS_8BIT if eight_bit else _STATIC_HEADERS
         self._header_encoding = "utf-8" if session.smtputf8 else "ascii"
         self._eight_bit = eight_bit
@@ -267,6 +268,12 @@ class MessageFactory:
         ).encode(self._header_encoding)
         length = max(plan.size - len(head), _MIN_BODY)
         start = self._body_start(session.number, message_no)
+        end = start + length
+        filler = self._filler
+        if end <= len(filler) and filler[end - 3] != 13 and not self._eight_bit:
+            # What _body gives, in the one copy that makes the message: most messages.
+            content = b"".join([head, self._filler_view[start : end - 2], b"\r\n"])
+            return content, self._dotted(length, start)
         return head + self._body(length, start), self._dotted(length, start)
 
     def _rich_message(self, session: SessionPlan, message_no: int) -> bytes:
