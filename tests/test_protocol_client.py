@@ -233,7 +233,21 @@ def test_dot_stuffing_round_trips(content: bytes) -> None:
 
 @pytest.mark.parametrize("content", [b"", b"a\r\nb\r\n", b"no final newline", b"x\r\n"])
 def test_content_without_dot_lines_is_terminated_as_when_looked_through(content: bytes) -> None:
-    assert dot_stuff(content, dot_lines=False) == dot_stuff(content)
+    assert dot_stuff(content, ()) == dot_stuff(content)
+
+
+@pytest.mark.parametrize(
+    ("content", "dots"),
+    [
+        (b".start\r\n..two\r\nend", (0, 8)),
+        (b"a\r\n.\r\nb\r\n", (3,)),
+        (b"a\r\n.x\r\nb\r\n.\r\n", (3, 11)),
+    ],
+)
+def test_dot_lines_said_where_they_are_are_stuffed_as_when_looked_for(
+    content: bytes, dots: tuple[int, ...]
+) -> None:
+    assert dot_stuff(content, dots) == dot_stuff(content)
 
 
 # -- RFC 5321 3.3: what each reply confirms ----------------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import replace
 import pytest
 
 from smtpbench import __version__
+from smtpbench.protocol.message import dot_stuff
 from smtpbench.scenario import (
     IntRange,
     MessageFactory,
@@ -290,29 +291,45 @@ def test_a_message_plans_init_takes_its_fields_in_order_with_their_defaults() ->
         {"size": SizeDistribution.fixed(512), "recipients": IntRange(30, 30)},  # headers only
     ],
 )
-def test_a_message_said_to_have_no_dot_line_has_none(session: dict[str, object]) -> None:
-    # What DATA skips looking for must truly be absent: a line "." would end the message.
+def test_the_dot_lines_a_message_is_said_to_have_are_its_dot_lines(
+    session: dict[str, object],
+) -> None:
+    # DATA stuffs the lines it is told of and looks for no other: a line "." it missed
+    # would end the message early, a dot it added where none was would change it.
     factory = MessageFactory(scenario_with(messages=IntRange(20, 20), **session), seed=3)
-    said = []
+    known = []
     for number in range(30):
         plan = factory.plan_session(number)
         for index in range(len(plan.messages)):
-            content, dot_lines = factory.message_to_send(plan, index)
+            content, dots = factory.message_to_send(plan, index)
             assert content == factory.message_bytes(plan, index)
-            has = content.startswith(b".") or b"\r\n." in content
-            assert dot_lines or not has, (number, index)
-            said.append(dot_lines)
-    if session["size"] != SizeDistribution.fixed(100 * 1024):
-        assert not all(said), "every message said to need the look"
+            if dots is not None:
+                assert dots == dot_lines_of(content), (number, index)
+                assert dot_stuff(content, dots) == dot_stuff(content)
+            known.append(dots is not None)
+    if session["size"] == SizeDistribution.fixed(100 * 1024):
+        assert not any(known), "a body longer than the filler is looked through"
+    else:
+        assert any(known), "every message said to need the look"
+
+
+def dot_lines_of(content: bytes) -> tuple[int, ...]:
+    """Where each line of ``content`` that starts with "." starts."""
+    found = [0] if content.startswith(b".") else []
+    at = content.find(b"\r\n.")
+    while at >= 0:
+        found.append(at + 2)
+        at = content.find(b"\r\n.", at + 1)
+    return tuple(found)
 
 
 def test_a_message_with_dot_lines_is_said_to_have_them() -> None:
-    # Not always "no": messages whose body holds a line that starts with "." say so.
+    # Not always none: messages whose body holds a line that starts with "." say so.
     factory = MessageFactory(scenario_with(size=SizeDistribution.fixed(4096)), seed=3)
     seen = []
     for number in range(200):
         plan = factory.plan_session(number)
-        content, dot_lines = factory.message_to_send(plan, 0)
-        seen.append((b"\r\n." in content, dot_lines))
+        content, dots = factory.message_to_send(plan, 0)
+        seen.append((b"\r\n." in content, dots is None or bool(dots)))  # None: looked through
     assert (True, True) in seen and (False, False) in seen
     assert (True, False) not in seen

@@ -94,11 +94,11 @@ class PlannedConversation:
             for number, message in enumerate(self.plan.messages) if only is None else only:
                 # Each path is called from here, not through a transaction generator of
                 # its own: every reply of the message resumes one generator fewer.
-                content, dot_lines, rset = self._begin(s, number, message)
+                content, dots, rset = self._begin(s, number, message)
                 if pipelined:
-                    yield from self._pipelined(s, message, content, dot_lines, rset)
+                    yield from self._pipelined(s, message, content, dots, rset)
                 else:
-                    yield from self._one_by_one(s, message, content, dot_lines, rset)
+                    yield from self._one_by_one(s, message, content, dots, rset)
         yield from s.exchange(_QUIT, s.conn.quit())
 
     # -- opening --------------------------------------------------------------------
@@ -196,22 +196,24 @@ class PlannedConversation:
 
     # -- a transaction --------------------------------------------------------------
 
-    def _begin(self, s: Session, number: int, message: MessagePlan) -> tuple[bytes, bool, bool]:
-        """A transaction begins: its content, whether a line of it may start with a dot,
-        and whether an RSET goes first."""
-        content, dot_lines = self.factory.message_to_send(self.plan, number)
+    def _begin(
+        self, s: Session, number: int, message: MessagePlan
+    ) -> tuple[bytes, tuple[int, ...] | None, bool]:
+        """A transaction begins: its content, where its lines that start with a dot start
+        (None: not known), and whether an RSET goes first."""
+        content, dots = self.factory.message_to_send(self.plan, number)
         transit = s.settings.transit
         if transit is not None:
             transit.prepare(self.plan.number, number, content)
         s.message_begun()
-        return content, dot_lines, message.rset_before and number > 0
+        return content, dots, message.rset_before and number > 0
 
     def _pipelined(
         self,
         s: Session,
         message: MessagePlan,
         content: bytes,
-        dot_lines: bool,
+        dots: tuple[int, ...] | None,
         rset: bool,
     ) -> Talk:
         """A transaction in groups (RFC 2920): MAIL, every RCPT and DATA in one write, the
@@ -269,14 +271,19 @@ class PlannedConversation:
             s.message_refused()
             return
         if not conn.lmtp:
-            line = conn.message(content, dot_lines)
+            line = conn.message(content, dots)
             s.deferred = (_DATA_END, line, len(line))
             s.deferred_recipients = conn.accepted_recipients  # the next MAIL starts over
             return
-        yield from self._content(s, content, dot_lines)
+        yield from self._content(s, content, dots)
 
     def _one_by_one(
-        self, s: Session, message: MessagePlan, content: bytes, dot_lines: bool, rset: bool
+        self,
+        s: Session,
+        message: MessagePlan,
+        content: bytes,
+        dots: tuple[int, ...] | None,
+        rset: bool,
     ) -> Talk:
         conn = s.conn
         if rset:
@@ -302,7 +309,7 @@ class PlannedConversation:
         if (yield from s.exchange(_DATA, conn.data())).code != 354:
             s.message_refused()
             return
-        yield from self._content(s, content, dot_lines)
+        yield from self._content(s, content, dots)
 
     def _mail(
         self, s: Session, content: bytes, message: MessagePlan
@@ -334,8 +341,8 @@ class PlannedConversation:
             params["ORCPT"] = orcpt(recipient)
         return params or None
 
-    def _content(self, s: Session, content: bytes, dot_lines: bool) -> Talk:
-        line = s.conn.message(content, dot_lines)
+    def _content(self, s: Session, content: bytes, dots: tuple[int, ...] | None) -> Talk:
+        line = s.conn.message(content, dots)
         responses = yield from s.send_group([(_DATA_END, line, len(line))])
         s.message_done([response.reply for response in responses])
 

@@ -307,12 +307,12 @@ class ClientConnection:
     def data(self) -> bytes:
         return self._send(_DATA, commands.data())
 
-    def message(self, content: bytes, dot_lines: bool = True) -> bytes:
+    def message(self, content: bytes, dots: tuple[int, ...] | None = None) -> bytes:
         """The content after a 354, dot-stuffed and terminated; its reply is ``DATA_END``.
-        ``dot_lines`` False: no line of it starts with "." (see ``dot_stuff``)."""
+        ``dots``: where its lines that start with "." start, when known (see ``dot_stuff``)."""
         if self.state is not _IN_CONTENT:
             raise LocalProtocolError(f"cannot send message content in state {self.state.name}")
-        sent = self._send(_DATA_END, dot_stuff(content, dot_lines))
+        sent = self._send(_DATA_END, dot_stuff(content, dots))
         self._expect_more_end_replies()
         return sent
 

@@ -171,7 +171,6 @@ class MessageFactory:
         self.transit_tag = transit_tag
         eight_bit = session.body == "8bitmime" or session.smtputf8
         self._filler, self._line_starts, self._dot_lines = _filler(seed, eight_bit)
-        self._filler_view = memoryview(self._filler)  # slices of it copy nothing
         self._static_headers = _HEADERS_8BIT if eight_bit else _STATIC_HEADERS
         self._header_encoding = "utf-8" if session.smtputf8 else "ascii"
         self._eight_bit = eight_bit
@@ -248,13 +247,15 @@ class MessageFactory:
         """
         return self.message_to_send(session, message_no)[0]
 
-    def message_to_send(self, session: SessionPlan, message_no: int) -> tuple[bytes, bool]:
-        """``message_bytes``, and whether a line of it may start with "." (what DATA has
-        to dot-stuff). False only when known: a generated text message's header lines
-        never do, and where the body's lines that do lie in the filler is known, so DATA
-        need not look through every message for them."""
+    def message_to_send(
+        self, session: SessionPlan, message_no: int
+    ) -> tuple[bytes, tuple[int, ...] | None]:
+        """``message_bytes``, and where its lines that start with "." start (what DATA
+        has to dot-stuff), or None when that is not known. A generated text message's
+        header lines never do, and where the body's lines that do lie in the filler is
+        known, so DATA need not look through every message for them."""
         if self._rich is not None:
-            return self._rich_message(session, message_no), True
+            return self._rich_message(session, message_no), None
         plan = session.messages[message_no]
         domain = plan.mail_from.rpartition("@")[2]
         head = (
@@ -270,11 +271,13 @@ class MessageFactory:
         start = self._body_start(session.number, message_no)
         end = start + length
         filler = self._filler
-        if end <= len(filler) and filler[end - 3] != 13 and not self._eight_bit:
+        if end > len(filler):  # the filler repeats: where its dot lines fall is not worked out
+            return head + self._body(length, start), None
+        dots = self._dots(len(head), start, end)
+        if filler[end - 3] != 13 and not self._eight_bit:
             # What _body gives, in the one copy that makes the message: most messages.
-            content = b"".join([head, self._filler_view[start : end - 2], b"\r\n"])
-            return content, self._dotted(length, start)
-        return head + self._body(length, start), self._dotted(length, start)
+            return b"".join([head, filler[start : end - 2], b"\r\n"]), dots
+        return head + self._body(length, start), dots
 
     def _rich_message(self, session: SessionPlan, message_no: int) -> bytes:
         """A message of the ``[content]`` table: a corpus message, a kind of the mix, or a
@@ -322,14 +325,16 @@ class MessageFactory:
         starts = self._line_starts
         return starts[(session_no * 7919 + message_no * 131) % len(starts)]
 
-    def _dotted(self, length: int, start: int) -> bool:
-        """Whether the body ``_body`` gives may have a line that starts with "."."""
-        end = start + length
-        if end > len(self._filler):  # the filler repeats: not worth working out
-            return True
+    def _dots(self, offset: int, start: int, end: int) -> tuple[int, ...]:
+        """Where the lines of the filler from ``start`` to ``end`` (as ``_body`` cuts
+        them) that start with "." start, in a message where the body is at ``offset``."""
         dots = self._dot_lines
         first = bisect.bisect_left(dots, start)
-        return first < len(dots) and dots[first] < end
+        if first == len(dots) or dots[first] >= end - 2:  # most often
+            return ()
+        # _body ends on the CRLF it puts at end - 2: a line starting there or later goes.
+        last = bisect.bisect_left(dots, end - 2, first)
+        return tuple([offset + at - start for at in dots[first:last]])
 
     def _body(self, length: int, start: int) -> bytes:
         """``length`` bytes of filler (``_MIN_BODY`` at least) from ``start``
