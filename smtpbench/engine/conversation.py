@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Final
 
-from smtpbench.engine.reactor import Request
+from smtpbench.engine.reactor import READ, Request
 from smtpbench.engine.session import Command, Session, Talk
 from smtpbench.metrics.kinds import ErrorClass
 from smtpbench.protocol.commands import orcpt, xtext
@@ -290,14 +290,18 @@ class PlannedConversation:
             yield from s.exchange(_RSET, conn.rset())
         if message.noop_before:
             yield from s.exchange(_NOOP, conn.noop())
-        mail = yield from s.exchange(
-            _MAIL, conn.mail(message.mail_from, self._mail(s, content, message))
-        )
+        # Each command's reply is waited for here (ask, then answer each read), not in a
+        # generator of its own: every reply of every message would go through it.
+        mail = s.ask(_MAIL, conn.mail(message.mail_from, self._mail(s, content, message)))
+        while mail is None:
+            mail = s.answer((yield READ))
         if mail.code // 100 != 2:
             s.message_refused()
             return
         for recipient in message.recipients:
-            reply = yield from s.exchange(_RCPT, conn.rcpt(recipient, self._rcpt(s, recipient)))
+            reply = s.ask(_RCPT, conn.rcpt(recipient, self._rcpt(s, recipient)))
+            while reply is None:
+                reply = s.answer((yield READ))
             s.metrics.recipient(reply.code // 100 == 2)
         if conn.accepted_recipients == 0:
             s.message_refused()
@@ -306,7 +310,10 @@ class PlannedConversation:
         if s.settings.chunking:
             yield from self._chunks(s, content, pipelined=False)
             return
-        if (yield from s.exchange(_DATA, conn.data())).code != 354:
+        data = s.ask(_DATA, conn.data())
+        while data is None:
+            data = s.answer((yield READ))
+        if data.code != 354:
             s.message_refused()
             return
         yield from self._content(s, content, dots)

@@ -233,6 +233,7 @@ class Session:
     __slots__ = (
         "address",
         "arrival",
+        "asked_at",
         "clock",
         "conn",
         "conversation",
@@ -308,6 +309,7 @@ class Session:
         self.deadline = math.inf
         self.start = 0.0
         self.arrival = 0.0  # when the last read from the server returned
+        self.asked_at = 0.0  # when the command ask() sent was handed over
         self.link: Link | None = None
         self.tls: TlsChannel | None = None
         self.fresh_tls = False  # a TLS handshake is done and nothing was read over it yet
@@ -486,24 +488,39 @@ class Session:
         of ``send_group``, kept lean: it runs for every command not pipelined)."""
         if self.deferred is not None:  # the earlier message's content goes first
             return (yield from self.send_group([(step, line, shown or line)]))[0].reply
+        reply = self.ask(step, line, shown)
+        while reply is None:
+            reply = self.answer((yield READ))
+        return reply
+
+    def ask(self, step: Step, line: bytes, shown: Shown = None) -> Reply | None:
+        """``exchange`` without a generator: sends the command; its reply if it is in
+        already, else None, and ``answer`` is given each read until it returns it."""
         shown = shown or line
         self.unanswered.append(shown)
         self.step = step
         began = self.now()
+        self.asked_at = began
         self.deadline = began + self.timeouts[step]
-        # write, inlined: this is the path of every command.
         self.metrics.sent(len(line))
         link = self.link
         assert link is not None
         link.write(line if self.tls is None else self.tls.encrypt(line))
-        # read_reply, inlined too.
         conn = self.conn
-        event = NEED_DATA if conn.idle else conn.next_event()
-        while event is NEED_DATA:
-            event = self._received((yield READ))
+        if conn.idle:
+            return None
+        event = conn.next_event()
+        return None if event is NEED_DATA else self._answered(event)
+
+    def answer(self, data: bytes) -> Reply | None:
+        """What a read brings to the command ``ask`` sent: its reply once it is whole."""
+        event = self._received(data)
+        return None if event is NEED_DATA else self._answered(event)
+
+    def _answered(self, event: Event) -> Reply:
         response = self._response(event)
-        self.unanswered.pop(0)
-        self.count(response.step, shown, response.reply, self.arrival - began)
+        shown = self.unanswered.pop(0)
+        self.count(response.step, shown, response.reply, self.arrival - self.asked_at)
         return response.reply
 
     def send_group(self, commands: list[Command]) -> Generator[Request, Any, list[Response]]:
