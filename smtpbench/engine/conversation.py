@@ -349,9 +349,16 @@ class PlannedConversation:
         return params or None
 
     def _content(self, s: Session, content: bytes, dots: tuple[int, ...] | None) -> Talk:
-        line = s.conn.message(content, dots)
-        responses = yield from s.send_group([(_DATA_END, line, len(line))])
-        s.message_done([response.reply for response in responses])
+        conn = s.conn
+        line = conn.message(content, dots)
+        if conn.lmtp:  # a reply for each recipient that took it
+            responses = yield from s.send_group([(_DATA_END, line, len(line))])
+            s.message_done([response.reply for response in responses])
+            return
+        reply = s.ask(_DATA_END, line, len(line))
+        while reply is None:
+            reply = s.answer((yield READ))
+        s.message_done([reply])
 
     def _chunk_commands(self, s: Session, content: bytes) -> list[Command]:
         size = s.settings.chunk_size

@@ -234,6 +234,7 @@ class Session:
         "address",
         "arrival",
         "asked_at",
+        "asked_whole",
         "clock",
         "conn",
         "conversation",
@@ -310,6 +311,7 @@ class Session:
         self.start = 0.0
         self.arrival = 0.0  # when the last read from the server returned
         self.asked_at = 0.0  # when the command ask() sent was handed over
+        self.asked_whole = True  # and whether the kernel took all of it at once
         self.link: Link | None = None
         self.tls: TlsChannel | None = None
         self.fresh_tls = False  # a TLS handshake is done and nothing was read over it yet
@@ -505,7 +507,9 @@ class Session:
         self.metrics.sent(len(line))
         link = self.link
         assert link is not None
-        link.write(line if self.tls is None else self.tls.encrypt(line))
+        # A message's content may take several sends: its reply is timed from the start
+        # of the one that took its last byte (see written_since).
+        self.asked_whole = link.write(line if self.tls is None else self.tls.encrypt(line))
         conn = self.conn
         if conn.idle:
             return None
@@ -520,7 +524,8 @@ class Session:
     def _answered(self, event: Event) -> Reply:
         response = self._response(event)
         shown = self.unanswered.pop(0)
-        self.count(response.step, shown, response.reply, self.arrival - self.asked_at)
+        since = self.written_since(self.asked_at, self.asked_whole)
+        self.count(response.step, shown, response.reply, self.arrival - since)
         return response.reply
 
     def send_group(self, commands: list[Command]) -> Generator[Request, Any, list[Response]]:
