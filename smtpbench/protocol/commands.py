@@ -35,7 +35,8 @@ def format_parameters(params: Parameters | None) -> str:
     """ESMTP parameters as `` KEY=VALUE KEY`` (leading space included when not empty)."""
     if not params:
         return ""
-    if isinstance(params, Mapping):
+    # A dict (what sessions pass, every message) is told apart before the ABC's check.
+    if isinstance(params, dict) or isinstance(params, Mapping):  # noqa: SIM101
         items = [key if value is None else f"{key}={value}" for key, value in params.items()]
     else:
         items = list(params)

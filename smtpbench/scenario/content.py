@@ -171,6 +171,9 @@ class MessageFactory:
         self.transit_tag = transit_tag
         eight_bit = session.body == "8bitmime" or session.smtputf8
         self._filler, self._line_starts, self._dot_lines = _filler(seed, eight_bit)
+        # For each line of the filler, the first of its dot lines at it or after it.
+        self._next_dot = [bisect.bisect_left(self._dot_lines, at) for at in self._line_starts]
+        self._domain_of = self._domain = ""  # the last sender's domain, for Message-IDs
         self._static_headers = _HEADERS_8BIT if eight_bit else _STATIC_HEADERS
         self._header_encoding = "utf-8" if session.smtputf8 else "ascii"
         self._eight_bit = eight_bit
@@ -257,23 +260,28 @@ class MessageFactory:
         if self._rich is not None:
             return self._rich_message(session, message_no), None
         plan = session.messages[message_no]
-        domain = plan.mail_from.rpartition("@")[2]
+        mail_from = plan.mail_from
+        if mail_from != self._domain_of:  # most often the session's sender, every message
+            self._domain_of, self._domain = mail_from, mail_from.rpartition("@")[2]
+        tag = self.transit_tag
+        transit = "" if tag is None else header_line(tag, session.number, message_no)
         head = (
-            f"From: {plan.mail_from}\r\n"
+            f"From: {mail_from}\r\n"
             f"To: {_address_list(plan.recipients)}\r\n"
             f"Subject: {plan.subject}\r\n"
             f"Date: {self._now()}\r\n"
-            f"Message-ID: <{self._id_prefix}.{session.number}.{message_no}@{domain}>\r\n"
-            f"{self._transit_header(session.number, message_no)}"
+            f"Message-ID: <{self._id_prefix}.{session.number}.{message_no}@{self._domain}>\r\n"
+            f"{transit}"
             f"{self._static_headers}\r\n"
         ).encode(self._header_encoding)
         length = max(plan.size - len(head), _MIN_BODY)
-        start = self._body_start(session.number, message_no)
+        line = self._body_line(session.number, message_no)
+        start = self._line_starts[line]
         end = start + length
         filler = self._filler
         if end > len(filler):  # the filler repeats: where its dot lines fall is not worked out
             return head + self._body(length, start), None
-        dots = self._dots(len(head), start, end)
+        dots = self._dots(len(head), line, end)
         if filler[end - 3] != 13 and not self._eight_bit:
             # What _body gives, in the one copy that makes the message: most messages.
             return b"".join([head, filler[start : end - 2], b"\r\n"]), dots
@@ -319,22 +327,31 @@ class MessageFactory:
             return ""
         return header_line(self.transit_tag, session_no, message_no)
 
-    def _body_start(self, session_no: int, message_no: int) -> int:
-        """Where in the filler a message's body starts: at a line boundary that differs
-        from message to message."""
-        starts = self._line_starts
-        return starts[(session_no * 7919 + message_no * 131) % len(starts)]
+    def _body_line(self, session_no: int, message_no: int) -> int:
+        """The line of the filler a message's body starts at, which differs from message
+        to message."""
+        return (session_no * 7919 + message_no * 131) % len(self._line_starts)
 
-    def _dots(self, offset: int, start: int, end: int) -> tuple[int, ...]:
-        """Where the lines of the filler from ``start`` to ``end`` (as ``_body`` cuts
-        them) that start with "." start, in a message where the body is at ``offset``."""
+    def _body_start(self, session_no: int, message_no: int) -> int:
+        """Where in the filler a message's body starts (``_body_line``'s start)."""
+        return self._line_starts[self._body_line(session_no, message_no)]
+
+    def _dots(self, offset: int, line: int, end: int) -> tuple[int, ...]:
+        """Where the lines of the filler from the start of ``line`` to ``end`` (as
+        ``_body`` cuts them) that start with "." start, in a message where the body is at
+        ``offset``."""
         dots = self._dot_lines
-        first = bisect.bisect_left(dots, start)
+        first = self._next_dot[line]
+        # _body ends on the CRLF it puts at end - 2: a line starting there or later goes.
         if first == len(dots) or dots[first] >= end - 2:  # most often
             return ()
-        # _body ends on the CRLF it puts at end - 2: a line starting there or later goes.
-        last = bisect.bisect_left(dots, end - 2, first)
-        return tuple([offset + at - start for at in dots[first:last]])
+        start = self._line_starts[line]
+        found = []
+        for at in dots[first:]:
+            if at >= end - 2:
+                break
+            found.append(offset + at - start)
+        return tuple(found)
 
     def _body(self, length: int, start: int) -> bytes:
         """``length`` bytes of filler (``_MIN_BODY`` at least) from ``start``
