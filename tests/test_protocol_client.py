@@ -64,6 +64,32 @@ def test_a_whole_transaction_step_by_step() -> None:
     assert conn.state is State.CLOSED
 
 
+def test_each_mail_from_line_says_what_it_was_asked_for() -> None:
+    # The line made for the last message is sent again when it would say the same: never
+    # when the sender or a parameter differs, nor when the caller changed its dict since.
+    conn = greeted()
+    sent = []
+    params: dict[str, str | None] = {"SIZE": "100"}
+    for address, size in [("a@x.test", "100"), ("a@x.test", "100"), ("a@x.test", "200")]:
+        params["SIZE"] = size  # the same dict, changed in place
+        sent.append(conn.mail(address, params))
+        answer(conn, b"250 ok\r\n")
+        conn.rset()
+        answer(conn, b"250 ok\r\n")
+    sent.append(conn.mail("b@x.test", {"SIZE": "200"}))
+    answer(conn, b"250 ok\r\n")
+    conn.rset()
+    answer(conn, b"250 ok\r\n")
+    sent.append(conn.mail("b@x.test", None))
+    assert sent == [
+        b"MAIL FROM:<a@x.test> SIZE=100\r\n",
+        b"MAIL FROM:<a@x.test> SIZE=100\r\n",
+        b"MAIL FROM:<a@x.test> SIZE=200\r\n",
+        b"MAIL FROM:<b@x.test> SIZE=200\r\n",
+        b"MAIL FROM:<b@x.test>\r\n",
+    ]
+
+
 def test_commands_out_of_order_are_local_errors() -> None:
     conn = ClientConnection()
     with pytest.raises(LocalProtocolError, match="state BANNER"):

@@ -217,6 +217,9 @@ class ClientConnection:
         "_confirmed",
         "_last_sent",
         "_lmtp",
+        "_mail_address",
+        "_mail_line",
+        "_mail_params",
         "_parser",
         "_pending",
         "_saw_eof",
@@ -236,6 +239,10 @@ class ClientConnection:
         self._lmtp = False
         self.state = _IN_BANNER
         self.capabilities: Capabilities = NO_CAPABILITIES
+        # The last MAIL FROM line made, and what it was made of.
+        self._mail_address: str | None = None
+        self._mail_params: dict[str, str | None] | None = None
+        self._mail_line = b""
 
     # -- what is outstanding -------------------------------------------------
 
@@ -299,7 +306,17 @@ class ClientConnection:
         return self._lmtp
 
     def mail(self, address: str, params: commands.Parameters | None = None) -> bytes:
-        return self._send(_MAIL, commands.mail_from(address, params))
+        # Most sessions send every message from one sender with the same parameters
+        # (its size): the line made for the last one is the line again.
+        if params is not None and not isinstance(params, dict):
+            return self._send(_MAIL, commands.mail_from(address, params))
+        if address is self._mail_address and params == self._mail_params:
+            return self._send(_MAIL, self._mail_line)
+        line = commands.mail_from(address, params)
+        # The parameters kept as a copy: a dict the caller changes later is not the same.
+        self._mail_params = None if params is None else dict(params)
+        self._mail_address, self._mail_line = address, line
+        return self._send(_MAIL, line)
 
     def rcpt(self, address: str, params: commands.Parameters | None = None) -> bytes:
         return self._send(_RCPT, commands.rcpt_to(address, params))
