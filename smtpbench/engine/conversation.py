@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 from smtpbench.engine.reactor import READ, Request
 from smtpbench.engine.session import Command, Session, Talk
 from smtpbench.metrics.kinds import ErrorClass
+from smtpbench.protocol.capabilities import Capabilities
 from smtpbench.protocol.commands import orcpt, xtext
 from smtpbench.protocol.replies import Reply
 from smtpbench.protocol.steps import Step
@@ -60,7 +61,7 @@ _XCLIENT: Final = Step.XCLIENT
 class PlannedConversation:
     """One session of the scenario's plan."""
 
-    __slots__ = ("factory", "only", "plan")
+    __slots__ = ("_mail_for", "_mail_params", "_mail_size", "factory", "only", "plan")
 
     def __init__(
         self,
@@ -73,6 +74,11 @@ class PlannedConversation:
         self.factory = factory
         self.plan = plan
         self.only = only
+        # The last MAIL FROM parameters, and the server and size they were made for: a
+        # session's messages most often share them.
+        self._mail_for: Capabilities | None = None
+        self._mail_size = -1
+        self._mail_params: dict[str, str | None] | None = None
 
     @property
     def number(self) -> int:
@@ -321,11 +327,14 @@ class PlannedConversation:
     def _mail(
         self, s: Session, content: bytes, message: MessagePlan
     ) -> dict[str, str | None] | None:
-        settings = s.settings
         capabilities = s.conn.capabilities
+        size = len(content)
+        if message.envid is None and capabilities is self._mail_for and size == self._mail_size:
+            return self._mail_params  # the last message's: the same server and size
+        settings = s.settings
         params: dict[str, str | None] = {}
         if capabilities.size is not None:
-            params["SIZE"] = str(len(content))
+            params["SIZE"] = str(size)
         if settings.body == "8bitmime" or (settings.smtputf8 and capabilities.eightbitmime):
             params["BODY"] = "8BITMIME"
         if settings.smtputf8:
@@ -335,6 +344,8 @@ class PlannedConversation:
             params["RET"] = dsn.ret
         if message.envid is not None:
             params["ENVID"] = xtext(message.envid)
+            return params
+        self._mail_for, self._mail_size, self._mail_params = capabilities, size, params or None
         return params or None
 
     def _rcpt(self, s: Session, recipient: str) -> dict[str, str | None] | None:

@@ -196,9 +196,10 @@ class MessageFactory:
         count = session.messages.pick(rng)
         messages = []
         senders, listed = session.senders, session.recipients_list
-        # Looked up once: this loop runs for every message of the run.
-        render_from, render_to = self._mail_from.render, self._rcpt_to.render
-        render_subject = self._subject.render
+        # Looked up once: this loop runs for every message of the run. The renderers are
+        # kept, not their bound methods: a compiled build calls their method directly.
+        from_renderer, to_renderer = self._mail_from, self._rcpt_to
+        subject_renderer = self._subject
         pick_recipients, sample_size = session.recipients.pick, session.size.sample
         # A fixed count or size draws nothing: known here, it costs no call per message.
         counts, sizes = session.recipients, session.size
@@ -210,25 +211,31 @@ class MessageFactory:
         rset = session.rset_between_messages
         # A sender that is the same for every message of the session is rendered once.
         session_from = (
-            render_from(number, 0) if senders is None and self._mail_from.per_session else None
+            from_renderer.render(number, 0)
+            if senders is None and from_renderer.per_session
+            else None
         )
         for index in range(count):
             if session_from is not None:
                 mail_from = session_from
             else:
-                mail_from = render_from(number, index) if senders is None else senders.pick(rng)
+                mail_from = (
+                    from_renderer.render(number, index) if senders is None else senders.pick(rng)
+                )
             wanted = fixed_count if fixed_count >= 0 else pick_recipients(rng)
             if listed is not None:
                 recipients = tuple([listed.pick(rng) for _ in range(wanted)])
             elif wanted == 1:
-                recipients = (render_to(number, index, 0),)
+                recipients = (to_renderer.render(number, index, 0),)
             else:
-                recipients = tuple([render_to(number, index, rcpt) for rcpt in range(wanted)])
+                recipients = tuple(
+                    [to_renderer.render(number, index, rcpt) for rcpt in range(wanted)]
+                )
             plan = MessagePlan(
                 mail_from,
                 recipients,
                 fixed_size if fixed_size >= 0 else sample_size(rng),
-                render_subject(number, index),
+                subject_renderer.render(number, index),
                 rset and index > 0,
                 noop >= 1.0 or (noop > 0.0 and rng.random() < noop),
                 envid.render(number, index) if envid is not None else None,
