@@ -32,6 +32,7 @@ from compare_clients import placement, postfix_binary, postfix_sink
 
 from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.transport import resolve
+from smtpbench.metrics.events import SessionEvents
 from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import RunInfo
 from smtpbench.run.prepare import run_info
@@ -45,11 +46,12 @@ from smtpbench.scenario import (
 )
 
 
-class CountersOnly:
+class CountersOnly(SessionEvents):
     """Keeps the counters; drops every latency sample, reply code and error: what a
-    session reports (``SessionEvents``) with the samples left out. A recorder in every
-    other way: everything else goes to a ``Recorder`` it holds (a class of this script
-    cannot inherit from the compiled ``Recorder`` of a compiled build). The counters it
+    session reports (``SessionEvents``, which it subclasses, as sessions ask) with the
+    samples left out. A recorder in every other way: everything else goes to a
+    ``Recorder`` it holds (a class of this script cannot inherit from the compiled
+    ``Recorder`` of a compiled build). The counters it
     keeps are that recorder's, one attribute further away: a few nanoseconds a call, left
     in the baseline, so the cost of full metrics can only read lower than it is."""
 
@@ -89,6 +91,9 @@ class CountersOnly:
 
     def error(self, error: object, step: int) -> None:
         pass
+
+    def diverged(self, step: int, differs: bool) -> None:
+        self.inner.diverged(step, differs)
 
     def session_ended(
         self, number: int, end: float, latency: float, aborted: int, failure: object
