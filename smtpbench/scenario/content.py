@@ -270,29 +270,22 @@ class MessageFactory:
         mail_from = plan.mail_from
         if mail_from != self._domain_of:  # most often the session's sender, every message
             self._domain_of, self._domain = mail_from, mail_from.rpartition("@")[2]
-        tag = self.transit_tag
-        transit = "" if tag is None else header_line(tag, session.number, message_no)
         head = (
             f"From: {mail_from}\r\n"
             f"To: {_address_list(plan.recipients)}\r\n"
             f"Subject: {plan.subject}\r\n"
             f"Date: {self._now()}\r\n"
             f"Message-ID: <{self._id_prefix}.{session.number}.{message_no}@{self._domain}>\r\n"
-            f"{transit}"
+            f"{self._transit_header(session.number, message_no)}"
             f"{self._static_headers}\r\n"
         ).encode(self._header_encoding)
         length = max(plan.size - len(head), _MIN_BODY)
         line = self._body_line(session.number, message_no)
         start = self._line_starts[line]
         end = start + length
-        filler = self._filler
-        if end > len(filler):  # the filler repeats: where its dot lines fall is not worked out
-            return head + self._body(length, start), None
-        dots = self._dots(len(head), line, end)
-        if filler[end - 3] != 13 and not self._eight_bit:
-            # What _body gives, in the one copy that makes the message: most messages.
-            return b"".join([head, filler[start : end - 2], b"\r\n"]), dots
-        return head + self._body(length, start), dots
+        # Where the filler repeats, where its dot lines fall is not worked out.
+        dots = self._dots(len(head), line, end) if end <= len(self._filler) else None
+        return self._body(length, start, head), dots
 
     def _rich_message(self, session: SessionPlan, message_no: int) -> bytes:
         """A message of the ``[content]`` table: a corpus message, a kind of the mix, or a
@@ -360,23 +353,25 @@ class MessageFactory:
             found.append(offset + at - start)
         return tuple(found)
 
-    def _body(self, length: int, start: int) -> bytes:
-        """``length`` bytes of filler (``_MIN_BODY`` at least) from ``start``
-        (``_body_start``), ending on CRLF."""
+    def _body(self, length: int, start: int, head: bytes = b"") -> bytes:
+        """``head``, then ``length`` bytes of filler (``_MIN_BODY`` at least) from
+        ``start`` (``_body_start``), ending on CRLF: most messages in one copy."""
         length = max(length, _MIN_BODY)
         filler = self._filler
         end = start + length
         if end <= len(filler):
+            if filler[end - 3] != 13 and not self._eight_bit:  # the cut needs no mending
+                return b"".join([head, filler[start : end - 2], b"\r\n"])
             body = filler[start:end]
         else:
             repeats = (end - len(filler)) // len(filler) + 1
             body = (filler[start:] + filler * repeats)[:length]
         # End on CRLF without adding a bare CR: the cut may fall inside a "\r\n".
         if body[-3] == 13:  # b"\r"
-            return body[:-3] + b"x\r\n"
+            return head + body[:-3] + b"x\r\n"
         if self._eight_bit:
-            return _whole_characters(body[:-2]) + b"\r\n"
-        return body[:-2] + b"\r\n"
+            return head + _whole_characters(body[:-2]) + b"\r\n"
+        return head + body[:-2] + b"\r\n"
 
     def _now(self) -> str:
         """RFC 5322 date, formatted once per second since every message wants one."""
