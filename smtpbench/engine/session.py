@@ -486,8 +486,10 @@ class Session:
     def exchange(
         self, step: Step, line: bytes, shown: Shown = None
     ) -> Generator[Request, Any, Reply]:
-        """Sends one command, waits for its reply, times and counts it (the common case
-        of ``send_group``, kept lean: it runs for every command not pipelined)."""
+        """Sends one command, waits for its reply, times and counts it: ``ask`` and
+        ``answer`` in a generator of their own, for the commands not sent for every
+        message (the greeting, RSET, NOOP, QUIT...); an earlier message's deferred
+        content goes first, in one write with it."""
         if self.deferred is not None:  # the earlier message's content goes first
             return (yield from self.send_group([(step, line, shown or line)]))[0].reply
         reply = self.ask(step, line, shown)
@@ -496,8 +498,10 @@ class Session:
         return reply
 
     def ask(self, step: Step, line: bytes, shown: Shown = None) -> Reply | None:
-        """``exchange`` without a generator: sends the command; its reply if it is in
-        already, else None, and ``answer`` is given each read until it returns it."""
+        """``exchange`` without a generator, for the commands of every message: sends the
+        command; its reply if it is in already, else None, and ``answer`` is given each
+        read until it returns it. Nothing deferred may wait to go first (a pipelined
+        session's content goes with the next group: ``send_group``)."""
         shown = shown or line
         self.unanswered.append(shown)
         self.step = step
