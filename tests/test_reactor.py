@@ -242,8 +242,11 @@ def test_a_writes_first_part_is_noted_when_its_last_byte_goes() -> None:
         source = None
         deadline = math.inf
 
-        def run(self) -> Iterator[object]:
+        def begin(self) -> Iterator[object]:
             yield from ()
+
+        def ended(self, error: Exception | None) -> None:
+            pass
 
     left, right = socket_module.socketpair()
     with left, right:

@@ -61,9 +61,16 @@ class Machine:
         self.script = script
         self.seen: list[Any] = []  # what the machine noted
         self.reactor: Reactor | None = None
+        self.endings: list[Exception | None] = []  # what ``ended`` was told
+        self.lets_out = False  # True: an error its script raises is the test's to see
 
-    def run(self) -> Talk:
+    def begin(self) -> Talk:
         return self.script(self)
+
+    def ended(self, error: Exception | None) -> None:
+        self.endings.append(error)
+        if error is not None and not self.lets_out:
+            raise error  # a script lets nothing out unless the test says so
 
 
 class Feeder:
@@ -399,10 +406,37 @@ async def test_sessions_still_running_at_the_cut_are_cancelled_where_they_wait()
     async with trio.open_nursery() as nursery:
         port = await serving(nursery, silent)
         machines = [Machine(port, reading), Machine(port, sleeping)]
+        machines[1].lets_out = True  # it is told it was cancelled: not a defect here
         feeder = await drive(machines, cancel_after=0.05)
         nursery.cancel_scope.cancel()
     assert [m.seen for m in machines] == [["cancelled"], ["cancelled"]]
     assert feeder.ended == 2 and feeder.cuts >= 1
+    # The first returned; the second went on, was closed, and is told it was cancelled.
+    assert machines[0].endings == [None]
+    assert [type(e) for e in machines[1].endings] == [SessionCancelled]
+
+
+async def test_a_machine_is_told_what_its_generator_raised_and_a_defect_stops_the_run() -> None:
+    async def greeter(stream: trio.SocketStream) -> None:
+        await stream.send_all(b"220 hi\r\n")
+        await trio.sleep_forever()
+
+    def raising(m: Machine) -> Talk:
+        yield CONNECT
+        yield READ
+        raise ConnectionResetError("told to the machine")
+
+    async with trio.open_nursery() as nursery:
+        port = await serving(nursery, greeter)
+        told = Machine(port, raising)
+        told.lets_out = True  # this machine takes the error (as a session does)
+        feeder = await drive([told])
+        assert [type(e) for e in told.endings] == [ConnectionResetError]
+        assert feeder.ended == 1
+        defect = Machine(port, raising)  # this one raises it again: the run stops with it
+        with pytest.raises(ConnectionResetError, match="told to the machine"):
+            await drive([defect])
+        nursery.cancel_scope.cancel()
 
 
 def test_requests_are_named_as_written() -> None:

@@ -44,14 +44,18 @@ class TimedSession:
         self.intended = intended
         self.clock = clock
 
-    def run(self) -> Generator[float, None, None]:
+    def begin(self) -> Generator[float, None, None]:
         start = self.clock()
         self.events.session_started(start - self.intended)
-        try:
-            yield start + self.service
-            self.events.message(True, self.clock() - self.intended)
-        except SessionCancelled:
-            pass
+        return self._service(start)
+
+    def _service(self, start: float) -> Generator[float, None, None]:
+        yield start + self.service
+        self.events.message(True, self.clock() - self.intended)
+
+    def ended(self, error: Exception | None) -> None:
+        if error is not None and not isinstance(error, SessionCancelled):
+            raise error
         end = self.clock()
         self.events.session_ended(self.number, end, end - self.intended, 0, None)
 

@@ -247,10 +247,9 @@ def converse(
     server = ServerConnection(tls=implicit)
     answer = answer or answers()
     link = wire(clock) if wire is not None else Wire(clock)
-    run = session.run()
+    run = session.begin()  # driven here as the reactor drives it
     assert next(run) is CONNECT
     clock.now += THINK
-    request = run.send(link)
     greeting = server.reply(220, "mx.test ESMTP", None)
     if banner is not None:
         greeting = banner
@@ -292,6 +291,7 @@ def converse(
     reads = 0
     deadlines = []
     try:
+        request = run.send(link)
         while True:
             assert request is READ, request
             deadlines.append(session.deadline)
@@ -310,7 +310,9 @@ def converse(
                 continue
             request = run.send(out)
     except StopIteration:
-        pass
+        session.ended(None)
+    except Exception as exc:  # what ended the session, told to it as the reactor does
+        session.ended(exc)
     tls_closed = False
     if server_tls is not None and server_tls.done and not hung_up:
         server_tls.received(bytes(link.sent))

@@ -96,15 +96,52 @@ class PlannedConversation:
         banner = yield from s.banner(ready)
         if banner.code // 100 == 2 and (yield from self._open(s)):
             only = self.only  # a session of thousands of messages: no tuple made of them
-            pipelined = s.settings.pipelining and s.conn.capabilities.pipelining
+            conn = s.conn
+            pipelined = s.settings.pipelining and conn.capabilities.pipelining
             for number, message in enumerate(self.plan.messages) if only is None else only:
-                # Each path is called from here, not through a transaction generator of
-                # its own: every reply of the message resumes one generator fewer.
                 content, dots, rset = self._begin(s, number, message)
                 if pipelined:
                     yield from self._pipelined(s, message, content, dots, rset)
-                else:
-                    yield from self._one_by_one(s, message, content, dots, rset)
+                    continue
+                # One command at a time. Each reply of the message is waited for here (ask,
+                # then answer each read), in the generator the reactor resumes: not in a
+                # generator per message or per command, which every reply would go through.
+                if rset:
+                    yield from s.exchange(_RSET, conn.rset())
+                if message.noop_before:
+                    yield from s.exchange(_NOOP, conn.noop())
+                mail = s.ask(_MAIL, conn.mail(message.mail_from, self._mail(s, content, message)))
+                while mail is None:
+                    mail = s.answer((yield READ))
+                if mail.code // 100 != 2:
+                    s.message_refused()
+                    continue
+                for recipient in message.recipients:
+                    reply = s.ask(_RCPT, conn.rcpt(recipient, self._rcpt(s, recipient)))
+                    while reply is None:
+                        reply = s.answer((yield READ))
+                    s.metrics.recipient(reply.code // 100 == 2)
+                if conn.accepted_recipients == 0:
+                    s.message_refused()
+                    yield from s.exchange(_RSET, conn.rset())
+                    continue
+                if s.settings.chunking:
+                    yield from self._chunks(s, content, pipelined=False)
+                    continue
+                data = s.ask(_DATA, conn.data())
+                while data is None:
+                    data = s.answer((yield READ))
+                if data.code != 354:
+                    s.message_refused()
+                    continue
+                line = conn.message(content, dots)
+                if conn.lmtp:
+                    yield from self._lmtp_content(s, line)
+                    continue
+                end = s.ask(_DATA_END, line, len(line))
+                while end is None:
+                    end = s.answer((yield READ))
+                s.message_done([end])
         yield from s.exchange(_QUIT, s.conn.quit())
 
     # -- opening --------------------------------------------------------------------
@@ -281,48 +318,7 @@ class PlannedConversation:
             s.deferred = (_DATA_END, line, len(line))
             s.deferred_recipients = conn.accepted_recipients  # the next MAIL starts over
             return
-        yield from self._content(s, content, dots)
-
-    def _one_by_one(
-        self,
-        s: Session,
-        message: MessagePlan,
-        content: bytes,
-        dots: tuple[int, ...] | None,
-        rset: bool,
-    ) -> Talk:
-        conn = s.conn
-        if rset:
-            yield from s.exchange(_RSET, conn.rset())
-        if message.noop_before:
-            yield from s.exchange(_NOOP, conn.noop())
-        # Each command's reply is waited for here (ask, then answer each read), not in a
-        # generator of its own: every reply of every message would go through it.
-        mail = s.ask(_MAIL, conn.mail(message.mail_from, self._mail(s, content, message)))
-        while mail is None:
-            mail = s.answer((yield READ))
-        if mail.code // 100 != 2:
-            s.message_refused()
-            return
-        for recipient in message.recipients:
-            reply = s.ask(_RCPT, conn.rcpt(recipient, self._rcpt(s, recipient)))
-            while reply is None:
-                reply = s.answer((yield READ))
-            s.metrics.recipient(reply.code // 100 == 2)
-        if conn.accepted_recipients == 0:
-            s.message_refused()
-            yield from s.exchange(_RSET, conn.rset())
-            return
-        if s.settings.chunking:
-            yield from self._chunks(s, content, pipelined=False)
-            return
-        data = s.ask(_DATA, conn.data())
-        while data is None:
-            data = s.answer((yield READ))
-        if data.code != 354:
-            s.message_refused()
-            return
-        yield from self._content(s, content, dots)
+        yield from self._lmtp_content(s, conn.message(content, dots))
 
     def _mail(
         self, s: Session, content: bytes, message: MessagePlan
@@ -359,17 +355,11 @@ class PlannedConversation:
             params["ORCPT"] = orcpt(recipient)
         return params or None
 
-    def _content(self, s: Session, content: bytes, dots: tuple[int, ...] | None) -> Talk:
-        conn = s.conn
-        line = conn.message(content, dots)
-        if conn.lmtp:  # a reply for each recipient that took it
-            responses = yield from s.send_group([(_DATA_END, line, len(line))])
-            s.message_done([response.reply for response in responses])
-            return
-        reply = s.ask(_DATA_END, line, len(line))
-        while reply is None:
-            reply = s.answer((yield READ))
-        s.message_done([reply])
+    def _lmtp_content(self, s: Session, line: bytes) -> Talk:
+        """The content (``line``, stuffed and ended), and a reply for each recipient that
+        took the message (RFC 2033)."""
+        responses = yield from s.send_group([(_DATA_END, line, len(line))])
+        s.message_done([response.reply for response in responses])
 
     def _chunk_commands(self, s: Session, content: bytes) -> list[Command]:
         size = s.settings.chunk_size

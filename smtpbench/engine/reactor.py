@@ -6,7 +6,8 @@ scope), which set the engine's ceiling at a fraction of what the protocol work
 costs. Sessions are sans-IO machines (``session.py``), so they need no task of
 their own:
 
-- A session is a generator. It yields what it waits for: ``CONNECT`` (the
+- A session (a ``Machine``) gives a generator when it begins: its
+  conversation's own. It yields what it waits for: ``CONNECT`` (the
   reactor opens a non-blocking connection and resumes it with its ``Link``),
   ``READ`` (resumed with the bytes read, ``b""`` at end of file) or a time to
   sleep until (a replay's recorded pause). It writes through its ``Link``,
@@ -14,7 +15,8 @@ their own:
   watching for writability until that is gone. Errors reach the session as
   exceptions thrown into it where it waits: the ``OSError`` of a failed
   connect, read or write, ``StepTimeout`` past its ``deadline``,
-  ``SessionCancelled`` at the end of the grace period.
+  ``SessionCancelled`` at the end of the grace period. When the generator
+  returns or raises, the session is told (``ended``) and accounts for it.
 - One epoll set (a ``selectors`` selector elsewhere) holds every socket; the
   reactor waits on its descriptor through trio (``wait_readable``), so trio
   still runs the process (control, publishing, signals) beside it. Each
@@ -88,14 +90,17 @@ class SessionCancelled(Exception):
 
 
 class Machine(Protocol):
-    """What the reactor drives: ``run()`` gives the generator; ``deadline`` is when the
-    step under way times out (trio's clock; ``inf`` for never)."""
+    """What the reactor drives: ``begin()`` starts it and gives the generator to drive;
+    ``ended`` is told when that generator returns (``None``) or raises (the exception,
+    which the machine raises again if it is not one of a session's); ``deadline`` is
+    when the step under way times out (trio's clock; ``inf`` for never)."""
 
     deadline: float
     address: Address
     source: SourceAddress | None  # the local address to connect from; None: any
 
-    def run(self) -> Generator[Request, Any, None]: ...
+    def begin(self) -> Generator[Request, Any, None]: ...
+    def ended(self, error: Exception | None) -> None: ...
 
 
 class Feeder(Protocol):
@@ -155,7 +160,7 @@ class Link:
     def __init__(self, reactor: _Owner, machine: Machine) -> None:
         self.reactor = reactor
         self.machine = machine
-        self.gen = machine.run()
+        self.gen = machine.begin()
         # The generator's send, bound once: it is called for every reply of the session.
         self.resume: Callable[[Any], Request] = self.gen.send
         self.sock: Socket | None = None
@@ -465,10 +470,15 @@ class Reactor:
         what it asks for until it has to wait."""
         resume = link.resume
         while True:
+            # The machine's own generator, resumed directly: no generator of the reactor's
+            # in between, since every reply of every session comes through here.
             try:
                 request = resume(value) if error is None else link.gen.throw(error)
             except StopIteration:
-                self._ended(link)
+                self._finished(link, None)
+                return
+            except Exception as exc:  # what ended the session: the machine classifies it
+                self._finished(link, exc)
                 return
             error = None
             if request is READ:
@@ -539,6 +549,15 @@ class Reactor:
         if link.fd >= 0 and link.waiting is not CONNECT:
             self._poller.modify(link.fd, IN | OUT if on else IN)
 
+    def _finished(self, link: Link, error: Exception | None) -> None:
+        """The session's generator returned or raised ``error``: the session is told (while
+        its socket is still open, for a last word such as TLS's close_notify), then its
+        socket is closed and its slot freed, even when telling it raises (a defect)."""
+        try:
+            link.machine.ended(error)
+        finally:
+            self._ended(link)
+
     def _ended(self, link: Link) -> None:
         self.running.discard(link)
         link.waiting = None
@@ -588,14 +607,18 @@ class Reactor:
     def _cancel_all(self) -> None:
         self.feeder.cut()
         for link in list(self.running):
+            if link not in self.running:  # ended while others were told
+                continue
+            cancelled = SessionCancelled()
             try:
-                link.gen.throw(SessionCancelled())
+                link.gen.throw(cancelled)
             except StopIteration:
-                pass
-            else:
+                self._finished(link, None)
+            except Exception as exc:
+                self._finished(link, exc)
+            else:  # it went on: it is stopped all the same, and told why
                 link.gen.close()
-            if link in self.running:
-                self._ended(link)
+                self._finished(link, cancelled)
         self._sleepers.clear()
 
     def _sweep(self, now: float) -> None:

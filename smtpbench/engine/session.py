@@ -1,8 +1,9 @@
 """One SMTP session as a sans-IO machine: bytes and time in, bytes out, timed and counted.
 
-A ``Session`` is driven by the reactor (``reactor.py``): its ``run()`` is a
-generator that yields what it waits for (``CONNECT``, ``READ``, a time to
-sleep until) and writes through its ``Link``. What the session says comes
+A ``Session`` is driven by the reactor (``reactor.py``): ``begin()`` gives
+the generator of its conversation, which yields what it waits for
+(``CONNECT``, ``READ``, a time to sleep until) and writes through the
+session's ``Link``; ``ended`` is told how it ended. What the session says comes
 from its ``Conversation``: the scenario's (``conversation.py``: greeting,
 STARTTLS, AUTH, transactions, QUIT) or a recording's (``replay.py``). Both
 use the same primitives here, so timing, counting, failures and transcripts
@@ -45,7 +46,7 @@ Timeouts (RFC 5321 section 4.5.3.2 by default): each step sets ``deadline``;
 the reactor throws ``StepTimeout`` into a session past it. A reply not
 counted as success is an ``unexpected reply`` at its step (the conversation
 goes on as a real client would); a 421 ends the session. Connection errors
-end the session and are classified; nothing escapes ``run``.
+end the session and are classified in ``ended``; only a defect escapes it.
 
 Secrets: the transcript of a failed session shows AUTH lines and SASL
 responses as ``(credentials hidden)``; credentials live in the settings only.
@@ -118,6 +119,17 @@ class _ClosedAfterHandshake(Exception):
     """EOF before the first reply over a new TLS session: the server gave up on TLS
     (most often a client certificate it did not take, which TLS 1.3 tells after the
     client's side of the handshake is done)."""
+
+
+# What ends a session and is counted as its failure (a reply, the connection, a timeout).
+_SESSION_ERRORS: Final = (
+    ServerClosed,
+    ServerShutdown,
+    _ClosedAfterHandshake,
+    ProtocolError,
+    OSError,
+    StepTimeout,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +240,8 @@ class Conversation(Protocol):
 
 
 class Session:
-    """One session: the reactor drives ``run()``, which never raises."""
+    """One session: the reactor drives the generator ``begin()`` gives, and tells
+    ``ended`` how it ended."""
 
     __slots__ = (
         "address",
@@ -337,22 +350,24 @@ class Session:
         """The time on the run's clock (trio's)."""
         return self.clock.read()
 
-    def run(self) -> Talk:
+    def begin(self) -> Talk:
+        """Starts the session: the generator the reactor drives is the conversation's
+        own, with nothing of the session's wrapped around it (every reply would resume
+        one generator more); how it ends is told to ``ended``."""
         self.start = self.now()
         self.metrics.session_started(self.start - self.intended)
-        try:
-            yield from self.conversation.talk(self)
-        except SessionCancelled:
-            self.fail(ErrorClass.CANCELLED, self.step, "cut off at the end of the run")
-        except (
-            ServerClosed,
-            ServerShutdown,
-            _ClosedAfterHandshake,
-            ProtocolError,
-            OSError,
-            StepTimeout,
-        ) as exc:
-            self._connection_failed(exc)
+        return self.conversation.talk(self)
+
+    def ended(self, error: Exception | None) -> None:
+        """The conversation returned (``error`` None) or raised ``error``: the session is
+        counted and recorded. An error that no session raises (a defect) is raised again."""
+        if error is not None:
+            if isinstance(error, SessionCancelled):
+                self.fail(ErrorClass.CANCELLED, self.step, "cut off at the end of the run")
+            elif isinstance(error, _SESSION_ERRORS):
+                self._connection_failed(error)
+            else:
+                raise error
         if self.tls is not None and self.link is not None and self.link.sock is not None:
             # close_notify, best effort: the reactor closes the socket right after.
             with contextlib.suppress(OSError):
