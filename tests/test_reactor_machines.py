@@ -300,6 +300,68 @@ def _say_then_reset(peer: socket.socket, data: bytes, link: Link) -> None:
     assert arrived.poll(LIMIT * 1000)
 
 
+@pollers
+@pytest.mark.parametrize(
+    "size",
+    [
+        reactor_module.FIRST_READ - 1,
+        reactor_module.FIRST_READ,
+        reactor_module.FIRST_READ + 1,
+        200_000,
+    ],
+    ids=["under", "exactly", "over", "large"],
+)
+async def test_what_the_server_sends_reaches_the_session_whole_whatever_its_size(
+    use_epoll: bool, size: int
+) -> None:
+    # A socket is read first for a small size, and once more, for a large one, only when
+    # that read came back full: every byte arrives, in order, whatever the reply's size.
+    reply = (b"250-" + b"x" * size)[: size - 2] + b"\r\n"
+
+    async def server(stream: trio.SocketStream) -> None:
+        await stream.send_all(reply)
+        await read_until(stream, b"QUIT\r\n")
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        got = yield from read_all(b"", b"\r\n")
+        m.seen.append(got)
+        link.write(b"QUIT\r\n")
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        await drive([machine], use_epoll=use_epoll)
+        nursery.cancel_scope.cancel()
+    assert machine.seen == [reply]
+
+
+async def test_a_reset_after_a_full_first_read_comes_after_the_bytes_before_it() -> None:
+    # The bytes of the first read are the session's before the reset that the next read
+    # finds: the reply is there, then the error (not an end of file in its place).
+    head = b"250 " + b"y" * (reactor_module.FIRST_READ - 6) + b"\r\n"
+    assert len(head) == reactor_module.FIRST_READ
+
+    async def server(stream: trio.SocketStream) -> None:
+        await read_until(stream, b"\r\n")
+        await stream.send_all(head)
+        _reset(stream)
+
+    def script(m: Machine) -> Talk:
+        link = yield CONNECT
+        link.write(b"HELO x\r\n")
+        m.seen.append((yield from read_all(b"", b"\r\n")))
+        try:
+            m.seen.append((yield READ))
+        except OSError as err:
+            m.seen.append(type(err))
+
+    async with trio.open_nursery() as nursery:
+        machine = Machine(await serving(nursery, server), script)
+        await drive([machine])
+        nursery.cancel_scope.cancel()
+    assert machine.seen == [head, ConnectionResetError]
+
+
 async def test_a_reset_is_thrown_into_a_session_waiting_to_read() -> None:
     async def server(stream: trio.SocketStream) -> None:
         await read_until(stream, b"\r\n")
