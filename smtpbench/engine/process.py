@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from smtpbench.engine.control import RunControl
-from smtpbench.engine.replay import PreparedReplay
 from smtpbench.engine.runner import LoadRun
 from smtpbench.engine.shares import Share
 from smtpbench.engine.snapshot_wire import Packer, Unpacker
@@ -42,6 +41,7 @@ from smtpbench.metrics.recorder import Recorder
 from smtpbench.metrics.snapshot import RunInfo, Snapshot
 
 if TYPE_CHECKING:
+    from smtpbench.engine.replay import PreparedReplay
     from smtpbench.scenario import Scenario
     from smtpbench.transit.sends import TransitSends
 

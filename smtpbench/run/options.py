@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smtpbench.engine.cluster import ClusterSettings
-from smtpbench.engine.replay import PreparedReplay
 from smtpbench.engine.shares import worker_count
 from smtpbench.scenario import Scenario
 from smtpbench.transit.run import TransitOptions
+
+if TYPE_CHECKING:
+    from smtpbench.engine.replay import PreparedReplay
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,17 +11,20 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smtpbench import __version__
 from smtpbench.build_info import engine_build
 from smtpbench.engine.process import EngineJob
-from smtpbench.engine.replay import PreparedReplay
 from smtpbench.engine.session_records import partial_log_path
 from smtpbench.engine.transport import Address
 from smtpbench.metrics.snapshot import RunInfo
 from smtpbench.run.options import RunOptions
 from smtpbench.scenario import MessageFactory, Scenario, scenario_to_toml, summarize_load
 from smtpbench.transit.run import TransitRun
+
+if TYPE_CHECKING:
+    from smtpbench.engine.replay import PreparedReplay
 
 ON_CLUSTER = "as each cluster host has it (not noted)"
 

@@ -17,13 +17,15 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from smtpbench import __version__
 from smtpbench.scenario.model import Scenario
-from smtpbench.scenario.rich_content import RichContent
 from smtpbench.scenario.templates import Renderer
 from smtpbench.transit.identity import header_line
+
+if TYPE_CHECKING:
+    from smtpbench.scenario.rich_content import RichContent
 
 LINE_LIMIT: Final = 78
 """Body and header lines stay within RFC 5322's recommended 78 characters."""
@@ -179,7 +181,13 @@ class MessageFactory:
         self._eight_bit = eight_bit
         envid = session.dsn.envid
         self._envid = Renderer(envid, self._rng) if envid is not None else None
-        self._rich = None if scenario.content.is_plain else RichContent(scenario.content, seed)
+        self._rich: RichContent | None = None
+        if not scenario.content.is_plain:
+            # Imported only here: it reads mailboxes and signs with DKIM, and a run of
+            # generated messages would pay for its imports at every start.
+            from smtpbench.scenario.rich_content import RichContent
+
+            self._rich = RichContent(scenario.content, seed)
         self._header_renderers = tuple(
             (name, Renderer(value, self._rng)) for name, value in scenario.content.headers
         )
