@@ -34,7 +34,7 @@ from smtpbench.run.dashboard import HangUp, ResultsWriter, yield_cpu
 from smtpbench.run.engines import hosts_of, on_cluster, where
 from smtpbench.run.prepare import run_info
 from smtpbench.run.target import open_target_now
-from smtpbench.scenario import MessageFactory, scenario_to_toml
+from smtpbench.scenario import run_seed, scenario_to_toml
 from smtpbench.thresholds import NO_THRESHOLDS
 from smtpbench.tui.capacity import CapacityDashboard
 
@@ -55,7 +55,7 @@ def run_capacity_dashboard(options: CapacityOptions) -> int:
     except (TargetError, EmbeddedSinkError) as err:
         print(f"error: {err}")
         return exitcodes.TARGET_UNUSABLE
-    seed = MessageFactory(scenario).seed
+    seed = run_seed(scenario)
     resolved = dataclasses.replace(scenario, seed=seed, thresholds=NO_THRESHOLDS)
     info = search_info(run_info(resolved, label, seed), options.plan)
     job = EngineJob(

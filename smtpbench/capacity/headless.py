@@ -43,7 +43,7 @@ from smtpbench.run.headless import EngineFailedError, watch_run, watch_signals
 from smtpbench.run.prepare import run_info
 from smtpbench.run.stopping import RunWatch, Stopper
 from smtpbench.run.target import open_target
-from smtpbench.scenario import MessageFactory, Scenario, scenario_to_toml
+from smtpbench.scenario import MessageFactory, Scenario, run_seed, scenario_to_toml
 from smtpbench.thresholds import NO_THRESHOLDS
 from smtpbench.units import format_duration
 
@@ -210,7 +210,7 @@ async def search_with_workers(
     workers, steered from here; with a cluster, its figures per host."""
     scenario = options.scenario
     async with open_target(scenario) as (address, label):
-        seed = MessageFactory(scenario).seed
+        seed = run_seed(scenario)
         resolved = dataclasses.replace(scenario, seed=seed)
         info = search_info(run_info(resolved, label, seed), options.plan)
         job = EngineJob(

@@ -20,7 +20,7 @@ from smtpbench.engine.session_records import partial_log_path
 from smtpbench.engine.transport import Address
 from smtpbench.metrics.snapshot import RunInfo
 from smtpbench.run.options import RunOptions
-from smtpbench.scenario import MessageFactory, Scenario, scenario_to_toml, summarize_load
+from smtpbench.scenario import Scenario, run_seed, scenario_to_toml, summarize_load
 from smtpbench.transit.run import TransitRun
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def prepare(
     options: RunOptions, address: Address, label: str, transit: TransitRun | None = None
 ) -> PreparedRun:
     """The run ``options`` ask for, against ``address`` (named ``label``)."""
-    seed = MessageFactory(options.scenario).seed
+    seed = run_seed(options.scenario)
     scenario = dataclasses.replace(options.scenario, seed=seed)
     # Engines on a cluster's hosts run whatever those hosts have installed.
     engine = ON_CLUSTER if options.cluster is not None else None

@@ -5,7 +5,7 @@ This package stays on the standard library (plus ``smtpbench.units``,
 not send any.
 """
 
-from smtpbench.scenario.content import MessageFactory, MessagePlan, SessionPlan
+from smtpbench.scenario.content import MessageFactory, MessagePlan, SessionPlan, run_seed
 from smtpbench.scenario.errors import ScenarioError
 from smtpbench.scenario.loader import available_scenarios, load_scenario, parse_scenario
 from smtpbench.scenario.model import (
@@ -40,6 +40,7 @@ __all__ = [
     "default_scenario",
     "load_scenario",
     "parse_scenario",
+    "run_seed",
     "scenario_to_toml",
     "summarize_load",
     "with_overrides",

@@ -137,6 +137,11 @@ class SessionPlan:
         self.messages = messages
 
 
+def run_seed(scenario: Scenario) -> int:
+    """The seed a run of ``scenario`` uses: the scenario's, else a fresh random one."""
+    return scenario.seed if scenario.seed is not None else secrets.randbits(63)
+
+
 class MessageFactory:
     """Plans sessions and builds messages for one run of one scenario.
 
@@ -154,7 +159,7 @@ class MessageFactory:
         transit_tag: str | None = None,
     ) -> None:
         if seed is None:
-            seed = scenario.seed if scenario.seed is not None else secrets.randbits(63)
+            seed = run_seed(scenario)
         self.seed: int = seed
         self.scenario = scenario
         session = scenario.session
