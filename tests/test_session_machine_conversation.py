@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import itertools
 import re
 from pathlib import Path
 from typing import Any, ClassVar
@@ -367,6 +368,49 @@ def test_data_refused_sends_no_content(tmp_path: Path, pipelining: bool) -> None
     )
     assert b"." not in lines and "DATA end" not in outcome.labels()
     assert outcome.record["messages_rejected"] == 1 and outcome.labels()[-1] == "QUIT"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "server"),
+    [
+        ('chunking = true\nchunk_size = 400\nsize = "1000"\n', answers()),
+        ("", answers(DATA=[(554, "not this one", "5.7.1"), (354, "go ahead", None)])),
+        ('greeting = "LHLO"\n', offering(*EHLO_LINES[1:])),
+    ],
+    ids=["bdat", "data-refused", "lmtp"],
+)
+def test_one_command_at_a_time_the_next_message_follows_whatever_ended_this_one(
+    tmp_path: Path, scenario: str, server: Answer
+) -> None:
+    # A message sent in chunks, one refused at DATA, one sent over LMTP: each is done, and
+    # the session goes on to its next message rather than to QUIT.
+    outcome = converse(tmp_path, "[session]\nmessages = 2\n" + scenario, server)
+    assert outcome.labels().count("MAIL") == 2 and outcome.labels()[-1] == "QUIT"
+    ended = outcome.record["messages_accepted"] + outcome.record["messages_rejected"]
+    assert ended == 2
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_every_mail_from_says_the_size_of_its_own_message(tmp_path: Path, pipelining: bool) -> None:
+    # The MAIL FROM parameters are kept while the server and the size do not change: a
+    # message of another size says its own, and one of the same size says it too.
+    scenario = (
+        '[session]\nmessages = 12\nsize = { distribution = "choice", sizes = ["1000", "2000"] }\n'
+        f"pipelining = {str(pipelining).lower()}\n"
+    )
+    _, lines = said(tmp_path, scenario, offering("PIPELINING", "SIZE 100000"))
+    stated = [int(line.rsplit(b"SIZE=", 1)[1]) for line in command(lines, b"MAIL FROM:")]
+    sent = []
+    for at, line in enumerate(lines):
+        if line == b"DATA":
+            end = lines.index(b".", at)
+            # Dot-stuffing undone (RFC 5321 section 4.5.2): the message as its SIZE counts it.
+            body = [row[1:] if row.startswith(b".") else row for row in lines[at + 1 : end]]
+            sent.append(len(b"\r\n".join(body)) + 2)
+    assert stated == sent and len(sent) == 12
+    # What the test rests on: sizes that change, and sizes that repeat, one after the other.
+    pairs = list(itertools.pairwise(sent))
+    assert any(a == b for a, b in pairs) and any(a != b for a, b in pairs)
 
 
 def test_a_354_after_every_recipient_refused_gets_the_lone_dot(tmp_path: Path) -> None:
