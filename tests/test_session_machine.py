@@ -220,6 +220,7 @@ def converse(
     domain: str | None = None,
     attempt: dict[str, Any] | None = None,
     banner: bytes | None = None,
+    split: bool = False,
 ) -> Outcome:
     """Runs session ``number`` of ``scenario`` (TOML added to a one-session base) to its
     end, started ``late`` seconds after its intended start, with settings changed by
@@ -228,7 +229,9 @@ def converse(
     what the session says instead of the scenario's plan; ``domain``: the first
     recipient's, as the run gives it; ``attempt``: ``origin``, ``tries`` and
     ``delivered_before`` of a message tried again; ``banner``: what the client reads
-    as the greeting (the server's state machine greets with 220 all the same)."""
+    as the greeting (the server's state machine greets with 220 all the same).
+    ``split``: what the server says comes in two reads, its first byte alone (a reply
+    cut by the network), where the session reads again to make the reply whole."""
     parsed = parse_scenario(f'name = "machine"\nseed = 1\n{scenario}')
     clock = Clock()
     settings = SessionSettings.from_scenario(parsed, ADDRESS, environ={"SECRET": "s3cret"})
@@ -308,6 +311,10 @@ def converse(
             if throw_at is not None and reads == throw_at[0]:
                 request = run.throw(throw_at[1])
                 continue
+            if split and len(out) > 1 and server_tls is None:
+                request = run.send(out[:1])
+                assert request is READ, "a reply's first byte taken for the whole reply"
+                out = out[1:]
             request = run.send(out)
     except StopIteration:
         session.ended(None)
@@ -394,6 +401,49 @@ def test_every_reply_is_timed_from_the_start_of_the_send_that_carried_it(
     replies = [(label, s) for label, s, _ in outcome.steps() if label not in ("connect", "banner")]
     assert {label for label, _ in replies} >= {"MAIL", "RCPT", "DATA", "DATA end", "QUIT"}
     assert all(s == pytest.approx(THINK + 0.0005, abs=1e-9) for _, s in replies), replies
+
+
+@pytest.mark.parametrize("pipelining", ["false", "true"])
+def test_a_reply_cut_in_two_reads_is_read_whole(tmp_path: Path, pipelining: str) -> None:
+    # Every reply comes in two reads, its first byte alone: the session reads on until
+    # the reply is whole, and times it from the read that completed it.
+    outcome = converse(
+        tmp_path,
+        f'[session]\nmessages = 2\npipelining = {pipelining}\nsize = "1KiB"\n',
+        split=True,
+    )
+    assert outcome.record["messages_accepted"] == 2 and outcome.record["outcome"] == "ok"
+    replies = [(label, s) for label, s, _ in outcome.steps() if label != "connect"]
+    assert {"MAIL", "RCPT", "DATA", "DATA end", "QUIT"} <= {label for label, _ in replies}
+    assert all(s == pytest.approx(THINK, abs=1e-9) for _, s in replies), replies
+
+
+def test_a_pipelined_group_the_kernel_takes_late_times_its_data_end_from_its_end(
+    tmp_path: Path,
+) -> None:
+    # MAIL, RCPT and the BDAT chunks in one write that fills the socket buffer: its first
+    # bytes taken at once, the rest 0.4 ms later. MAIL and RCPT are timed from the write's
+    # start, the message's last chunk (its DATA end) from when the kernel took its last
+    # byte (no earlier message's content went first, whose end would be noted apart).
+    outcome = converse(
+        tmp_path,
+        '[session]\nchunking = true\npipelining = true\nchunk_size = 40000\nsize = "64KiB"\n',
+        wire=lambda clock: Wire(clock, 60000, 0.0004, taken=100),
+    )
+    steps = {label: s for label, s, _ in outcome.steps()}
+    assert steps["MAIL"] == pytest.approx(THINK, abs=1e-9)
+    assert steps["RCPT"] == pytest.approx(THINK, abs=1e-9)
+    assert steps["DATA end"] == pytest.approx(THINK - 0.0004, abs=1e-9)
+    assert outcome.record["messages_accepted"] == 1
+
+
+def test_a_server_that_hangs_up_in_a_pipelined_group_is_named_at_the_reply_awaited(
+    tmp_path: Path,
+) -> None:
+    outcome = converse(tmp_path, "[session]\npipelining = true\n", answers(RCPT=(0, "", None)))
+    record = outcome.record
+    assert record["error"] == "closed by server" and record["error_step"] == "RCPT"
+    assert "awaiting RCPT" in outcome.snapshot().failures[-1].detail
 
 
 def test_a_refused_recipient_is_skipped_and_all_refused_is_rset(tmp_path: Path) -> None:

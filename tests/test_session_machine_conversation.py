@@ -9,6 +9,7 @@ import base64
 import dataclasses
 import itertools
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -373,18 +374,19 @@ def test_data_refused_sends_no_content(tmp_path: Path, pipelining: bool) -> None
 @pytest.mark.parametrize(
     ("scenario", "server"),
     [
-        ('chunking = true\nchunk_size = 400\nsize = "1000"\n', answers()),
-        ("", answers(DATA=[(554, "not this one", "5.7.1"), (354, "go ahead", None)])),
-        ('greeting = "LHLO"\n', offering(*EHLO_LINES[1:])),
+        ('chunking = true\nchunk_size = 400\nsize = "1000"\n', lambda: answers()),
+        ("", lambda: answers(DATA=[(554, "not this one", "5.7.1"), (354, "go ahead", None)])),
+        ('greeting = "LHLO"\n', lambda: offering(*EHLO_LINES[1:])),
     ],
     ids=["bdat", "data-refused", "lmtp"],
 )
 def test_one_command_at_a_time_the_next_message_follows_whatever_ended_this_one(
-    tmp_path: Path, scenario: str, server: Answer
+    tmp_path: Path, scenario: str, server: Callable[[], Answer]
 ) -> None:
     # A message sent in chunks, one refused at DATA, one sent over LMTP: each is done, and
-    # the session goes on to its next message rather than to QUIT.
-    outcome = converse(tmp_path, "[session]\nmessages = 2\n" + scenario, server)
+    # the session goes on to its next message rather than to QUIT. (Each run gets a server
+    # of its own: one that answers in turn keeps count.)
+    outcome = converse(tmp_path, "[session]\nmessages = 2\n" + scenario, server())
     assert outcome.labels().count("MAIL") == 2 and outcome.labels()[-1] == "QUIT"
     ended = outcome.record["messages_accepted"] + outcome.record["messages_rejected"]
     assert ended == 2

@@ -498,16 +498,14 @@ class Session:
         assert link is not None
         return link.written_at
 
-    def exchange(
-        self, step: Step, line: bytes, shown: Shown = None
-    ) -> Generator[Request, Any, Reply]:
+    def exchange(self, step: Step, line: bytes) -> Generator[Request, Any, Reply]:
         """Sends one command, waits for its reply, times and counts it: ``ask`` and
         ``answer`` in a generator of their own, for the commands not sent for every
         message (the greeting, RSET, NOOP, QUIT...); an earlier message's deferred
-        content goes first, in one write with it."""
+        content goes first, in one write with it. The transcript shows the line as sent."""
         if self.deferred is not None:  # the earlier message's content goes first
-            return (yield from self.send_group([(step, line, shown or line)]))[0].reply
-        reply = self.ask(step, line, shown)
+            return (yield from self.send_group([(step, line, line)]))[0].reply
+        reply = self.ask(step, line)
         while reply is None:
             reply = self.answer((yield READ))
         return reply
