@@ -418,6 +418,26 @@ def test_a_reply_cut_in_two_reads_is_read_whole(tmp_path: Path, pipelining: str)
     assert all(s == pytest.approx(THINK, abs=1e-9) for _, s in replies), replies
 
 
+def test_a_reply_begun_before_its_command_is_read_whole_after_it(tmp_path: Path) -> None:
+    # A server that sends the first byte of its RCPT reply with its MAIL reply, before
+    # RCPT is sent: when RCPT is asked, a part of its reply is in already, and the session
+    # reads on for the rest instead of taking the part for a reply.
+    plain = answers()
+
+    def early(event: Any, server: ServerConnection) -> bytes | None:
+        said = plain(event, server)
+        if isinstance(event, CommandReceived) and event.step is Step.MAIL:
+            return said + b"2"
+        if isinstance(event, CommandReceived) and event.step is Step.RCPT:
+            assert said is not None and said.startswith(b"2")
+            return said[1:]
+        return said
+
+    outcome = converse(tmp_path, "", early)
+    assert outcome.record["outcome"] == "ok" and outcome.record["messages_accepted"] == 1
+    assert [code for label, _, code in outcome.steps() if label == "RCPT"] == [250]
+
+
 def test_a_pipelined_group_the_kernel_takes_late_times_its_data_end_from_its_end(
     tmp_path: Path,
 ) -> None:
