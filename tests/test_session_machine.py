@@ -225,7 +225,8 @@ def converse(
     """Runs session ``number`` of ``scenario`` (TOML added to a one-session base) to its
     end, started ``late`` seconds after its intended start, with settings changed by
     ``adjust``. ``throw_at`` = (n, exception): thrown into the session at its n-th read
-    instead. ``tls``: the server's context, for STARTTLS or implicit TLS. ``conversation``:
+    instead (n = 0: at the connect). ``tls``: the server's context, for STARTTLS or
+    implicit TLS. ``conversation``:
     what the session says instead of the scenario's plan; ``domain``: the first
     recipient's, as the run gives it; ``attempt``: ``origin``, ``tries`` and
     ``delivered_before`` of a message tried again; ``banner``: what the client reads
@@ -294,7 +295,10 @@ def converse(
     reads = 0
     deadlines = []
     try:
-        request = run.send(link)
+        if throw_at is not None and throw_at[0] == 0:  # at the connect
+            request = run.throw(throw_at[1])
+        else:
+            request = run.send(link)
         while True:
             assert request is READ, request
             deadlines.append(session.deadline)
@@ -513,6 +517,20 @@ def test_end_of_file_in_the_data_is_a_closed_connection_and_an_aborted_message(
     failure = outcome.snapshot().failures[-1]
     assert failure.transcript[-1].sent.startswith("(message content")
     assert failure.transcript[-1].reply == ""
+
+
+def test_a_reset_told_at_the_connect_is_a_connection_reset_before_the_banner(
+    tmp_path: Path,
+) -> None:
+    # A server that resets every connection as it accepts it: the reset may be told at the
+    # connect (the kernel saw it before the connect was known to be done) or at the first
+    # read. It is the same server either way: connected, then reset before the banner, so
+    # a run against it never reads "no session ever connected".
+    for throw_at in ((0, ConnectionResetError(104, "reset")), (1, ConnectionResetError(104, "r"))):
+        outcome = converse(tmp_path, "", throw_at=throw_at)
+        record = outcome.record
+        assert record["error"] == "connection reset" and record["error_step"] == "banner"
+        assert [label for label, _, _ in outcome.steps()][:1] == ["connect"]
 
 
 def test_a_timeout_names_the_step_and_its_limit(tmp_path: Path) -> None:

@@ -390,7 +390,16 @@ class Session:
     def open(self) -> Generator[Request, Any, float]:
         """Connects (and with implicit TLS, shakes hands); the time it became ready."""
         self.arm(_CONNECT, self.start)
-        self.link = yield CONNECT
+        try:
+            self.link = yield CONNECT
+        except ConnectionResetError:
+            # A reset, not a refusal (that is ECONNREFUSED): the handshake was done and the
+            # server dropped the connection at once, before it could greet. Whether the
+            # reset is seen before the connect is known to be done is a race; either way the
+            # connection opened, and the reset is the banner's, as when it comes a moment later.
+            self.metrics.timed(_CONNECT, self.now() - self.start)
+            self.arm(_BANNER, self.now())
+            raise
         ready = self.now()
         self.metrics.timed(_CONNECT, ready - self.start)
         settings = self.settings
