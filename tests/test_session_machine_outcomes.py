@@ -434,6 +434,23 @@ def test_a_reset_just_after_the_handshake_is_a_tls_error_and_later_is_not(
     assert later.record["error"] == "connection reset"
 
 
+def test_a_reset_at_the_connect_or_the_first_read_is_the_handshakes_with_implicit_tls(
+    tmp_path: Path, certs: Certs
+) -> None:
+    # Implicit TLS: a server that resets at once is refused at the handshake, whether the
+    # reset is told at the connect (read 0) or at the handshake's first read (read 1).
+    records = [
+        converse(
+            tmp_path,
+            tls_scenario(certs, "implicit"),
+            tls=server_context(certs),
+            throw_at=(read, ConnectionResetError(104, "reset by peer")),
+        ).record
+        for read in (0, 1)
+    ]
+    assert [(r["error"], r["error_step"]) for r in records] == [("TLS error", "TLS handshake")] * 2
+
+
 # -- more of what a session counts and tells ------------------------------------------
 
 

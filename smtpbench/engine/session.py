@@ -396,9 +396,10 @@ class Session:
             # A reset, not a refusal (that is ECONNREFUSED): the handshake was done and the
             # server dropped the connection at once, before it could greet. Whether the
             # reset is seen before the connect is known to be done is a race; either way the
-            # connection opened, and the reset is the banner's, as when it comes a moment later.
+            # connection opened, and the reset is the next step's (the banner, or implicit
+            # TLS's handshake), as when it comes a moment later.
             self.metrics.timed(_CONNECT, self.now() - self.start)
-            self.arm(_BANNER, self.now())
+            self.arm(_TLS if self.settings.tls_mode == "implicit" else _BANNER, self.now())
             raise
         ready = self.now()
         self.metrics.timed(_CONNECT, ready - self.start)
